@@ -1,0 +1,37 @@
+# The two set-up commands (see README): `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dermai
+
+.PHONY: run test test-all lint check-data bench clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "need Python >= 3.11"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+## run: create .venv if missing, install, and run the whole pipeline on the embedded sample
+run: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+## test: the default test suite (slow real-data tests excluded)
+test: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+## test-all: include the slow real-data tests (needs ../shared/data/ham10000)
+test-all: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m ""
+
+## lint: ruff must be clean
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+## check-data: the data-validation gates on the embedded sample (CI runs this after the tests)
+check-data: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro validate
+
+clean-venv:
+	rm -rf $(VENV)

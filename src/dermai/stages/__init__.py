@@ -1,0 +1,1 @@
+"""Stage modules: one per `dvc.yaml` stage, thin I/O around the pure core."""

@@ -1,0 +1,123 @@
+"""Golden values, invariants and every kind of bad input the index must survive."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import encode, gradient
+from dermai.core.hashing import ImageRejected, decode, dhash_hex, hamming, inspect, sha1_hex
+
+LIMIT = 10_000_000
+
+
+def ramp(rows: list[bool]) -> Image.Image:
+    """A 9x8 grayscale image: each row increases left->right if True, else decreases."""
+    arr = np.array([np.arange(9) * 20 if up else (8 - np.arange(9)) * 20 for up in rows])
+    return Image.fromarray(arr.astype(np.uint8), "L")
+
+
+# dHash bit = right pixel brighter than left, row-major, first bit = most significant.
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([True] * 8, "ffffffffffffffff"),
+        ([False] * 8, "0000000000000000"),
+        ([True, False] * 4, "ff00ff00ff00ff00"),
+        ([False] * 7 + [True], "00000000000000ff"),
+    ],
+)
+def test_dhash_golden_by_hand(rows, expected):
+    assert dhash_hex(ramp(rows).convert("RGB")) == expected
+
+
+def test_golden_values_regression():
+    assert sha1_hex(b"abc") == "a9993e364706816aba3e25717850c26c9cd0d89d"
+    assert dhash_hex(gradient()) == "fefefefcdcccdefe"
+    assert dhash_hex(gradient(seed=1)) == "fcfcfffff7e3e3e3"
+
+
+def test_inspect_reports_size_format_bytes():
+    data = encode(gradient(64, 48), "PNG")
+    info = inspect(data, LIMIT)
+    assert (info.width, info.height, info.format, info.bytes) == (64, 48, "PNG", len(data))
+    assert info.sha1 == sha1_hex(data)
+    assert len(info.dhash) == 16
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda im: im.resize((im.width // 2, im.height // 2), Image.LANCZOS),
+        lambda im: im.resize((im.width * 3 // 2, im.height * 3 // 2), Image.BICUBIC),
+        lambda im: Image.open(io.BytesIO(encode(im, "JPEG", quality=70))),
+    ],
+    ids=["half-size", "upscaled", "jpeg-q70"],
+)
+def test_resized_or_reencoded_copy_stays_within_distance_3(transform):
+    im = gradient(200, 150, seed=3)
+    assert hamming(dhash_hex(im), dhash_hex(transform(im).convert("RGB"))) <= 3
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"hello, I am text\n", "not an image"),
+    ],
+)
+def test_non_images_rejected(data, reason):
+    with pytest.raises(ImageRejected, match=reason):
+        inspect(data, LIMIT)
+
+
+def test_truncated_jpeg_rejected():
+    data = encode(gradient(200, 150), "JPEG", quality=90)
+    with pytest.raises(ImageRejected, match="truncated|corrupt|unreadable"):
+        inspect(data[: len(data) // 2], LIMIT)
+
+
+def test_png_with_alpha_is_composited_on_white():
+    arr = np.zeros((10, 12, 4), dtype=np.uint8)
+    arr[..., 0] = 255
+    arr[:, :6, 3] = 255  # left half opaque red, right half transparent
+    img, fmt = decode(encode(Image.fromarray(arr, "RGBA"), "PNG"), LIMIT)
+    px = np.asarray(img)
+    assert fmt == "PNG" and img.mode == "RGB"
+    assert tuple(px[0, 0]) == (255, 0, 0)
+    assert tuple(px[0, -1]) == (255, 255, 255)
+
+
+def test_16bit_grayscale_png_is_scaled_not_clipped():
+    arr = (np.tile(np.linspace(0, 65535, 16), (8, 1))).astype(np.uint16)
+    data = encode(Image.fromarray(arr), "PNG")
+    img, _ = decode(data, LIMIT)
+    px = np.asarray(img)[..., 0]
+    assert px[0, 0] == 0 and px[0, -1] == 255
+    assert 100 < px[0, 8] < 160  # mid-grey, not saturated white
+    assert inspect(data, LIMIT).dhash == "ffffffffffffffff"
+
+
+def test_cmyk_jpeg_decodes_to_rgb():
+    cmyk = gradient(40, 30).convert("CMYK")
+    info = inspect(encode(cmyk, "JPEG"), LIMIT)
+    assert (info.width, info.height, info.format) == (40, 30, "JPEG")
+
+
+def test_exif_rotation_is_applied_before_hashing():
+    upright = gradient(60, 40, seed=5)
+    stored = upright.transpose(Image.Transpose.ROTATE_270)  # what a camera writes sideways
+    exif = Image.Exif()
+    exif[0x0112] = 8  # orientation 8: viewers rotate 90 degrees counter-clockwise
+    rotated = inspect(encode(stored, "JPEG", quality=95, exif=exif.tobytes()), LIMIT)
+    plain = inspect(encode(upright, "JPEG", quality=95), LIMIT)
+    assert (rotated.width, rotated.height) == (60, 40)
+    assert hamming(rotated.dhash, plain.dhash) <= 2
+
+
+def test_decompression_bomb_rejected():
+    data = encode(Image.new("RGB", (200, 200)), "PNG")
+    with pytest.raises(ImageRejected, match="too large"):
+        inspect(data, max_pixels=10_000)
+    assert inspect(data, max_pixels=40_000).width == 200
