@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, gradient
 from dermai.core.hashing import ImageRejected, decode, dhash_hex, hamming, inspect, sha1_hex
+from imaging import encode, gradient
 
 LIMIT = 10_000_000
 

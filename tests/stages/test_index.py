@@ -10,8 +10,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import encode, gradient
 from dermai.cli import main
+from imaging import encode, gradient
 
 GOOD_JPEG = encode(gradient(40, 30, seed=1), "JPEG")
 

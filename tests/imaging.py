@@ -1,11 +1,10 @@
-"""Shared fixtures: tiny generated images, never ../shared."""
+"""Tiny generated test images (never ../shared)."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
 
 
@@ -26,8 +25,3 @@ def encode(img: Image.Image, fmt: str = "JPEG", **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kw)
     return buf.getvalue()
-
-
-@pytest.fixture
-def img() -> Image.Image:
-    return gradient()

@@ -1,0 +1,162 @@
+"""Leakage-safe stratified splitting. Pure: arrays in, split labels out."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from fractions import Fraction
+from math import lcm
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+def fold_plan(fractions: dict[str, float], max_folds: int = 100) -> tuple[int, dict[str, int]]:
+    """Express split fractions as whole folds: 0.8/0.1/0.1 -> 10 folds, 8/1/1."""
+    if set(fractions) != set(SPLITS):
+        raise ValueError(f"fractions must name {SPLITS}, got {sorted(fractions)}")
+    if any(f <= 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
+    fr = {s: Fraction(fractions[s]).limit_denominator(max_folds) for s in SPLITS}
+    k = lcm(*(f.denominator for f in fr.values()))
+    if k > max_folds or any(abs(float(fr[s]) - fractions[s]) > 1e-6 for s in SPLITS):
+        raise ValueError(f"split fractions {fractions} need more than {max_folds} folds")
+    return k, {s: int(fr[s] * k) for s in SPLITS}
+
+
+def _allocate(n: int, fractions: Sequence[float], rng: np.random.Generator) -> list[int]:
+    """Largest-remainder rounding with random tie-breaking (no split is favoured by order)."""
+    raw = np.asarray(fractions) * n
+    counts = np.floor(raw).astype(int)
+    rem = raw - counts + rng.uniform(0, 1e-9, len(raw))
+    for i in np.argsort(-rem, kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+def stratified_image_split(
+    strata: Sequence[str], fractions: dict[str, float], seed: int
+) -> np.ndarray:
+    """The naive split: stratified per image, blind to duplicates and lesions."""
+    rng = np.random.default_rng(seed)
+    strata = np.asarray(strata, dtype=object)
+    out = np.empty(len(strata), dtype=object)
+    for s in sorted(set(strata.tolist())):
+        idx = np.flatnonzero(strata == s)
+        idx = idx[rng.permutation(len(idx))]
+        counts = _allocate(len(idx), [fractions[x] for x in SPLITS], rng)
+        start = 0
+        for split, c in zip(SPLITS, counts, strict=True):
+            out[idx[start:start + c]] = split
+            start += c
+    return out
+
+
+def train_policy_split(
+    strata: Sequence[str], groups: Sequence[str], fractions: dict[str, float], seed: int
+) -> np.ndarray:
+    """The seed project's policy: naive split, then every group that crosses splits -> train."""
+    out = stratified_image_split(strata, fractions, seed)
+    groups = np.asarray(groups, dtype=object)
+    crossing = crossing_keys(out, groups)
+    out[np.isin(groups, list(crossing))] = "train"
+    return out
+
+
+def group_split(
+    strata: Sequence[str], groups: Sequence[str], fractions: dict[str, float], seed: int
+) -> np.ndarray:
+    """Whole groups distributed by stratified group k-fold, folds merged to the fractions."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    k, folds = fold_plan(fractions)
+    n = len(strata)
+    out = np.empty(n, dtype=object)
+    if n == 0:
+        return out
+    fold_of = np.full(n, -1)
+    n_groups = len(set(groups))
+    splits = min(k, n_groups)
+    if splits < 2:
+        out[:] = "train"
+        return out
+    y = np.asarray(strata)
+    if np.unique(y, return_counts=True)[1].max() < splits:
+        y = np.zeros(n, dtype=int)  # every stratum tinier than the folds: plain group k-fold
+    with warnings.catch_warnings():
+        # "The least populated class has only N members": expected for rare strata; reported.
+        warnings.simplefilter("ignore", UserWarning)
+        sgkf = StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=seed)
+        for f, (_, test_idx) in enumerate(sgkf.split(np.zeros(n), y, np.asarray(groups))):
+            fold_of[test_idx] = f
+    # Fold f -> split: the first folds go to test, then val, the rest to train.
+    order = [("test", folds["test"]), ("val", folds["val"]), ("train", folds["train"])]
+    mapping = {}
+    f = 0
+    for split, count in order:
+        for _ in range(count):
+            mapping[f] = split
+            f += 1
+    out[:] = [mapping.get(int(x), "train") for x in fold_of]
+    return out
+
+
+def crossing_keys(assign: Sequence[str], keys: Sequence[str]) -> set[str]:
+    """Keys (groups, hashes) whose members sit in more than one split. Empty keys are ignored."""
+    seen: dict[str, str] = {}
+    crossing: set[str] = set()
+    for split, key in zip(assign, keys, strict=True):
+        if key == "" or key is None:
+            continue
+        prev = seen.setdefault(key, split)
+        if prev != split:
+            crossing.add(key)
+    return crossing
+
+
+def crossing_pairs(assign_of: dict[str, str], a: Sequence[str], b: Sequence[str]) -> int:
+    """Number of pairs (a_i, b_i) whose two images sit in different splits."""
+    return int(sum(assign_of[x] != assign_of[y] for x, y in zip(a, b, strict=True)))
+
+
+def small_strata(strata: Sequence[str], n_splits: int = len(SPLITS)) -> dict[str, int]:
+    """Strata with fewer members than splits: they cannot appear in every split."""
+    values, counts = np.unique(np.asarray(strata, dtype=str), return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts, strict=True) if c < n_splits}
+
+
+def ensure_presence(
+    assign: np.ndarray, labels: Sequence[str], groups: Sequence[str], min_groups: int,
+    seed: int,
+) -> tuple[np.ndarray, list[str]]:
+    """Move whole groups so every label with >= `min_groups` groups appears in every split.
+
+    Small datasets can leave a rare condition out of val or test even with stratification;
+    this takes the smallest group of that label from the split holding most of its groups.
+    Returns the new assignment and one line per move (for the report).
+    """
+    out = np.asarray(assign, dtype=object).copy()
+    labels = np.asarray(labels, dtype=object)
+    groups = np.asarray(groups, dtype=object)
+    rng = np.random.default_rng(seed)
+    moves: list[str] = []
+    for label in sorted(set(labels.tolist())):
+        has = labels == label
+        label_groups = sorted(set(groups[has].tolist()))
+        if len(label_groups) < min_groups:
+            continue
+        for target in SPLITS:
+            if (has & (out == target)).any():
+                continue
+            per_split = {s: sorted(set(groups[has & (out == s)].tolist())) for s in SPLITS}
+            donor = max(SPLITS, key=lambda s: (len(per_split[s]), s == "train"))
+            if len(per_split[donor]) < 2:
+                continue
+            sizes = {g: int((groups == g).sum()) for g in per_split[donor]}
+            order = rng.permutation(len(per_split[donor]))
+            candidates = [per_split[donor][i] for i in order]
+            pick = min(candidates, key=lambda g: sizes[g])
+            out[groups == pick] = target
+            moves.append(f"{label}: group {pick} ({sizes[pick]} images) {donor} -> {target}")
+    return out, moves

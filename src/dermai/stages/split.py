@@ -1,0 +1,136 @@
+"""Leakage-safe train/val/test split, stratified on condition x age group.
+
+Leakage groups (duplicates + lesion ids) are assigned whole. `split.duplicate_policy`:
+`group` distributes whole groups by stratified group k-fold; `train` is the seed project's
+policy (naive split, then every crossing group moved into train). The leakage report compares the
+final split with a naive per-image stratified split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from dermai import params as params_mod
+from dermai.core.splitting import (
+    SPLITS,
+    crossing_keys,
+    crossing_pairs,
+    ensure_presence,
+    group_split,
+    small_strata,
+    stratified_image_split,
+    train_policy_split,
+)
+from dermai.errors import DermaiError
+from dermai.io import write_csv, write_json
+from dermai.stages.dedup import read_index
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (sections: base, split)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--groups", required=True)
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--out", required=True, help="folder for {train,val,test}.csv")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--leakage", required=True)
+
+
+def leakage_counts(df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame) -> dict:
+    """Cross-split exact pairs, perceptual pairs and groups for one assignment."""
+    by_id = dict(zip(df["image_id"], assign, strict=True))
+    out = {}
+    for kind in ("exact", "perceptual"):
+        sel = pairs[pairs["kind"] == kind]
+        out[f"cross_split_{kind}_pairs"] = crossing_pairs(by_id, sel["a"], sel["b"])
+    meta = crossing_keys(assign, df["group_id"])
+    leak = crossing_keys(assign, df["leakage_group"])
+    out["cross_split_metadata_groups"] = len(meta)
+    out["cross_split_leakage_groups"] = len(leak)
+    out["images_in_cross_split_groups"] = int(df["leakage_group"].isin(leak).sum())
+    out["sizes"] = {s: int((assign == s).sum()) for s in SPLITS}
+    return out
+
+
+def assign_splits(df: pd.DataFrame, fractions: dict[str, float], policy: str,
+                  seed: int, min_groups: int) -> tuple[pd.Series, list[str]]:
+    strata = (df["condition"] + "|" + df["age_group"]).tolist()
+    groups = df["leakage_group"].tolist()
+    if policy == "group":
+        a = group_split(strata, groups, fractions, seed)
+    else:
+        a = train_policy_split(strata, groups, fractions, seed)
+    a, moves = ensure_presence(a, df["condition"].tolist(), groups, min_groups, seed)
+    return pd.Series(a, index=df.index, name="split"), moves
+
+
+def run(args: argparse.Namespace) -> None:
+    prm = params_mod.load(args.params)
+    cfg = prm.split
+    fractions = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
+    df = read_index(args.index)
+    groups_path, pairs_path = Path(args.groups), Path(args.pairs)
+    for p in (groups_path, pairs_path):
+        if not p.is_file():
+            raise DermaiError(f"{p} not found (run `dermai dedup` first)")
+    groups = pd.read_csv(groups_path, dtype=str, keep_default_na=False)
+    pairs = pd.read_csv(pairs_path, dtype={"a": str, "b": str, "kind": str}, keep_default_na=False)
+    if set(groups["image_id"]) != set(df["image_id"]) or len(groups) != len(df):
+        raise DermaiError(f"{groups_path} does not cover the index exactly; rerun dedup")
+    df = df.merge(groups, on="image_id", how="left", validate="one_to_one")
+    try:
+        assign, moves = assign_splits(df, fractions, cfg.duplicate_policy, prm.base.seed,
+                                      prm.validate.min_groups_for_presence)
+        naive = pd.Series(stratified_image_split(
+            (df["condition"] + "|" + df["age_group"]).tolist(), fractions, prm.base.seed),
+            index=df.index)
+    except ValueError as exc:
+        raise DermaiError(f"split: {exc}") from exc
+
+    out = Path(args.out)
+    for s in SPLITS:
+        write_csv(out / f"{s}.csv", df[assign == s])
+
+    summary = (
+        df.assign(split=assign)
+        .groupby(["split", "condition", "age_group"], sort=True).size()
+        .rename("count").reset_index()
+    )
+    summary["split"] = pd.Categorical(summary["split"], SPLITS, ordered=True)
+    write_csv(args.summary, summary.sort_values(["split", "condition", "age_group"]))
+
+    strata = (df["condition"] + "|" + df["age_group"])
+    small = small_strata(strata.tolist())
+    report = {
+        "policy": cfg.duplicate_policy,
+        "seed": prm.base.seed,
+        "images": len(df),
+        "targets": {s: round(fractions[s] * len(df), 1) for s in SPLITS},
+        "before": {"method": "naive per-image stratified split",
+                   **leakage_counts(df, naive, pairs)},
+        "after": {"method": f"policy={cfg.duplicate_policy}",
+                  **leakage_counts(df, assign, pairs)},
+        "presence_moves": moves,
+        "small_strata": {
+            s: {"images": c, "splits": sorted(set(assign[strata == s]))}
+            for s, c in sorted(small.items())
+        },
+    }
+    write_json(args.leakage, report)
+    after = report["after"]
+    for line in moves:
+        log.info("moved so every condition is in every split: %s", line)
+    for s in small:
+        log.info("stratum %s has %d image(s), fewer than %d splits: placed in %s",
+                 s, small[s], len(SPLITS), report["small_strata"][s]["splits"])
+    log.info("split sizes %s (targets %s); leakage before: %s groups, after: %s",
+             after["sizes"], report["targets"], report["before"]["cross_split_leakage_groups"],
+             after["cross_split_leakage_groups"])
+    if after["cross_split_leakage_groups"]:  # pragma: no cover - guarded by construction
+        raise DermaiError("split leaks: a leakage group crosses splits")
