@@ -1,0 +1,217 @@
+"""Tables and values the data gates validate (pure: no I/O, no Great Expectations).
+
+GX validates one table per suite, so the splits suite runs over one long "facts" frame: every row
+belongs to one check (column `check`) and each expectation in `expectations/splits.json` selects
+its rows with a row_condition. A cross-split rule then becomes "`key` is unique among this check's
+deduplicated (key, split) rows", which the built-in ExpectColumnValuesToBeUnique states directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+INDEX_COLUMNS = (
+    "image_id",
+    "path",
+    "condition",
+    "age_group",
+    "source",
+    "group_id",
+    "sha1",
+    "dhash",
+    "width",
+    "height",
+    "format",
+    "bytes",
+)
+# Columns the facts frame is built from; without them the gate cannot be evaluated at all.
+REQUIRED = {
+    "index": ("image_id", "sha1", "condition"),
+    "groups": ("image_id", "leakage_group"),
+    "duplicates": ("a", "b", "kind"),
+    "split": ("image_id",),
+}
+FACT_COLUMNS = ("check", "key", "split", "indexed", "matches_index", "n_images")
+
+
+def size_bounds(
+    fraction: float, n_index: int, rel_tolerance: float, abs_tolerance: float
+) -> tuple[int, int]:
+    """Integer row-count bounds: expected = fraction * n_index, tol = max(rel*expected, abs)."""
+    expected = fraction * n_index
+    tol = max(rel_tolerance * expected, abs_tolerance)
+    # Round first so 0.1 * 300 = 30.000000000000004 does not push the bound up by one.
+    lo = math.ceil(round(expected - tol, 9))
+    hi = math.floor(round(expected + tol, 9))
+    return max(0, lo), hi
+
+
+def index_parameters(classes: Sequence[str], age_groups: Sequence[str]) -> dict[str, Any]:
+    return {"classes": list(classes), "age_groups": list(age_groups)}
+
+
+def splits_parameters(
+    fractions: Mapping[str, float], n_index: int, rel_tolerance: float, abs_tolerance: float
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, fraction in fractions.items():
+        lo, hi = size_bounds(fraction, n_index, rel_tolerance, abs_tolerance)
+        out[f"{name}_min_rows"] = lo
+        out[f"{name}_max_rows"] = hi
+    return out
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    return s.astype("object").where(s.notna(), "").astype(str)
+
+
+def _member_rows(splits: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    frames = [df.assign(split=name) for name, df in splits.items()]
+    cols = [*INDEX_COLUMNS, "leakage_group", "split"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    return pd.concat([f.reindex(columns=cols) for f in frames], ignore_index=True)
+
+
+def _membership(index: pd.DataFrame, groups: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    """Index image_ids left-joined with split membership, plus split rows not in the index."""
+    index_ids = set(index["image_id"].dropna())
+    ref = index.reindex(columns=list(INDEX_COLUMNS)).drop_duplicates("image_id")
+    group_of = groups.drop_duplicates("image_id").set_index("image_id")["leakage_group"]
+    ref = ref.assign(leakage_group=ref["image_id"].map(group_of))
+    ref = ref.set_index("image_id")
+
+    compare = [c for c in (*INDEX_COLUMNS, "leakage_group") if c != "image_id"]
+    indexed = members["image_id"].isin(index_ids)
+    expected = ref.reindex(members["image_id"])[compare].reset_index(drop=True)
+    same = pd.Series(True, index=members.index)
+    for col in compare:
+        same &= _as_text(members[col]).to_numpy() == _as_text(expected[col]).to_numpy()
+    listed = pd.DataFrame(
+        {
+            "key": members["image_id"],
+            "split": members["split"],
+            "indexed": indexed.astype(object),
+            "matches_index": (same & indexed).astype(object),
+        }
+    )
+    missing_ids = sorted(index_ids - set(members["image_id"].dropna()))
+    missing = pd.DataFrame(
+        {"key": missing_ids, "split": None, "indexed": True, "matches_index": None}
+    )
+    # Index rows without an image_id cannot be matched; index.image_id_not_null reports them.
+    out = pd.concat([listed, missing], ignore_index=True) if missing_ids else listed
+    return out.assign(check="membership")
+
+
+def _keyed(check: str, key: pd.Series, split: pd.Series) -> pd.DataFrame:
+    df = pd.DataFrame({"key": key.to_numpy(), "split": split.to_numpy()})
+    df = df.dropna().drop_duplicates().sort_values(["key", "split"], kind="stable")
+    return df.assign(check=check)
+
+
+def _perceptual_pairs(duplicates: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    pairs = duplicates.loc[duplicates["kind"] == "perceptual", ["a", "b"]].dropna()
+    pairs = pairs.assign(key=pairs["a"].astype(str) + "|" + pairs["b"].astype(str))
+    where = members[["image_id", "split"]].dropna()
+    rows = []
+    for end in ("a", "b"):
+        joined = pairs.merge(where, left_on=end, right_on="image_id", how="inner")
+        rows.append(joined[["key", "split"]])
+    both = pd.concat(rows, ignore_index=True)
+    return _keyed("perceptual_pair", both["key"], both["split"])
+
+
+def _presence(
+    index: pd.DataFrame,
+    groups: pd.DataFrame,
+    members: pd.DataFrame,
+    presence_splits: Sequence[str],
+    min_groups: int,
+) -> pd.DataFrame:
+    """(condition, split) rows with image counts, for conditions with enough leakage groups.
+
+    Groups are counted over the index (groups.csv); an image without a group counts as its own.
+    """
+    group_of = groups.drop_duplicates("image_id").set_index("image_id")["leakage_group"]
+    labelled = index[["image_id", "condition"]].dropna()
+    group = labelled["image_id"].map(group_of).fillna(labelled["image_id"])
+    n_groups = group.groupby(labelled["condition"]).nunique()
+    eligible = sorted(n_groups[n_groups >= min_groups].index)
+    counts = members.groupby(["condition", "split"]).size()
+    rows = [
+        {"key": cond, "split": split, "n_images": int(counts.get((cond, split), 0))}
+        for cond in eligible
+        for split in presence_splits
+    ]
+    return pd.DataFrame(rows, columns=["key", "split", "n_images"]).assign(check="presence")
+
+
+def splits_facts(
+    index: pd.DataFrame,
+    groups: pd.DataFrame,
+    duplicates: pd.DataFrame,
+    splits: Mapping[str, pd.DataFrame],
+    *,
+    min_groups_for_presence: int,
+    presence_splits: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The one table the splits suite validates (see module docstring).
+
+    Per-image attributes for the cross-split checks come from the split rows themselves (what
+    training reads); `matches_index` ties those rows back to index.csv and groups.csv.
+    """
+    members = _member_rows(splits)
+    parts = [
+        _membership(index, groups, members),
+        _keyed("sha1", members["sha1"], members["split"]),
+        _keyed("leakage_group", members["leakage_group"], members["split"]),
+        _perceptual_pairs(duplicates, members),
+        _presence(
+            index,
+            groups,
+            members,
+            list(splits) if presence_splits is None else presence_splits,
+            min_groups_for_presence,
+        ),
+    ]
+    facts = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    facts = facts.reindex(columns=list(FACT_COLUMNS))
+    for col in ("check", "key", "split"):
+        facts[col] = facts[col].astype("str").where(facts[col].notna(), None)
+    facts["n_images"] = pd.to_numeric(facts["n_images"], errors="coerce").astype("float64")
+    return facts
+
+
+def describe_failure(suite: str, name: str, item: Mapping[str, Any]) -> str:
+    """`splits.cross_split_sha1 (2 unexpected)`: one failed expectation for the gate message."""
+    label = f"{suite}.{name}"
+    if item.get("error"):
+        return f"{label} (error: {item['error']})"
+    if item.get("unexpected_count") is not None:
+        return f"{label} ({item['unexpected_count']} unexpected)"
+    if item.get("mismatched"):
+        parts = [f"{k} {', '.join(map(str, v))}" for k, v in sorted(item["mismatched"].items())]
+        return f"{label} ({'; '.join(parts)})"
+    if "observed_value" in item:
+        detail = f"observed {item['observed_value']}"
+        if "expected" in item:
+            detail += f", expected {item['expected']}"
+        return f"{label} ({detail})"
+    return f"{label} (failed)"
+
+
+def gate_message(summary: Mapping[str, Any]) -> str:
+    """One line naming every failed expectation, in suite and file order."""
+    failed = [
+        describe_failure(suite, name, item)
+        for suite, body in summary["suites"].items()
+        for name, item in body["expectations"].items()
+        if not item["success"]
+    ]
+    return "gate failed: " + ", ".join(failed)

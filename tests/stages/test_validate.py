@@ -1,0 +1,364 @@
+"""The data gates: a valid synthetic dataset passes; each kind of breakage fails, naming the
+expectation that caught it. Runs the checked-in suites in expectations/.
+
+GX is slow to import and to render Data Docs, so the valid run (with docs) is shared per module
+and the breakage runs skip the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dermai.errors import DermaiError
+from dermai.stages import validate
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPECTATIONS = ROOT / "expectations"
+INDEX_COLUMNS = ["image_id", "path", "condition", "age_group", "source", "group_id", "sha1",
+                 "dhash", "width", "height", "format", "bytes"]
+PARAMS = """\
+base:
+  classes: [akiec, bcc, bkl, df, mel, nv, vasc]
+  age_edges: [30, 60]
+split: {train: 0.8, val: 0.1, test: 0.1}
+validate: {size_rel_tolerance: 0.015, size_abs_tolerance: 3, min_groups_for_presence: 3}
+"""
+N = 80  # -> 64 / 8 / 8 rows; size tolerance is the absolute 3 rows
+Frames = dict[str, pd.DataFrame]
+
+
+def image_id(i: int) -> str:
+    return f"img{i:03d}"
+
+
+def make_frames(n: int = N) -> Frames:
+    """Valid data. Every 10th image (i % 10 == 9) is test, i % 10 == 8 is val, the rest train.
+
+    Conditions cycle nv/mel/bcc so each is in every split; images 0-1 are one `df` lesion (one
+    leakage group, below min_groups_for_presence, so df need not be in every split). Images 2-3
+    are exact duplicates (same sha1), 4-5 a perceptual pair; each pair is one leakage group in
+    train. Image 3 has an all-digit dhash, which must stay a 16-char string.
+    """
+    rows = []
+    for i in range(n):
+        iid = image_id(i)
+        rows.append({
+            "image_id": iid, "path": f"images/{iid}.jpg", "condition": ["nv", "mel", "bcc"][i % 3],
+            "age_group": ["0-29", "30-59", "60+", "unknown"][i % 4], "source": "synthetic",
+            "group_id": "", "sha1": hashlib.sha1(iid.encode()).hexdigest(),
+            "dhash": hashlib.md5(iid.encode()).hexdigest()[:16], "width": "100", "height": "75",
+            "format": "JPEG", "bytes": str(1000 + i),
+        })
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    index.loc[[0, 1], ["condition", "group_id"]] = ["df", "lesion-1"]
+    index.loc[3, "sha1"] = index.loc[2, "sha1"]
+    index.loc[3, "dhash"] = "0000000000001234"
+    groups = pd.DataFrame({"image_id": index["image_id"], "leakage_group": "G" + index["image_id"]})
+    for a, b in [(0, 1), (2, 3), (4, 5)]:
+        groups.loc[b, "leakage_group"] = groups.loc[a, "leakage_group"]
+    duplicates = pd.DataFrame([
+        {"a": image_id(2), "b": image_id(3), "kind": "exact", "distance": 0},
+        {"a": image_id(4), "b": image_id(5), "kind": "perceptual", "distance": 3},
+    ])
+    full = index.merge(groups, on="image_id")
+    which = pd.Series(["test" if i % 10 == 9 else "val" if i % 10 == 8 else "train"
+                       for i in range(n)])
+    frames = {"index": index, "groups": groups, "duplicates": duplicates}
+    for s in ("train", "val", "test"):
+        frames[s] = full[which == s].reset_index(drop=True)
+    return frames
+
+
+def write_dataset(root: Path, frames: Frames, *extra: str) -> argparse.Namespace:
+    (root / "splits").mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(PARAMS)
+    for name in ("index", "groups", "duplicates"):
+        frames[name].to_csv(root / f"{name}.csv", index=False)
+    for s in ("train", "val", "test"):
+        frames[s].to_csv(root / "splits" / f"{s}.csv", index=False)
+    parser = argparse.ArgumentParser()
+    validate.add_arguments(parser)
+    return parser.parse_args([
+        "--params", str(root / "params.yaml"), "--index", str(root / "index.csv"),
+        "--groups", str(root / "groups.csv"), "--duplicates", str(root / "duplicates.csv"),
+        "--splits", str(root / "splits"), "--expectations", str(EXPECTATIONS),
+        "--out", str(root / "out"), *extra,
+    ])
+
+
+def run_gate(root: Path, frames: Frames, build_docs: bool = True) -> dict:
+    args = write_dataset(root, frames)
+    return validate.validate(
+        index_path=Path(args.index), groups_path=Path(args.groups),
+        duplicates_path=Path(args.duplicates), splits_dir=Path(args.splits),
+        expectations_dir=EXPECTATIONS, out_dir=Path(args.out),
+        classes=["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"],
+        age_groups=["0-29", "30-59", "60+", "unknown"],
+        fractions={"train": 0.8, "val": 0.1, "test": 0.1},
+        size_rel_tolerance=0.015, size_abs_tolerance=3, min_groups_for_presence=3,
+        build_docs=build_docs,
+    )
+
+
+def move(frames: Frames, iid: str, dst: str) -> None:
+    for s in ("train", "val", "test"):
+        hit = frames[s]["image_id"] == iid
+        if hit.any():
+            row = frames[s][hit]
+            frames[s] = frames[s][~hit].reset_index(drop=True)
+            frames[dst] = pd.concat([frames[dst], row], ignore_index=True)
+            return
+    raise AssertionError(f"{iid} in no split")
+
+
+def set_value(frames: Frames, iid: str, column: str, value: str) -> None:
+    """Change a value in the index and in the split row, so the two still agree."""
+    for name in ("index", "train", "val", "test"):
+        df = frames[name]
+        df.loc[df["image_id"] == iid, column] = value
+
+
+def suite_hashes() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(EXPECTATIONS.glob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def valid_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, str]]:
+    before = suite_hashes()
+    root = tmp_path_factory.mktemp("valid")
+    summary = run_gate(root, make_frames())
+    return root / "out", summary, before
+
+
+def test_valid_dataset_passes(valid_run: tuple[Path, dict, dict[str, str]]) -> None:
+    out, summary, _ = valid_run
+    failed = {f"{s}.{n}" for s, b in summary["suites"].items()
+              for n, e in b["expectations"].items() if not e["success"]}
+    assert summary["success"], failed
+    assert json.loads((out / "passed.json").read_text())["gate"] == "passed"
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["success"] is True
+    assert on_disk["suites"]["splits"]["parameters"]["train_min_rows"] == 61
+    assert on_disk["suites"]["splits"]["expectations"]["train_size"]["observed_value"] == 64
+    # presence rows: nv/mel/bcc x 3 splits; df (one leakage group) is exempt
+    assert on_disk["suites"]["splits"]["expectations"]["condition_in_every_split"][
+        "element_count"] == 9
+
+
+def test_full_results_written_without_volatile_fields(
+    valid_run: tuple[Path, dict, dict[str, str]],
+) -> None:
+    out, _, _ = valid_run
+    for name in ("index", "splits"):
+        result = json.loads((out / f"{name}.json").read_text())
+        assert result["suite_name"] == name
+        assert "run_id" not in result["meta"] and "validation_time" not in result["meta"]
+        assert all("id" not in r["expectation_config"] for r in result["results"])
+        names = [r["expectation_config"]["meta"]["name"] for r in result["results"]]
+        suite = json.loads((EXPECTATIONS / f"{name}.json").read_text())
+        assert names == [e["meta"]["name"] for e in suite["expectations"]]
+
+
+def test_same_input_gives_same_result_bytes(
+    valid_run: tuple[Path, dict, dict[str, str]], tmp_path: Path,
+) -> None:
+    out, _, _ = valid_run
+    run_gate(tmp_path, make_frames(), build_docs=False)
+    for name in ("index.json", "splits.json", "summary.json", "passed.json"):
+        assert (tmp_path / "out" / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_data_docs_built_and_navigable_offline(
+    valid_run: tuple[Path, dict, dict[str, str]],
+) -> None:
+    out, _, _ = valid_run
+    docs = out / "docs"
+    index_html = (docs / "index.html").read_text()
+    validations = sorted(docs.glob("validations/**/*.html"))
+    assert len(validations) == 2
+    # GX's own run table needs CDN JavaScript; the static list links every page locally.
+    for page in [*validations, *docs.glob("expectations/*.html")]:
+        assert f'href="{page.relative_to(docs).as_posix()}"' in index_html
+    assert not list(out.glob(".docs-*")), "temp docs dir left behind"
+
+
+def test_suite_files_not_modified(valid_run: tuple[Path, dict, dict[str, str]]) -> None:
+    _, _, before = valid_run
+    assert suite_hashes() == before
+
+
+def _dup_into_test(f: Frames) -> None:
+    move(f, image_id(3), "test")  # exact copy of image 2 (train)
+
+
+def _lesion_across(f: Frames) -> None:
+    move(f, image_id(1), "val")  # same leakage group as image 0 (train), different sha1
+
+
+def _wrong_sizes(f: Frames) -> None:
+    for i in range(10, 20):
+        if i % 10 < 8:
+            move(f, image_id(i), "test")
+
+
+def _unknown_label(f: Frames) -> None:
+    set_value(f, image_id(10), "condition", "melanoma")
+
+
+def _missing_image(f: Frames) -> None:
+    f["train"] = f["train"][f["train"]["image_id"] != image_id(20)]
+
+
+def _perceptual_across(f: Frames) -> None:
+    extra = {"a": image_id(6), "b": image_id(9), "kind": "perceptual", "distance": 4}
+    f["duplicates"] = pd.concat([f["duplicates"], pd.DataFrame([extra])], ignore_index=True)
+
+
+def _condition_missing(f: Frames) -> None:
+    for iid in f["val"].loc[f["val"]["condition"] == "bcc", "image_id"]:
+        set_value(f, iid, "condition", "nv")
+
+
+def _bad_sha1(f: Frames) -> None:
+    set_value(f, image_id(7), "sha1", "XYZ")
+
+
+def _stale_split_row(f: Frames) -> None:
+    f["test"].loc[0, "leakage_group"] = "G-stale"
+
+
+def _image_twice(f: Frames) -> None:
+    f["val"] = pd.concat([f["val"], f["train"].iloc[[10]]], ignore_index=True)
+
+
+BREAKAGES: list[tuple[str, Callable[[Frames], None], list[str], list[str]]] = [
+    # id, mutation, expectations that must be named, expectations that must not
+    ("duplicate_sha1_in_test", _dup_into_test,
+     ["splits.cross_split_sha1 (2 unexpected)", "splits.cross_split_leakage_group"],
+     ["splits.test_size"]),
+    ("lesion_across_splits", _lesion_across,
+     ["splits.cross_split_leakage_group (2 unexpected)"], ["splits.cross_split_sha1"]),
+    ("wrong_sizes", _wrong_sizes,
+     ["splits.train_size (observed 56, expected 61..67)",
+      "splits.test_size (observed 16, expected 5..11)"], ["splits.cross_split"]),
+    ("unknown_label", _unknown_label, ["index.condition_in_set (1 unexpected)"], ["splits."]),
+    ("image_missing_from_splits", _missing_image,
+     ["splits.image_in_a_split (1 unexpected)"], ["index."]),
+    ("perceptual_pair_across_splits", _perceptual_across,
+     ["splits.cross_split_perceptual_pair (2 unexpected)"], ["splits.cross_split_sha1"]),
+    ("condition_missing_from_split", _condition_missing,
+     ["splits.condition_in_every_split (1 unexpected)"], ["index."]),
+    ("malformed_sha1", _bad_sha1, ["index.sha1_format (1 unexpected)"], []),
+    ("split_row_disagrees_with_groups", _stale_split_row,
+     ["splits.row_matches_index (1 unexpected)"], []),
+    ("image_in_two_splits", _image_twice, ["splits.image_in_one_split (2 unexpected)"], []),
+]
+
+
+@pytest.mark.parametrize(("mutate", "named", "not_named"),
+                         [b[1:] for b in BREAKAGES], ids=[b[0] for b in BREAKAGES])
+def test_breakage_fails_gate_naming_expectation(
+    tmp_path: Path, mutate: Callable[[Frames], None], named: list[str], not_named: list[str],
+) -> None:
+    frames = make_frames()
+    mutate(frames)
+    args = write_dataset(tmp_path, frames, "--no-docs")
+    with pytest.raises(DermaiError) as info:
+        validate.run(args)
+    message = str(info.value)
+    assert message.startswith("gate failed: ") and "\n" not in message
+    for name in named:
+        assert name in message
+    for name in not_named:
+        assert name not in message
+    out = tmp_path / "out"
+    assert json.loads((out / "summary.json").read_text())["success"] is False
+    assert (out / "index.json").is_file() and (out / "splits.json").is_file()
+    assert not (out / "passed.json").exists()
+
+
+def test_missing_contract_column_is_named(tmp_path: Path) -> None:
+    frames = make_frames()
+    frames["index"] = frames["index"].drop(columns=["dhash"])
+    summary = run_gate(tmp_path, frames, build_docs=False)
+    columns = summary["suites"]["index"]["expectations"]["columns"]
+    assert not columns["success"] and columns["mismatched"]["missing"] == ["dhash"]
+    from dermai.core.gates import gate_message
+
+    assert "index.columns (missing dhash)" in gate_message(summary)
+
+
+def test_stale_pass_marker_removed_on_failure(tmp_path: Path) -> None:
+    frames = make_frames()
+    assert run_gate(tmp_path, frames, build_docs=False)["success"]
+    assert (tmp_path / "out" / "passed.json").exists()
+    _dup_into_test(frames)
+    assert not run_gate(tmp_path, frames, build_docs=False)["success"]
+    assert not (tmp_path / "out" / "passed.json").exists()
+
+
+def test_missing_input_is_one_line_error(tmp_path: Path) -> None:
+    args = write_dataset(tmp_path, make_frames())
+    (tmp_path / "splits" / "val.csv").unlink()
+    with pytest.raises(DermaiError, match=r"split val not found: .*val\.csv"):
+        validate.run(args)
+
+
+_NO_NETWORK_RUNNER = """
+import socket, sys
+def _refuse(*args, **kwargs):
+    sys.stderr.write("NETWORK ATTEMPT %r\\n" % (args[1:2] or args[:1],))
+    raise OSError("network disabled in test")
+socket.socket.connect = _refuse
+socket.socket.connect_ex = _refuse
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+from dermai.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_offline_quiet_and_home_untouched(tmp_path: Path) -> None:
+    """Subprocess, so GX is imported fresh with HOME pointing at an empty dir."""
+    frames = make_frames()
+    _dup_into_test(frames)
+    args = write_dataset(tmp_path / "data", frames)
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GX_", "XDG_"))}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT / "src"))
+    argv = ["validate", "--params", args.params, "--index", args.index, "--groups", args.groups,
+            "--duplicates", args.duplicates, "--splits", args.splits,
+            "--expectations", args.expectations, "--out", args.out]
+    proc = subprocess.run([sys.executable, "-c", _NO_NETWORK_RUNNER, *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "NETWORK ATTEMPT" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [line for line in errors if line.startswith("dermai validate: error: ")]
+    assert len(errors) == 1 and "splits.cross_split_sha1 (2 unexpected)" in errors[0]
+    assert "Calculating Metrics" not in proc.stderr  # GX progress bars off
+    assert list(home.iterdir()) == []
+    assert list(cwd.iterdir()) == []
+    assert (Path(args.out) / "docs" / "index.html").is_file()
+    assert not (Path(args.out) / "passed.json").exists()
+
+
+def test_gx_not_imported_by_module_import_or_help() -> None:
+    code = ("import sys; import dermai.stages.validate; from dermai.cli import build_parser; "
+            "build_parser(); print('great_expectations' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr
