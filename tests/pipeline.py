@@ -8,17 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", "src", "expectations",
                  ".dvc/config", ".dvc/.gitignore", "data/.gitignore"]
 
-# A tiny config: 60 images, weights none, 32 px, 1 epoch (stages that exist read what they need).
+# A tiny config: 4 classes, 80 images, weights none, 32 px, 1 epoch per phase.
 TINY = {
-    "sample": {"n_images": 60, "width": 48, "height": 36, "n_exact_copies": 2,
+    "base": {"classes": ["bcc", "bkl", "mel", "nv"]},
+    "sample": {"n_images": 80, "width": 48, "height": 36, "n_exact_copies": 2,
                "n_near_duplicates": 3, "n_corrupt": 3},
+    "model": {"weights": "none", "image_height": 24, "image_width": 32},
+    "train": {"head_epochs": 1, "finetune_epochs": 1, "cache_variants": 1, "batch_size": 16},
 }
 
 
@@ -64,8 +66,3 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-qm", "project", cwd=dest)
     return dest
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "proj")

@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("dermai.stages.evaluate", "metrics with CIs, subgroups, calibration"),
     "export": ("dermai.stages.export", "TFLite float32 and int8 export with parity checks"),
     "predict": ("dermai.stages.predict", "predict conditions for images (not a diagnosis)"),
+    "evaluate-external": ("dermai.stages.evaluate_external",
+                          "the evaluate metrics on any labelled image folder"),
+    "serve": ("dermai.stages.serve", "local demo web app (not a diagnosis)"),
 }
 
 log = logging.getLogger("dermai")

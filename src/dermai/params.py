@@ -110,16 +110,24 @@ class ModelParams:
 @dataclass(frozen=True)
 class TrainParams:
     batch_size: int = 32
-    head_epochs: int = 3
-    finetune_epochs: int = 5
+    # Phase 1: the head alone on frozen features. Phase 2: the top `unfreeze_blocks` EfficientNet
+    # stages (block7, block6, ...) and the head, BatchNorm kept frozen, at `finetune_lr`.
+    head_epochs: int = 10
     lr: float = 1e-3
-    finetune_lr: float = 1e-4
+    finetune_epochs: int = 8
+    finetune_lr: float = 3e-4
     unfreeze_blocks: int = 2
+    weight_decay: float = 1e-4
+    # CPU path: run the frozen lower backbone once over `cache_variants` augmented copies of each
+    # training image and train the top stages from those cached activations.
+    feature_cache: bool = True
+    cache_variants: int = 4
     imbalance: Literal["class_weight", "oversample", "focal", "none"] = "class_weight"
-    class_weight_power: float = 0.5
+    class_weight_power: float = 0.5  # 1 = full inverse frequency, 0 = none
+    oversample_power: float = 0.5  # 1 = balanced batches, 0 = natural frequencies
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # GPU only
     max_train_images: int = 0  # 0 = all; a cap for quick experiments
 
 

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import sh
+
+from pipeline import sh
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +30,8 @@ OUTPUTS = ["data/raw/sample", "data/index/index.csv", "data/reports/rejects.csv"
 def test_repro_push_pull_roundtrip(project: Path, tmp_path: Path):
     sh("dvc", "repro", cwd=project)
     summary = json.loads((project / "data/reports/index_summary.json").read_text())
-    assert summary["files_found"] == 60 + 2 + 3 + 3
-    assert summary["rejected"] == 3 and summary["indexed"] == 65
+    assert summary["files_found"] == 80 + 2 + 3 + 3
+    assert summary["rejected"] == 3 and summary["indexed"] == 85
     leak = json.loads((project / "data/reports/leakage.json").read_text())
     assert leak["after"]["cross_split_leakage_groups"] == 0
 
@@ -51,3 +52,20 @@ def test_repro_push_pull_roundtrip(project: Path, tmp_path: Path):
     status = sh("dvc", "status", cwd=clone)
     assert "up to date" in status.stdout.lower(), status.stdout
     assert digest(clone, OUTPUTS) == before
+
+
+def test_failed_gate_stops_repro_before_train(project: Path):
+    """A split that leaks (a train image copied into test) must never reach training."""
+    sh("dvc", "repro", "split", cwd=project)
+    train = (project / "data/splits/train.csv").read_text().splitlines()
+    test = project / "data/splits/test.csv"
+    test.write_text(test.read_text() + train[1] + "\n")
+    sh("dvc", "commit", "-f", "split", cwd=project)  # as if the split stage had produced it
+
+    proc = sh("dvc", "repro", cwd=project, check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "gate failed: " in err and "splits.cross_split_sha1" in err
+    assert "Running stage 'train'" not in err
+    assert not (project / "models/model.keras").exists()
+    assert not (project / "data/tfrecords").exists()

@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)
     try:
         stats = generate(tmp, prm.base.seed, prm.base.classes, prm.base.age_edges, prm.sample)
         if out.exists():

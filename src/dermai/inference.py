@@ -1,0 +1,111 @@
+"""Load a trained model (.keras or .tflite) and predict calibrated class probabilities.
+
+The one place that knows how a model is fed: images are decoded with EXIF orientation applied,
+fitted with `core.preprocess.fit` exactly as the TFRecords were, and passed as raw [0, 255] RGB
+(the model scales its own input). Temperature scaling, when `calibration.json` sits next to the
+model, is applied to the logits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dermai.core.preprocess import fit
+from dermai.errors import DermaiError
+
+CALIBRATION_FILE = "calibration.json"
+TRAIN_PARAMS_FILE = "train_params.json"
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def logits_model(model: Any) -> Any:
+    """A Keras model from the same input to the pre-softmax logits (shares weights)."""
+    import keras
+
+    head = model.layers[-1]
+    inp = keras.Input(model.input_shape[1:], name="image")
+    x = inp
+    for layer in model.layers[1:-1]:
+        x = layer(x)
+    for layer in head.layers[1:]:
+        if layer.name == "probabilities":
+            break
+        x = layer(x)
+    return keras.Model(inp, x, name="logits")
+
+
+@dataclass
+class Predictor:
+    """Calibrated probabilities for batches of images. Not a diagnosis."""
+
+    path: Path
+    classes: list[str]
+    height: int
+    width: int
+    temperature: float = 1.0
+    _logits_fn: Any = field(default=None, repr=False)
+
+    def prepare(self, img: Image.Image) -> np.ndarray:
+        return np.asarray(fit(img.convert("RGB"), self.height, self.width), dtype=np.float32)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self._logits_fn(np.asarray(x, dtype=np.float32))
+
+    def predict_arrays(self, x: np.ndarray) -> np.ndarray:
+        """x: N x H x W x 3 raw RGB in [0, 255] -> N x classes calibrated probabilities."""
+        return softmax(self.logits(x), self.temperature)
+
+    def predict_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.predict_arrays(np.stack([self.prepare(im) for im in images]))
+
+
+def read_calibration(model_path: Path) -> float:
+    f = model_path.with_name(CALIBRATION_FILE)
+    if not f.is_file():
+        return 1.0
+    return float(json.loads(f.read_text())["temperature"])
+
+
+def _keras_fn(path: Path) -> tuple[Any, list[str], int, int]:
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    meta_file = path.with_name(TRAIN_PARAMS_FILE)
+    if not meta_file.is_file():
+        raise DermaiError(f"{meta_file} not found next to the model (it names the classes)")
+    meta = json.loads(meta_file.read_text())
+    h, w, _ = meta["input_shape"]
+    lm = logits_model(model)
+    return (lambda x: lm.predict(x, batch_size=64, verbose=0)), meta["classes"], h, w
+
+
+def _tflite_fn(path: Path) -> tuple[Any, list[str], int, int]:
+    from dermai.tflite import load_tflite
+
+    return load_tflite(path)
+
+
+def load(path: str | Path) -> Predictor:
+    """A Predictor for a `.keras` or `.tflite` model file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DermaiError(f"model not found: {path}")
+    if path.suffix == ".keras":
+        fn, classes, h, w = _keras_fn(path)
+    elif path.suffix == ".tflite":
+        fn, classes, h, w = _tflite_fn(path)
+    else:
+        raise DermaiError(f"unsupported model file {path.name}: use .keras or .tflite")
+    return Predictor(path, classes, h, w, read_calibration(path), fn)

@@ -1,0 +1,150 @@
+"""Write sharded TFRecords per split: image bytes + label, age group, source, image id, SHA1.
+
+By default images are decoded once here (EXIF orientation applied, any format and size), fitted
+to the model input size and re-encoded as JPEG, so training decodes small uniform JPEGs;
+`tfrecords.encoding: original` keeps the raw file bytes instead (see README for the measurement).
+Same inputs, same bytes: shards follow the split CSV order and shuffling happens at read time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from dermai import params as params_mod
+from dermai.core.hashing import ImageRejected, decode
+from dermai.core.preprocess import fit
+from dermai.core.splitting import SPLITS
+from dermai.errors import DermaiError, require_gate
+from dermai.io import write_json
+
+log = logging.getLogger(__name__)
+
+_CFG: dict = {}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml",
+                   help="params file (sections: base, index, tfrecords, model)")
+    p.add_argument("--splits", required=True, help="folder with {train,val,test}.csv")
+    p.add_argument("--raw", default=None, help="raw root; overrides index.raw_root")
+    p.add_argument("--out", required=True, help="output folder (replaced whole)")
+    p.add_argument("--gate", default=None,
+                   help="file that `dermai validate` writes only when the data gates pass")
+
+
+def _init(raw: str, h: int, w: int, encoding: str, quality: int, max_pixels: int) -> None:
+    _CFG.update(raw=Path(raw), h=h, w=w, encoding=encoding, quality=quality,
+                max_pixels=max_pixels)
+
+
+def encode_image(path: str) -> bytes:
+    """The bytes stored for one image (worker; PIL only, no TensorFlow)."""
+    data = (_CFG["raw"] / path).read_bytes()
+    if _CFG["encoding"] == "original":
+        return data
+    img, _ = decode(data, _CFG["max_pixels"])
+    buf = io.BytesIO()
+    fit(img, _CFG["h"], _CFG["w"]).save(buf, "JPEG", quality=_CFG["quality"])
+    return buf.getvalue()
+
+
+def _example(tf, image: bytes, row: dict, label: int):
+    def b(v: str | bytes):
+        v = v.encode() if isinstance(v, str) else v
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    feats = {
+        "image": b(image),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "age_group": b(row["age_group"]),
+        "source": b(row["source"]),
+        "image_id": b(row["image_id"]),
+        "sha1": b(row["sha1"]),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feats))
+    return example.SerializeToString(deterministic=True)  # map order would follow str hash
+
+
+def shard_names(split: str, n_rows: int, shard_size: int) -> list[str]:
+    n = max(1, -(-n_rows // shard_size))
+    return [f"{split}-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
+
+
+def run(args: argparse.Namespace) -> None:
+    require_gate(args.gate)
+    prm = params_mod.load(args.params)
+    cfg, model = prm.tfrecords, prm.model
+    raw = Path(args.raw or prm.index.raw_root)
+    classes = prm.base.classes
+    frames = {}
+    for s in SPLITS:
+        f = Path(args.splits) / f"{s}.csv"
+        if not f.is_file():
+            raise DermaiError(f"split file not found: {f} (run `dermai split` first)")
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        # Seeded row shuffle: manifests are often sorted by label, and a read-time shuffle
+        # buffer cannot mix a file that is sorted end to end.
+        order = np.random.default_rng(prm.base.seed).permutation(len(df))
+        frames[s] = df.iloc[order].reset_index(drop=True)
+        bad = sorted(set(frames[s]["condition"]) - set(classes))
+        if bad:
+            raise DermaiError(f"{f}: labels {bad} not in base.classes")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)
+    ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
+    workers = prm.index.workers or os.cpu_count() or 1
+    # The pool forks before TensorFlow is imported, so workers stay small and fork-safe.
+    pool = ctx.Pool(workers, initializer=_init,
+                    initargs=(str(raw), model.image_height, model.image_width, cfg.encoding,
+                              cfg.jpeg_quality, prm.index.max_pixels))
+    meta: dict = {"classes": classes, "image_height": model.image_height,
+                  "image_width": model.image_width, "encoding": cfg.encoding, "splits": {}}
+    try:
+        import tensorflow as tf
+
+        for s, df in frames.items():
+            names = shard_names(s, len(df), cfg.shard_size)
+            rows = df.to_dict("records")
+            images = pool.imap(encode_image, [r["path"] for r in rows], chunksize=32)
+            it = iter(tqdm(images, total=len(rows), desc=f"tfrecords {s}", unit="img",
+                           mininterval=1.0, disable=None))
+            k = 0
+            for name in names:
+                with tf.io.TFRecordWriter(str(tmp / name)) as w:
+                    for row in rows[k:k + cfg.shard_size]:
+                        try:
+                            image = next(it)
+                        except (ImageRejected, OSError) as exc:
+                            raise DermaiError(
+                                f"{row['path']}: {exc} (re-run `dermai index`)") from exc
+                        w.write(_example(tf, image, row, classes.index(row["condition"])))
+                k += cfg.shard_size
+            counts = df["condition"].value_counts()
+            meta["splits"][s] = {"files": names, "images": len(df),
+                                 "by_class": {c: int(counts.get(c, 0)) for c in classes}}
+        write_json(tmp / "meta.json", meta)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        pool.close()
+        pool.join()
+    log.info("TFRecords written to %s: %s", out,
+             {s: v["images"] for s, v in meta["splits"].items()})

@@ -1,0 +1,112 @@
+"""tf.data readers for the TFRecords: parallel decode, dermoscopy augmentation, prefetch.
+
+Augmentation is seeded and stateless (`tf.random.stateless_*`) so the same seed gives the same
+batches. Flips and 180-degree turns keep a non-square (4:3) input's shape; 90-degree turns are
+added when the input is square.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+    "age_group": tf.io.FixedLenFeature([], tf.string),
+    "source": tf.io.FixedLenFeature([], tf.string),
+    "image_id": tf.io.FixedLenFeature([], tf.string),
+    "sha1": tf.io.FixedLenFeature([], tf.string),
+}
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / "meta.json").read_text())
+
+
+def files(folder: str | Path, split: str) -> list[str]:
+    meta = read_meta(folder)
+    return [str(Path(folder) / f) for f in meta["splits"][split]["files"]]
+
+
+def decode(height: int, width: int):
+    """Parse one example into (float32 HxWx3 image in [0, 255], label, metadata)."""
+
+    def _decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+        ex = tf.io.parse_single_example(serialized, FEATURES)
+        img = tf.io.decode_image(ex["image"], channels=3, expand_animations=False)
+        img = tf.image.resize(tf.cast(img, tf.float32), (height, width), antialias=True)
+        img = tf.ensure_shape(img, (height, width, 3))
+        meta = {k: ex[k] for k in ("age_group", "source", "image_id")}
+        return img, ex["label"], meta
+
+    return _decode
+
+
+def augment(img: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Flips, 180/90-degree turns, mild scale and colour jitter. `seed` is a shape-[2] int."""
+    h, w = img.shape[0], img.shape[1]
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+    img = tf.image.stateless_random_flip_left_right(img, seeds[0])
+    img = tf.image.stateless_random_flip_up_down(img, seeds[1])
+    if h == w:
+        k = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
+        img = tf.image.rot90(img, k)
+    # scale jitter: crop 85-100% of the side, resize back
+    frac = tf.random.stateless_uniform([], seeds[3], 0.85, 1.0)
+    ch = tf.cast(tf.round(frac * h), tf.int32)
+    cw = tf.cast(tf.round(frac * w), tf.int32)
+    img = tf.image.stateless_random_crop(img, tf.stack([ch, cw, 3]), seeds[4])
+    img = tf.image.resize(img, (h, w))
+    img = img / 255.0
+    img = tf.image.stateless_random_brightness(img, 0.08, seeds[5])
+    img = tf.image.stateless_random_contrast(img, 0.9, 1.1, seeds[6])
+    img = tf.image.stateless_random_saturation(img, 0.9, 1.1, seeds[7])
+    return tf.clip_by_value(img * 255.0, 0.0, 255.0)
+
+
+def dataset(
+    folder: str | Path,
+    split: str,
+    batch_size: int,
+    *,
+    training: bool = False,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    with_meta: bool = False,
+    oversample_weights: list[float] | None = None,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (image, label[, meta]). Training data is augmented and, unless
+    `shuffle=False`, shuffled (both seeded).
+
+    `oversample_weights` (one per class) draws classes with those probabilities instead of the
+    file order: balanced sampling for the `oversample` imbalance mode.
+    """
+    meta = read_meta(folder)
+    h, w = meta["image_height"], meta["image_width"]
+    ds = tf.data.TFRecordDataset(files(folder, split), num_parallel_reads=AUTOTUNE)
+    if training if shuffle is None else shuffle:
+        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(decode(h, w), num_parallel_calls=AUTOTUNE, deterministic=True)
+    if oversample_weights is not None:
+        n_classes = len(oversample_weights)
+        per_class = [ds.filter(lambda _i, y, _m, c=c: tf.equal(y, c)).repeat()
+                     for c in range(n_classes)]
+        ds = tf.data.Dataset.sample_from_datasets(per_class, weights=oversample_weights,
+                                                  seed=seed)
+    elif repeat:
+        ds = ds.repeat()
+    if training:
+        counter = tf.data.Dataset.counter()
+        ds = tf.data.Dataset.zip((ds, counter)).map(
+            lambda ex, i: (augment(ex[0], tf.stack([tf.cast(seed, tf.int64), i])),
+                           ex[1], ex[2]),
+            num_parallel_calls=AUTOTUNE, deterministic=True)
+    if not with_meta:
+        ds = ds.map(lambda x, y, m: (x, y), num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
