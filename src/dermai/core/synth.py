@@ -19,6 +19,8 @@ STYLES: dict[str, tuple[tuple[int, int, int], float, str]] = {
     "df": ((140, 95, 70), 0.05, "ring"),
 }
 
+CONFUSABLE = 0.25
+
 # Shaped like HAM10000 (nv dominant, long tail) but with a floor so every class can be split.
 SHARES: dict[str, float] = {
     "nv": 0.40, "mel": 0.15, "bkl": 0.15, "bcc": 0.10, "akiec": 0.08, "vasc": 0.06, "df": 0.06,
@@ -39,6 +41,8 @@ def class_counts(n: int, classes: list[str]) -> dict[str, int]:
 def lesion_image(condition: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """One HxWx3 uint8 image of a synthetic lesion of `condition` on skin."""
     colour, irregular, texture = STYLES.get(condition, ((100, 100, 100), 0.1, "smooth"))
+    if rng.uniform() < CONFUSABLE:  # borrow another class's texture so the task is not trivial
+        texture = STYLES[str(rng.choice(sorted(STYLES)))][2]
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     skin = np.array([225, 180, 150], dtype=np.float64) + rng.normal(0, 12, 3)
     img = np.broadcast_to(skin, (height, width, 3)).copy()
@@ -57,7 +61,7 @@ def lesion_image(condition: str, rng: np.random.Generator, height: int, width: i
     mask = np.clip(1.2 - r, 0, 1) / 0.2
     mask = np.clip(mask, 0, 1)[..., None]
 
-    lesion = np.array(colour, dtype=np.float64) + rng.normal(0, 8, 3)
+    lesion = np.array(colour, dtype=np.float64) + rng.normal(0, 22, 3)
     tex = np.zeros((height, width, 1))
     if texture == "blotch":
         tex = rng.normal(0, 1, (height // 8 + 1, width // 8 + 1))
