@@ -43,9 +43,9 @@ _MAX_N = 1 << 28  # keeps (i * n + j) << _D_BITS inside int64
 # Approximate costs in ns (2-core x86, numpy 2.4) used only to pick the chunk count: per hash
 # per key subset (build + sort), fixed per subset, per candidate pair, per brute-force pair.
 _COST_KEY = 11.0
-_COST_SUBSET = 30_000.0
+_COST_SUBSET = 60_000.0
 _COST_CANDIDATE = 30.0
-_COST_BRUTE = 0.8
+_COST_BRUTE = 0.7
 
 _HEX_LUT = np.full(256, 255, dtype=np.uint8)
 for _k, _c in enumerate(b"0123456789abcdef"):
