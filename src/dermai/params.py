@@ -135,6 +135,7 @@ class TrainParams:
 class EvaluateParams:
     bootstrap: int = 1000
     ece_bins: int = 15
+    errors_per_class: int = 8  # most confident mistakes shown per class, with Grad-CAM
 
 
 @dataclass(frozen=True)

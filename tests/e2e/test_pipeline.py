@@ -53,6 +53,21 @@ def test_repro_push_pull_roundtrip(project: Path, tmp_path: Path):
     assert "up to date" in status.stdout.lower(), status.stdout
     assert digest(clone, OUTPUTS) == before
 
+    # Experiments, metrics and plots work on the pipeline's own outputs.
+    exp = sh("dvc", "exp", "run", "-S", "train.lr=0.002", cwd=clone)
+    assert "Running stage 'train'" in exp.stdout and "Running stage 'index'" not in exp.stdout
+    metrics = sh("dvc", "metrics", "show", cwd=clone).stdout
+    assert "best_val_balanced_accuracy" in metrics and "indexed" in metrics
+    shown = sh("dvc", "exp", "show", "--csv", cwd=clone).stdout
+    assert "0.002" in shown
+    sh("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=clone)
+    assert (tmp_path / "plots/index.html").is_file()
+    # A typo is refused by DVC itself; forcing it in with "+" is refused by the params loader.
+    bad = sh("dvc", "exp", "run", "-S", "train.lrr=1", cwd=clone, check=False)
+    assert bad.returncode != 0 and "train.lrr" in bad.stderr
+    bad = sh("dvc", "exp", "run", "-S", "+train.lrr=1", cwd=clone, check=False)
+    assert bad.returncode != 0 and "unknown key(s) train.lrr" in bad.stdout + bad.stderr
+
 
 def test_failed_gate_stops_repro_before_train(project: Path):
     """A split that leaks (a train image copied into test) must never reach training."""

@@ -229,6 +229,43 @@ def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.nda
         tracker.end_epoch(model, proba, y_val, logs, phase, weights_of)
 
 
+def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: float,
+                        cfg: params_mod.TrainParams, n_classes: int, seed: int,
+                        tracker: Tracker, phase: int, y_train: np.ndarray,
+                        val: tuple[Any, np.ndarray]) -> None:
+    """Fit from the TFRecords with on-the-fly augmentation (the GPU path)."""
+    import keras
+    import tensorflow as tf
+
+    from dermai import tfdata
+
+    if epochs <= 0:
+        return
+    steps = max(1, -(-len(y_train) // cfg.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(cfg),
+                  metrics=["accuracy"])
+    weights = (sampling_weights(y_train, n_classes, cfg.oversample_power).tolist()
+               if cfg.imbalance == "oversample" else None)
+    ds = tfdata.dataset(folder, "train", cfg.batch_size, training=True, seed=seed + phase,
+                        oversample_weights=weights, repeat=True)
+    ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
+    cw = None
+    if cfg.imbalance == "class_weight":
+        w = class_weights(y_train, n_classes, cfg.class_weight_power)
+        cw = {c: float(w[c]) for c in range(n_classes)}
+    val_ds, y_val = val
+
+    class _Val(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            proba = model.predict(val_ds, verbose=0)
+            tracker.end_epoch(model, proba, y_val, logs or {}, phase, model)
+
+    # One fit call: a new call would restart the seeded shuffle from its first order.
+    model.fit(ds, steps_per_epoch=steps, epochs=epochs, class_weight=cw, verbose=0,
+              callbacks=[_Val()])
+
+
 def setup_tf(cfg: params_mod.TrainParams, seed: int) -> Any:
     """Seeds, determinism, precision and the distribution strategy (GPUs if present)."""
     import keras
@@ -288,7 +325,9 @@ def run(args: argparse.Namespace) -> None:
     tracker = Tracker(live, n_classes)
 
     if not cfg.feature_cache:
-        raise DermaiError("train.feature_cache: false (GPU image pipeline) is not built yet")
+        train_from_images(args.tfrecords, lower, upper, head, shape, classes, prm,
+                          tracker, args.model, t_start, live)
+        return
 
     x_tr, y_tr = cache_split(lower, args.tfrecords, "train", 64, variants=cfg.cache_variants,
                              seed=prm.base.seed, limit=cfg.max_train_images)
@@ -325,19 +364,55 @@ def run(args: argparse.Namespace) -> None:
         head.set_weights(tracker.best_weights)
 
     model = assemble(lower, upper, head, shape, classes)
-    save_model(model, Path(args.model))
-    wall = time.time() - t_start
+    log.info("feature cache took %.0f s", t_cached - t_start)
+    finish(model, prm, classes, shape, tracker, live, args.model, t_start,
+           int(len(y_tr) // max(cfg.cache_variants, 1)))
+
+
+def train_from_images(folder: str, lower: keras.Model, upper: keras.Model | None,
+                      head: keras.Model, shape: tuple[int, int, int], classes: list[str],
+                      prm: params_mod.Params, tracker: Tracker, model_path: str,
+                      t_start: float, live: Any) -> None:
+    """Both phases on the full model, fed from the TFRecords with augmentation."""
+    from dermai import tfdata
+
+    cfg, seed = prm.train, prm.base.seed
+    n = len(classes)
+    y_tr = np.concatenate([y.numpy() for _, y in tfdata.dataset(folder, "train", 512)])
+    val_ds = tfdata.dataset(folder, "val", cfg.batch_size)
+    y_va = np.concatenate([y.numpy() for _, y in val_ds])
+    model = assemble(lower, upper, head, shape, classes)
+    for phase, epochs, lr in ((1, cfg.head_epochs, cfg.lr),
+                              (2, cfg.finetune_epochs if upper is not None else 0,
+                               cfg.finetune_lr)):
+        set_phase(lower, upper, head, phase)
+        if tracker.best_weights is not None:
+            model.set_weights(tracker.best_weights)
+        train_epochs_images(model, folder, epochs=epochs, lr=lr, cfg=cfg, n_classes=n,
+                            seed=seed, tracker=tracker, phase=phase, y_train=y_tr,
+                            val=(val_ds, y_va))
+    if tracker.best_weights is not None:
+        model.set_weights(tracker.best_weights)
+    finish(model, prm, classes, shape, tracker, live, model_path,
+           t_start, len(y_tr))
+
+
+def finish(model: keras.Model, prm: params_mod.Params, classes: list[str],
+           shape: tuple[int, int, int], tracker: Tracker, live: Any, model_path: str,
+           t_start: float, n_train: int) -> None:
+    """Save the best model, the resolved params and the run summary."""
+    save_model(model, Path(model_path))
     resolved = {"params": params_mod.as_dict(prm), "classes": classes,
                 "input_shape": list(shape), "best_epoch": tracker.best_epoch,
                 "disclaimer": DISCLAIMER}
-    write_json(Path(args.model).with_name("train_params.json"), resolved)
+    write_json(Path(model_path).with_name("train_params.json"), resolved)
     live.summary.update({
         "best_epoch": tracker.best_epoch,
         "best_val_balanced_accuracy": tracker.best,
         "best_val_accuracy": tracker.best_metrics["accuracy"],
         "best_val_macro_auc": tracker.best_metrics["macro_auc"],
-        "train_images": int(len(y_tr) // max(cfg.cache_variants, 1)),
+        "train_images": n_train,
     })
     live.end()
-    log.info("trained in %.0f s (feature cache %.0f s); best epoch %d, val balanced acc %.4f",
-             wall, t_cached - t_start, tracker.best_epoch, tracker.best)
+    log.info("trained in %.0f s; best epoch %d, val balanced acc %.4f",
+             time.time() - t_start, tracker.best_epoch, tracker.best)

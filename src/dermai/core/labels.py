@@ -1,0 +1,100 @@
+"""Labels CSVs for external evaluation: ISIC-style one-hot or plain `image,label`. Pure.
+
+ISIC 2018 Task 3 ground truth is `image,MEL,NV,BCC,AKIEC,BKL,DF,VASC` with 0/1 (or 0.0/1.0);
+the plain form is `image,label`. Class names are matched to the model's case-insensitively;
+a label the model does not know is an error (silently dropping rows would flatter the metrics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from dermai.errors import DermaiError
+
+IMAGE_COLUMNS = ("image", "image_id", "image_name", "filename", "file")
+LABEL_COLUMNS = ("label", "dx", "diagnosis", "class", "condition")
+# Optional columns used as subgroups (not classes) when present.
+GROUP_COLUMNS = ("age_group", "source")
+IGNORED_COLUMNS = ("age", "sex", "age_approx", "anatom_site", "anatom_site_general",
+                   "lesion_id", "dataset", "localization", "dx_type")
+
+
+def _find(columns: Sequence[str], wanted: Sequence[str]) -> str | None:
+    lower = {c.strip().lower(): c for c in columns}
+    return next((lower[w] for w in wanted if w in lower), None)
+
+
+def _known(classes: Sequence[str]) -> str:
+    return ", ".join(classes)
+
+
+def parse(df: pd.DataFrame, classes: Sequence[str]) -> tuple[list[str], np.ndarray, str]:
+    """(image names, class indices, format 'plain'|'onehot') from a labels table of strings."""
+    if df.empty:
+        raise DermaiError("labels CSV has no rows")
+    cols = [str(c) for c in df.columns]
+    img_col = _find(cols, IMAGE_COLUMNS)
+    if img_col is None:
+        raise DermaiError(f"labels CSV needs an image column (one of {', '.join(IMAGE_COLUMNS)});"
+                          f" found: {', '.join(cols)}")
+    names = [str(v).strip() for v in df[img_col].tolist()]
+    if any(not n or n.lower() == "nan" for n in names):
+        row = next(i for i, n in enumerate(names) if not n or n.lower() == "nan")
+        raise DermaiError(f"labels CSV row {row + 2}: empty image name")
+    index = {c.lower(): i for i, c in enumerate(classes)}
+    label_col = _find(cols, LABEL_COLUMNS)
+    if label_col is not None:
+        raw = [str(v).strip() for v in df[label_col].tolist()]
+        bad = [(i, v) for i, v in enumerate(raw) if v.lower() not in index]
+        if bad:
+            i, v = bad[0]
+            more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
+            raise DermaiError(f"labels CSV row {i + 2} ({names[i]}): label {v!r} is not one of "
+                              f"the model's classes ({_known(classes)}){more}")
+        return names, np.array([index[v.lower()] for v in raw], dtype=np.int64), "plain"
+
+    skip = {img_col.lower(), *GROUP_COLUMNS, *IGNORED_COLUMNS}
+    onehot = [c for c in cols if c.strip().lower() not in skip]
+    if not onehot:
+        raise DermaiError("labels CSV has neither a label column nor one-hot class columns")
+    try:
+        values = df[onehot].apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise DermaiError(f"labels CSV one-hot columns ({', '.join(onehot)}) must be numeric "
+                          f"0/1; use `image,label` for class names") from exc
+    if np.isnan(values).any():
+        row = int(np.flatnonzero(np.isnan(values).any(axis=1))[0])
+        raise DermaiError(f"labels CSV row {row + 2} ({names[row]}): missing one-hot value")
+    best = values.argmax(axis=1)
+    top = values[np.arange(len(values)), best]
+    if (top <= 0).any():
+        row = int(np.flatnonzero(top <= 0)[0])
+        raise DermaiError(f"labels CSV row {row + 2} ({names[row]}): no class marked")
+    if ((values == top[:, None]).sum(axis=1) > 1).any():
+        row = int(np.flatnonzero((values == top[:, None]).sum(axis=1) > 1)[0])
+        raise DermaiError(f"labels CSV row {row + 2} ({names[row]}): more than one class marked")
+    col_class = [index.get(c.strip().lower()) for c in onehot]
+    labels = []
+    for i, b in enumerate(best):
+        c = col_class[b]
+        if c is None:
+            n_bad = sum(col_class[j] is None for j in best)
+            more = f" (and {n_bad - 1} more rows)" if n_bad > 1 else ""
+            raise DermaiError(f"labels CSV row {i + 2} ({names[i]}): label {onehot[b]!r} is not "
+                              f"one of the model's classes ({_known(classes)}){more}")
+        labels.append(c)
+    return names, np.array(labels, dtype=np.int64), "onehot"
+
+
+def groups(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Optional subgroup columns (age_group, source) present in the labels table."""
+    out = {}
+    for g in GROUP_COLUMNS:
+        col = _find([str(c) for c in df.columns], (g,))
+        if col is not None:
+            out[g] = ["unknown" if pd.isna(v) or not str(v).strip() else str(v).strip()
+                      for v in df[col].tolist()]
+    return out

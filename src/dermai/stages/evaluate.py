@@ -1,0 +1,166 @@
+"""Evaluate the trained model on the validation and test TFRecords.
+
+Reports accuracy, balanced accuracy, macro F1, per-class precision/recall/F1/support, macro and
+per-class one-vs-rest ROC AUC and the confusion matrix, overall and per age group and data
+source, with seeded bootstrap 95% intervals for accuracy, balanced accuracy and macro AUC.
+Fits temperature scaling on validation logits, saves it next to the model (`calibration.json`,
+read by `dermai.inference`), and reports test ECE before and after. Metrics and plots go
+through dvclive; the most confident test mistakes are shown with Grad-CAM overlays; the model
+card is generated from the run. Not a diagnostic tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermai import DISCLAIMER
+from dermai import params as params_mod
+from dermai.core import calibration as C
+from dermai.core.modelcard import render
+from dermai.errors import DermaiError
+from dermai.evalreport import EvalSettings, live_session, publish
+from dermai.io import atomic_open, write_json
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("val", "test")
+BATCH = 64
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (sections: base, evaluate)")
+    p.add_argument("--model", required=True, help="trained .keras model (train_params.json beside)")
+    p.add_argument("--tfrecords", required=True, help="folder written by `dermai tfrecords`")
+    p.add_argument("--split-summary", required=True,
+                   help="split x condition x age group counts (data/reports/split_summary.csv)")
+    p.add_argument("--leakage", required=True, help="leakage report (data/reports/leakage.json)")
+    p.add_argument("--index-summary", default=None,
+                   help="index summary (sources, rejects) for the model card")
+    p.add_argument("--calibration", default=None,
+                   help="where to save the temperature (default: calibration.json beside "
+                        "the model)")
+    p.add_argument("--out", required=True,
+                   help="report folder: report_{val,test}.json, predictions, errors/")
+    p.add_argument("--card", required=True, help="model card to write (Markdown)")
+    p.add_argument("--live", required=True, help="dvclive output folder (metrics.json, plots/)")
+
+
+def settings_from(prm: params_mod.Params) -> EvalSettings:
+    ev = prm.evaluate
+    return EvalSettings(n_bootstrap=ev.bootstrap, ece_bins=ev.ece_bins, seed=prm.base.seed,
+                        errors_per_class=getattr(ev, "errors_per_class", 8))
+
+
+def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> dict[str, Any]:
+    """Logits, labels, subgroup columns (and uint8 images if asked) for one TFRecord split."""
+    import tensorflow as tf
+
+    from dermai import tfdata
+
+    out: dict[str, list[Any]] = {k: [] for k in ("logits", "y", "age_group", "source", "id",
+                                                 "images")}
+    fn = tf.function(lambda x: logits_fn(x, training=False), reduce_retracing=True)
+    for x, y, meta in tfdata.dataset(folder, split, BATCH, with_meta=True):
+        out["logits"].append(fn(x).numpy().astype(np.float64))
+        out["y"].append(y.numpy())
+        for k, col in (("age_group", "age_group"), ("source", "source"), ("id", "image_id")):
+            out[k] += [v.decode("utf-8") for v in meta[col].numpy().tolist()]
+        if keep_images:
+            out["images"].append(np.clip(np.round(x.numpy()), 0, 255).astype(np.uint8))
+    if not out["y"]:
+        raise DermaiError(f"TFRecords split {split!r} in {folder} is empty")
+    return {
+        "logits": np.concatenate(out["logits"]), "y": np.concatenate(out["y"]).astype(np.int64),
+        "groups": {"age_group": out["age_group"], "source": out["source"]}, "ids": out["id"],
+        "images": np.concatenate(out["images"]) if keep_images else None,
+    }
+
+
+def load_model(path: Path) -> tuple[Any, dict[str, Any]]:
+    import keras
+
+    if not path.is_file():
+        raise DermaiError(f"model not found: {path}")
+    meta_file = path.with_name("train_params.json")
+    if not meta_file.is_file():
+        raise DermaiError(f"{meta_file} not found next to the model (it names the classes)")
+    return keras.saving.load_model(path, compile=False), json.loads(meta_file.read_text())
+
+
+def read_split_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DermaiError(f"split summary not found: {path}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def run(args: argparse.Namespace) -> None:
+    prm = params_mod.load(args.params)
+    settings = settings_from(prm)
+    import keras
+    import tensorflow as tf
+
+    from dermai import tfdata
+    from dermai.gradcam import GradCam
+    from dermai.inference import CALIBRATION_FILE, logits_model
+
+    keras.utils.set_random_seed(prm.base.seed)
+    tf.config.experimental.enable_op_determinism()
+    model_path = Path(args.model)
+    model, train_meta = load_model(model_path)
+    classes = list(train_meta["classes"])
+    if tfdata.read_meta(args.tfrecords)["classes"] != classes:
+        raise DermaiError("TFRecords and model were made for different classes")
+    lm = logits_model(model)
+    data = {s: collect(lm, args.tfrecords, s, keep_images=s == "test") for s in SPLITS}
+
+    t = C.fit_temperature(data["val"]["logits"], data["val"]["y"])
+    val_nll = (C.nll(data["val"]["logits"], data["val"]["y"], 1.0),
+               C.nll(data["val"]["logits"], data["val"]["y"], t))
+    log.info("temperature %.4f fitted on val: NLL %.4f -> %.4f", t, *val_nll)
+    if np.isclose(t, C.T_BOUNDS, rtol=1e-3).any():
+        log.warning("temperature %.4f is at its search bound %s: the validation set is "
+                    "(nearly) perfectly separated or tiny, so NLL keeps falling; treat the "
+                    "calibrated probabilities with suspicion", t, C.T_BOUNDS)
+
+    out = Path(args.out)
+    live = live_session(args.live)
+    cam = GradCam(model)
+    reports = {}
+    for s in SPLITS:
+        d = data[s]
+        images = d["images"]
+        reports[s] = publish(
+            s, y=d["y"], logits=d["logits"], classes=classes, temperature=t, ids=d["ids"],
+            groups=d["groups"], live=live, out_dir=out, settings=settings,
+            image_of=(lambda i, im=images: im[i]) if images is not None else None,
+            cam=cam, errors_dir=out / "errors" if s == "test" else None)
+    live.summary["temperature"] = round(t, 6)
+    live.end()
+
+    test_cal = reports["test"]["calibration"]
+    cal = {"temperature": round(t, 6), "fitted_on": "val", "bins": settings.ece_bins,
+           "val_nll_before": round(val_nll[0], 6), "val_nll_after": round(val_nll[1], 6),
+           "test_ece_before": test_cal["ece_before"], "test_ece_after": test_cal["ece_after"],
+           "classes": classes, "model": model_path.name}
+    write_json(Path(args.calibration) if args.calibration
+               else model_path.with_name(CALIBRATION_FILE), cal)
+
+    index_summary: dict[str, Any] = {}
+    if args.index_summary:
+        index_summary = json.loads(Path(args.index_summary).read_text())
+    leakage = json.loads(Path(args.leakage).read_text())
+    card = render(disclaimer=DISCLAIMER, model=train_meta,
+                  split_rows=read_split_rows(Path(args.split_summary)),
+                  sources=index_summary.get("by_source", {}), leakage=leakage,
+                  reports=reports, calibration=cal, rejected=index_summary.get("rejected"))
+    with atomic_open(args.card, "w", encoding="utf-8") as fh:
+        fh.write(card)
+    log.info("wrote %s, %s and %s", args.card, out, args.live)

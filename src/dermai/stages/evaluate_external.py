@@ -1,0 +1,124 @@
+"""Evaluate a model on any labelled image folder with the same metrics as `dermai evaluate`.
+
+Labels come from a CSV, either ISIC-style one-hot (`image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`) or
+plain `image,label`; class names match the model's case-insensitively and `image` may omit
+the file extension. Optional `age_group` / `source` columns give subgroup metrics. Images are
+decoded with EXIF orientation and fitted like the training data; unreadable or missing images
+are reported and skipped. The model's saved temperature is used; ECE is shown with and without
+it. Not a diagnostic tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermai.core.hashing import ImageRejected
+from dermai.errors import DermaiError
+from dermai.evalreport import EvalSettings, live_session, publish
+from dermai.imagefiles import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, FolderIndex, read
+from dermai.io import write_csv
+
+log = logging.getLogger(__name__)
+
+NAME = "external"
+BATCH = 32
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml",
+                   help="params file (evaluate.*, base.seed, index.extensions); optional")
+    p.add_argument("--model", required=True, help=".keras (calibration.json beside) or .tflite")
+    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--labels", required=True,
+                   help="CSV: image,<one-hot class columns> or image,label")
+    p.add_argument("--out", default="reports/external",
+                   help="output folder: metrics.json, plots/, report, predictions, errors/")
+
+
+def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
+    from dermai import params as params_mod
+
+    if not Path(params_path).is_file():
+        return EvalSettings(), list(DEFAULT_EXTENSIONS), DEFAULT_MAX_PIXELS
+    prm = params_mod.load(params_path)
+    from dermai.stages.evaluate import settings_from
+
+    return settings_from(prm), list(prm.index.extensions), prm.index.max_pixels
+
+
+def load_images(predictor: Any, folder: Path, names: list[str], extensions: list[str],
+                max_pixels: int) -> tuple[list[int], np.ndarray, list[dict[str, str]]]:
+    """(row indices kept, N x H x W x 3 uint8 fitted images, skipped rows with reasons)."""
+    from tqdm import tqdm
+
+    index = FolderIndex(folder, extensions)
+    kept, arrays, skipped = [], [], []
+    for i, name in enumerate(tqdm(names, unit="img", file=sys.stderr, desc="read",
+                                  disable=len(names) < 200)):
+        try:
+            path = index.find(name)
+            arr = predictor.prepare(read(path, max_pixels))
+        except ImageRejected as exc:
+            print(f"dermai evaluate-external: skipped {name}: {exc}", file=sys.stderr)
+            skipped.append({"image": name, "error": str(exc)})
+            continue
+        kept.append(i)
+        arrays.append(np.clip(np.round(arr), 0, 255).astype(np.uint8))
+    shape = (0, predictor.height, predictor.width, 3)
+    return kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped
+
+
+def keras_gradcam(model_path: Path) -> Any | None:
+    """Grad-CAM needs the Keras graph; a .tflite gets a gallery without heatmaps."""
+    if model_path.suffix != ".keras":
+        return None
+    import keras
+
+    from dermai.gradcam import GradCam
+
+    return GradCam(keras.saving.load_model(model_path, compile=False))
+
+
+def run(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dermai import inference
+    from dermai.core import labels as L
+
+    settings, extensions, max_pixels = _settings(args.params)
+    folder, labels_path = Path(args.images), Path(args.labels)
+    if not folder.is_dir():
+        raise DermaiError(f"images folder not found: {folder}")
+    if not labels_path.is_file():
+        raise DermaiError(f"labels CSV not found: {labels_path}")
+    df = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
+    predictor = inference.load(args.model)
+    classes = list(predictor.classes)
+    names, y, fmt = L.parse(df, classes)
+    log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))
+    kept, images, skipped = load_images(predictor, folder, names, extensions, max_pixels)
+    out = Path(args.out)
+    write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["image", "error"]))
+    if not kept:
+        raise DermaiError(f"none of the {len(names)} labelled images could be read "
+                          f"(see {out / 'skipped.csv'})")
+    if skipped:
+        log.warning("skipped %d of %d images (listed in %s)", len(skipped), len(names),
+                    out / "skipped.csv")
+    logits = np.concatenate([predictor.logits(images[s:s + BATCH].astype(np.float32))
+                             for s in range(0, len(images), BATCH)])
+    groups = {k: [v[i] for i in kept] for k, v in L.groups(df).items()}
+    live = live_session(out)
+    publish(NAME, y=y[kept], logits=logits, classes=classes,
+            temperature=predictor.temperature, ids=[names[i] for i in kept], groups=groups,
+            live=live, out_dir=out, settings=settings, image_of=lambda i: images[i],
+            cam=keras_gradcam(Path(args.model)), errors_dir=out / "errors")
+    live.summary[NAME]["skipped"] = len(skipped)
+    live.end()
+    log.info("wrote %s", out)

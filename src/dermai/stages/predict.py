@@ -1,0 +1,145 @@
+"""Predict skin-condition probabilities for image files or folders (NOT a diagnosis).
+
+Each image is decoded with its EXIF orientation applied, fitted to the model's input exactly as
+the training data was, and given calibrated per-class probabilities (temperature from the
+model's calibration) with its top-1 and top-3 classes. Folders are searched recursively. One
+image without --out prints JSON to stdout; otherwise a CSV (or a JSON document on stdout).
+Unreadable images are reported on stderr and as a row with an `error`, never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermai import DISCLAIMER
+from dermai.core.hashing import ImageRejected
+from dermai.imagefiles import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, expand, read
+from dermai.io import write_csv
+
+log = logging.getLogger(__name__)
+
+BATCH = 32
+TOP_K = 3
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml",
+                   help="params file, for index.extensions and index.max_pixels (optional)")
+    p.add_argument("--model", required=True, help=".keras (calibration.json beside) or .tflite")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="image files and/or folders (searched recursively)")
+    p.add_argument("--out", default=None, help="write a CSV here instead of JSON to stdout")
+    p.add_argument("--batch-size", type=int, default=BATCH, help="images per model call")
+
+
+def _image_settings(params_path: str) -> tuple[list[str], int]:
+    from dermai import params as params_mod
+
+    if Path(params_path).is_file():
+        prm = params_mod.load(params_path)
+        return list(prm.index.extensions), prm.index.max_pixels
+    return list(DEFAULT_EXTENSIONS), DEFAULT_MAX_PIXELS
+
+
+def top_k(proba: np.ndarray, classes: list[str], k: int = TOP_K) -> list[tuple[str, float]]:
+    """Highest-probability classes first; ties keep class order (stable sort)."""
+    order = np.argsort(-proba, kind="stable")[:k]
+    return [(classes[i], float(proba[i])) for i in order]
+
+
+def predict_files(predictor: Any, paths: list[Path], *, batch_size: int = BATCH,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
+    """One record per path, in order: probabilities, or the reason it could not be read."""
+    from tqdm import tqdm
+
+    records: list[dict[str, Any]] = []
+    bar = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=len(paths) < 2 * batch_size,
+               desc="predict")
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        arrays, ok = [], []
+        recs: list[dict[str, Any]] = []
+        for p in chunk:
+            rec: dict[str, Any] = {"image": str(p), "error": ""}
+            try:
+                arrays.append(predictor.prepare(read(p, max_pixels)))
+                ok.append(rec)
+            except ImageRejected as exc:
+                rec["error"] = str(exc)
+                print(f"dermai predict: skipped {p}: {exc}", file=sys.stderr)
+            recs.append(rec)
+        if arrays:
+            proba = predictor.predict_arrays(np.stack(arrays))
+            for rec, pr in zip(ok, proba, strict=True):
+                rec["probabilities"] = {c: float(v) for c, v in zip(predictor.classes, pr,
+                                                                      strict=True)}
+                rec["top"] = top_k(pr, predictor.classes)
+        records += recs
+        bar.update(len(chunk))
+    bar.close()
+    return records
+
+
+def to_json(rec: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"image": rec["image"]}
+    if rec["error"]:
+        out["error"] = rec["error"]
+        return out
+    out["top1"] = {"class": rec["top"][0][0], "probability": round(rec["top"][0][1], 6)}
+    out["top3"] = [{"class": c, "probability": round(p, 6)} for c, p in rec["top"]]
+    out["probabilities"] = {c: round(p, 6) for c, p in rec["probabilities"].items()}
+    return out
+
+
+def to_frame(records: list[dict[str, Any]], classes: list[str]) -> Any:
+    import pandas as pd
+
+    rows = []
+    for rec in records:
+        row: dict[str, Any] = {"image": rec["image"], "error": rec["error"]}
+        top = rec.get("top", [])
+        for k in range(TOP_K):
+            row[f"top{k + 1}"] = top[k][0] if k < len(top) else ""
+            row[f"top{k + 1}_probability"] = round(top[k][1], 6) if k < len(top) else None
+        for c in classes:
+            p = rec.get("probabilities", {}).get(c)
+            row[f"p_{c}"] = None if p is None else round(p, 6)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["image", "error",
+                                       *[f"top{k + 1}{s}" for k in range(TOP_K)
+                                         for s in ("", "_probability")],
+                                       *[f"p_{c}" for c in classes]])
+
+
+def run(args: argparse.Namespace) -> None:
+    from dermai import inference
+    from dermai.errors import DermaiError
+
+    extensions, max_pixels = _image_settings(args.params)
+    paths = expand(args.images, extensions)
+    if not paths:
+        raise DermaiError("no image files found in the given folders")
+    predictor = inference.load(args.model)
+    records = predict_files(predictor, paths, batch_size=max(1, args.batch_size),
+                            max_pixels=max_pixels)
+    failed = sum(1 for r in records if r["error"])
+    log.info("predicted %d image(s), %d skipped (T=%.4f). %s", len(records) - failed, failed,
+             predictor.temperature, DISCLAIMER)
+    meta = {"model": Path(args.model).name, "temperature": round(predictor.temperature, 6),
+            "disclaimer": DISCLAIMER}
+    if args.out:
+        write_csv(args.out, to_frame(records, predictor.classes))
+        log.info("wrote %s", args.out)
+    elif len(records) == 1:
+        json.dump({**to_json(records[0]), **meta}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        json.dump({**meta, "predictions": [to_json(r) for r in records]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")

@@ -1,0 +1,65 @@
+"""Bootstrap percentile CIs: contain the estimate, narrow with n, seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dermai.core import metrics as M
+from dermai.core.bootstrap import bootstrap_ci, bootstrap_cis
+
+
+def data(n: int, seed: int = 0, k: int = 4):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    p = rng.dirichlet(np.ones(k), n)
+    p[np.arange(n), y] += 0.4
+    return y, p / p.sum(1, keepdims=True)
+
+
+def acc(y, p):
+    return M.accuracy(y, p.argmax(1))
+
+
+def test_ci_contains_point_and_narrows_with_n():
+    widths = []
+    for n in (100, 2000):
+        y, p = data(n)
+        ci = bootstrap_ci(acc, y, p, n_resamples=500, seed=1)
+        assert ci.low <= ci.point <= ci.high
+        assert ci.point == acc(y, p)
+        widths.append(ci.high - ci.low)
+    assert widths[1] < widths[0] / 2  # ~sqrt(20) narrower
+
+
+def test_seeded_and_deterministic():
+    y, p = data(200)
+    a = bootstrap_ci(acc, y, p, n_resamples=200, seed=7)
+    b = bootstrap_ci(acc, y, p, n_resamples=200, seed=7)
+    c = bootstrap_ci(acc, y, p, n_resamples=200, seed=8)
+    assert a == b
+    assert (a.low, a.high) != (c.low, c.high)
+    assert a.n_resamples == 200 and a.level == 0.95
+
+
+def test_several_metrics_share_resamples_and_undefined_resamples_are_dropped():
+    # One sample of class 3: many resamples miss it, so its AUC is undefined there; macro AUC
+    # stays defined (it averages the classes present).
+    y, p = data(60, seed=2)
+    y[y == 3] = 0
+    y[0] = 3
+    cis = bootstrap_cis({"accuracy": acc,
+                         "balanced_accuracy": lambda y, p: M.balanced_accuracy(y, p.argmax(1), 4),
+                         "macro_auc": M.macro_auc,
+                         "auc_3": lambda y, p: M.per_class_auc(y, p)[3]},
+                        y, p, n_resamples=300, seed=0)
+    for ci in cis.values():
+        assert np.isfinite(ci.low) and ci.low <= ci.high
+    assert cis["auc_3"].n_resamples < 300  # resamples without class 3 were left out
+    assert cis["macro_auc"].n_resamples == 300
+    assert cis["macro_auc"].low <= cis["macro_auc"].point <= cis["macro_auc"].high
+
+
+def test_no_resamples_gives_nan_interval():
+    y, p = data(10)
+    ci = bootstrap_ci(acc, y, p, n_resamples=0)
+    assert np.isnan(ci.low) and ci.point == acc(y, p)

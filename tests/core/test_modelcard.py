@@ -1,0 +1,34 @@
+"""The model card is rendered from the run's numbers and always carries the disclaimer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dermai import DISCLAIMER
+from dermai.core.evaluation import report
+from dermai.core.modelcard import render
+
+
+def test_card_contains_data_leakage_metrics_calibration_and_disclaimer():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 50)
+    logits = rng.normal(0, 1, (50, 2)) + np.eye(2)[y] * 2
+    rep = report(y, logits, ["bcc", "mel"], temperature=1.3,
+                 groups={"age_group": ["0-29"] * 25 + ["60+"] * 25}, n_bootstrap=50)
+    card = render(
+        disclaimer=DISCLAIMER,
+        model={"classes": ["bcc", "mel"], "input_shape": [24, 32, 3],
+               "params": {"model": {"backbone": "efficientnet_lite0"}}},
+        split_rows=[{"split": "train", "condition": "bcc", "age_group": "0-29", "count": "7"},
+                    {"split": "test", "condition": "mel", "age_group": "60+", "count": "3"}],
+        sources={"clinic_a": 10}, rejected=2,
+        leakage={"before": {"cross_split_exact_pairs": 4, "method": "naive"},
+                 "after": {"cross_split_exact_pairs": 0, "method": "policy=group"}},
+        reports={"val": rep, "test": rep}, calibration={"temperature": 1.3})
+    assert card.count(DISCLAIMER) == 2
+    assert "| bcc | 0-29 | 7 | 0 | 0 | 7 |" in card
+    assert "| **all** |  | 7 | 0 | 3 | 10 |" in card
+    assert "| cross split exact pairs | 4 | 0 |" in card
+    assert f"{rep['accuracy']:.3f} [{rep['ci']['accuracy']['low']:.3f}" in card
+    assert "T = 1.3000" in card and "clinic_a (10 images)" in card and "0-29" in card
+    assert "Intended use" in card and "Limitations" in card

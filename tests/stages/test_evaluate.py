@@ -1,0 +1,115 @@
+"""`dermai evaluate` end to end on tiny TFRecords and a tiny model: every output, deterministic
+bytes, the temperature saved where `dermai.inference` reads it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import tinymodel
+from dermai import DISCLAIMER
+from dermai.cli import main
+from imaging import encode
+
+CLASSES = ["bcc", "mel", "nv"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("evaluate")
+    raw = tmp / "raw"
+    rows = []
+    for k in range(60):
+        cond, age, src = CLASSES[k % 3], ["0-29", "60+"][k % 2], ["s1", "s2"][(k // 2) % 2]
+        rel = f"{src}/{cond}/{age}/i{k:03d}.png"
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        (raw / rel).write_bytes(encode(tinymodel.tinted(k), "PNG"))
+        rows.append({"image_id": f"i{k:03d}", "path": rel, "condition": cond, "age_group": age,
+                     "source": src, "group_id": "", "leakage_group": f"g{k}",
+                     "sha1": f"{k:040x}"})
+    df = pd.DataFrame(rows)
+    sp = tmp / "splits"
+    sp.mkdir()
+    df.iloc[:12].to_csv(sp / "train.csv", index=False)
+    df.iloc[12:36].to_csv(sp / "val.csv", index=False)
+    df.iloc[36:].to_csv(sp / "test.csv", index=False)
+    (tmp / "params.yaml").write_text(yaml.safe_dump({
+        "base": {"classes": CLASSES}, "index": {"raw_root": str(raw), "workers": 1},
+        "model": {"image_height": tinymodel.H, "image_width": tinymodel.W},
+        "evaluate": {"bootstrap": 200, "ece_bins": 10}}))
+    assert main(["tfrecords", "--params", str(tmp / "params.yaml"), "--splits", str(sp),
+                 "--out", str(tmp / "tfrecords")]) == 0
+    tinymodel.save(tinymodel.build(CLASSES), tmp / "models", CLASSES)
+    reports = tmp / "data_reports"
+    reports.mkdir()
+    pd.DataFrame([{"split": s, "condition": c, "age_group": "0-29", "count": 4}
+                  for s in ("train", "val", "test") for c in CLASSES]).to_csv(
+        reports / "split_summary.csv", index=False)
+    (reports / "leakage.json").write_text(json.dumps({
+        "before": {"cross_split_exact_pairs": 3, "method": "naive", "sizes": {"test": 24}},
+        "after": {"cross_split_exact_pairs": 0, "method": "policy=group",
+                  "sizes": {"test": 24}}}))
+    (reports / "index_summary.json").write_text(json.dumps({"by_source": {"s1": 30, "s2": 30},
+                                                            "rejected": 0}))
+    return tmp
+
+
+def evaluate(tmp: Path, name: str) -> Path:
+    out = tmp / name
+    r = tmp / "data_reports"
+    assert main(["evaluate", "--params", str(tmp / "params.yaml"),
+                 "--model", str(tmp / "models" / "model.keras"),
+                 "--tfrecords", str(tmp / "tfrecords"),
+                 "--split-summary", str(r / "split_summary.csv"),
+                 "--leakage", str(r / "leakage.json"),
+                 "--index-summary", str(r / "index_summary.json"),
+                 "--calibration", str(out / "calibration.json"),
+                 "--out", str(out / "reports"), "--card", str(out / "model_card.md"),
+                 "--live", str(out / "live")]) == 0
+    return out
+
+
+def test_evaluate_outputs_and_determinism(project):
+    from dermai import inference
+
+    a, b = evaluate(project, "a"), evaluate(project, "b")
+    files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+    metrics = json.loads((a / "live" / "metrics.json").read_text())
+    for split, n in (("val", 24), ("test", 24)):
+        m = metrics[split]
+        assert m["n"] == n
+        assert set(m["per_class"]) == set(CLASSES)
+        assert set(m["subgroups"]) == {"age_group", "source"}
+        assert set(m["subgroups"]["age_group"]) == {"0-29", "60+"}
+        for k in ("accuracy", "balanced_accuracy", "macro_auc"):
+            assert m["ci"][k]["low"] <= m[k] <= m["ci"][k]["high"]
+        assert m["calibration"]["ece_after"] is not None
+    plots = a / "live" / "plots" / "sklearn" / "test"
+    assert (plots / "confusion_matrix.json").is_file()
+    assert {p.stem for p in (plots / "roc").glob("*.json")} == set(CLASSES)
+    assert {p.stem for p in (plots / "calibration").glob("*.json")} == {"calibrated",
+                                                                       "uncalibrated"}
+    cal = json.loads((a / "calibration.json").read_text())
+    assert cal["temperature"] == metrics["temperature"] > 0
+    # Validation NLL can only go down: T=1 is inside the search bounds.
+    assert cal["val_nll_after"] <= cal["val_nll_before"]
+    card = (a / "model_card.md").read_text()
+    assert DISCLAIMER in card and "| test | 24 |" in card and "cross split exact pairs" in card
+    assert (a / "reports" / "errors" / "index.html").is_file()
+    assert (a / "reports" / "report_test.json").is_file()
+
+    # The temperature is "saved with the model": inference picks it up from beside the model.
+    model_dir = project / "models"
+    (model_dir / "calibration.json").write_bytes((a / "calibration.json").read_bytes())
+    try:
+        assert inference.load(model_dir / "model.keras").temperature == cal["temperature"]
+    finally:
+        (model_dir / "calibration.json").unlink()

@@ -1,0 +1,105 @@
+"""`dermai evaluate-external` end to end: both label formats, bad images, unmappable labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score
+
+import tinymodel
+from dermai.cli import main
+
+CLASSES = ["bcc", "mel", "nv"]
+N = 24
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path, list[str], list[str]]:
+    tmp = tmp_path_factory.mktemp("ext")
+    model = tinymodel.save(tinymodel.build(CLASSES), tmp / "model", CLASSES)
+    images = tmp / "images"
+    names, labels = [], []
+    for i in range(N):
+        sub = images / ("part1" if i % 2 else "part2")
+        sub.mkdir(parents=True, exist_ok=True)
+        tinymodel.tinted(100 + i).save(sub / f"ISIC_{i:04d}.jpg")
+        names.append(f"ISIC_{i:04d}")
+        labels.append(CLASSES[i % 3])
+    (images / "part1" / "ISIC_9000.jpg").write_bytes(b"corrupt")
+    return model, images, [*names, "ISIC_9000", "ISIC_9999"], [*labels, "mel", "nv"]
+
+
+def run(model: Path, images: Path, labels: Path, out: Path) -> int:
+    return main(["evaluate-external", "--params", str(out.parent / "none.yaml"),
+                 "--model", str(model), "--images", str(images), "--labels", str(labels),
+                 "--out", str(out)])
+
+
+def check_outputs(out: Path, labels: list[str]) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())["external"]
+    assert metrics["n"] == N and metrics["skipped"] == 2
+    preds = pd.read_csv(out / "predictions_external.csv")
+    assert len(preds) == N
+    assert preds["label"].tolist() == labels[:N]
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(preds["label"],
+                                                               preds["predicted"]), abs=1e-6)
+    for k in ("accuracy", "balanced_accuracy", "macro_auc"):
+        assert metrics["ci"][k]["low"] <= metrics[k] <= metrics["ci"][k]["high"]
+    assert set(metrics["per_class"]) == set(CLASSES)
+    plots = out / "plots" / "sklearn" / "external"
+    assert (plots / "confusion_matrix.json").is_file()
+    assert {p.stem for p in (plots / "roc").glob("*.json")} == set(CLASSES)
+    assert {p.stem for p in (plots / "precision_recall").glob("*.json")} == set(CLASSES)
+    assert (plots / "calibration" / "calibrated.json").is_file()
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert sorted(Path(n).stem for n in skipped["image"]) == ["ISIC_9000", "ISIC_9999"]
+    page = (out / "errors" / "index.html").read_text()
+    assert "NOT a medical diagnostic tool" in page and "Grad-CAM" in page
+    assert len(list((out / "errors").glob("*.png"))) >= 1
+    return metrics
+
+
+def test_isic_one_hot_and_plain_give_the_same_result(setup, tmp_path, capsys):
+    model, images, names, labels = setup
+    onehot = pd.DataFrame({"image": names})
+    for c in ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]:  # model lacks the last four
+        onehot[c] = [1.0 if lab == c.lower() else 0.0 for lab in labels]
+    onehot.to_csv(tmp_path / "gt.csv", index=False)
+    assert run(model, images, tmp_path / "gt.csv", tmp_path / "a") == 0
+    err = capsys.readouterr().err
+    assert "skipped ISIC_9000: not an image" in err and "skipped ISIC_9999: file not found" in err
+    m1 = check_outputs(tmp_path / "a", labels)
+
+    plain = pd.DataFrame({"image": [n + ".jpg" if i % 2 else n for i, n in enumerate(names)],
+                          "label": [lab.upper() if i % 3 else lab
+                                    for i, lab in enumerate(labels)]})
+    plain.to_csv(tmp_path / "plain.csv", index=False)
+    assert run(model, images, tmp_path / "plain.csv", tmp_path / "b") == 0
+    m2 = check_outputs(tmp_path / "b", labels)
+    assert m1 == m2
+    assert ((tmp_path / "a" / "metrics.json").read_bytes()
+            == (tmp_path / "b" / "metrics.json").read_bytes())
+
+
+def test_unmappable_label_is_a_one_line_error(setup, tmp_path, capsys):
+    model, images, names, _ = setup
+    pd.DataFrame({"image": names[:3], "label": ["mel", "SCC", "nv"]}).to_csv(
+        tmp_path / "bad.csv", index=False)
+    assert run(model, images, tmp_path / "bad.csv", tmp_path / "o") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("dermai evaluate-external: error: labels CSV row 3")
+    assert "'SCC'" in err[0] and not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_no_readable_image_is_an_error(setup, tmp_path, capsys):
+    model, images, _, _ = setup
+    pd.DataFrame({"image": ["ISIC_9000"], "label": ["mel"]}).to_csv(tmp_path / "l.csv",
+                                                                      index=False)
+    assert run(model, images, tmp_path / "l.csv", tmp_path / "o") == 1
+    assert "none of the 1 labelled images" in capsys.readouterr().err
+    assert np.array_equal(pd.read_csv(tmp_path / "o" / "skipped.csv")["image"], ["ISIC_9000"])

@@ -1,0 +1,92 @@
+"""`dermai predict` end to end on a tiny model: JSON, CSV, recursion, bad files, EXIF, T."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import tinymodel
+from dermai import DISCLAIMER
+from dermai.cli import main
+
+CLASSES = ["bcc", "mel", "nv"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    path = tinymodel.save(tinymodel.build(CLASSES), folder, CLASSES)
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 2.0}))
+    return path
+
+
+def test_one_image_prints_calibrated_json_with_disclaimer(model, tmp_path, capsys):
+    from dermai import inference
+
+    img = tmp_path / "one.png"
+    tinymodel.tinted(3).save(img)
+    assert main(["predict", "--model", str(model), str(img)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["disclaimer"] == DISCLAIMER and out["temperature"] == 2.0
+    assert out["image"] == str(img)
+    assert set(out["probabilities"]) == set(CLASSES)
+    assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert [t["class"] for t in out["top3"]] == sorted(
+        CLASSES, key=lambda c: -out["probabilities"][c])
+    assert out["top1"] == out["top3"][0]
+    pred = inference.load(model)
+    x = pred.prepare(tinymodel.tinted(3))[None]
+    expected = inference.softmax(pred.logits(x), 2.0)[0]  # calibrated with T from the file
+    assert [out["probabilities"][c] for c in CLASSES] == pytest.approx(expected.tolist(),
+                                                                      abs=1e-5)
+
+
+def test_folders_recursive_bad_files_reported_csv(model, tmp_path, capsys):
+    root = tmp_path / "imgs"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for i, rel in enumerate(["a.jpg", "sub/b.png", "sub/deeper/c.jpeg"]):
+        tinymodel.tinted(i).save(root / rel)
+    (root / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (root / "readme.txt").write_text("not an image, not picked up")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(model), str(root), str(tmp_path / "gone.png"),
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" in err and "broken.jpg" in err and "gone.png" in err
+    df = pd.read_csv(out, keep_default_na=False)
+    assert len(df) == 5
+    assert list(df.columns[:8]) == ["image", "error", "top1", "top1_probability", "top2",
+                                    "top2_probability", "top3", "top3_probability"]
+    bad = df[df["error"] != ""]
+    assert sorted(Path(p).name for p in bad["image"]) == ["broken.jpg", "gone.png"]
+    good = df[df["error"] == ""]
+    assert set(good["top1"]) <= set(CLASSES)
+    probs = good[[f"p_{c}" for c in CLASSES]].astype(float).to_numpy()
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_exif_orientation_is_applied(model, tmp_path, capsys):
+    upright = tinymodel.tinted(5, w=48, h=36)
+    stored = upright.rotate(90, expand=True)  # pixels on disk are turned 90 degrees
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display" undoes it
+    upright.save(tmp_path / "upright.png")
+    stored.save(tmp_path / "stored.png", exif=exif)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(model), str(tmp_path), "--out", str(out)]) == 0
+    df = pd.read_csv(out).set_index("image")
+    cols = [f"p_{c}" for c in CLASSES]
+    a = df.loc[str(tmp_path / "upright.png"), cols].to_numpy(float)
+    b = df.loc[str(tmp_path / "stored.png"), cols].to_numpy(float)
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_nothing_found_is_an_error(model, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", "--model", str(model), str(tmp_path / "empty")]) == 1
+    assert "no image files" in capsys.readouterr().err
