@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dermai
 
-.PHONY: run test test-all lint check-data bench clean-venv
+.PHONY: run test test-all lint check-data browser-deps clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "need Python >= 3.11"'
@@ -17,12 +17,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
+## browser-deps: Debian's Chromium for the demo app's browser test (Playwright drives it;
+## `playwright install` is never used). Skipped when chromium is already there or apt is absent.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 ## test: the default test suite (slow real-data tests excluded)
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 ## test-all: include the slow real-data tests (needs ../shared/data/ham10000)
-test-all: $(STAMP)
+test-all: $(STAMP) browser-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m ""
 
 ## lint: ruff must be clean

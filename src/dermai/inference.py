@@ -91,21 +91,37 @@ def _keras_fn(path: Path) -> tuple[Any, list[str], int, int]:
     return (lambda x: lm.predict(x, batch_size=64, verbose=0)), meta["classes"], h, w
 
 
-def _tflite_fn(path: Path) -> tuple[Any, list[str], int, int]:
+def _tflite_fn(path: Path, num_threads: int | None = None) -> tuple[Any, list[str], int, int]:
     from dermai.tflite import load_tflite
 
-    return load_tflite(path)
+    return load_tflite(path, num_threads=num_threads)
 
 
-def load(path: str | Path) -> Predictor:
-    """A Predictor for a `.keras` or `.tflite` model file."""
+def tflite_temperature(path: Path) -> float | None:
+    """The temperature embedded in an exported .tflite (None if it carries none)."""
+    from dermai.tflite import read_metadata
+
+    t = read_metadata(path).get("temperature")
+    return None if t is None else float(t)
+
+
+def load(path: str | Path, *, num_threads: int | None = None) -> Predictor:
+    """A Predictor for a `.keras` or `.tflite` model file.
+
+    A .tflite's own embedded temperature wins over a `calibration.json` beside it (the file is
+    meant to travel alone); `num_threads` applies to .tflite models only.
+    """
     path = Path(path)
     if not path.is_file():
         raise DermaiError(f"model not found: {path}")
+    temperature = None
     if path.suffix == ".keras":
         fn, classes, h, w = _keras_fn(path)
     elif path.suffix == ".tflite":
-        fn, classes, h, w = _tflite_fn(path)
+        fn, classes, h, w = _tflite_fn(path, num_threads)
+        temperature = tflite_temperature(path)
     else:
         raise DermaiError(f"unsupported model file {path.name}: use .keras or .tflite")
-    return Predictor(path, classes, h, w, read_calibration(path), fn)
+    if temperature is None:
+        temperature = read_calibration(path)
+    return Predictor(path, classes, h, w, temperature, fn)

@@ -112,11 +112,11 @@ class TrainParams:
     batch_size: int = 32
     # Phase 1: the head alone on frozen features. Phase 2: the top `unfreeze_blocks` EfficientNet
     # stages (block7, block6, ...) and the head, BatchNorm kept frozen, at `finetune_lr`.
-    head_epochs: int = 10
+    head_epochs: int = 8
     lr: float = 1e-3
-    finetune_epochs: int = 8
+    finetune_epochs: int = 6
     finetune_lr: float = 3e-4
-    unfreeze_blocks: int = 2
+    unfreeze_blocks: int = 3
     weight_decay: float = 1e-4
     # CPU path: run the frozen lower backbone once over `cache_variants` augmented copies of each
     # training image and train the top stages from those cached activations.
@@ -140,7 +140,10 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class ExportParams:
-    representative_images: int = 200
+    representative_images: int = 200  # drawn from train, seeded, for int8 calibration
+    latency_runs: int = 50
+    latency_warmup: int = 5
+    threads: list[int] = field(default_factory=lambda: [1, 2])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,106 @@
+"""Float32 vs full-integer int8 LiteRT: file size and single-image latency on 1 and 2 threads.
+
+Give a trained .keras model (both .tflite files are exported into a temp dir with the export
+stage's converter; the int8 representative set comes from TRAIN in --tfrecords, or synthetic
+lesions if that folder is missing), or the two .tflite files. Latency is the median of --runs
+single-image inferences after --warmup, including int8 (de)quantization, on a real test image
+when --tfrecords has one. Usage:
+
+    python bench/bench_tflite.py models/model.keras
+    python bench/bench_tflite.py models/model_float32.tflite models/model_int8.tflite --runs 200
+
+Numbers move with machine load (2 cores here, often shared): compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def export_pair(keras_path: Path, tfrecords: Path, n_rep: int, out: Path) -> dict[str, Path]:
+    import json
+
+    import keras
+
+    from dermai.stages.export import export_bytes, representative_images
+
+    classes = json.loads(keras_path.with_name("train_params.json").read_text())["classes"]
+    model = keras.saving.load_model(keras_path, compile=False)
+    h, w = (int(d) for d in model.inputs[0].shape[1:3])
+    if (tfrecords / "meta.json").is_file():
+        rep = representative_images(tfrecords, n_rep, seed=42)
+    else:
+        from dermai.core.synth import lesion_image
+
+        rng = np.random.default_rng(0)
+        rep = np.stack([lesion_image(classes[i % len(classes)], rng, h, w)
+                        for i in range(n_rep)]).astype(np.float32)
+    paths = {}
+    for kind, blob in export_bytes(model, classes, 1.0, rep).items():
+        paths[kind] = out / f"model_{kind}.tflite"
+        paths[kind].write_bytes(blob)
+    return paths
+
+
+def sample_image(tfrecords: Path, h: int, w: int) -> np.ndarray:
+    if (tfrecords / "meta.json").is_file():
+        from dermai import tfdata
+
+        for x, _ in tfdata.dataset(tfrecords, "test", 1).take(1):
+            if tuple(x.shape[1:3]) == (h, w):
+                return x.numpy()[0]
+    return np.random.default_rng(0).uniform(0, 255, (h, w, 3)).astype(np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path, help=".keras model, or the float32 .tflite")
+    ap.add_argument("int8", type=Path, nargs="?", help="the int8 .tflite (with a .tflite model)")
+    ap.add_argument("--tfrecords", type=Path, default=ROOT / "data" / "tfrecords")
+    ap.add_argument("--representative", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+
+    from dermai.tflite import TfliteModel, latency_ms
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model.suffix == ".keras":
+            paths = export_pair(args.model, args.tfrecords, args.representative, Path(tmp))
+        elif args.int8 is not None:
+            paths = {"float32": args.model, "int8": args.int8}
+        else:
+            ap.error("give a .keras model, or both the float32 and the int8 .tflite")
+        probe = TfliteModel(paths["float32"])
+        x = sample_image(args.tfrecords, probe.height, probe.width)
+        rows = {}
+        for kind, path in paths.items():
+            rows[kind] = {"bytes": path.stat().st_size, **{
+                t: latency_ms(path, x, threads=t, runs=args.runs, warmup=args.warmup)
+                for t in args.threads}}
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"input {probe.height}x{probe.width}, {args.runs} runs after {args.warmup} warmup, "
+          f"{os.cpu_count()} CPUs, load average {load:.1f}")
+    head = f"{'model':<8} {'size MB':>9}" + "".join(f" {f'{t} thr ms':>10}" for t in args.threads)
+    print(head)
+    for kind, r in rows.items():
+        print(f"{kind:<8} {r['bytes'] / 1e6:>9.2f}"
+              + "".join(f" {r[t]:>10.2f}" for t in args.threads))
+    f, q = rows["float32"], rows["int8"]
+    print(f"{'int8/f32':<8} {q['bytes'] / f['bytes']:>9.3f}"
+          + "".join(f" {q[t] / f[t]:>10.3f}" for t in args.threads))
+
+
+if __name__ == "__main__":
+    main()

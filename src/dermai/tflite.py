@@ -1,0 +1,250 @@
+"""LiteRT (.tflite) models that carry their own labels and preprocessing, and a runner for them.
+
+Metadata travels inside the model: a UTF-8 JSON document in the flatbuffer's `metadata` table
+under the name `dermai` (`METADATA_NAME`), with its bytes in one of the model's buffers. This is
+the schema's own extension point, the one the converter uses for its `CONVERSION_METADATA`
+entry; runtimes ignore entries they do not know, so the file stays a plain LiteRT model that
+any app can run, and the `.tflite` alone says which classes its outputs are, what input it
+takes (size, raw [0, 255] RGB, the resize rule) and the calibration temperature. Reading it
+needs only the schema module shipped with ai-edge-litert (no TensorFlow).
+
+The models output LOGITS: temperature scaling and softmax happen after (`dermai.inference`).
+Quantized (int8/uint8) inputs and outputs are converted here with the tensors' own scale and
+zero point, so callers always pass float32 raw RGB and get float32 logits.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermai.errors import DermaiError
+
+METADATA_NAME = "dermai"
+METADATA_FORMAT = "dermai-tflite/1"
+MAX_BATCH = 64  # larger batches are run in chunks (bounded memory)
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def make_metadata(classes: list[str], height: int, width: int, *, temperature: float,
+                  quantization: str) -> dict[str, Any]:
+    """The document embedded in every exported model (no timestamps: equal inputs, equal bytes)."""
+    from dermai import DISCLAIMER, __version__
+
+    return {
+        "format": METADATA_FORMAT,
+        "classes": list(classes),
+        "input": {
+            "height": int(height), "width": int(width), "channels": 3, "color": "RGB",
+            "range": [0, 255], "dtype": "float32 (quantized models: see the input tensor)",
+            "normalization": "none outside the model: it applies (x - 127) / 128 itself",
+            "resize": "scale to cover height x width keeping aspect ratio (bicubic), then "
+                      "centre-crop (dermai.core.preprocess.fit)",
+            "orientation": "apply EXIF orientation before resizing; ignore other EXIF",
+        },
+        "output": "logits",
+        "temperature": float(temperature),
+        "probabilities": "softmax(logits / temperature)",
+        "quantization": quantization,
+        "dermai_version": __version__,
+        "disclaimer": DISCLAIMER,
+    }
+
+
+def embed_metadata(model: bytes, meta: dict[str, Any], name: str = METADATA_NAME) -> bytes:
+    """Return `model` with `meta` (JSON) stored as metadata entry `name`, replacing an old one."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    payload = json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    buf = fb.BufferT()
+    buf.data = np.frombuffer(payload, dtype=np.uint8)
+    obj.buffers = obj.buffers or []
+    obj.metadata = obj.metadata or []
+    for entry in obj.metadata:
+        if entry.name.decode("utf-8") == name:
+            obj.buffers[entry.buffer] = buf
+            break
+    else:
+        entry = fb.MetadataT()
+        entry.name = name
+        entry.buffer = len(obj.buffers)
+        obj.buffers.append(buf)
+        obj.metadata.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
+def _metadata_bytes(data: bytes | bytearray | memoryview, name: str) -> bytes | None:
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if (entry.Name() or b"").decode("utf-8") != name:
+            continue
+        buf = model.Buffers(entry.Buffer())
+        if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
+            return bytes(data[buf.Offset(): buf.Offset() + buf.Size()])
+        arr = buf.DataAsNumpy()
+        return arr.tobytes() if isinstance(arr, np.ndarray) else b""
+    return None
+
+
+def read_metadata(source: str | Path | bytes, name: str = METADATA_NAME) -> dict[str, Any]:
+    """The embedded `dermai` document of a .tflite file (or its bytes); {} when absent."""
+    data = source if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
+    if len(data) < 8 or bytes(data[4:8]) != b"TFL3":
+        raise DermaiError(f"{source if not isinstance(source, bytes) else 'data'} is not a "
+                          "LiteRT/TFLite flatbuffer")
+    raw = _metadata_bytes(data, name)
+    if raw is None:
+        return {}
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DermaiError(f"{name} metadata in the model is not valid JSON: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
+    """float -> integer tensor values: round(x / scale + zero_point), clipped to the dtype."""
+    if scale <= 0:
+        raise DermaiError(f"quantized tensor has no usable scale ({scale})")
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, dtype=np.float64) / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((np.asarray(q, dtype=np.float32) - np.float32(zero_point))
+            * np.float32(scale)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- runner
+
+
+class TfliteModel:
+    """One LiteRT interpreter: float32 raw RGB batches in, float32 logits out.
+
+    Calls are serialised with a lock (an interpreter is not thread-safe); for parallel
+    inference make one TfliteModel per worker.
+    """
+
+    def __init__(self, path: str | Path, num_threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DermaiError(f"model not found: {self.path}")
+        self.meta = read_metadata(self.path)
+        if not self.meta:
+            raise DermaiError(
+                f"{self.path.name} has no '{METADATA_NAME}' metadata (classes, input size): "
+                "export it with `dermai export`"
+            )
+        self.classes: list[str] = list(self.meta["classes"])
+        self.height = int(self.meta["input"]["height"])
+        self.width = int(self.meta["input"]["width"])
+        self.temperature = float(self.meta.get("temperature", 1.0))
+        self.num_threads = num_threads
+        self._it = Interpreter(model_path=str(self.path), num_threads=num_threads)
+        self._it.allocate_tensors()
+        inp, out = self._it.get_input_details(), self._it.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise DermaiError(f"{self.path.name}: expected one input and one output tensor")
+        self._in, self._out = inp[0], out[0]
+        shape = [int(d) for d in self._in["shape"]]
+        if shape[1:] != [self.height, self.width, 3]:
+            raise DermaiError(f"{self.path.name}: input tensor {shape} does not match its "
+                              f"metadata ({self.height}x{self.width}x3)")
+        if int(self._out["shape"][-1]) != len(self.classes):
+            raise DermaiError(f"{self.path.name}: {self._out['shape'][-1]} outputs but "
+                              f"{len(self.classes)} classes in its metadata")
+        self._dynamic = int(self._in["shape_signature"][0]) == -1
+        self._batch = shape[0]
+        self._lock = threading.Lock()
+
+    @property
+    def input_dtype(self) -> Any:
+        return self._in["dtype"]
+
+    def _set_batch(self, n: int) -> None:
+        if n == self._batch:
+            return
+        self._it.resize_tensor_input(self._in["index"], [n, self.height, self.width, 3])
+        self._it.allocate_tensors()
+        self._batch = n
+        self._in = self._it.get_input_details()[0]
+        self._out = self._it.get_output_details()[0]
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        dtype = self._in["dtype"]
+        if dtype == np.float32:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        scale, zp = self._in["quantization"]
+        return quantize(x, scale, zp, dtype)
+
+    def _finish(self, y: np.ndarray) -> np.ndarray:
+        if self._out["dtype"] == np.float32:
+            return np.array(y, dtype=np.float32)
+        scale, zp = self._out["quantization"]
+        return dequantize(y, scale, zp)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        self._it.set_tensor(self._in["index"], self._prepare(x))
+        self._it.invoke()
+        return self._finish(self._it.get_tensor(self._out["index"]))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x: N x H x W x 3 float raw RGB in [0, 255] -> N x classes float32 logits."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (self.height, self.width, 3):
+            raise DermaiError(f"expected N x {self.height} x {self.width} x 3 images, "
+                              f"got {x.shape}")
+        outs = []
+        with self._lock:
+            if self._dynamic:
+                for s in range(0, len(x), MAX_BATCH):
+                    chunk = x[s:s + MAX_BATCH]
+                    self._set_batch(len(chunk))
+                    outs.append(self._run(chunk))
+            else:  # fixed batch (e.g. 1): one image at a time
+                self._set_batch(self._batch)
+                outs = [self._run(x[i:i + self._batch]) for i in range(0, len(x), self._batch)]
+        return (np.concatenate(outs) if outs
+                else np.zeros((0, len(self.classes)), dtype=np.float32))
+
+
+def load_tflite(path: str | Path, num_threads: int | None = None
+                ) -> tuple[Any, list[str], int, int]:
+    """(fn: N x H x W x 3 raw RGB -> N x classes logits, classes, height, width)."""
+    model = TfliteModel(path, num_threads)
+    return model, model.classes, model.height, model.width
+
+
+def latency_ms(path: str | Path, x: np.ndarray, *, threads: int, runs: int = 50,
+               warmup: int = 5) -> float:
+    """Median wall time (ms) of one single-image inference, after `warmup` untimed runs.
+
+    Includes input quantization and output dequantization, i.e. what a caller pays.
+    """
+    model = TfliteModel(path, num_threads=threads)
+    one = np.asarray(x, dtype=np.float32).reshape(1, model.height, model.width, 3)
+    for _ in range(max(warmup, 0)):
+        model(one)
+    times = []
+    for _ in range(max(runs, 1)):
+        t0 = time.perf_counter()
+        model(one)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000.0)

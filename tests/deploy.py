@@ -1,0 +1,146 @@
+"""Helpers for the export/serve/browser tests: a tiny model, tiny TFRecords, a live server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from imaging import encode
+
+CLASSES = ["bcc", "mel", "nv"]
+H, W = 24, 32
+
+
+def lesion(condition: str = "mel", seed: int = 0, height: int = 96, width: int = 128) -> Any:
+    """A synthetic lesion photo (PIL), never real data."""
+    from PIL import Image
+
+    from dermai.core.synth import lesion_image
+
+    return Image.fromarray(lesion_image(condition, np.random.default_rng(seed), height, width))
+
+
+def tiny_keras(dest: Path, classes: list[str] | None = None, seed: int = 0) -> Path:
+    """An untrained Lite0 model at 24x32, assembled like the train stage does, saved with the
+    train_params.json that names its classes."""
+    import keras
+
+    from dermai.models.backbones import build_backbone
+    from dermai.stages.train import assemble, build_head, save_model, split_backbone
+
+    classes = list(classes or CLASSES)
+    keras.utils.set_random_seed(seed)
+    backbone = build_backbone("efficientnet_lite0", "none", (H, W, 3))
+    lower, upper = split_backbone(backbone, 1)
+    head = build_head(int(backbone.output.shape[-1]), len(classes), 0.1, 0.0)
+    model = assemble(lower, upper, head, (H, W, 3), classes)
+    he_init(model, np.random.default_rng(seed))
+    path = dest / "model.keras"
+    save_model(model, path)
+    (dest / "train_params.json").write_text(json.dumps(
+        {"classes": classes, "input_shape": [H, W, 3]}))
+    return path
+
+
+def he_init(model: Any, rng: np.random.Generator) -> None:
+    """He-normal conv kernels: Keras' default (Glorot) init lets the signal of an untrained
+    50-layer ReLU6 network vanish (logits ~1e-13), which would make parity tests vacuous."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            he_init(layer, rng)
+        elif isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D | \
+                        keras.layers.Dense):
+            weights = layer.get_weights()
+            k = weights[0]
+            fan_in = int(np.prod(k.shape[:-1])) if not isinstance(
+                layer, keras.layers.DepthwiseConv2D) else int(np.prod(k.shape[:2]))
+            weights[0] = rng.normal(0, np.sqrt(2.0 / fan_in), k.shape).astype(k.dtype)
+            layer.set_weights(weights)
+
+
+def tiny_tflite(keras_path: Path, dest: Path, kinds: tuple[str, ...] = ("float32",),
+                temperature: float = 1.0, representative: np.ndarray | None = None
+                ) -> dict[str, Path]:
+    """Export the tiny model with the export stage's own converter: {kind: .tflite path}."""
+    import keras
+
+    from dermai.stages.export import export_bytes
+
+    model = keras.saving.load_model(keras_path, compile=False)
+    classes = json.loads(keras_path.with_name("train_params.json").read_text())["classes"]
+    if representative is None:
+        representative = np.random.default_rng(1).uniform(0, 255, (8, H, W, 3)).astype("float32")
+    out = {}
+    for kind, blob in export_bytes(model, classes, temperature, representative, kinds).items():
+        out[kind] = dest / f"model_{kind}.tflite"
+        out[kind].write_bytes(blob)
+    return out
+
+
+def tiny_tfrecords(tmp: Path, counts: dict[str, int] | None = None) -> tuple[Path, Path]:
+    """Synthetic lesion images -> splits CSVs -> `dermai tfrecords` (24x32). Returns
+    (tfrecords folder, params.yaml)."""
+    from dermai.cli import main
+
+    counts = counts or {"bcc": 8, "mel": 10, "nv": 18}
+    raw = tmp / "raw"
+    rows, k = [], 0
+    for cond, n in counts.items():
+        for _ in range(n):
+            rel = f"s/{cond}/30-59/i{k:03d}.png"
+            (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+            (raw / rel).write_bytes(encode(lesion(cond, seed=k, height=36, width=48), "PNG"))
+            rows.append({"image_id": f"i{k:03d}", "path": rel, "condition": cond,
+                         "age_group": "30-59", "source": "s", "group_id": "",
+                         "leakage_group": f"g{k}", "sha1": f"{k:040x}"})
+            k += 1
+    df = pd.DataFrame(rows)
+    sp = tmp / "splits"
+    sp.mkdir(parents=True, exist_ok=True)
+    df.iloc[::2].to_csv(sp / "train.csv", index=False)
+    df.iloc[1::4].to_csv(sp / "val.csv", index=False)
+    df.iloc[3::4].to_csv(sp / "test.csv", index=False)
+    prm = tmp / "params.yaml"
+    prm.write_text(yaml.safe_dump({
+        "base": {"classes": sorted(counts)}, "index": {"raw_root": str(raw), "workers": 1},
+        "model": {"weights": "none", "image_height": H, "image_width": W},
+        "export": {"representative_images": 12}}))
+    out = tmp / "tfrecords"
+    assert main(["tfrecords", "--params", str(prm), "--splits", str(sp), "--out", str(out)]) == 0
+    return out, prm
+
+
+@contextlib.contextmanager
+def live_server(app: Any, timeout: float = 30.0) -> Iterator[str]:
+    """Run `app` under uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()

@@ -1,0 +1,83 @@
+"""`dermai export` through the CLI on tiny TFRecords: both models, metadata, parity metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy import CLASSES, H, W, tiny_keras, tiny_tfrecords
+from dermai.cli import main
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("export")
+    tfr, prm = tiny_tfrecords(tmp)
+    models = tmp / "models"
+    models.mkdir()
+    keras_path = tiny_keras(models)
+    (models / "calibration.json").write_text(json.dumps({"temperature": 1.5}))
+    out = {"float32": models / "model_float32.tflite", "int8": models / "model_int8.tflite",
+           "metrics": tmp / "reports" / "export.json", "tfrecords": tfr, "params": prm,
+           "keras": keras_path}
+    assert main(["export", "--params", str(prm), "--model", str(keras_path),
+                 "--calibration", str(models / "calibration.json"), "--tfrecords", str(tfr),
+                 "--float-out", str(out["float32"]), "--int8-out", str(out["int8"]),
+                 "--metrics", str(out["metrics"])]) == 0
+    return out
+
+
+def test_metrics_report_parity_sizes_and_latencies(exported):
+    m = json.loads(exported["metrics"].read_text())
+    assert m["test_images"] == 9 and m["representative_images"] == 12
+    assert m["temperature"] == 1.5
+    assert m["float32"]["agreement"] == 1.0 and m["float32"]["max_abs_logit_diff"] < 1e-3
+    assert 0.0 <= m["int8"]["agreement"] <= 1.0
+    for kind in ("float32", "int8"):
+        assert m[kind]["bytes"] == exported[kind].stat().st_size
+        assert set(m[kind]["latency_ms"]) == {"threads_1", "threads_2"}
+        assert all(v > 0 for v in m[kind]["latency_ms"].values())
+        assert 0.0 <= m[kind]["balanced_accuracy"] <= 1.0
+    assert m["int8_vs_float32"]["size_ratio"] < 0.5
+    assert set(m["goals_met"]) == {"float32_agreement", "int8_agreement", "int8_size_ratio",
+                                   "int8_not_slower"}
+
+
+def test_each_tflite_alone_predicts_with_its_classes_and_temperature(exported, tmp_path):
+    from dermai import inference
+    from dermai.tflite import read_metadata
+
+    for kind in ("float32", "int8"):
+        alone = tmp_path / f"{kind}.tflite"  # no train_params.json or calibration.json here
+        alone.write_bytes(exported[kind].read_bytes())
+        meta = read_metadata(alone)
+        assert meta["quantization"] == kind and meta["classes"] == CLASSES
+        p = inference.load(alone)
+        assert (p.classes, p.height, p.width, p.temperature) == (CLASSES, H, W, 1.5)
+        x = np.random.default_rng(0).uniform(0, 255, (3, H, W, 3)).astype(np.float32)
+        probs = p.predict_arrays(x)
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_representative_set_is_a_seeded_sample_of_train(exported):
+    from dermai.stages.export import representative_images
+
+    a = representative_images(exported["tfrecords"], 5, seed=3)
+    b = representative_images(exported["tfrecords"], 5, seed=3)
+    c = representative_images(exported["tfrecords"], 5, seed=4)
+    assert a.shape == (5, H, W, 3) and a.dtype == np.float32
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert len(representative_images(exported["tfrecords"], 10_000, seed=3)) == 18  # all of TRAIN
+
+
+def test_class_mismatch_is_refused(exported, tmp_path):
+    other = tmp_path / "m"
+    other.mkdir()
+    keras_path = tiny_keras(other, classes=["akiec", "df"])
+    rc = main(["export", "--params", str(exported["params"]), "--model", str(keras_path),
+               "--tfrecords", str(exported["tfrecords"]), "--float-out", str(other / "f.tflite"),
+               "--int8-out", str(other / "q.tflite"), "--metrics", str(other / "m.json")])
+    assert rc == 1 and not (other / "f.tflite").exists()
