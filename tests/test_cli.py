@@ -1,0 +1,46 @@
+"""The one CLI: every stage command exists, has --help, and failures are one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dermai.cli import COMMANDS, build_parser, main
+
+STAGES = ["sample", "index", "dedup", "split", "validate", "pretrained", "tfrecords", "train",
+          "evaluate", "export"]
+
+
+def test_stage_commands_match_dvc_yaml_stage_names():
+    stages = list(yaml.safe_load(Path("dvc.yaml").read_text())["stages"])
+    assert stages == STAGES
+    assert set(STAGES) <= set(COMMANDS)
+
+
+def test_top_level_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "dermai.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for name in COMMANDS:
+        assert name in out
+    assert "NOT a medical diagnostic tool" in " ".join(out.split())  # argparse wraps lines
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: dermai " + command in capsys.readouterr().out
+
+
+def test_failure_is_one_line_and_non_zero(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text("index: {layot: manifest}\n")
+    rc = main(["index", "--params", str(tmp_path / "p.yaml"), "--out", "x", "--rejects", "y",
+               "--summary", "z"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert err[0].startswith("dermai index: error: params: unknown key(s) index.layot")
