@@ -9,9 +9,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ from PIL import Image
 from dermai import params as params_mod
 from dermai.core.ages import age_labels
 from dermai.core.synth import class_counts, lesion_image
+from dermai.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +105,6 @@ def _fit(p: list[float], n: int) -> list[float]:
 def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out) as tmp:
         stats = generate(tmp, prm.base.seed, prm.base.classes, prm.base.age_edges, prm.sample)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("sample written to %s: %s (synthetic demo data, not real)", out, stats)

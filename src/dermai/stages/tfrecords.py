@@ -13,8 +13,6 @@ import io
 import logging
 import multiprocessing as mp
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from dermai.core.hashing import ImageRejected, decode
 from dermai.core.preprocess import fit
 from dermai.core.splitting import SPLITS
 from dermai.errors import DermaiError, require_gate
-from dermai.io import write_json
+from dermai.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +79,26 @@ def shard_names(split: str, n_rows: int, shard_size: int) -> list[str]:
     return [f"{split}-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
 
 
+def write_split(tf, pool, folder: Path, split: str, df: pd.DataFrame, classes: list[str],
+                shard_size: int) -> list[str]:
+    """Encode the split's images in the worker pool and write them, in order, to shards."""
+    names = shard_names(split, len(df), shard_size)
+    rows = df.to_dict("records")
+    images = pool.imap(encode_image, [r["path"] for r in rows], chunksize=32)
+    it = iter(tqdm(images, total=len(rows), desc=f"tfrecords {split}", unit="img",
+                   mininterval=1.0, disable=None))
+    for k, name in enumerate(names):
+        with tf.io.TFRecordWriter(str(folder / name)) as w:
+            for row in rows[k * shard_size:(k + 1) * shard_size]:
+                try:
+                    image = next(it)
+                except (ImageRejected, OSError) as exc:
+                    raise DermaiError(
+                        f"{row['path']}: {exc} (re-run `dermai index`)") from exc
+                w.write(_example(tf, image, row, classes.index(row["condition"])))
+    return names
+
+
 def run(args: argparse.Namespace) -> None:
     require_gate(args.gate)
     prm = params_mod.load(args.params)
@@ -102,9 +120,6 @@ def run(args: argparse.Namespace) -> None:
             raise DermaiError(f"{f}: labels {bad} not in base.classes")
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
     workers = prm.index.workers or os.cpu_count() or 1
     # The pool forks before TensorFlow is imported, so workers stay small and fork-safe.
@@ -114,35 +129,15 @@ def run(args: argparse.Namespace) -> None:
     meta: dict = {"classes": classes, "image_height": model.image_height,
                   "image_width": model.image_width, "encoding": cfg.encoding, "splits": {}}
     try:
-        import tensorflow as tf
+        with atomic_dir(out) as tmp:
+            import tensorflow as tf
 
-        for s, df in frames.items():
-            names = shard_names(s, len(df), cfg.shard_size)
-            rows = df.to_dict("records")
-            images = pool.imap(encode_image, [r["path"] for r in rows], chunksize=32)
-            it = iter(tqdm(images, total=len(rows), desc=f"tfrecords {s}", unit="img",
-                           mininterval=1.0, disable=None))
-            k = 0
-            for name in names:
-                with tf.io.TFRecordWriter(str(tmp / name)) as w:
-                    for row in rows[k:k + cfg.shard_size]:
-                        try:
-                            image = next(it)
-                        except (ImageRejected, OSError) as exc:
-                            raise DermaiError(
-                                f"{row['path']}: {exc} (re-run `dermai index`)") from exc
-                        w.write(_example(tf, image, row, classes.index(row["condition"])))
-                k += cfg.shard_size
-            counts = df["condition"].value_counts()
-            meta["splits"][s] = {"files": names, "images": len(df),
-                                 "by_class": {c: int(counts.get(c, 0)) for c in classes}}
-        write_json(tmp / "meta.json", meta)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            for s, df in frames.items():
+                names = write_split(tf, pool, tmp, s, df, classes, cfg.shard_size)
+                counts = df["condition"].value_counts()
+                meta["splits"][s] = {"files": names, "images": len(df),
+                                     "by_class": {c: int(counts.get(c, 0)) for c in classes}}
+            write_json(tmp / "meta.json", meta)
     finally:
         pool.close()
         pool.join()
