@@ -18,9 +18,11 @@ run: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 ## browser-deps: Debian's Chromium for the demo app's browser test (Playwright drives it;
-## `playwright install` is never used). Skipped when chromium is already there or apt is absent.
+## `playwright install` is never used). Installed with apt when running as root (CI); otherwise
+## the browser test skips and says why.
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  [ "$$(id -u)" != 0 ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 ## test: the default test suite (slow real-data tests excluded)
