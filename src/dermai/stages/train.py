@@ -195,6 +195,34 @@ class Tracker:
         self.live.next_step()
 
 
+def predict_batches(model: keras.Model, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Predict slice by slice: `model.predict` on a whole array copies it to float32 first."""
+    out = [model.predict_on_batch(x[i:i + batch].astype(np.float32))
+           for i in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def array_batches(x: np.ndarray, targets: np.ndarray, order: np.ndarray, batch: int,
+                 sample_weight: np.ndarray | None) -> Any:
+    """Batches gathered from the cached arrays on demand, in `order`.
+
+    Fitting on `x[order]` would copy the whole cache (and Keras would convert it to float32
+    tensors again); gathering one batch at a time keeps training memory near the cache size.
+    """
+    import keras
+
+    class _Batches(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return -(-len(order) // batch)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+            sel = order[i * batch:(i + 1) * batch]
+            xb, yb = x[sel].astype(np.float32), targets[sel]
+            return (xb, yb) if sample_weight is None else (xb, yb, sample_weight[sel])
+
+    return _Batches()
+
+
 def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
                  y_val: np.ndarray, *, epochs: int, lr: float, cfg: params_mod.TrainParams,
                  n_classes: int, seed: int, tracker: Tracker, phase: int,
@@ -208,7 +236,7 @@ def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.nda
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps, alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(cfg),
                   metrics=["accuracy"])
-    cw = None
+    cw = w = None
     if cfg.imbalance == "class_weight":
         w = class_weights(y, n_classes, cfg.class_weight_power)
         cw = {c: float(w[c]) for c in range(n_classes)}
@@ -222,10 +250,11 @@ def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.nda
             idx = np.array([rng.choice(per_class[c]) for c in cls])
         else:
             idx = rng.permutation(len(y))
-        hist = model.fit(x[idx], onehot[y[idx]], batch_size=cfg.batch_size, epochs=1,
-                         shuffle=False, class_weight=cw, verbose=0)
+        batches = array_batches(x, onehot[y], idx, cfg.batch_size,
+                               None if cw is None else w[y].astype(np.float32))
+        hist = model.fit(batches, epochs=1, verbose=0)
         logs = {k: v[-1] for k, v in hist.history.items()}
-        proba = model.predict(x_val, batch_size=256, verbose=0)
+        proba = predict_batches(model, x_val)
         tracker.end_epoch(model, proba, y_val, logs, phase, weights_of)
 
 
@@ -336,8 +365,8 @@ def run(args: argparse.Namespace) -> None:
 
     # Phase 1: head on pooled features of the frozen upper stages.
     if upper is not None:
-        f_tr = upper.predict(x_tr, batch_size=256, verbose=0)
-        f_va = upper.predict(x_va, batch_size=256, verbose=0)
+        f_tr = predict_batches(upper, x_tr)
+        f_va = predict_batches(upper, x_va)
     else:
         f_tr, f_va = x_tr.astype(np.float32), x_va.astype(np.float32)
     set_phase(lower, upper, head, 1)
