@@ -38,8 +38,13 @@ def decode(height: int, width: int):
 
     def _decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
         ex = tf.io.parse_single_example(serialized, FEATURES)
-        img = tf.io.decode_image(ex["image"], channels=3, expand_animations=False)
-        img = tf.image.resize(tf.cast(img, tf.float32), (height, width), antialias=True)
+        img = tf.cast(tf.io.decode_image(ex["image"], channels=3, expand_animations=False),
+                      tf.float32)
+        shape = tf.shape(img)
+        # Shards written with encoding=resized are already at the input size: skip the resize.
+        img = tf.cond(tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width)),
+                      lambda: img,
+                      lambda: tf.image.resize(img, (height, width), antialias=True))
         img = tf.ensure_shape(img, (height, width, 3))
         meta = {k: ex[k] for k in ("age_group", "source", "image_id")}
         return img, ex["label"], meta
