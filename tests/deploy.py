@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import yaml
 
-from imaging import encode
+from imaging import write_splits
 
 CLASSES = ["bcc", "mel", "nv"]
 H, W = 24, 32
@@ -95,23 +94,8 @@ def tiny_tfrecords(tmp: Path, counts: dict[str, int] | None = None) -> tuple[Pat
     from dermai.cli import main
 
     counts = counts or {"bcc": 8, "mel": 10, "nv": 18}
-    raw = tmp / "raw"
-    rows, k = [], 0
-    for cond, n in counts.items():
-        for _ in range(n):
-            rel = f"s/{cond}/30-59/i{k:03d}.png"
-            (raw / rel).parent.mkdir(parents=True, exist_ok=True)
-            (raw / rel).write_bytes(encode(lesion(cond, seed=k, height=36, width=48), "PNG"))
-            rows.append({"image_id": f"i{k:03d}", "path": rel, "condition": cond,
-                         "age_group": "30-59", "source": "s", "group_id": "",
-                         "leakage_group": f"g{k}", "sha1": f"{k:040x}"})
-            k += 1
-    df = pd.DataFrame(rows)
-    sp = tmp / "splits"
-    sp.mkdir(parents=True, exist_ok=True)
-    df.iloc[::2].to_csv(sp / "train.csv", index=False)
-    df.iloc[1::4].to_csv(sp / "val.csv", index=False)
-    df.iloc[3::4].to_csv(sp / "test.csv", index=False)
+    raw, sp = write_splits(tmp, counts,
+                           lambda cond, k: lesion(cond, seed=k, height=36, width=48))
     prm = tmp / "params.yaml"
     prm.write_text(yaml.safe_dump({
         "base": {"classes": sorted(counts)}, "index": {"raw_root": str(raw), "workers": 1},

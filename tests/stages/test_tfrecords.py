@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dermai.cli import main
-from imaging import encode, gradient
+from imaging import gradient, write_splits
 
 CLASSES = ["bcc", "mel", "nv"]
 
@@ -18,25 +18,8 @@ CLASSES = ["bcc", "mel", "nv"]
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("tfr")
-    raw = tmp / "raw"
-    rows = []
     counts = {"bcc": 6, "mel": 10, "nv": 40}
-    k = 0
-    for cond, n in counts.items():
-        for _ in range(n):
-            rel = f"s/{cond}/30-59/i{k:03d}.png"
-            (raw / rel).parent.mkdir(parents=True, exist_ok=True)
-            (raw / rel).write_bytes(encode(gradient(64, 48, seed=k), "PNG"))
-            rows.append({"image_id": f"i{k:03d}", "path": rel, "condition": cond,
-                         "age_group": "30-59", "source": "s", "group_id": "",
-                         "leakage_group": f"g{k}", "sha1": f"{k:040x}"})
-            k += 1
-    df = pd.DataFrame(rows)
-    sp = tmp / "splits"
-    sp.mkdir()
-    df.iloc[::2].to_csv(sp / "train.csv", index=False)
-    df.iloc[1::4].to_csv(sp / "val.csv", index=False)
-    df.iloc[3::4].to_csv(sp / "test.csv", index=False)
+    raw, sp = write_splits(tmp, counts, lambda _cond, k: gradient(64, 48, seed=k))
     prm = tmp / "params.yaml"
     prm.write_text(yaml.safe_dump({
         "base": {"classes": CLASSES}, "index": {"raw_root": str(raw), "workers": 2},
