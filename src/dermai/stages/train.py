@@ -174,8 +174,8 @@ class Tracker:
         self.best_epoch = -1
         self.epoch = 0
 
-    def end_epoch(self, model: keras.Model, val_proba: np.ndarray, y_val: np.ndarray,
-                  logs: dict[str, float], phase: int, weights_of: keras.Model) -> None:
+    def end_epoch(self, val_proba: np.ndarray, y_val: np.ndarray, logs: dict[str, float],
+                  phase: int, weights_of: keras.Model) -> None:
         m = M.summary(y_val, val_proba)
         self.live.log_metric("train/loss", float(logs.get("loss", np.nan)))
         self.live.log_metric("train/accuracy", float(logs.get("accuracy", np.nan)))
@@ -255,7 +255,7 @@ def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.nda
         hist = model.fit(batches, epochs=1, verbose=0)
         logs = {k: v[-1] for k, v in hist.history.items()}
         proba = predict_batches(model, x_val)
-        tracker.end_epoch(model, proba, y_val, logs, phase, weights_of)
+        tracker.end_epoch(proba, y_val, logs, phase, weights_of)
 
 
 def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: float,
@@ -288,7 +288,7 @@ def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: flo
     class _Val(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             proba = model.predict(val_ds, verbose=0)
-            tracker.end_epoch(model, proba, y_val, logs or {}, phase, model)
+            tracker.end_epoch(proba, y_val, logs or {}, phase, model)
 
     # One fit call: a new call would restart the seeded shuffle from its first order.
     model.fit(ds, steps_per_epoch=steps, epochs=epochs, class_weight=cw, verbose=0,
