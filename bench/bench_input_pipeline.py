@@ -30,7 +30,7 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from dermai import tfdata
+    from dermai.models import data as tfdata
     from dermai.models.backbones import build_backbone
     from dermai.stages.train import assemble, build_head, set_phase, split_backbone
 

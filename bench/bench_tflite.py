@@ -53,7 +53,7 @@ def export_pair(keras_path: Path, tfrecords: Path, n_rep: int, out: Path) -> dic
 
 def sample_image(tfrecords: Path, h: int, w: int) -> np.ndarray:
     if (tfrecords / "meta.json").is_file():
-        from dermai import tfdata
+        from dermai.models import data as tfdata
 
         for x, _ in tfdata.dataset(tfrecords, "test", 1).take(1):
             if tuple(x.shape[1:3]) == (h, w):
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
 
-    from dermai.tflite import TfliteModel, latency_ms
+    from dermai.runtime.tflite import TfliteModel, latency_ms
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model.suffix == ".keras":

@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=2)
     args = ap.parse_args()
 
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     base = yaml.safe_load(Path(args.params).read_text())
     with tempfile.TemporaryDirectory() as tmp:

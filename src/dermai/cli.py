@@ -29,8 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dermai.stages.train", "two-phase fine-tuning with class-imbalance handling"),
     "evaluate": ("dermai.stages.evaluate", "metrics with CIs, subgroups, calibration"),
     "export": ("dermai.stages.export", "TFLite float32 and int8 export with parity checks"),
-    "predict": ("dermai.stages.predict", "predict conditions for images (not a diagnosis)"),
-    "evaluate-external": ("dermai.stages.evaluate_external",
+    "predict": ("dermai.commands.predict", "predict conditions for images (not a diagnosis)"),
+    "evaluate-external": ("dermai.commands.evaluate_external",
                           "the evaluate metrics on any labelled image folder"),
     "serve": ("dermai.stages.serve", "local demo web app (not a diagnosis)"),
 }

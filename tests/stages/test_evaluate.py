@@ -1,5 +1,5 @@
 """`dermai evaluate` end to end on tiny TFRecords and a tiny model: every output, deterministic
-bytes, the temperature saved where `dermai.inference` reads it."""
+bytes, the temperature saved where `dermai.runtime.inference` reads it."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def evaluate(tmp: Path, name: str) -> Path:
 
 
 def test_evaluate_outputs_and_determinism(project):
-    from dermai import inference
+    from dermai.runtime import inference
 
     a, b = evaluate(project, "a"), evaluate(project, "b")
     files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())

@@ -47,8 +47,8 @@ def test_metrics_report_parity_sizes_and_latencies(exported):
 
 
 def test_each_tflite_alone_predicts_with_its_classes_and_temperature(exported, tmp_path):
-    from dermai import inference
-    from dermai.tflite import read_metadata
+    from dermai.runtime import inference
+    from dermai.runtime.tflite import read_metadata
 
     for kind in ("float32", "int8"):
         alone = tmp_path / f"{kind}.tflite"  # no train_params.json or calibration.json here

@@ -44,7 +44,7 @@ def test_same_inputs_same_bytes_and_sharding(splits):
 
 
 def test_reader_yields_labels_metadata_and_fitted_images(splits):
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     tmp, sp, prm = splits
     out = write(tmp, sp, prm, "r")
@@ -62,7 +62,7 @@ def test_reader_yields_labels_metadata_and_fitted_images(splits):
 
 
 def test_augmentation_is_seeded(splits):
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     tmp, sp, prm = splits
     out = write(tmp, sp, prm, "aug")
@@ -75,7 +75,7 @@ def test_augmentation_is_seeded(splits):
 
 
 def test_oversampled_batches_are_balanced(splits):
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     tmp, sp, prm = splits
     out = write(tmp, sp, prm, "os")

@@ -14,7 +14,7 @@ from dermai import params as params_mod
 from dermai.core.groups import exact_pairs, leakage_components
 from dermai.core.neardup import hex_to_uint64, pairs_within_radius, phash_distances
 from dermai.errors import DermaiError
-from dermai.io import write_csv, write_json
+from dermai.io.atomic import write_csv, write_json
 
 log = logging.getLogger(__name__)
 

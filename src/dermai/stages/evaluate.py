@@ -4,7 +4,7 @@ Reports accuracy, balanced accuracy, macro F1, per-class precision/recall/F1/sup
 per-class one-vs-rest ROC AUC and the confusion matrix, overall and per age group and data
 source, with seeded bootstrap 95% intervals for accuracy, balanced accuracy and macro AUC.
 Fits temperature scaling on validation logits, saves it next to the model (`calibration.json`,
-read by `dermai.inference`), and reports test ECE before and after. Metrics and plots go
+read by `dermai.runtime.inference`), and reports test ECE before and after. Metrics and plots go
 through dvclive; the most confident test mistakes are shown with Grad-CAM overlays; the model
 card is generated from the run. Not a diagnostic tool.
 """
@@ -25,8 +25,8 @@ from dermai import params as params_mod
 from dermai.core import calibration as C
 from dermai.core.modelcard import render
 from dermai.errors import DermaiError
-from dermai.evalreport import EvalSettings, live_session, publish
-from dermai.io import atomic_open, write_json
+from dermai.io.atomic import atomic_open, write_json
+from dermai.runtime.report import EvalSettings, live_session, publish
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> dict[
     """Logits, labels, subgroup columns (and uint8 images if asked) for one TFRecord split."""
     import tensorflow as tf
 
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     out: dict[str, list[Any]] = {k: [] for k in ("logits", "y", "age_group", "source", "id",
                                                  "images")}
@@ -107,9 +107,9 @@ def run(args: argparse.Namespace) -> None:
     import keras
     import tensorflow as tf
 
-    from dermai import tfdata
-    from dermai.gradcam import GradCam
-    from dermai.inference import CALIBRATION_FILE, logits_model
+    from dermai.models import data as tfdata
+    from dermai.runtime.gradcam import GradCam
+    from dermai.runtime.inference import CALIBRATION_FILE, logits_model
 
     keras.utils.set_random_seed(prm.base.seed)
     tf.config.experimental.enable_op_determinism()

@@ -24,7 +24,7 @@ import numpy as np
 
 from dermai import params as params_mod
 from dermai.errors import DermaiError
-from dermai.io import atomic_open, write_json
+from dermai.io.atomic import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
     """
     import tensorflow as tf
 
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     meta = tfdata.read_meta(folder)
     total = int(meta["splits"]["train"]["images"])
@@ -75,7 +75,7 @@ def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
 
 
 def split_arrays(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     xs, ys = [], []
     for x, y in tfdata.dataset(folder, split, 64):
@@ -119,8 +119,8 @@ def export_bytes(keras_model: Any, classes: list[str], temperature: float,
                  representative: np.ndarray | None,
                  kinds: tuple[str, ...] = KINDS) -> dict[str, bytes]:
     """The .tflite files (logits out), metadata embedded."""
-    from dermai.inference import logits_model
-    from dermai.tflite import embed_metadata, make_metadata
+    from dermai.runtime.inference import logits_model
+    from dermai.runtime.tflite import embed_metadata, make_metadata
 
     h, w = (int(d) for d in keras_model.inputs[0].shape[1:3])
     lm = logits_model(keras_model)
@@ -170,9 +170,9 @@ def run(args: argparse.Namespace) -> None:
 
     import keras
 
-    from dermai import tfdata
     from dermai.core import metrics as M
-    from dermai.tflite import TfliteModel, latency_ms
+    from dermai.models import data as tfdata
+    from dermai.runtime.tflite import TfliteModel, latency_ms
 
     model_path = Path(args.model)
     if not model_path.is_file():
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> None:
                  hashlib.sha256(blob).hexdigest()[:16])
 
     x_test, y_test = split_arrays(args.tfrecords, "test")
-    from dermai.inference import logits_model
+    from dermai.runtime.inference import logits_model
 
     ref = logits_model(model).predict(x_test, batch_size=64, verbose=0)
     ref_pred = ref.argmax(1)

@@ -22,7 +22,7 @@ from dermai import params as params_mod
 from dermai.core.ages import all_age_groups, bin_age
 from dermai.core.hashing import ImageRejected, inspect
 from dermai.errors import DermaiError
-from dermai.io import atomic_open, write_json
+from dermai.io.atomic import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from PIL import Image
 from dermai import params as params_mod
 from dermai.core.ages import age_labels
 from dermai.core.synth import class_counts, lesion_image
-from dermai.io import atomic_dir
+from dermai.io.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 

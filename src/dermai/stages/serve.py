@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_engine(model: str | Path, keras_path: str | Path | None, *,
                  threads: int | None = 1, max_pixels: int = 89_478_485) -> Any:
     """Predictor (+ Grad-CAM when a Keras model is available), ready to serve."""
-    from dermai import inference
+    from dermai.runtime import inference
     from dermai.web.app import Engine
 
     model = Path(model)
@@ -54,7 +54,7 @@ def build_engine(model: str | Path, keras_path: str | Path | None, *,
         try:
             import keras
 
-            from dermai.gradcam import GradCam
+            from dermai.runtime.gradcam import GradCam
 
             km = keras.saving.load_model(Path(keras_path), compile=False)
             h, w = (int(d) for d in km.inputs[0].shape[1:3])

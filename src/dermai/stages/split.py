@@ -26,7 +26,7 @@ from dermai.core.splitting import (
     train_policy_split,
 )
 from dermai.errors import DermaiError
-from dermai.io import write_csv, write_json
+from dermai.io.atomic import write_csv, write_json
 from dermai.stages.dedup import read_index
 
 log = logging.getLogger(__name__)

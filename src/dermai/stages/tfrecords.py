@@ -24,7 +24,7 @@ from dermai.core.hashing import ImageRejected, decode
 from dermai.core.preprocess import fit
 from dermai.core.splitting import SPLITS
 from dermai.errors import DermaiError, require_gate
-from dermai.io import atomic_dir, write_json
+from dermai.io.atomic import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dermai import params as params_mod
 from dermai.core import metrics as M
 from dermai.core.imbalance import class_weights, sampling_weights
 from dermai.errors import DermaiError, require_gate
-from dermai.io import write_json
+from dermai.io.atomic import write_json
 
 if TYPE_CHECKING:
     import keras
@@ -139,7 +139,7 @@ def cache_split(lower: keras.Model, folder: str, split: str, batch: int, *, vari
     """
     import tensorflow as tf
 
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     forward = tf.function(lambda x: lower(x, training=False), reduce_retracing=True)
     xs, ys = [], []
@@ -266,7 +266,7 @@ def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: flo
     import keras
     import tensorflow as tf
 
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     if epochs <= 0:
         return
@@ -332,7 +332,7 @@ def run(args: argparse.Namespace) -> None:
     cfg, mcfg = prm.train, prm.model
     from dvclive import Live
 
-    from dermai import tfdata
+    from dermai.models import data as tfdata
     from dermai.models.backbones import build_backbone
 
     strategy = setup_tf(cfg, prm.base.seed)
@@ -403,7 +403,7 @@ def train_from_images(folder: str, lower: keras.Model, upper: keras.Model | None
                       prm: params_mod.Params, tracker: Tracker, model_path: str,
                       t_start: float, live: Any) -> None:
     """Both phases on the full model, fed from the TFRecords with augmentation."""
-    from dermai import tfdata
+    from dermai.models import data as tfdata
 
     cfg, seed = prm.train, prm.base.seed
     n = len(classes)

@@ -25,7 +25,7 @@ from dermai import params as params_mod
 from dermai.core import gates
 from dermai.core.ages import all_age_groups
 from dermai.errors import DermaiError
-from dermai.io import atomic_open, write_json
+from dermai.io.atomic import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 

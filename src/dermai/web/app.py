@@ -241,7 +241,7 @@ class Engine:
         note = self.gradcam_note
         if self.gradcam is not None:
             try:
-                from dermai.gradcam import overlay
+                from dermai.runtime.gradcam import overlay
 
                 heat = self.gradcam.heatmap(x[0], int(order[0]))
                 shown = fit(img, p.height * DISPLAY_SCALE, p.width * DISPLAY_SCALE)

@@ -26,7 +26,7 @@ def model(tmp_path_factory) -> Path:
 
 
 def test_one_image_prints_calibrated_json_with_disclaimer(model, tmp_path, capsys):
-    from dermai import inference
+    from dermai.runtime import inference
 
     img = tmp_path / "one.png"
     tinymodel.tinted(3).save(img)

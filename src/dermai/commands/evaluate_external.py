@@ -20,9 +20,9 @@ import numpy as np
 
 from dermai.core.hashing import ImageRejected
 from dermai.errors import DermaiError
-from dermai.evalreport import EvalSettings, live_session, publish
-from dermai.imagefiles import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, FolderIndex, read
-from dermai.io import write_csv
+from dermai.io.atomic import write_csv
+from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, FolderIndex, read
+from dermai.runtime.report import EvalSettings, live_session, publish
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def keras_gradcam(model_path: Path) -> Any | None:
         return None
     import keras
 
-    from dermai.gradcam import GradCam
+    from dermai.runtime.gradcam import GradCam
 
     return GradCam(keras.saving.load_model(model_path, compile=False))
 
@@ -88,8 +88,8 @@ def keras_gradcam(model_path: Path) -> Any | None:
 def run(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dermai import inference
     from dermai.core import labels as L
+    from dermai.runtime import inference
 
     settings, extensions, max_pixels = _settings(args.params)
     folder, labels_path = Path(args.images), Path(args.labels)

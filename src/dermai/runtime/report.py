@@ -21,7 +21,7 @@ from PIL import Image
 from dermai import DISCLAIMER
 from dermai.core import calibration as C
 from dermai.core.evaluation import HEADLINE, most_confident_mistakes, report
-from dermai.io import atomic_open, atomic_path, write_csv, write_json
+from dermai.io.atomic import atomic_open, atomic_path, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def error_gallery(out_dir: Path, *, title: str, classes: Sequence[str], y: np.nd
                   per_class_k: int) -> Path:
     """Per true class, the most confident mistakes as PNG tiles (image | Grad-CAM of the
     predicted class) on one HTML page. Returns the page's path."""
-    from dermai.gradcam import overlay
+    from dermai.runtime.gradcam import overlay
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in list(out_dir.glob("*.png")):

@@ -20,8 +20,8 @@ import numpy as np
 
 from dermai import DISCLAIMER
 from dermai.core.hashing import ImageRejected
-from dermai.imagefiles import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, expand, read
-from dermai.io import write_csv
+from dermai.io.atomic import write_csv
+from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, expand, read
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ def to_frame(records: list[dict[str, Any]], classes: list[str]) -> Any:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dermai import inference
     from dermai.errors import DermaiError
+    from dermai.runtime import inference
 
     extensions, max_pixels = _image_settings(args.params)
     paths = expand(args.images, extensions)

@@ -92,14 +92,14 @@ def _keras_fn(path: Path) -> tuple[Any, list[str], int, int]:
 
 
 def _tflite_fn(path: Path, num_threads: int | None = None) -> tuple[Any, list[str], int, int]:
-    from dermai.tflite import load_tflite
+    from dermai.runtime.tflite import load_tflite
 
     return load_tflite(path, num_threads=num_threads)
 
 
 def tflite_temperature(path: Path) -> float | None:
     """The temperature embedded in an exported .tflite (None if it carries none)."""
-    from dermai.tflite import read_metadata
+    from dermai.runtime.tflite import read_metadata
 
     t = read_metadata(path).get("temperature")
     return None if t is None else float(t)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import tinymodel
-from dermai.gradcam import GradCam, colorize, gradcam, overlay
+from dermai.runtime.gradcam import GradCam, colorize, gradcam, overlay
 
 CLASSES = ["bcc", "mel", "nv"]
 
@@ -19,7 +19,7 @@ def batch() -> np.ndarray:
 
 @pytest.mark.parametrize("with_upper", [True, False])
 def test_heatmap_shape_range_and_logits(batch, with_upper):
-    from dermai.inference import logits_model
+    from dermai.runtime.inference import logits_model
 
     model = tinymodel.build(CLASSES, with_upper=with_upper)
     cam = GradCam(model)

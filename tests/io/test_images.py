@@ -8,7 +8,7 @@ import pytest
 
 import tinymodel
 from dermai.core.hashing import ImageRejected
-from dermai.imagefiles import FolderIndex, expand, read
+from dermai.io.images import FolderIndex, expand, read
 
 
 def test_expand_find_and_read(tmp_path: Path):

@@ -34,7 +34,7 @@ def images(n: int, seed: int = 0) -> np.ndarray:
 def keras_logits(path: Path, x: np.ndarray) -> np.ndarray:
     import keras
 
-    from dermai.inference import logits_model
+    from dermai.runtime.inference import logits_model
 
     return logits_model(keras.saving.load_model(path, compile=False)).predict(x, verbose=0)
 
@@ -42,7 +42,7 @@ def keras_logits(path: Path, x: np.ndarray) -> np.ndarray:
 def test_metadata_is_embedded_and_replaced_not_duplicated(tiny):
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from dermai.tflite import METADATA_NAME, embed_metadata, read_metadata
+    from dermai.runtime.tflite import METADATA_NAME, embed_metadata, read_metadata
 
     meta = read_metadata(tiny["float32"])
     assert meta["classes"] == CLASSES
@@ -61,7 +61,7 @@ def test_metadata_is_embedded_and_replaced_not_duplicated(tiny):
 def test_a_model_without_metadata_or_a_non_model_is_refused(tiny, tmp_path):
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from dermai.tflite import TfliteModel, read_metadata
+    from dermai.runtime.tflite import TfliteModel, read_metadata
 
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(tiny["float32"].read_bytes()))
     obj.metadata = [m for m in obj.metadata if m.name != b"dermai"]
@@ -77,7 +77,7 @@ def test_a_model_without_metadata_or_a_non_model_is_refused(tiny, tmp_path):
 
 
 def test_float_logits_match_keras(tiny):
-    from dermai.tflite import load_tflite
+    from dermai.runtime.tflite import load_tflite
 
     fn, classes, h, w = load_tflite(tiny["float32"], num_threads=2)
     assert (classes, h, w) == (CLASSES, H, W)
@@ -90,7 +90,7 @@ def test_float_logits_match_keras(tiny):
 
 
 def test_int8_model_takes_and_gives_quantized_tensors_handled_by_the_runner(tiny):
-    from dermai.tflite import TfliteModel
+    from dermai.runtime.tflite import TfliteModel
 
     model = TfliteModel(tiny["int8"], num_threads=1)
     assert model.input_dtype == np.int8
@@ -109,7 +109,7 @@ def test_int8_model_takes_and_gives_quantized_tensors_handled_by_the_runner(tiny
 
 
 def test_batches_larger_than_a_chunk_equal_one_by_one(tiny):
-    from dermai.tflite import MAX_BATCH, TfliteModel
+    from dermai.runtime.tflite import MAX_BATCH, TfliteModel
 
     model = TfliteModel(tiny["int8"])
     x = images(MAX_BATCH + 3, seed=11)
@@ -122,7 +122,7 @@ def test_batches_larger_than_a_chunk_equal_one_by_one(tiny):
 
 
 def test_quantize_rounds_clips_and_dequantize_inverts():
-    from dermai.tflite import dequantize, quantize
+    from dermai.runtime.tflite import dequantize, quantize
 
     x = np.array([0.0, 1.0, 127.4, 127.6, 255.0, 400.0, -3.0])
     q = quantize(x, 1.0, -128, np.int8)
@@ -136,7 +136,7 @@ def test_quantize_rounds_clips_and_dequantize_inverts():
 
 
 def test_inference_load_uses_the_embedded_temperature(tiny, tmp_path):
-    from dermai import inference
+    from dermai.runtime import inference
 
     copy = tmp_path / "alone.tflite"
     copy.write_bytes(tiny["float32"].read_bytes())

@@ -1,0 +1,1 @@
+"""CLI commands that are not DVC stages (predict, evaluate-external, ...)."""

@@ -1,0 +1,1 @@
+"""A trained model at work: loading it with its params, prediction, Grad-CAM, TFLite, reports."""
