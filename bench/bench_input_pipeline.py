@@ -32,7 +32,7 @@ def main() -> None:
 
     from dermai.models import data as tfdata
     from dermai.models.backbones import build_backbone
-    from dermai.stages.train import assemble, build_head, set_phase, split_backbone
+    from dermai.models.classifier import assemble, build_head, set_phase, split_backbone
 
     meta = tfdata.read_meta(args.tfrecords)
     classes = meta["classes"]

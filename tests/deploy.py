@@ -35,7 +35,8 @@ def tiny_keras(dest: Path, classes: list[str] | None = None, seed: int = 0) -> P
     import keras
 
     from dermai.models.backbones import build_backbone
-    from dermai.stages.train import assemble, build_head, save_model, split_backbone
+    from dermai.models.classifier import assemble, build_head, split_backbone
+    from dermai.models.training import save_model
 
     classes = list(classes or CLASSES)
     keras.utils.set_random_seed(seed)

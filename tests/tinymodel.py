@@ -22,7 +22,7 @@ def build(classes: list[str], *, with_upper: bool = True, h: int = H, w: int = W
     import keras
     from keras import layers
 
-    from dermai.stages.train import assemble, build_head
+    from dermai.models.classifier import assemble, build_head
 
     keras.utils.set_random_seed(seed)
     inp = keras.Input((h, w, 3), name="input")
@@ -52,7 +52,7 @@ def build_lite0(classes: list[str], unfreeze_blocks: int = 1, h: int = H, w: int
     import keras
 
     from dermai.models.backbones import build_backbone
-    from dermai.stages.train import assemble, build_head, split_backbone
+    from dermai.models.classifier import assemble, build_head, split_backbone
 
     keras.utils.set_random_seed(0)
     backbone = build_backbone("efficientnet_lite0", "none", (h, w, 3))
@@ -62,7 +62,7 @@ def build_lite0(classes: list[str], unfreeze_blocks: int = 1, h: int = H, w: int
 
 
 def save(model: Any, folder: Path, classes: list[str]) -> Path:
-    from dermai.stages.train import save_model
+    from dermai.models.training import save_model
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.keras"

@@ -1,0 +1,303 @@
+"""The training loop: seeded TF set-up, the frozen-backbone feature cache, epochs with the
+configured imbalance handling, and a tracker that keeps the best epoch's weights.
+
+Two paths share the tracker. The CPU path (`train.feature_cache: true`) runs the frozen lower
+backbone once over a few augmented copies of every training image and trains the top stages from
+those cached activations. The GPU path trains the whole model from the TFRecords with on-the-fly
+augmentation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dermai import params as params_mod
+from dermai.core import metrics as M
+from dermai.core.imbalance import class_weights, sampling_weights
+from dermai.models import data
+from dermai.models.classifier import assemble, make_loss, set_phase
+
+log = logging.getLogger(__name__)
+
+# The per-epoch values logged to dvclive (the summary reports those of the kept epoch).
+LOGGED = ("train/loss", "train/accuracy", "val/accuracy", "val/balanced_accuracy",
+          "val/macro_auc")
+
+
+def setup_tf(cfg: params_mod.TrainParams, seed: int) -> Any:
+    """Seeds, determinism, precision and the distribution strategy (GPUs if present)."""
+    keras.utils.set_random_seed(seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        tf.config.experimental.enable_op_determinism()
+    if cfg.mixed_precision:
+        if gpus:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        else:
+            log.warning("train.mixed_precision ignored: no GPU (float16 is slower on CPU)")
+    if len(gpus) > 1:
+        log.info("training on %d GPUs with MirroredStrategy", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def cache_split(lower: keras.Model, folder: str, split: str, batch: int, *, variants: int,
+                seed: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Lower-backbone activations (float16) for `variants` copies of each image of `split`.
+
+    Copy 0 is the plain image; copies 1.. are augmented with seeds derived from `seed`, so the
+    cache, and the model trained from it, are reproducible.
+    """
+    forward = tf.function(lambda x: lower(x, training=False), reduce_retracing=True)
+    xs, ys = [], []
+    for v in range(variants):
+        # A capped run takes a seeded random subset, not the first rows of the file.
+        ds = data.dataset(folder, split, batch, training=v > 0, seed=seed * 1000 + v,
+                          shuffle=bool(limit))
+        if limit:
+            ds = ds.unbatch().take(limit).batch(batch)
+        t0, n = time.time(), 0
+        for x, y in ds:
+            xs.append(forward(x).numpy().astype(np.float16))
+            ys.append(y.numpy())
+            n += len(y)
+        log.info("cached %s copy %d/%d: %d images in %.0f s (%.1f img/s)", split, v + 1,
+                 variants, n, time.time() - t0, n / max(time.time() - t0, 1e-9))
+        del ds
+    return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+
+class Tracker:
+    """Evaluates validation after every epoch, logs to dvclive, keeps the best weights.
+
+    "Best" is the highest validation balanced accuracy (first epoch wins ties). With zero epochs
+    nothing is kept: `best_epoch` stays -1 and `best_metrics` None.
+    """
+
+    def __init__(self, live: Any, n_classes: int) -> None:
+        self.live = live
+        self.n_classes = n_classes
+        self.best = -1.0
+        self.best_weights: list[np.ndarray] | None = None
+        self.best_epoch = -1
+        self.best_metrics: dict[str, float] | None = None
+        self.best_logged: dict[str, float] | None = None
+        self.epoch = 0
+
+    def end_epoch(self, val_proba: np.ndarray, y_val: np.ndarray, logs: dict[str, float],
+                  phase: int, weights_of: keras.Model) -> None:
+        m = M.summary(y_val, val_proba)
+        logged = dict(zip(LOGGED, (float(logs.get("loss", np.nan)),
+                                   float(logs.get("accuracy", np.nan)), m["accuracy"],
+                                   m["balanced_accuracy"], m["macro_auc"]), strict=True))
+        for name, value in logged.items():
+            self.live.log_metric(name, value)
+        self.live.log_metric("phase", phase, plot=False)
+        log.info("epoch %d (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f",
+                 self.epoch, phase, logs.get("loss", np.nan), m["accuracy"],
+                 m["balanced_accuracy"], m["macro_auc"])
+        if m["balanced_accuracy"] > self.best:
+            self.best = m["balanced_accuracy"]
+            self.best_weights = weights_of.get_weights()
+            self.best_epoch = self.epoch
+            self.best_metrics = m
+            self.best_logged = {**logged, "phase": phase}
+        self.epoch += 1
+        self.live.next_step()
+
+    def summarise(self, n_train: int) -> None:
+        """Put the kept epoch's values (not the last epoch's) in dvclive's metrics.json."""
+        summary = self.live.summary
+        if self.best_logged is not None:
+            for name, value in self.best_logged.items():
+                section, _, key = name.rpartition("/")
+                target = summary.setdefault(section, {}) if section else summary
+                target[key] = value
+        summary["best_epoch"] = self.best_epoch
+        summary["train_images"] = n_train
+        if self.best_metrics is not None:
+            summary["best_val_balanced_accuracy"] = self.best
+            summary["best_val_accuracy"] = self.best_metrics["accuracy"]
+            summary["best_val_macro_auc"] = self.best_metrics["macro_auc"]
+        else:
+            log.warning("no training epoch ran (train.head_epochs and finetune_epochs are 0): "
+                        "the saved model is untrained")
+
+
+def predict_batches(model: keras.Model, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Predict slice by slice: `model.predict` on a whole array copies it to float32 first."""
+    out = [model.predict_on_batch(x[i:i + batch].astype(np.float32))
+           for i in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+class _Batches(keras.utils.PyDataset):
+    """Batches gathered from the cached arrays on demand, in `order`.
+
+    Fitting on `x[order]` would copy the whole cache (and Keras would convert it to float32
+    tensors again); gathering one batch at a time keeps training memory near the cache size.
+    """
+
+    def __init__(self, x: np.ndarray, targets: np.ndarray, order: np.ndarray, batch: int,
+                 sample_weight: np.ndarray | None) -> None:
+        super().__init__()
+        self.x, self.targets, self.order, self.batch = x, targets, order, batch
+        self.sample_weight = sample_weight
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        sel = self.order[i * self.batch:(i + 1) * self.batch]
+        xb, yb = self.x[sel].astype(np.float32), self.targets[sel]
+        if self.sample_weight is None:
+            return xb, yb
+        return xb, yb, self.sample_weight[sel]
+
+
+def array_batches(x: np.ndarray, targets: np.ndarray, order: np.ndarray, batch: int,
+                  sample_weight: np.ndarray | None) -> keras.utils.PyDataset:
+    return _Batches(x, targets, order, batch, sample_weight)
+
+
+def compile_for(model: keras.Model, cfg: params_mod.TrainParams, lr: float,
+                steps: int) -> None:
+    """Adam on a cosine schedule over `steps`, with the configured loss."""
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1), alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(cfg),
+                  metrics=["accuracy"])
+
+
+def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
+                 y_val: np.ndarray, *, epochs: int, lr: float, cfg: params_mod.TrainParams,
+                 n_classes: int, seed: int, tracker: Tracker, phase: int,
+                 weights_of: keras.Model) -> None:
+    """Fit on in-memory arrays, one epoch at a time, with the configured imbalance handling."""
+    if epochs <= 0:
+        return
+    compile_for(model, cfg, lr, max(1, -(-len(x) // cfg.batch_size)) * epochs)
+    w = None
+    if cfg.imbalance == "class_weight":
+        w = class_weights(y, n_classes, cfg.class_weight_power)
+    rng = np.random.default_rng(seed + 7919 * phase)
+    onehot = np.eye(n_classes, dtype=np.float32)
+    for _ in range(epochs):
+        if cfg.imbalance == "oversample":
+            p = sampling_weights(y, n_classes, cfg.oversample_power)
+            per_class = [np.flatnonzero(y == c) for c in range(n_classes)]
+            cls = rng.choice(n_classes, size=len(y), p=p)
+            idx = np.array([rng.choice(per_class[c]) for c in cls])
+        else:
+            idx = rng.permutation(len(y))
+        batches = array_batches(x, onehot[y], idx, cfg.batch_size,
+                                None if w is None else w[y].astype(np.float32))
+        hist = model.fit(batches, epochs=1, verbose=0)
+        logs = {k: v[-1] for k, v in hist.history.items()}
+        proba = predict_batches(model, x_val)
+        tracker.end_epoch(proba, y_val, logs, phase, weights_of)
+
+
+def fit_cached(lower: keras.Model, upper: keras.Model | None, head: keras.Model,
+               train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
+               cfg: params_mod.TrainParams, n_classes: int, seed: int,
+               tracker: Tracker) -> None:
+    """Both phases from cached lower-backbone activations; leaves the best weights in place.
+
+    Phase 1 trains the head on the pooled output of the frozen upper stages; phase 2 trains the
+    upper stages and the head together (BatchNorm frozen) and competes with phase 1's best.
+    """
+    (x_tr, y_tr), (x_va, y_va) = train, val
+    if upper is not None:
+        f_tr, f_va = predict_batches(upper, x_tr), predict_batches(upper, x_va)
+    else:
+        f_tr, f_va = x_tr.astype(np.float32), x_va.astype(np.float32)
+    set_phase(lower, upper, head, 1)
+    train_epochs(head, f_tr, y_tr, f_va, y_va, epochs=cfg.head_epochs, lr=cfg.lr, cfg=cfg,
+                 n_classes=n_classes, seed=seed, tracker=tracker, phase=1, weights_of=head)
+    del f_tr, f_va
+
+    if upper is not None and cfg.finetune_epochs > 0:
+        if tracker.best_weights is not None:
+            head.set_weights(tracker.best_weights)
+        top = keras.Model(upper.input, head(upper.output), name="top")
+        set_phase(lower, upper, head, 2)
+        tracker.best_weights = top.get_weights()  # compare phase 2 against phase 1's best
+        train_epochs(top, x_tr, y_tr, x_va, y_va, epochs=cfg.finetune_epochs,
+                     lr=cfg.finetune_lr, cfg=cfg, n_classes=n_classes, seed=seed,
+                     tracker=tracker, phase=2, weights_of=top)
+        top.set_weights(tracker.best_weights)
+    elif tracker.best_weights is not None:
+        head.set_weights(tracker.best_weights)
+
+
+def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: float,
+                        cfg: params_mod.TrainParams, n_classes: int, seed: int,
+                        tracker: Tracker, phase: int, y_train: np.ndarray,
+                        val: tuple[Any, np.ndarray]) -> None:
+    """Fit from the TFRecords with on-the-fly augmentation (the GPU path)."""
+    if epochs <= 0:
+        return
+    steps = max(1, -(-len(y_train) // cfg.batch_size))
+    compile_for(model, cfg, lr, steps * epochs)
+    weights = (sampling_weights(y_train, n_classes, cfg.oversample_power).tolist()
+               if cfg.imbalance == "oversample" else None)
+    ds = data.dataset(folder, "train", cfg.batch_size, training=True, seed=seed + phase,
+                      oversample_weights=weights, repeat=True)
+    ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
+    cw = None
+    if cfg.imbalance == "class_weight":
+        w = class_weights(y_train, n_classes, cfg.class_weight_power)
+        cw = {c: float(w[c]) for c in range(n_classes)}
+    val_ds, y_val = val
+
+    class _Val(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            proba = model.predict(val_ds, verbose=0)
+            tracker.end_epoch(proba, y_val, logs or {}, phase, model)
+
+    # One fit call: a new call would restart the seeded shuffle from its first order.
+    model.fit(ds, steps_per_epoch=steps, epochs=epochs, class_weight=cw, verbose=0,
+              callbacks=[_Val()])
+
+
+def fit_images(folder: str, lower: keras.Model, upper: keras.Model | None, head: keras.Model,
+               shape: tuple[int, int, int], classes: list[str], *,
+               cfg: params_mod.TrainParams, seed: int, tracker: Tracker) -> tuple[keras.Model,
+                                                                                  int]:
+    """Both phases on the full model, fed from the TFRecords; returns (best model, n_train)."""
+    n = len(classes)
+    y_tr = np.concatenate([y.numpy() for _, y in data.dataset(folder, "train", 512)])
+    val_ds = data.dataset(folder, "val", cfg.batch_size)
+    y_va = np.concatenate([y.numpy() for _, y in val_ds])
+    model = assemble(lower, upper, head, shape, classes)
+    for phase, epochs, lr in ((1, cfg.head_epochs, cfg.lr),
+                              (2, cfg.finetune_epochs if upper is not None else 0,
+                               cfg.finetune_lr)):
+        set_phase(lower, upper, head, phase)
+        if tracker.best_weights is not None:
+            model.set_weights(tracker.best_weights)
+        train_epochs_images(model, folder, epochs=epochs, lr=lr, cfg=cfg, n_classes=n,
+                            seed=seed, tracker=tracker, phase=phase, y_train=y_tr,
+                            val=(val_ds, y_va))
+    if tracker.best_weights is not None:
+        model.set_weights(tracker.best_weights)
+    return model, len(y_tr)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Atomic save (Keras insists on the .keras suffix, so the temp name keeps it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

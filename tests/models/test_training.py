@@ -1,0 +1,201 @@
+"""The training loop on a tiny classifier fed cached activations: class weights in the loss,
+the kept epoch's weights and metrics, zero-epoch runs, and run-to-run identity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from dermai.core.imbalance import class_weights  # noqa: E402
+from dermai.models import training as T  # noqa: E402
+from dermai.models.classifier import build_head  # noqa: E402
+from dermai.params import TrainParams  # noqa: E402
+
+N_CLASSES = 3
+CUT = (4, 4, 6)  # activation shape at the cut
+
+
+class FakeLive:
+    """The part of dvclive.Live that the tracker uses."""
+
+    def __init__(self) -> None:
+        self.summary: dict[str, Any] = {}
+        self.logged: list[tuple[str, float]] = []
+
+    def log_metric(self, name: str, value: float, plot: bool = True) -> None:
+        self.logged.append((name, value))
+
+    def next_step(self) -> None:
+        pass
+
+
+class Recorder(T.Tracker):
+    """A tracker that also snapshots the models' weights at the end of every epoch."""
+
+    def __init__(self, live: Any, models: list[Any]) -> None:
+        super().__init__(live, N_CLASSES)
+        self.models = models
+        self.snapshots: list[list[np.ndarray]] = []
+        self.scores: list[float] = []
+
+    def end_epoch(self, val_proba, y_val, logs, phase, weights_of) -> None:
+        super().end_epoch(val_proba, y_val, logs, phase, weights_of)
+        self.snapshots.append([w.copy() for m in self.models for w in m.get_weights()])
+        self.scores.append(_bal(y_val, val_proba))
+
+
+def _bal(y: np.ndarray, proba: np.ndarray) -> float:
+    from dermai.core import metrics as M
+
+    return M.summary(y, proba)["balanced_accuracy"]
+
+
+def _data(seed: int = 0, n: int = 48, n_val: int = 24):
+    """Activations whose class shows in one channel, plus noise, and imbalanced labels."""
+    rng = np.random.default_rng(seed)
+
+    def make(m: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.choice(N_CLASSES, size=m, p=[0.6, 0.3, 0.1])
+        x = rng.normal(0, 1, (m, *CUT))
+        x[..., 0] += 0.8 * y[:, None, None]
+        return x.astype(np.float16), y.astype(np.int64)
+
+    return make(n), make(n_val)
+
+
+def _models(seed: int = 0, with_upper: bool = True):
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    lower = keras.Sequential([keras.Input(CUT)], name="lower")  # stands for the frozen part
+    if not with_upper:
+        pool = keras.Sequential([keras.Input(CUT), layers.GlobalAveragePooling2D()],
+                                name="lower")
+        return pool, None, build_head(CUT[-1], N_CLASSES, 0.2, 0.0)
+    t = inp = keras.Input(CUT)
+    t = layers.Conv2D(8, 3, padding="same", name="block7a_conv")(t)
+    t = layers.BatchNormalization(name="block7a_bn")(t)
+    t = layers.Activation("relu")(t)
+    upper = keras.Model(inp, layers.GlobalAveragePooling2D()(t), name="upper")
+    return lower, upper, build_head(8, N_CLASSES, 0.2, 1e-4)
+
+
+def _cfg(**kw: Any) -> TrainParams:
+    base = dict(batch_size=16, head_epochs=3, finetune_epochs=3, lr=3e-2, finetune_lr=1e-2,
+                imbalance="class_weight", class_weight_power=1.0)
+    return TrainParams(**{**base, **kw})
+
+
+def _fit(cfg: TrainParams, seed: int = 0, live: Any = None,
+         with_upper: bool = True) -> tuple[Recorder, Any, Any]:
+    T.setup_tf(cfg, seed)
+    lower, upper, head = _models(seed, with_upper)
+    parts = [m for m in (upper, head) if m is not None]
+    tracker = Recorder(live or FakeLive(), parts)
+    train, val = _data(seed)
+    if not with_upper:
+        train = (lower.predict(train[0].astype(np.float32), verbose=0), train[1])
+        val = (lower.predict(val[0].astype(np.float32), verbose=0), val[1])
+    T.fit_cached(lower, upper, head, train, val, cfg=cfg, n_classes=N_CLASSES, seed=seed,
+                 tracker=tracker)
+    return tracker, upper, head
+
+
+def _weights(*models: Any) -> list[np.ndarray]:
+    return [w for m in models if m is not None for w in m.get_weights()]
+
+
+@pytest.mark.parametrize("imbalance", ["class_weight", "none"])
+def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str) -> None:
+    # One batch holding every sample and a zero learning rate: the epoch's reported loss is the
+    # loss of the initial weights, which we can compute by hand.
+    (x, y), (xv, yv) = _data(1)
+    feats = x.astype(np.float32).mean(axis=(1, 2))
+    keras.utils.set_random_seed(1)
+    head = build_head(CUT[-1], N_CLASSES, 0.0, 0.0)
+    kernel, bias = head.get_layer("logits").get_weights()
+    cfg = _cfg(imbalance=imbalance, batch_size=len(y), class_weight_power=1.0)
+    tracker = T.Tracker(FakeLive(), N_CLASSES)
+    T.train_epochs(head, feats, y, xv.astype(np.float32).mean(axis=(1, 2)), yv, epochs=1,
+                   lr=0.0, cfg=cfg, n_classes=N_CLASSES, seed=0, tracker=tracker, phase=1,
+                   weights_of=head)
+    logits = feats.astype(np.float64) @ kernel + bias
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    ce = -logp[np.arange(len(y)), y]
+    w = class_weights(y, N_CLASSES, 1.0)[y] if imbalance == "class_weight" else np.ones(len(y))
+    expected = float((w * ce).sum() / len(y))
+    loss = dict(tracker.live.logged)["train/loss"]
+    assert loss == pytest.approx(expected, rel=1e-4)
+    if imbalance == "class_weight":  # the weights really change it
+        assert abs(expected - ce.mean()) > 1e-3
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recorder, Any, Any, Path]:
+    """One two-phase run logged to a real dvclive folder (shared: each run costs seconds)."""
+    from dvclive import Live
+
+    folder = tmp_path_factory.mktemp("live") / "live"
+    live = Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+    tracker, upper, head = _fit(_cfg(), live=live)
+    tracker.summarise(48)
+    live.end()
+    return tracker, upper, head, folder
+
+
+def test_kept_weights_are_the_best_epochs(run) -> None:
+    tracker, upper, head, _ = run
+    best = int(np.argmax(tracker.scores))  # first maximum, as the tracker keeps it
+    assert tracker.best_epoch == best
+    assert best != len(tracker.scores) - 1, "test needs a run whose last epoch is not the best"
+    final = _weights(upper, head)
+    assert all(np.array_equal(a, b) for a, b in zip(final, tracker.snapshots[best], strict=True))
+
+
+def test_head_only_run_keeps_the_best_head() -> None:
+    tracker, _, head = _fit(_cfg(head_epochs=4), with_upper=False)
+    best = int(np.argmax(tracker.scores))
+    assert tracker.best_epoch == best
+    assert all(np.array_equal(a, b)
+               for a, b in zip(head.get_weights(), tracker.snapshots[best], strict=True))
+
+
+def test_metrics_file_reports_the_kept_epoch(run) -> None:
+    tracker, _, _, folder = run
+    out = json.loads((folder / "metrics.json").read_text())
+    best = tracker.best_epoch
+    assert best != len(tracker.scores) - 1
+    assert out["val"]["balanced_accuracy"] == pytest.approx(tracker.scores[best])
+    assert out["val"]["balanced_accuracy"] != pytest.approx(tracker.scores[-1])
+    assert out["val"]["accuracy"] == tracker.best_metrics["accuracy"]
+    assert out["best_epoch"] == best and out["train_images"] == 48
+
+
+@pytest.mark.parametrize("with_upper", [True, False])
+def test_zero_epochs_do_not_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  with_upper: bool) -> None:
+    from dvclive import Live
+
+    monkeypatch.chdir(tmp_path)
+    live = Live("live", dvcyaml=False, save_dvc_exp=False, report=None)
+    tracker, _, _ = _fit(_cfg(head_epochs=0, finetune_epochs=0), live=live,
+                         with_upper=with_upper)
+    tracker.summarise(48)
+    live.end()
+    out = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert out["best_epoch"] == -1 and tracker.best_metrics is None
+    assert "val" not in out
+
+
+def test_two_runs_give_identical_weights(run) -> None:
+    _, upper, head, _ = run
+    a = _weights(upper, head)
+    b = _weights(*_fit(_cfg())[1:])
+    assert len(a) == len(b) > 0
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
