@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dermai
 
-.PHONY: run test test-all lint check-data browser-deps clean-venv
+.PHONY: run test test-all lint check-data browser-deps web-deps site clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "need Python >= 3.11"'
@@ -25,12 +25,28 @@ browser-deps:
 	  [ "$$(id -u)" != 0 ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+## web-deps: LiteRT.js for the on-device web app, at the versions locked in
+## web-ondevice/package-lock.json (`npm ci`; never fetched at page load). Skipped, with a
+## message, when npm is missing (the on-device browser tests then skip and say why).
+WEB_STAMP := web-ondevice/node_modules/.installed-dermai
+$(WEB_STAMP): web-ondevice/package.json web-ondevice/package-lock.json
+	cd web-ondevice && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $(WEB_STAMP)
+
+web-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(WEB_STAMP); \
+	  else echo "web-deps: npm not found; the on-device web app cannot be built"; fi
+
+## site: the static on-device web app of the exported int8 model in site/ (after `make run`)
+site: $(STAMP) web-deps
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dermai export-web --model models/model_int8.tflite --out site/
+
 ## test: the default test suite (slow real-data tests excluded)
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps web-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 ## test-all: include the slow real-data tests (needs ../shared/data/ham10000)
-test-all: $(STAMP) browser-deps
+test-all: $(STAMP) browser-deps web-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m ""
 
 ## lint: ruff must be clean

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate-external": ("dermai.commands.evaluate_external",
                           "the evaluate metrics on any labelled image folder"),
     "serve": ("dermai.stages.serve", "local demo web app (not a diagnosis)"),
+    "export-web": ("dermai.commands.export_web",
+                   "static offline web app that runs the model on the device"),
 }
 
 log = logging.getLogger("dermai")

@@ -1,0 +1,108 @@
+// The static on-device page: pick or take a photo, predict in the browser, show the top 3.
+// Not a medical diagnosis. Registers the service worker that makes the site work offline.
+import {OnDeviceModel, decodeImage, fit} from './ondevice.js';
+
+const $ = (id) => document.getElementById(id);
+const TOP = 3;
+const NAMES = {
+  akiec: 'Actinic keratosis / intraepithelial carcinoma', bcc: 'Basal cell carcinoma',
+  bkl: 'Benign keratosis-like lesion', df: 'Dermatofibroma', mel: 'Melanoma',
+  nv: 'Melanocytic nevus', vasc: 'Vascular lesion',
+};
+
+function show(id, on) { $(id).hidden = !on; }
+
+function percent(p) {
+  if (p < 0.001) return '<0.1%';
+  if (p > 0.999) return '>99.9%';
+  return `${(p * 100).toFixed(1)}%`;
+}
+
+function render(model, fitted, result) {
+  const canvas = $('preview');
+  canvas.width = fitted.width;
+  canvas.height = fitted.height;
+  const rgba = new ImageData(fitted.width, fitted.height);
+  for (let i = 0; i < fitted.width * fitted.height; i++) {
+    rgba.data.set(fitted.data.subarray(i * 3, i * 3 + 3), i * 4);
+    rgba.data[i * 4 + 3] = 255;
+  }
+  canvas.getContext('2d').putImageData(rgba, 0, 0);
+  const order = result.probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]);
+  const list = $('predictions');
+  list.replaceChildren();
+  for (const [p, i] of order.slice(0, TOP)) {
+    const li = document.createElement('li');
+    li.className = 'prediction';
+    const code = model.classes[i];
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = NAMES[code] ? `${NAMES[code]} (${code})` : code;
+    const value = document.createElement('span');
+    value.className = 'value';
+    value.textContent = percent(p);
+    const bar = document.createElement('span');
+    bar.className = 'bar';
+    const fill = document.createElement('span');
+    fill.style.width = `${(p * 100).toFixed(1)}%`;
+    bar.append(fill);
+    li.append(name, value, bar);
+    list.append(li);
+  }
+  $('timing').textContent = `Computed on this device in ${result.inferenceMs.toFixed(0)} ms ` +
+    `(resize ${result.preprocessMs.toFixed(0)} ms); nothing was uploaded.`;
+}
+
+async function main() {
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.register('sw.js').catch((e) => console.warn('offline cache:', e));
+  }
+  const t0 = performance.now();
+  let model;
+  try {
+    model = await OnDeviceModel.load('model.tflite', new URL(document.querySelector('main').dataset.wasm, location.href).href);
+  } catch (e) {
+    $('status').textContent = '';
+    $('error').textContent = `The model could not be loaded in this browser: ${e.message}`;
+    show('error', true);
+    return;
+  }
+  window.dermai = {model, fit, decodeImage, loadMs: performance.now() - t0};
+  const m = model.meta;
+  $('model-info').textContent = `${$('model-info').textContent}: ${m.quantization} LiteRT model, ` +
+    `input ${m.input.width}x${m.input.height} RGB, temperature ${Number(m.temperature).toFixed(3)}, ` +
+    `classes ${m.classes.join(', ')}.`;
+  $('status').textContent = 'Ready. Choose or take a photo.';
+  $('status').dataset.ready = '1';
+
+  async function onFile(ev) {
+    const file = ev.target.files && ev.target.files[0];
+    ev.target.value = '';
+    if (!file) return;
+    show('error', false);
+    show('result', false);
+    $('status').textContent = 'Analysing on this device…';
+    try {
+      let img;
+      try {
+        img = await decodeImage(file);
+      } catch {
+        throw new Error('This file is not an image the browser can read.');
+      }
+      const fitted = fit(img, model.height, model.width);
+      const result = await model.predict(fitted);
+      result.preprocessMs = 0;
+      render(model, fitted, result);
+      show('result', true);
+      $('status').textContent = 'Done.';
+    } catch (e) {
+      $('status').textContent = '';
+      $('error').textContent = e.message;
+      show('error', true);
+    }
+  }
+  $('file-take').addEventListener('change', onFile);
+  $('file-choose').addEventListener('change', onFile);
+}
+
+main();

@@ -1,0 +1,311 @@
+// On-device DermAI: runs the exported LiteRT (.tflite) model in the browser with LiteRT.js.
+// The photo never leaves the device. Everything the model needs (classes, input size, resize
+// rule, temperature) is read from the `dermai` metadata embedded in the .tflite itself, the same
+// document `dermai.runtime.tflite.read_metadata` reads in Python, so the two cannot drift.
+// The resize reproduces Pillow's bicubic resample (dermai.core.preprocess.fit) in integer
+// arithmetic, so a photo gives the browser the same pixels it gives `dermai predict`.
+// Not a medical diagnosis: an educational/research prototype.
+import {loadLiteRt, loadAndCompile, Tensor} from './litert/core/index.js';
+
+export const METADATA_NAME = 'dermai';
+
+// ------------------------------------------------------------------ embedded metadata
+
+/** The JSON document stored under `name` in the model flatbuffer's metadata table (or null). */
+export function readMetadata(bytes, name = METADATA_NAME) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const ident = String.fromCharCode(...bytes.subarray(4, 8));
+  if (ident !== 'TFL3') throw new Error('not a LiteRT/TFLite model (no TFL3 identifier)');
+  const u32 = (p) => view.getUint32(p, true);
+  const field = (table, i) => {  // absolute position of field i of a table, or 0 when absent
+    const vt = table - view.getInt32(table, true);
+    if (4 + 2 * i >= view.getUint16(vt, true)) return 0;
+    const off = view.getUint16(vt + 4 + 2 * i, true);
+    return off ? table + off : 0;
+  };
+  const ref = (p) => p + u32(p);
+  const vector = (table, i) => {
+    const p = field(table, i);
+    if (!p) return [0, 0];
+    const v = ref(p);
+    return [v + 4, u32(v)];
+  };
+  const string = (table, i) => {
+    const [start, n] = vector(table, i);
+    return new TextDecoder().decode(bytes.subarray(start, start + n));
+  };
+  const root = u32(0);
+  const [metaStart, metaCount] = vector(root, 6);  // Model.metadata
+  const [bufStart, bufCount] = vector(root, 4);    // Model.buffers
+  for (let i = 0; i < metaCount; i++) {
+    const entry = ref(metaStart + 4 * i);
+    if (string(entry, 0) !== name) continue;       // Metadata.name
+    const bp = field(entry, 1);                    // Metadata.buffer
+    const index = bp ? u32(bp) : 0;
+    if (index >= bufCount) throw new Error(`metadata ${name} points past the buffers`);
+    const buffer = ref(bufStart + 4 * index);
+    let data;
+    const offp = field(buffer, 1);                 // Buffer.offset (large models)
+    const offset = offp ? Number(view.getBigUint64(offp, true)) : 0;
+    if (offset > 1) {
+      const size = Number(view.getBigUint64(field(buffer, 2), true));
+      data = bytes.subarray(offset, offset + size);
+    } else {
+      const [start, n] = vector(buffer, 0);        // Buffer.data
+      data = bytes.subarray(start, start + n);
+    }
+    return JSON.parse(new TextDecoder().decode(data));
+  }
+  return null;
+}
+
+// ------------------------------------------------------------------ Pillow-exact resize
+
+const PRECISION_BITS = 32 - 8 - 2;  // Pillow's Resample.c
+
+function bicubic(x) {  // Pillow's bicubic filter, a = -0.5, support 2
+  const a = -0.5;
+  x = Math.abs(x);
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
+}
+
+function coefficients(inSize, in0, in1, outSize) {
+  const scale = (in1 - in0) / outSize;
+  const filterscale = Math.max(scale, 1);
+  const support = 2 * filterscale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const bounds = new Int32Array(outSize * 2);
+  const kk = new Int32Array(outSize * ksize);
+  const k = new Float64Array(ksize);
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = in0 + (xx + 0.5) * scale;
+    const ss = 1 / filterscale;
+    let xmin = Math.trunc(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    let xmax = Math.trunc(center + support + 0.5);
+    if (xmax > inSize) xmax = inSize;
+    xmax -= xmin;
+    let ww = 0;
+    for (let x = 0; x < xmax; x++) {
+      const w = bicubic((x + xmin - center + 0.5) * ss);
+      k[x] = w;
+      ww += w;
+    }
+    for (let x = 0; x < ksize; x++) {
+      const w = x < xmax && ww !== 0 ? k[x] / ww : 0;
+      kk[xx * ksize + x] = Math.trunc(w < 0 ? -0.5 + w * (1 << PRECISION_BITS)
+                                            : 0.5 + w * (1 << PRECISION_BITS));
+    }
+    bounds[xx * 2] = xmin;
+    bounds[xx * 2 + 1] = xmax;
+  }
+  return {bounds, kk, ksize};
+}
+
+function clip8(v) {
+  v = Math.floor(v / (1 << PRECISION_BITS));  // >> PRECISION_BITS on a possibly > 2^31 sum
+  return v < 0 ? 0 : v > 255 ? 255 : v;
+}
+
+// RGB images are {data: Uint8Array (h*w*3), width, height}.
+function resampleH(img, outW, in0, in1) {
+  const {bounds, kk, ksize} = coefficients(img.width, in0, in1, outW);
+  const out = new Uint8Array(outW * img.height * 3);
+  for (let y = 0; y < img.height; y++) {
+    const row = y * img.width * 3;
+    for (let xx = 0; xx < outW; xx++) {
+      const xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1], k = xx * ksize;
+      for (let c = 0; c < 3; c++) {
+        let s = 1 << (PRECISION_BITS - 1);
+        for (let x = 0; x < xmax; x++) s += img.data[row + (x + xmin) * 3 + c] * kk[k + x];
+        out[(y * outW + xx) * 3 + c] = clip8(s);
+      }
+    }
+  }
+  return {data: out, width: outW, height: img.height};
+}
+
+function resampleV(img, outH, in0, in1) {
+  const {bounds, kk, ksize} = coefficients(img.height, in0, in1, outH);
+  const w3 = img.width * 3;
+  const out = new Uint8Array(outH * w3);
+  for (let yy = 0; yy < outH; yy++) {
+    const ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1], k = yy * ksize;
+    for (let i = 0; i < w3; i++) {
+      let s = 1 << (PRECISION_BITS - 1);
+      for (let y = 0; y < ymax; y++) s += img.data[(y + ymin) * w3 + i] * kk[k + y];
+      out[yy * w3 + i] = clip8(s);
+    }
+  }
+  return {data: out, width: img.width, height: outH};
+}
+
+// Pillow's Image.reduce (box average per block, its fixed-point rounding, partial last blocks).
+function reduce(img, fx, fy) {
+  const outW = Math.ceil(img.width / fx), outH = Math.ceil(img.height / fy);
+  const out = new Uint8Array(outW * outH * 3);
+  for (let yy = 0; yy < outH; yy++) {
+    const y0 = yy * fy, y1 = Math.min(y0 + fy, img.height);
+    for (let xx = 0; xx < outW; xx++) {
+      const x0 = xx * fx, x1 = Math.min(x0 + fx, img.width);
+      const n = (y1 - y0) * (x1 - x0);
+      const multiplier = Math.floor(2 ** 24 / n), amend = Math.floor(n / 2);
+      for (let c = 0; c < 3; c++) {
+        let s = 0;
+        for (let y = y0; y < y1; y++) {
+          for (let x = x0; x < x1; x++) s += img.data[(y * img.width + x) * 3 + c];
+        }
+        out[(yy * outW + xx) * 3 + c] = Math.floor(((s + amend) * multiplier) / 2 ** 24);
+      }
+    }
+  }
+  return {data: out, width: outW, height: outH};
+}
+
+/** Pillow's img.resize((w, h), BICUBIC, reducing_gap=3.0) for an RGB image. */
+export function resizeBicubic(img, width, height, reducingGap = 3.0) {
+  let box = [0, 0, img.width, img.height];
+  const fx = Math.trunc(img.width / width / reducingGap) || 1;
+  const fy = Math.trunc(img.height / height / reducingGap) || 1;
+  if (fx > 1 || fy > 1) {  // the safe box is the whole image when the box is the whole image
+    img = reduce(img, fx, fy);
+    box = [0, 0, box[2] / fx, box[3] / fy];
+  }
+  if (width !== img.width || box[0] !== 0 || box[2] !== width) {
+    img = resampleH(img, width, box[0], box[2]);
+  }
+  if (height !== img.height || box[1] !== 0 || box[3] !== height) {
+    img = resampleV(img, height, box[1], box[3]);
+  }
+  return img;
+}
+
+/** dermai.core.preprocess.fit: scale to cover height x width keeping aspect, centre-crop. */
+export function fit(img, height, width) {
+  if (img.width === width && img.height === height) return img;
+  const scale = Math.max(width / img.width, height / img.height);
+  const pyRound = (v) => {  // Python's round(): halves go to the even neighbour
+    const f = Math.floor(v), d = v - f;
+    return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+  };
+  const newW = Math.max(width, pyRound(img.width * scale));
+  const newH = Math.max(height, pyRound(img.height * scale));
+  const r = resizeBicubic(img, newW, newH);
+  const left = Math.floor((newW - width) / 2), top = Math.floor((newH - height) / 2);
+  const out = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    const src = ((y + top) * newW + left) * 3;
+    out.set(r.data.subarray(src, src + width * 3), y * width * 3);
+  }
+  return {data: out, width, height};
+}
+
+/** RGBA ImageData-like {data, width, height} -> RGB image (alpha dropped, as Pillow's convert). */
+export function rgbFromRgba(rgba) {
+  const n = rgba.width * rgba.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    out[i * 3] = rgba.data[i * 4];
+    out[i * 3 + 1] = rgba.data[i * 4 + 1];
+    out[i * 3 + 2] = rgba.data[i * 4 + 2];
+  }
+  return {data: out, width: rgba.width, height: rgba.height};
+}
+
+/** Decode a File/Blob with EXIF orientation applied and no colour management, as Pillow does. */
+export async function decodeImage(blob) {
+  const bitmap = await createImageBitmap(blob, {
+    imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none'});
+  try {
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext('2d', {willReadFrequently: true});
+    ctx.drawImage(bitmap, 0, 0);
+    return rgbFromRgba(ctx.getImageData(0, 0, bitmap.width, bitmap.height));
+  } finally {
+    bitmap.close();
+  }
+}
+
+// ------------------------------------------------------------------ the model
+
+export function softmax(logits, temperature = 1) {
+  const z = Array.from(logits, (v) => v / temperature);
+  const m = Math.max(...z);
+  const e = z.map((v) => Math.exp(v - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}
+
+let runtime = null;
+
+/** Load the LiteRT.js WASM runtime (once per page) from `wasmDir` (a URL ending in /). */
+export function loadRuntime(wasmDir) {
+  runtime = runtime || loadLiteRt(wasmDir);
+  return runtime;
+}
+
+export class OnDeviceModel {
+  /** Fetch, read the metadata of, and compile the .tflite at `modelUrl` (CPU/WASM). */
+  static async load(modelUrl, wasmDir) {
+    await loadRuntime(wasmDir);
+    const response = await fetch(modelUrl);
+    if (!response.ok) throw new Error(`model download failed: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const meta = readMetadata(bytes);
+    if (!meta) throw new Error(`the model has no '${METADATA_NAME}' metadata (classes, input size)`);
+    const compiled = await loadAndCompile(bytes, {accelerator: 'wasm'});
+    return new OnDeviceModel(compiled, meta);
+  }
+
+  constructor(compiled, meta) {
+    this.compiled = compiled;
+    this.meta = meta;
+    this.classes = meta.classes;
+    this.height = meta.input.height;
+    this.width = meta.input.width;
+    this.temperature = meta.temperature ?? 1;
+    const [inp] = compiled.getInputDetails();
+    const [out] = compiled.getOutputDetails();
+    const shape = Array.from(inp.shape);
+    if (inp.dtype !== 'float32' || out.dtype !== 'float32') {
+      throw new Error('the browser model must have float32 input and output (export-web wraps int8)');
+    }
+    if (shape.join() !== [1, this.height, this.width, 3].join()) {
+      throw new Error(`input tensor ${shape} does not match the metadata ${this.height}x${this.width}`);
+    }
+    if (out.shape[out.shape.length - 1] !== this.classes.length) {
+      throw new Error('output size does not match the classes in the metadata');
+    }
+  }
+
+  /** Logits for one fitted RGB image ({data: Uint8Array h*w*3}); raw [0, 255] floats in. */
+  async logits(img) {
+    if (img.width !== this.width || img.height !== this.height) {
+      throw new Error(`expected ${this.width}x${this.height}, got ${img.width}x${img.height}`);
+    }
+    const input = new Tensor(Float32Array.from(img.data), [1, this.height, this.width, 3]);
+    try {
+      const outputs = await this.compiled.run(input);
+      try {
+        return Array.from(outputs[0].toTypedArray());
+      } finally {
+        for (const t of outputs) t.delete();
+      }
+    } finally {
+      input.delete();
+    }
+  }
+
+  /** Calibrated probabilities for any RGB image: fit() to the input size, run, softmax(z / T). */
+  async predict(img) {
+    const t0 = performance.now();
+    const fitted = fit(img, this.height, this.width);
+    const t1 = performance.now();
+    const logits = await this.logits(fitted);
+    const t2 = performance.now();
+    const probabilities = softmax(logits, this.temperature);
+    return {logits, probabilities, preprocessMs: t1 - t0, inferenceMs: t2 - t1};
+  }
+}
