@@ -72,6 +72,8 @@ function bicubic(x) {  // Pillow's bicubic filter, a = -0.5, support 2
 }
 
 function coefficients(inSize, in0, in1, outSize) {
+  in0 = Math.fround(in0);  // Pillow passes the resize box to C as float32
+  in1 = Math.fround(in1);
   const scale = (in1 - in0) / outSize;
   const filterscale = Math.max(scale, 1);
   const support = 2 * filterscale;

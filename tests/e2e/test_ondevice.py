@@ -1,0 +1,262 @@
+"""The static on-device web app (`dermai export-web`) in a real headless Chromium.
+
+Parity: 100 synthetic sample-like images go through LiteRT.js in the browser and through Python
+LiteRT (`TfliteModel`, ai-edge-litert) on the same .tflite; top-1 must agree on >= 99% and the
+probabilities within PROB_TOL. Preprocessing parity: the page's JS `fit` must give exactly the
+pixels of `core.preprocess.fit` (Pillow) on odd-sized images. Offline: load once, cut the network
+(offline emulation and the server stopped), reload, predict again. Prints the int8 inference time
+per image and the first prediction after load; screenshots go to reports/screenshots/ondevice-*.
+
+The tiny untrained test model is exported by default; DERMAI_ONDEVICE_MODEL=models/model_int8.tflite
+runs the same checks on the real exported model (the numbers in the README come from that).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import http.server
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy import lesion, tiny_keras, tiny_tflite
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+NPM = ROOT / "web-ondevice" / "node_modules"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+N_PARITY = 100
+# int8 models: the browser runs the same int8 kernels (XNNPack in WASM) as Python LiteRT, so the
+# measured difference is 0 or one output quantum; the bound allows a few quanta of the logits.
+PROB_TOL = {"float32": 1e-3, "int8": 2e-2}
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.is_file(),
+                       reason="needs Debian's chromium at /usr/bin/chromium "
+                              "(apt-get install -y chromium)"),
+    pytest.mark.skipif(not (NPM / "@litertjs" / "core").is_dir(),
+                       reason="needs LiteRT.js from npm: run `make web-deps`"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".wasm": "application/wasm", ".js": "text/javascript",
+                      ".webmanifest": "application/manifest+json"}
+
+    def log_message(self, *args: object) -> None:  # keep the test output clean
+        pass
+
+
+@contextlib.contextmanager
+def static_server(folder: Path) -> Iterator[tuple[str, http.server.ThreadingHTTPServer]]:
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    env = os.environ.get("DERMAI_ONDEVICE_MODEL")
+    if env:
+        return Path(env)
+    tmp = tmp_path_factory.mktemp("ondevice-model")
+    keras_path = tiny_keras(tmp)
+    rep = np.stack([np.asarray(lesion(c, seed=i, height=24, width=32), dtype=np.float32)
+                    for i, c in enumerate(["mel", "nv", "bkl", "bcc", "akiec", "vasc", "df"] * 3)])
+    return tiny_tflite(keras_path, tmp, ("int8",), temperature=1.3, representative=rep)["int8"]
+
+
+@pytest.fixture(scope="module")
+def site(model_path, tmp_path_factory) -> Path:
+    from dermai.commands.export_web import build
+
+    out = tmp_path_factory.mktemp("site")
+    for rel, data in build(model_path.read_bytes(), NPM, "test images", model_path.name).items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield p, b
+        b.close()
+
+
+def shots() -> Path:
+    out = Path(os.environ.get("DERMAI_SCREENSHOTS", ROOT / "reports" / "screenshots"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def watch(page, problems: list[str], base: str) -> None:
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    # the WASM runtime writes its INFO/WARNING log lines to stderr, i.e. console.error
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error"
+            and not m.text.startswith(("INFO: ", "WARNING: ")) else None)
+    page.on("request", lambda r: None if r.url.startswith(base)
+            or r.url.startswith(("data:", "blob:")) else problems.append(f"off-site: {r.url}"))
+
+
+def wait_ready(page) -> None:
+    sync_api.expect(page.locator("#status")).to_have_attribute("data-ready", "1", timeout=60_000)
+
+
+def sample_images(n: int, height: int, width: int) -> np.ndarray:
+    from dermai.core.synth import STYLES, lesion_image
+
+    names = sorted(STYLES)
+    rng = np.random.default_rng(2026)
+    return np.stack([lesion_image(names[i % len(names)], rng, height, width) for i in range(n)])
+
+
+def test_browser_matches_python_litert(browser, site, model_path):
+    from dermai.inference import softmax
+    from dermai.tflite import TfliteModel
+
+    ref = TfliteModel(model_path, num_threads=1)
+    kind = "int8" if np.dtype(ref.input_dtype).kind in "iu" else "float32"
+    x = sample_images(N_PARITY, ref.height, ref.width)
+    want = softmax(ref(x.astype(np.float32)), ref.temperature)
+
+    p, b = browser
+    with static_server(site) as (base, _):
+        ctx = b.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        problems: list[str] = []
+        watch(page, problems, base)
+        try:
+            t0 = time.perf_counter()
+            page.goto(base + "/")
+            wait_ready(page)
+            first = page.evaluate("""async ([b64, h, w]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const r = await window.dermai.model.predict({data: bytes, width: w, height: h});
+                return r.probabilities; }""",
+                [base64.b64encode(x[0].tobytes()).decode(), ref.height, ref.width])
+            first_s = time.perf_counter() - t0
+            out = page.evaluate("""async ([b64, n, h, w]) => {
+                const all = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const size = h * w * 3, probs = [], ms = [];
+                for (let i = 0; i < n; i++) {
+                  const img = {data: all.subarray(i * size, (i + 1) * size), width: w, height: h};
+                  const r = await window.dermai.model.predict(img);
+                  probs.push(r.probabilities); ms.push(r.inferenceMs);
+                }
+                return {probs, ms, meta: window.dermai.model.meta}; }""",
+                [base64.b64encode(x.tobytes()).decode(), N_PARITY, ref.height, ref.width])
+            assert problems == []
+        finally:
+            ctx.close()
+    got = np.array(out["probs"], dtype=np.float64)
+    assert out["meta"] == ref.meta  # the page read the embedded metadata, not a copy
+    assert np.allclose(first, got[0], atol=1e-6)
+    agree = float(np.mean(got.argmax(1) == want.argmax(1)))
+    diff = float(np.abs(got - want).max())
+    ms = np.array(out["ms"])
+    print(f"\n[ondevice] {kind} {model_path.name}: top-1 agreement {agree:.3f} on {N_PARITY} "
+          f"images, max |prob diff| {diff:.2e}; browser inference median {np.median(ms):.1f} ms "
+          f"(p90 {np.percentile(ms, 90):.1f} ms) per image; first prediction after load "
+          f"{first_s:.2f} s (includes page, WASM and model load)")
+    assert agree >= 0.99
+    assert diff <= PROB_TOL[kind]
+
+
+def test_browser_resize_matches_pillow(browser, site):
+    from PIL import Image
+
+    from dermai.core.preprocess import fit
+
+    # HAM's 450x600, upscaling, odd shapes, and Pillow's reduce-first path (>= 6x smaller)
+    cases = [(450, 600, 150, 200), (75, 100, 150, 200), (601, 333, 24, 32),
+             (97, 131, 150, 200), (1000, 1000, 24, 32), (400, 602, 24, 32)]
+    p, b = browser
+    with static_server(site) as (base, _):
+        ctx = b.new_context()
+        page = ctx.new_page()
+        try:
+            page.goto(base + "/")
+            wait_ready(page)
+            for i, (h, w, th, tw) in enumerate(cases):
+                src = lesion("bcc", seed=i, height=h, width=w)
+                want = np.asarray(fit(src, th, tw))
+                got = page.evaluate("""([b64, h, w, th, tw]) => {
+                    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                    const r = window.dermai.fit({data: bytes, width: w, height: h}, th, tw);
+                    return btoa(String.fromCharCode(...r.data)); }""",
+                    [base64.b64encode(np.asarray(src).tobytes()).decode(), h, w, th, tw])
+                got = np.frombuffer(base64.b64decode(got), np.uint8).reshape(th, tw, 3)
+                assert np.array_equal(got, want), (
+                    f"{w}x{h} -> {tw}x{th}: {int((got != want).sum())} values differ, max "
+                    f"{int(np.abs(got.astype(int) - want).max())}")
+                assert isinstance(src, Image.Image)
+        finally:
+            ctx.close()
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_installable_and_works_offline(browser, site, tmp_path, viewport):
+    expect = sync_api.expect
+    photo = tmp_path / "spot.jpg"
+    lesion("mel", seed=7, height=600, width=800).save(photo, "JPEG", quality=92)
+    p, b = browser
+    opts = p.devices["Pixel 7"] if viewport == "phone" else {"viewport": {"width": 1280,
+                                                                            "height": 800}}
+    with static_server(site) as (base, httpd):
+        ctx = b.new_context(**opts)
+        page = ctx.new_page()
+        problems: list[str] = []
+        watch(page, problems, base)
+        try:
+            page.goto(base + "/")
+            wait_ready(page)
+            manifest = page.evaluate("""async () => {
+                const link = document.querySelector('link[rel=manifest]');
+                return (await fetch(link.href)).json(); }""")
+            assert manifest["display"] == "standalone" and manifest["start_url"] == "./"
+            assert {i["sizes"] for i in manifest["icons"]} >= {"192x192", "512x512"}
+            # the service worker has cached every file and controls the page
+            page.evaluate("navigator.serviceWorker.ready")
+            if not page.evaluate("!!navigator.serviceWorker.controller"):
+                page.reload()
+                wait_ready(page)
+            assert page.evaluate("!!navigator.serviceWorker.controller")
+            expect(page.locator("#disclaimer")).to_contain_text("NOT a medical diagnostic tool")
+
+            httpd.shutdown()  # the network is gone: emulated offline and no server either
+            ctx.set_offline(True)
+            page.reload()
+            wait_ready(page)
+            page.set_input_files("#file-choose", str(photo))
+            items = page.locator("#predictions li.prediction")
+            expect(items).to_have_count(3, timeout=30_000)
+            for i in range(3):
+                expect(items.nth(i).locator(".value")).to_have_text(
+                    re.compile(r"^[<>]?\d+(\.\d)?%$"))
+            expect(page.locator("#result .notice")).to_contain_text("Not a medical diagnosis")
+            expect(page.locator("#timing")).to_contain_text("nothing was uploaded")
+            page.screenshot(path=str(shots() / f"ondevice-{viewport}-offline.png"),
+                            full_page=True)
+            assert problems == []
+        finally:
+            ctx.close()
