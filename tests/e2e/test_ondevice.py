@@ -7,8 +7,9 @@ pixels of `core.preprocess.fit` (Pillow) on odd-sized images. Offline: load once
 (offline emulation and the server stopped), reload, predict again. Prints the int8 inference time
 per image and the first prediction after load; screenshots go to reports/screenshots/ondevice-*.
 
-The tiny untrained test model is exported by default; DERMAI_ONDEVICE_MODEL=models/model_int8.tflite
-runs the same checks on the real exported model (the numbers in the README come from that).
+A tiny stand-in int8 model (tests/tinymodel.py, converted in seconds) is exported by default;
+DERMAI_ONDEVICE_MODEL=models/model_int8.tflite runs the same checks on the real exported model
+(the numbers in the README come from that).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
-from deploy import lesion, tiny_keras, tiny_tflite
+import tinymodel
+from deploy import lesion, tiny_tflite
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +54,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwrig
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".wasm": "application/wasm", ".js": "text/javascript",
-                      ".webmanifest": "application/manifest+json"}
+    extensions_map: ClassVar[dict[str, str]] = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
+        ".js": "text/javascript", ".webmanifest": "application/manifest+json"}
 
     def log_message(self, *args: object) -> None:  # keep the test output clean
         pass
@@ -78,9 +81,10 @@ def model_path(tmp_path_factory) -> Path:
     if env:
         return Path(env)
     tmp = tmp_path_factory.mktemp("ondevice-model")
-    keras_path = tiny_keras(tmp)
-    rep = np.stack([np.asarray(lesion(c, seed=i, height=24, width=32), dtype=np.float32)
-                    for i, c in enumerate(["mel", "nv", "bkl", "bcc", "akiec", "vasc", "df"] * 3)])
+    classes = ["bcc", "mel", "nv"]
+    keras_path = tinymodel.save(tinymodel.build(classes), tmp, classes)
+    rep = np.stack([np.asarray(lesion(c, seed=i, height=tinymodel.H, width=tinymodel.W),
+                               dtype=np.float32) for i, c in enumerate(classes * 6)])
     return tiny_tflite(keras_path, tmp, ("int8",), temperature=1.3, representative=rep)["int8"]
 
 
@@ -139,7 +143,7 @@ def test_browser_matches_python_litert(browser, site, model_path):
     x = sample_images(N_PARITY, ref.height, ref.width)
     want = softmax(ref(x.astype(np.float32)), ref.temperature)
 
-    p, b = browser
+    _, b = browser
     with static_server(site) as (base, _):
         ctx = b.new_context(viewport={"width": 1280, "height": 800})
         page = ctx.new_page()
@@ -190,7 +194,7 @@ def test_browser_resize_matches_pillow(browser, site):
     # HAM's 450x600, upscaling, odd shapes, and Pillow's reduce-first path (>= 6x smaller)
     cases = [(450, 600, 150, 200), (75, 100, 150, 200), (601, 333, 24, 32),
              (97, 131, 150, 200), (1000, 1000, 24, 32), (400, 602, 24, 32)]
-    p, b = browser
+    _, b = browser
     with static_server(site) as (base, _):
         ctx = b.new_context()
         page = ctx.new_page()
@@ -255,8 +259,9 @@ def test_installable_and_works_offline(browser, site, tmp_path, viewport):
                     re.compile(r"^[<>]?\d+(\.\d)?%$"))
             expect(page.locator("#result .notice")).to_contain_text("Not a medical diagnosis")
             expect(page.locator("#timing")).to_contain_text("nothing was uploaded")
-            page.screenshot(path=str(shots() / f"ondevice-{viewport}-offline.png"),
-                            full_page=True)
+            expect(page.locator("#status")).to_have_text("Done.")
+            page.locator("#result").scroll_into_view_if_needed()
+            page.screenshot(path=str(shots() / f"ondevice-{viewport}-offline.png"), scale="css")
             assert problems == []
         finally:
             ctx.close()

@@ -72,7 +72,8 @@ async function main() {
   $('model-info').textContent = `${$('model-info').textContent}: ${m.quantization} LiteRT model, ` +
     `input ${m.input.width}x${m.input.height} RGB, temperature ${Number(m.temperature).toFixed(3)}, ` +
     `classes ${m.classes.join(', ')}.`;
-  $('status').textContent = 'Ready. Choose or take a photo.';
+  $('status').textContent = navigator.onLine ? 'Ready. Choose or take a photo.'
+    : 'Ready (offline). Choose or take a photo.';
   $('status').dataset.ready = '1';
 
   async function onFile(ev) {
@@ -89,9 +90,10 @@ async function main() {
       } catch {
         throw new Error('This file is not an image the browser can read.');
       }
+      const t0 = performance.now();
       const fitted = fit(img, model.height, model.width);
       const result = await model.predict(fitted);
-      result.preprocessMs = 0;
+      result.preprocessMs = performance.now() - t0 - result.inferenceMs;
       render(model, fitted, result);
       show('result', true);
       $('status').textContent = 'Done.';
