@@ -42,7 +42,7 @@ def test_float_io_wraps_int8_exactly_and_keeps_metadata(models):
     from ai_edge_litert.interpreter import Interpreter
 
     from dermai.commands.export_web import float_io
-    from dermai.tflite import TfliteModel, read_metadata
+    from dermai.runtime.tflite import TfliteModel, read_metadata
 
     original = models["int8"].read_bytes()
     wrapped = float_io(original)

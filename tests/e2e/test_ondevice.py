@@ -135,8 +135,8 @@ def sample_images(n: int, height: int, width: int) -> np.ndarray:
 
 
 def test_browser_matches_python_litert(browser, site, model_path):
-    from dermai.inference import softmax
-    from dermai.tflite import TfliteModel
+    from dermai.runtime.inference import softmax
+    from dermai.runtime.tflite import TfliteModel
 
     ref = TfliteModel(model_path, num_threads=1)
     kind = "int8" if np.dtype(ref.input_dtype).kind in "iu" else "float32"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dermai.errors import DermaiError
-from dermai.io import atomic_dir
+from dermai.io.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def litert_files(npm_dir: Path) -> tuple[dict[str, bytes], str]:
 def build(model: bytes, npm_dir: Path, image_kind: str, model_name: str) -> dict[str, bytes]:
     """Every file of the site: relative path -> bytes."""
     from dermai import DISCLAIMER, __version__
-    from dermai.tflite import read_metadata
+    from dermai.runtime.tflite import read_metadata
 
     meta = read_metadata(model)
     if not meta:
