@@ -144,11 +144,11 @@ def manifest() -> dict[str, Any]:
     }
 
 
-def litert_files(npm_dir: Path) -> tuple[dict[str, bytes], str]:
+def litert_files(npm_dir: Path, wasm: str = WASM) -> tuple[dict[str, bytes], str]:
     """The LiteRT.js files the site serves (site path -> bytes) and the package version."""
     core, utils = npm_dir / "@litertjs" / "core", npm_dir / "@litertjs" / "wasm-utils"
     need = [core / "package.json", core / "dist" / "index.js", utils / "dist" / "index.js",
-            core / "wasm" / f"{WASM}.js", core / "wasm" / f"{WASM}.wasm"]
+            core / "wasm" / f"{wasm}.js", core / "wasm" / f"{wasm}.wasm"]
     missing = [str(p) for p in need if not p.is_file()]
     if missing:
         raise DermaiError(f"LiteRT.js is not installed ({missing[0]} missing): run `make web-deps`")
@@ -156,8 +156,8 @@ def litert_files(npm_dir: Path) -> tuple[dict[str, bytes], str]:
     files = {
         "litert/core/index.js": (core / "dist" / "index.js").read_bytes(),
         "litert/wasm-utils/index.js": (utils / "dist" / "index.js").read_bytes(),
-        f"litert/wasm/{WASM}.js": (core / "wasm" / f"{WASM}.js").read_bytes(),
-        f"litert/wasm/{WASM}.wasm": (core / "wasm" / f"{WASM}.wasm").read_bytes(),
+        f"litert/wasm/{wasm}.js": (core / "wasm" / f"{wasm}.js").read_bytes(),
+        f"litert/wasm/{wasm}.wasm": (core / "wasm" / f"{wasm}.wasm").read_bytes(),
         "litert/NOTICE.txt": (
             f"@litertjs/core and @litertjs/wasm-utils {version}, Apache License 2.0,\n"
             "https://github.com/google-ai-edge/LiteRT (litert/js). Copied unmodified from npm.\n"
@@ -166,7 +166,8 @@ def litert_files(npm_dir: Path) -> tuple[dict[str, bytes], str]:
     return files, version
 
 
-def build(model: bytes, npm_dir: Path, image_kind: str, model_name: str) -> dict[str, bytes]:
+def build(model: bytes, npm_dir: Path, image_kind: str, model_name: str,
+          wasm: str = WASM) -> dict[str, bytes]:
     """Every file of the site: relative path -> bytes."""
     from dermai import DISCLAIMER, __version__
     from dermai.runtime.tflite import read_metadata
@@ -175,7 +176,7 @@ def build(model: bytes, npm_dir: Path, image_kind: str, model_name: str) -> dict
     if not meta:
         raise DermaiError("the model has no 'dermai' metadata (classes, input size): export it "
                           "with `dermai export`")
-    files, litert_version = litert_files(npm_dir)
+    files, litert_version = litert_files(npm_dir, wasm)
     files["model.tflite"] = float_io(model)
     files["manifest.webmanifest"] = (json.dumps(manifest(), indent=2) + "\n").encode()
     files["icon-192.png"] = icon_png(192)
@@ -188,7 +189,7 @@ def build(model: bytes, npm_dir: Path, image_kind: str, model_name: str) -> dict
         "{{DISCLAIMER}}": html.escape(DISCLAIMER), "{{VERSION}}": html.escape(__version__),
         "{{IMAGE_KIND}}": html.escape(image_kind), "{{MODEL_FILE}}": html.escape(model_name),
         "{{LITERT_VERSION}}": html.escape(litert_version), "{{IMPORT_MAP}}": IMPORT_MAP,
-        "{{IMPORT_MAP_HASH}}": f"'sha256-{map_hash}'", "{{WASM}}": f"litert/wasm/{WASM}.js",
+        "{{IMPORT_MAP_HASH}}": f"'sha256-{map_hash}'", "{{WASM}}": f"litert/wasm/{wasm}.js",
     }.items():
         page = page.replace(key, value)
     files["index.html"] = page.encode("utf-8")

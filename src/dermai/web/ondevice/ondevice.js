@@ -258,7 +258,14 @@ export class OnDeviceModel {
     const meta = readMetadata(bytes);
     if (!meta) throw new Error(`the model has no '${METADATA_NAME}' metadata (classes, input size)`);
     const compiled = await loadAndCompile(bytes, {accelerator: 'wasm'});
-    return new OnDeviceModel(compiled, meta);
+    const model = new OnDeviceModel(compiled, meta);
+    // The first run packs the weights for the CPU kernels (seconds on a slow phone): pay it
+    // while the user is still choosing a photo, not after.
+    const t0 = performance.now();
+    await model.logits({data: new Uint8Array(model.height * model.width * 3),
+                        width: model.width, height: model.height});
+    model.warmupMs = performance.now() - t0;
+    return model;
   }
 
   constructor(compiled, meta) {
