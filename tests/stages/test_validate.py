@@ -362,3 +362,25 @@ def test_gx_not_imported_by_module_import_or_help() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_crash_leaves_no_previous_summary(tmp_path: Path) -> None:
+    """A run that dies on an unreadable CSV must not leave the last run's "success": true."""
+    frames = make_frames()
+    assert run_gate(tmp_path, frames, build_docs=False)["success"]
+    out = tmp_path / "out"
+    assert json.loads((out / "summary.json").read_text())["success"] is True
+    args = write_dataset(tmp_path, frames)
+    Path(args.index).write_bytes(b"\x00\xff\xfe not a csv \x00\n\x01")
+    with pytest.raises(Exception):  # noqa: B017 -- any failure; the point is what is left
+        validate.validate(
+            index_path=Path(args.index), groups_path=Path(args.groups),
+            duplicates_path=Path(args.duplicates), splits_dir=Path(args.splits),
+            expectations_dir=EXPECTATIONS, out_dir=out,
+            classes=["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"],
+            age_groups=["0-29", "30-59", "60+", "unknown"],
+            fractions={"train": 0.8, "val": 0.1, "test": 0.1},
+            size_rel_tolerance=0.015, size_abs_tolerance=3, min_groups_for_presence=3,
+            build_docs=False,
+        )
+    assert not (out / "summary.json").exists() and not (out / "passed.json").exists()

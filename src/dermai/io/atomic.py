@@ -1,10 +1,16 @@
-"""Atomic writes: an interrupted stage never leaves a half-written file for DVC to cache."""
+"""Atomic writes: an interrupted stage never leaves a half-written file for DVC to cache.
+
+Temps sit beside their target as `.<name>.<pid>.<8 random chars>[suffix]`. A SIGKILL leaves one
+behind; the next write of the same target removes it (`remove_stale`), so a crashed run's clutter
+(`data/.tfrecords.*/`, `data/index/.index.csv.*.tmp`) goes away when the stage runs again.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,12 +21,51 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def temp_prefix(path: Path) -> str:
+    """The name prefix of this process's temps for `path` (one place for the naming)."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale(path: str | Path) -> list[Path]:
+    """Delete temps of `path` left by processes that died mid-write; return what was removed.
+
+    Temps of a live process (another writer, or this one) are kept. Names without a pid are
+    from an older naming and always stale."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:(\d+)\.)?[A-Za-z0-9_]{{8}}(?:\.\w+)*$")
+    removed = []
+    for entry in path.parent.iterdir():
+        m = pattern.match(entry.name)
+        if not m or (m.group(1) and (int(m.group(1)) == os.getpid() or _alive(int(m.group(1))))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds.
+    `suffix` is for writers that insist on an extension (Keras: `.keras`, `.weights.h5`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files
@@ -37,7 +82,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temp folder beside `path`; it replaces `path` whole only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), dir=path.parent))
     tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700
     try:
         yield tmp

@@ -10,7 +10,6 @@ augmentation.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from dermai import params as params_mod
 from dermai.core import metrics as M
 from dermai.core.imbalance import class_weights, sampling_weights
 from dermai.models import data
+from dermai.models.archive import save_keras
 from dermai.models.classifier import assemble, make_loss, set_phase
 
 log = logging.getLogger(__name__)
@@ -293,11 +293,5 @@ def fit_images(folder: str, lower: keras.Model, upper: keras.Model | None, head:
 
 
 def save_model(model: keras.Model, path: Path) -> None:
-    """Atomic save (Keras insists on the .keras suffix, so the temp name keeps it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Atomic and byte-reproducible: the archive carries no save date (models/archive.py)."""
+    save_keras(model, path)

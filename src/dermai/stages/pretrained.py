@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from dermai import params as params_mod
 from dermai.errors import DermaiError
+from dermai.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +32,10 @@ def save_weights_atomic(model: object, out: str | Path) -> None:
     """`model.save_weights` via a temp file beside `out`; Keras insists on the suffix."""
     out = Path(out)
     _check_suffix(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{out.name}.", suffix=f".tmp{WEIGHTS_SUFFIX}", dir=out.parent
-    )
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # Keras converts TF variables with np.array(); numpy 2 warns about TF's __array__.
-            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-            model.save_weights(tmp, overwrite=True)  # type: ignore[attr-defined]
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out, suffix=f".tmp{WEIGHTS_SUFFIX}") as tmp, warnings.catch_warnings():
+        # Keras converts TF variables with np.array(); numpy 2 warns about TF's __array__.
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        model.save_weights(tmp, overwrite=True)  # type: ignore[attr-defined]
 
 
 def run(args: argparse.Namespace) -> None:

@@ -2,8 +2,10 @@
 
 Writes the full results (index.json, splits.json), summary.json and offline Data Docs (docs/) to
 --out, then passed.json only if every expectation held, so a stage depending on passed.json cannot
-run on data that failed the gate. The suites are static JSON; values that come from params.yaml
-(class and age-group sets, expected split sizes) are passed as suite parameters at run time.
+run on data that failed the gate. The Data Docs are not a DVC output: GX writes run times and
+random ids into their HTML, so their bytes differ on every run; each run replaces them. The
+suites are static JSON; values that come from params.yaml (class and age-group sets, expected
+split sizes) are passed as suite parameters at run time.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dermai import params as params_mod
 from dermai.core import gates
 from dermai.core.ages import all_age_groups
 from dermai.errors import DermaiError
-from dermai.io.atomic import atomic_open, write_json
+from dermai.io.atomic import atomic_open, remove_stale, temp_prefix, write_json
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ SUITES = ("index", "splits")
 # Columns that identify an unexpected row in the results (instead of a bare row number).
 ROW_IDS = {"index": ["image_id"], "splits": ["check", "key", "split"]}
 PASSED_FILE = "passed.json"
+SUMMARY_FILE = "summary.json"
 # Result keys that change from run to run; dropped so equal inputs give equal result bytes.
 _VOLATILE_META = ("run_id", "validation_time", "validation_id", "checkpoint_id")
 _PARTIAL_UNEXPECTED = 20
@@ -134,7 +137,10 @@ def validate(
     """Run both suites, write results, summary and docs; return the summary (never raises on a
     failed gate, so callers decide; `run` turns failure into a DermaiError). `build_docs=False`
     skips the Data Docs (a few tenths of a second) for callers that only need the verdict."""
-    (out_dir / PASSED_FILE).unlink(missing_ok=True)  # a stale pass must not outlive a new run
+    # A stale verdict must not outlive a new run: a crash below leaves neither file, never the
+    # previous run's pass or "success": true.
+    for stale in (PASSED_FILE, SUMMARY_FILE):
+        (out_dir / stale).unlink(missing_ok=True)
 
     index = read_table(index_path, gates.REQUIRED["index"], "index")
     groups = read_table(groups_path, gates.REQUIRED["groups"], "groups")
@@ -177,7 +183,7 @@ def validate(
         body = _summarize(cleaned, parameters[name])
         summary["suites"][name] = body
         summary["success"] = summary["success"] and body["success"]
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / SUMMARY_FILE, summary)
 
     n_ok = sum(b["n_passed"] for b in summary["suites"].values())
     n_all = sum(b["n_expectations"] for b in summary["suites"].values())
@@ -213,7 +219,8 @@ def _run_gx(
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    docs_tmp = Path(tempfile.mkdtemp(prefix=".docs-", dir=out_dir))
+    remove_stale(out_dir / "docs")  # a killed run's half-built site
+    docs_tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out_dir / "docs"), dir=out_dir))
     try:
         # Ephemeral: stores live in memory, nothing is read from or written to a GX project or
         # the home directory; the only files GX writes are the Data Docs under docs_tmp.

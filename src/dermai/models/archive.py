@@ -1,0 +1,48 @@
+"""Save a Keras model as a byte-reproducible `.keras` archive.
+
+`model.save` stamps the archive with the save time twice (the zip entry date of the weights and
+`date_saved` in metadata.json), so two identical trainings gave different bytes and DVC could not
+tell them apart. The archive is rewritten with sorted entries, a fixed entry date and mode, and no
+save date; Keras loads it as before.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from dermai.io.atomic import atomic_path
+
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
+FIXED_MODE = 0o644
+VOLATILE_METADATA = ("date_saved",)
+
+
+def normalise_archive(src: str | Path, dst: str | Path) -> None:
+    """Copy zip `src` to `dst` deterministically: sorted entries, fixed dates and permissions."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in sorted(zin.infolist(), key=lambda i: i.filename):
+            data = zin.read(info)
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                for key in VOLATILE_METADATA:
+                    meta.pop(key, None)
+                data = json.dumps(meta, sort_keys=True).encode()
+            out = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE)
+            out.compress_type = info.compress_type
+            out.external_attr = FIXED_MODE << 16
+            out.create_system = 3  # unix, whatever the host
+            zout.writestr(out, data)
+
+
+def save_keras(model: Any, path: str | Path) -> None:
+    """Atomic, deterministic `model.save` (Keras insists on the .keras suffix for the temp)."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="dermai-keras-") as raw_dir, \
+            atomic_path(path, suffix=".keras") as tmp:
+        raw = Path(raw_dir) / path.name
+        model.save(raw)
+        normalise_archive(raw, tmp)
