@@ -44,3 +44,23 @@ def test_failure_is_one_line_and_non_zero(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
     assert err[0].startswith("dermai index: error: params: unknown key(s) index.layot")
+
+
+def test_top_level_help_imports_no_command_module():
+    """`dermai --help` lists commands from COMMANDS alone (bench/bench_cli_help.py times it)."""
+    code = ("import sys\nfrom dermai.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('dermai.stages.')"
+            " or m in ('tensorflow', 'keras', 'great_expectations')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_command_help_imports_only_that_command():
+    code = ("import sys\nfrom dermai.cli import main\ntry:\n    main(['sample', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('dermai.stages.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "['dermai.stages.sample']"

@@ -12,7 +12,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dermai import DISCLAIMER, __version__
 from dermai.errors import DermaiError
@@ -49,8 +49,19 @@ def _available() -> dict[str, tuple[str, str]]:
     return out
 
 
-def build_parser(commands: dict[str, tuple[str, str]] | None = None) -> argparse.ArgumentParser:
+def requested_command(argv: Sequence[str], commands: Mapping[str, object]) -> str | None:
+    """The command named in `argv` without parsing it: the top-level options take no values,
+    so the first word that is not an option is the command."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in commands else None
+
+
+def build_parser(commands: dict[str, tuple[str, str]] | None = None,
+                 argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. With `argv`, only the command it names is imported (for its arguments); the
+    others are listed from COMMANDS alone, so `dermai --help` imports no command module."""
     commands = commands if commands is not None else _available()
+    wanted = None if argv is None else requested_command(argv, commands)
     parser = argparse.ArgumentParser(
         prog="dermai",
         description=f"DermAI pipeline commands. {DISCLAIMER}",
@@ -58,15 +69,28 @@ def build_parser(commands: dict[str, tuple[str, str]] | None = None) -> argparse
     parser.add_argument("--version", action="version", version=f"dermai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
-        "--debug", action="store_true", help="show full tracebacks on unexpected errors"
+        "--debug", action="store_true",
+        help="full tracebacks on unexpected errors, and TensorFlow's own (C++) logs",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_) in commands.items():
+        if argv is not None and name != wanted:
+            sub.add_parser(name, help=help_, description=help_)
+            continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_, description=(module.__doc__ or help_).strip())
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def quiet_tensorflow(debug: bool) -> None:
+    """TensorFlow's C++ startup chatter (oneDNN, CPU features, cuda probes) goes to stderr
+    before any Python logging; it is only read when debugging. Must run before TF is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
+    if not debug:
+        for name in ("tensorflow", "absl"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -80,10 +104,11 @@ def _setup_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    debug = "--debug" in argv or os.environ.get("DERMAI_DEBUG") == "1"
+    quiet_tensorflow(debug)  # before build_parser imports the command (and maybe TensorFlow)
+    parser = build_parser(argv=argv)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    debug = args.debug or os.environ.get("DERMAI_DEBUG") == "1"
     try:
         args._run(args)
     except DermaiError as exc:
