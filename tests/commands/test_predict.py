@@ -90,3 +90,28 @@ def test_nothing_found_is_an_error(model, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", "--model", str(model), str(tmp_path / "empty")]) == 1
     assert "no image files" in capsys.readouterr().err
+
+
+def test_all_images_failed_exits_nonzero_after_reporting_them(model, tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(model), str(tmp_path / "broken.jpg"),
+                 str(tmp_path / "gone.png"), "--out", str(out)]) == 1
+    assert "predicted nothing: all 2 image(s) failed" in capsys.readouterr().err
+    assert len(pd.read_csv(out)) == 2  # the per-image reasons are still written
+
+
+def test_model_defaults_to_the_pipeline_path_in_dvc_yaml(model, tmp_path, capsys, monkeypatch):
+    img = tmp_path / "one.png"
+    tinymodel.tinted(3).save(img)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: dermai train --gate x --model m/model.keras --live y\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(img)]) == 1
+    assert "m/model.keras not found (the train stage's --model in dvc.yaml)" in \
+        capsys.readouterr().err
+    (tmp_path / "m").mkdir()
+    for f in model.parent.iterdir():
+        (tmp_path / "m" / f.name).write_bytes(f.read_bytes())
+    assert main(["predict", str(img)]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "model.keras"

@@ -33,7 +33,9 @@ BATCH = 32
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml",
                    help="params file (evaluate.*, base.seed, index.extensions); optional")
-    p.add_argument("--model", required=True, help=".keras (calibration.json beside) or .tflite")
+    p.add_argument("--model", default=None,
+                   help=".keras (calibration.json beside) or .tflite (default: the train "
+                        "stage's --model in dvc.yaml, models/model.keras)")
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--labels", required=True,
                    help="CSV: image,<one-hot class columns> or image,label")
@@ -97,6 +99,9 @@ def run(args: argparse.Namespace) -> None:
         raise DermaiError(f"images folder not found: {folder}")
     if not labels_path.is_file():
         raise DermaiError(f"labels CSV not found: {labels_path}")
+    from dermai.io.pipeline import pipeline_file
+
+    args.model = pipeline_file("train", "--model", args.model)
     df = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
     predictor = inference.load(args.model)
     classes = list(predictor.classes)

@@ -32,7 +32,9 @@ TOP_K = 3
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml",
                    help="params file, for index.extensions and index.max_pixels (optional)")
-    p.add_argument("--model", required=True, help=".keras (calibration.json beside) or .tflite")
+    p.add_argument("--model", default=None,
+                   help=".keras (calibration.json beside) or .tflite (default: the train "
+                        "stage's --model in dvc.yaml, models/model.keras)")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files and/or folders (searched recursively)")
     p.add_argument("--out", default=None, help="write a CSV here instead of JSON to stdout")
@@ -126,6 +128,9 @@ def run(args: argparse.Namespace) -> None:
     paths = expand(args.images, extensions)
     if not paths:
         raise DermaiError("no image files found in the given folders")
+    from dermai.io.pipeline import pipeline_file
+
+    args.model = pipeline_file("train", "--model", args.model)
     predictor = inference.load(args.model)
     records = predict_files(predictor, paths, batch_size=max(1, args.batch_size),
                             max_pixels=max_pixels)
@@ -143,3 +148,6 @@ def run(args: argparse.Namespace) -> None:
     else:
         json.dump({**meta, "predictions": [to_json(r) for r in records]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    if failed == len(records):  # the report above says why for each; the exit code says "none"
+        raise DermaiError(f"predicted nothing: all {failed} image(s) failed "
+                          f"(first: {records[0]['image']}: {records[0]['error']})")

@@ -23,10 +23,12 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml",
                    help="params file (index.max_pixels); defaults apply if it is missing")
-    p.add_argument("--model", required=True,
-                   help="model to predict with: .tflite (int8 or float32) or .keras")
+    p.add_argument("--model", default=None,
+                   help="model to predict with: .tflite (int8 or float32) or .keras (default: "
+                        "the export stage's --int8-out in dvc.yaml, models/model_int8.tflite)")
     p.add_argument("--keras", default=None,
-                   help=".keras model for Grad-CAM (default: --model when it is .keras)")
+                   help=".keras model for Grad-CAM (default: --model when it is .keras, else "
+                        "the train stage's --model in dvc.yaml when that file exists)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=1,
@@ -79,6 +81,12 @@ def run(args: argparse.Namespace) -> None:
            else params_mod.Params())
     if args.max_upload_mb <= 0 or args.queue < 0 or args.threads < 1:
         raise DermaiError("--max-upload-mb and --threads must be positive, --queue >= 0")
+    from dermai.io.pipeline import pipeline_file, stage_option
+
+    if args.model is None and args.keras is None:  # both from the pipeline: Grad-CAM if trained
+        keras_path = stage_option("train", "--model")
+        args.keras = keras_path if Path(keras_path).is_file() else None
+    args.model = pipeline_file("export", "--int8-out", args.model)
     engine = build_engine(args.model, args.keras, threads=args.threads,
                           max_pixels=prm.index.max_pixels)
     app = create_app(engine, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
