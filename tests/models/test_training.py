@@ -199,3 +199,24 @@ def test_two_runs_give_identical_weights(run) -> None:
     b = _weights(*_fit(_cfg())[1:])
     assert len(a) == len(b) > 0
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_epoch_log_says_k_of_n_elapsed_and_time_left(caplog: pytest.LogCaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 100.0, 110.0, 120.0, 150.0])  # start, phase 1 begins, 2 epochs, 1 more
+    monkeypatch.setattr(T.time, "monotonic", lambda: next(clock))
+    tracker = T.Tracker(FakeLive(), 2, total_epochs=3)
+    tracker.begin_phase(1)
+    y = np.array([0, 1, 0, 1])
+    proba = np.eye(2)[y] * 0.8 + 0.1
+    weights = build_head(4, 2, 0.0, 0.0)
+    with caplog.at_level("INFO", logger=T.log.name):
+        tracker.end_epoch(proba, y, {"loss": 1.0}, 1, weights)
+        tracker.end_epoch(proba, y, {"loss": 1.0}, 1, weights)
+        tracker.end_epoch(proba, y, {"loss": 1.0}, 2, weights)
+    lines = [r.getMessage() for r in caplog.records]
+    # epoch 1 took 10 s after the phase began: 2 epochs left at 10 s each
+    assert "epoch 1/3 (phase 1)" in lines[0] and "elapsed 0:01:50, left ~0:00:20" in lines[0]
+    assert "epoch 2/3" in lines[1] and "elapsed 0:02:00, left ~0:00:10" in lines[1]
+    # phase 2 is timed from the end of phase 1's last epoch; nothing is left after it
+    assert "epoch 3/3 (phase 2)" in lines[2] and "elapsed 0:02:30, left ~0:00:00" in lines[2]

@@ -75,6 +75,12 @@ def cache_split(lower: keras.Model, folder: str, split: str, batch: int, *, vari
     return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
 
 
+def _clock(seconds: float) -> str:
+    """h:mm:ss, for progress lines."""
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 class Tracker:
     """Evaluates validation after every epoch, logs to dvclive, keeps the best weights.
 
@@ -82,8 +88,12 @@ class Tracker:
     nothing is kept: `best_epoch` stays -1 and `best_metrics` None.
     """
 
-    def __init__(self, live: Any, n_classes: int) -> None:
+    def __init__(self, live: Any, n_classes: int, total_epochs: int | None = None) -> None:
         self.live = live
+        self.total_epochs = total_epochs  # for "epoch k/N" and the time left in the log
+        self.started = time.monotonic()
+        self._last_end = self.started
+        self.phase_started: tuple[int, float, int] | None = None  # (phase, time, first epoch)
         self.n_classes = n_classes
         self.best = -1.0
         self.best_weights: list[np.ndarray] | None = None
@@ -101,9 +111,9 @@ class Tracker:
         for name, value in logged.items():
             self.live.log_metric(name, value)
         self.live.log_metric("phase", phase, plot=False)
-        log.info("epoch %d (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f",
-                 self.epoch, phase, logs.get("loss", np.nan), m["accuracy"],
-                 m["balanced_accuracy"], m["macro_auc"])
+        log.info("epoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
+                 self._progress_label(), phase, logs.get("loss", np.nan), m["accuracy"],
+                 m["balanced_accuracy"], m["macro_auc"], self._timing(phase))
         if m["balanced_accuracy"] > self.best:
             self.best = m["balanced_accuracy"]
             self.best_weights = weights_of.get_weights()
@@ -112,6 +122,30 @@ class Tracker:
             self.best_logged = {**logged, "phase": phase}
         self.epoch += 1
         self.live.next_step()
+
+    def begin_phase(self, phase: int) -> None:
+        """Start the clock for the time-left estimate (after caching, before the first epoch)."""
+        self.phase_started = (phase, time.monotonic(), self.epoch)
+
+    def _progress_label(self) -> str:
+        done = self.epoch + 1
+        return f"{done}/{self.total_epochs}" if self.total_epochs else str(done)
+
+    def _timing(self, phase: int) -> str:
+        """Elapsed and time left; left = this phase's mean epoch time x epochs remaining (phase
+        2 epochs train more layers, so phase 1's pace would underestimate them)."""
+        now = time.monotonic()
+        if self.phase_started is None or self.phase_started[0] != phase:
+            # the phase began at the end of the previous epoch (or at start-up)
+            self.phase_started = (phase, self._last_end, self.epoch)
+        self._last_end = now
+        elapsed = now - self.started
+        text = f"elapsed {_clock(elapsed)}"
+        if self.total_epochs:
+            _, t0, first = self.phase_started
+            per_epoch = (now - t0) / (self.epoch - first + 1)
+            text += f", left ~{_clock(per_epoch * max(self.total_epochs - self.epoch - 1, 0))}"
+        return text
 
     def summarise(self, n_train: int) -> None:
         """Put the kept epoch's values (not the last epoch's) in dvclive's metrics.json."""
@@ -183,6 +217,7 @@ def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.nda
     """Fit on in-memory arrays, one epoch at a time, with the configured imbalance handling."""
     if epochs <= 0:
         return
+    tracker.begin_phase(phase)
     compile_for(model, cfg, lr, max(1, -(-len(x) // cfg.batch_size)) * epochs)
     w = None
     if cfg.imbalance == "class_weight":
@@ -245,6 +280,7 @@ def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: flo
     """Fit from the TFRecords with on-the-fly augmentation (the GPU path)."""
     if epochs <= 0:
         return
+    tracker.begin_phase(phase)
     steps = max(1, -(-len(y_train) // cfg.batch_size))
     compile_for(model, cfg, lr, steps * epochs)
     weights = (sampling_weights(y_train, n_classes, cfg.oversample_power).tolist()

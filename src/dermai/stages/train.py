@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> None:
         head = build_head(int(backbone.output.shape[-1]), len(classes), mcfg.dropout,
                           cfg.weight_decay)
     live = Live(args.live, dvcyaml=False, save_dvc_exp=False, report=None)
-    tracker = T.Tracker(live, len(classes))
+    epochs = cfg.head_epochs + (cfg.finetune_epochs if upper is not None else 0)
+    tracker = T.Tracker(live, len(classes), total_epochs=epochs)
     seed = prm.base.seed
 
     if cfg.feature_cache:
