@@ -73,10 +73,13 @@ def evaluate(tmp: Path, name: str) -> Path:
     return out
 
 
-def test_evaluate_outputs_and_determinism(project):
+def test_evaluate_outputs_and_determinism(project, caplog):
     from dermai.runtime import inference
 
-    a, b = evaluate(project, "a"), evaluate(project, "b")
+    with caplog.at_level("INFO", logger="dermai"):
+        a, b = evaluate(project, "a"), evaluate(project, "b")
+    assert "predicted val: 24 images" in caplog.text  # progress lines
+    assert "test: metrics with" in caplog.text
     files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
     for f in files:

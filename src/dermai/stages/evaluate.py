@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("val", "test")
 BATCH = 64
+PROGRESS_EVERY_S = 10.0  # a progress line at most this often while predicting a split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,8 +69,16 @@ def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> dict[
     out: dict[str, list[Any]] = {k: [] for k in ("logits", "y", "age_group", "source", "id",
                                                  "images")}
     fn = tf.function(lambda x: logits_fn(x, training=False), reduce_retracing=True)
+    total = tfdata.read_meta(folder)["splits"][split].get("images")
+    started = last_log = time.monotonic()
+    done = 0
     for x, y, meta in tfdata.dataset(folder, split, BATCH, with_meta=True):
         out["logits"].append(fn(x).numpy().astype(np.float64))
+        done += len(y)
+        if time.monotonic() - last_log >= PROGRESS_EVERY_S:
+            last_log = time.monotonic()
+            log.info("predicting %s: %d/%s images, %.0f s", split, done, total or "?",
+                     last_log - started)
         out["y"].append(y.numpy())
         for k, col in (("age_group", "age_group"), ("source", "source"), ("id", "image_id")):
             out[k] += [v.decode("utf-8") for v in meta[col].numpy().tolist()]
@@ -76,6 +86,7 @@ def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> dict[
             out["images"].append(np.clip(np.round(x.numpy()), 0, 255).astype(np.uint8))
     if not out["y"]:
         raise DermaiError(f"TFRecords split {split!r} in {folder} is empty")
+    log.info("predicted %s: %d images in %.0f s", split, done, time.monotonic() - started)
     return {
         "logits": np.concatenate(out["logits"]), "y": np.concatenate(out["y"]).astype(np.int64),
         "groups": {"age_group": out["age_group"], "source": out["source"]}, "ids": out["id"],
@@ -137,6 +148,8 @@ def run(args: argparse.Namespace) -> None:
     for s in SPLITS:
         d = data[s]
         images = d["images"]
+        log.info("%s: metrics with %d bootstrap resamples, subgroups, calibration%s", s,
+                 settings.n_bootstrap, ", Grad-CAM of the errors" if s == "test" else "")
         reports[s] = publish(
             s, y=d["y"], logits=d["logits"], classes=classes, temperature=t, ids=d["ids"],
             groups=d["groups"], live=live, out_dir=out, settings=settings,
