@@ -64,3 +64,20 @@ def test_command_help_imports_only_that_command():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "['dermai.stages.sample']"
+
+
+@pytest.mark.parametrize(("argv", "level"), [(["sample", "--help"], "2"),
+                                             (["--debug", "sample", "--help"], "0")])
+def test_tensorflow_cpp_logs_quiet_unless_debug(argv, level, monkeypatch):
+    import logging
+    import os
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("DERMAI_DEBUG", raising=False)
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == level  # read by TF's C++ at import
+    quiet = logging.getLogger("tensorflow").level == logging.ERROR
+    assert quiet == (level == "2")
+    logging.getLogger("tensorflow").setLevel(logging.NOTSET)
+    logging.getLogger("absl").setLevel(logging.NOTSET)
