@@ -35,3 +35,12 @@ def test_two_saves_seconds_apart_are_identical_and_load(tmp_path: Path, monkeypa
     x = np.ones((2, 3), "float32")
     loaded = keras.saving.load_model(tmp_path / "a.keras")
     assert np.array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+
+
+def test_shared_object_ids_are_renumbered_by_first_appearance() -> None:
+    config = {"layers": [{"init": {"shared_object_id": 140068613968976}},
+                         {"init": {"shared_object_id": 99}},
+                         {"again": [{"shared_object_id": 140068613968976}]}]}
+    assert archive.renumber_shared_ids(config) == {
+        "layers": [{"init": {"shared_object_id": 1}}, {"init": {"shared_object_id": 2}},
+                   {"again": [{"shared_object_id": 1}]}]}

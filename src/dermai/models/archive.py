@@ -1,9 +1,11 @@
 """Save a Keras model as a byte-reproducible `.keras` archive.
 
 `model.save` stamps the archive with the save time twice (the zip entry date of the weights and
-`date_saved` in metadata.json), so two identical trainings gave different bytes and DVC could not
-tell them apart. The archive is rewritten with sorted entries, a fixed entry date and mode, and no
-save date; Keras loads it as before.
+`date_saved` in metadata.json), and config.json holds `shared_object_id`s that are Python `id()`s
+(memory addresses, different in every process), so two identical trainings gave different bytes
+and DVC could not tell them apart. The archive is rewritten with sorted entries, a fixed entry
+date and mode, no save date, and shared-object ids renumbered 1, 2, ... in order of first
+appearance (Keras only matches equal ids); Keras loads it as before.
 """
 
 from __future__ import annotations
@@ -21,12 +23,34 @@ FIXED_MODE = 0o644
 VOLATILE_METADATA = ("date_saved",)
 
 
+def renumber_shared_ids(config: Any) -> Any:
+    """Replace each `shared_object_id` (an `id()`) by its rank of first appearance."""
+    ranks: dict[Any, int] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "shared_object_id" and not isinstance(value, (dict, list)):
+                    out[key] = ranks.setdefault(value, len(ranks) + 1)
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(config)
+
+
 def normalise_archive(src: str | Path, dst: str | Path) -> None:
     """Copy zip `src` to `dst` deterministically: sorted entries, fixed dates and permissions."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for info in sorted(zin.infolist(), key=lambda i: i.filename):
             data = zin.read(info)
-            if info.filename == "metadata.json":
+            if info.filename == "config.json":
+                data = json.dumps(renumber_shared_ids(json.loads(data))).encode()
+            elif info.filename == "metadata.json":
                 meta = json.loads(data)
                 for key in VOLATILE_METADATA:
                     meta.pop(key, None)
