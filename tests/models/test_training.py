@@ -220,3 +220,25 @@ def test_epoch_log_says_k_of_n_elapsed_and_time_left(caplog: pytest.LogCaptureFi
     assert "epoch 2/3" in lines[1] and "elapsed 0:02:00, left ~0:00:10" in lines[1]
     # phase 2 is timed from the end of phase 1's last epoch; nothing is left after it
     assert "epoch 3/3 (phase 2)" in lines[2] and "elapsed 0:02:30, left ~0:00:00" in lines[2]
+
+
+def test_two_processes_train_byte_identical_archives(tmp_path: Path) -> None:
+    """Same seed and data in two fresh processes: the saved .keras files are the same bytes
+    (weights deterministic, and no process-specific ids or dates in the archive)."""
+    import os
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent
+    code = ("import sys; sys.path[:0] = [sys.argv[3], sys.argv[4]]\n"
+            "import test_training as t\nfrom dermai.models.archive import save_keras\n"
+            "_, upper, head = t._fit(t._cfg(head_epochs=2, finetune_epochs=1))\n"
+            "save_keras(head, sys.argv[1]); save_keras(upper, sys.argv[2])\n")
+    env = {**os.environ, "PYTHONPATH": str(here.parents[1] / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for run_ in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{run_}_head.keras"),
+                        str(tmp_path / f"{run_}_upper.keras"), str(here), str(here.parent)],
+                       check=True, env=env, timeout=600)
+    for part in ("head", "upper"):
+        assert (tmp_path / f"a_{part}.keras").read_bytes() == \
+            (tmp_path / f"b_{part}.keras").read_bytes(), part
