@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def export_pair(keras_path: Path, tfrecords: Path, n_rep: int, out: Path) -> dict[str, Path]:
-    import json
 
     import keras
 
+    from dermai.runtime.loader import read_train_params
     from dermai.stages.export import export_bytes, representative_images
 
-    classes = json.loads(keras_path.with_name("train_params.json").read_text())["classes"]
+    classes = read_train_params(keras_path)["classes"]
     model = keras.saving.load_model(keras_path, compile=False)
     h, w = (int(d) for d in model.inputs[0].shape[1:3])
     if (tfrecords / "meta.json").is_file():

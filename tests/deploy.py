@@ -76,10 +76,11 @@ def tiny_tflite(keras_path: Path, dest: Path, kinds: tuple[str, ...] = ("float32
     """Export the tiny model with the export stage's own converter: {kind: .tflite path}."""
     import keras
 
+    from dermai.runtime.loader import read_train_params
     from dermai.stages.export import export_bytes
 
     model = keras.saving.load_model(keras_path, compile=False)
-    classes = json.loads(keras_path.with_name("train_params.json").read_text())["classes"]
+    classes = read_train_params(keras_path)["classes"]
     if representative is None:
         representative = np.random.default_rng(1).uniform(0, 255, (8, H, W, 3)).astype("float32")
     out = {}

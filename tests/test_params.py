@@ -29,6 +29,9 @@ def test_unknown_nested_key_is_rejected_with_its_path():
         ({"split": {"duplicate_policy": "lol"}}, "not one of"),
         ({"split": {"train": "a lot"}}, "must be a number"),
         ({"base": {"classes": "nv"}}, "must be a list"),
+        ({"train": {"lr": True}}, "train.lr must be a number"),
+        ({"model": {"dropout": False}}, "model.dropout must be a number"),
+        ({"train": {"head_epochs": 2.0}}, "must be an integer"),
     ],
 )
 def test_wrong_types_are_rejected(raw, match):
@@ -36,8 +39,51 @@ def test_wrong_types_are_rejected(raw, match):
         params.parse(raw)
 
 
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"dedup": {"dhash_max_distance": 33}}, r"dedup.dhash_max_distance=33 is not in \[0, 32\]"),
+        ({"dedup": {"dhash_max_distance": -1}}, r"is not in \[0, 32\]"),
+        ({"split": {"train": 1.0}}, r"split.train=1.0 is not in \(0, 1\)"),
+        ({"split": {"val": 0}}, r"is not in \(0, 1\)"),
+        ({"train": {"lr": 0}}, r"train.lr=0 is not in \(0, inf\)"),
+        ({"model": {"dropout": 1.0}}, r"is not in \[0, 1\)"),
+        ({"train": {"unfreeze_blocks": 8}}, r"is not in \[0, 7\]"),
+        ({"export": {"threads": [1, 0]}}, r"export.threads=\[1, 0\] is not in \[1, inf\]"),
+        ({"split": {"min_groups_for_presence": 0}}, "split.min_groups_for_presence"),
+    ],
+)
+def test_out_of_range_values_are_rejected(raw, match):
+    with pytest.raises(DermaiError, match=match):
+        params.parse(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ({"dedup": {"dhash_max_distance": 0}}, 0),
+        ({"dedup": {"dhash_max_distance": 32}}, 32),
+        ({"model": {"dropout": 0.0}}, 0.0),
+    ],
+)
+def test_range_edges_follow_their_closedness(raw, value):
+    section, kv = next(iter(raw.items()))
+    key = next(iter(kv))
+    assert getattr(getattr(params.parse(raw), section), key) == value
+
+
+def test_every_default_is_in_its_declared_range():
+    params.parse(params.as_dict(params.Params()))
+
+
+def test_load_or_defaults(tmp_path):
+    assert params.load_or_defaults(tmp_path / "none.yaml") == params.Params()
+    (tmp_path / "p.yaml").write_text("train: {lr: 0.5}\n")
+    assert params.load_or_defaults(tmp_path / "p.yaml").train.lr == 0.5
+
+
 def test_ints_are_accepted_for_floats():
-    assert params.parse({"split": {"train": 1}}).split.train == 1.0
+    assert params.parse({"train": {"lr": 1}}).train.lr == 1.0
 
 
 def test_missing_file_is_one_line_error(tmp_path):

@@ -2,6 +2,9 @@
 
 Every stage reads its own section (same name as the stage). Unknown keys are rejected so a typo
 in `dvc exp run -S train.lrr=...` fails loudly instead of silently training with the default.
+Types (a bool is never a number), choices (`Literal`) and ranges (`Interval`, in the field's
+metadata, after scikit-learn's parameter constraints) are declared here once and checked on
+load, so stages do not re-check them.
 """
 
 from __future__ import annotations
@@ -17,12 +20,45 @@ import yaml
 
 from dermai.errors import DermaiError
 
+
+@dataclass(frozen=True)
+class Interval:
+    """A numeric range, like `sklearn.utils._param_validation.Interval` (None: unbounded)."""
+
+    left: float | None
+    right: float | None
+    closed: Literal["both", "left", "right", "neither"] = "both"
+
+    def __contains__(self, v: float) -> bool:
+        lo_ok = (self.left is None or v > self.left
+                 or (v == self.left and self.closed in ("both", "left")))
+        hi_ok = (self.right is None or v < self.right
+                 or (v == self.right and self.closed in ("both", "right")))
+        return lo_ok and hi_ok
+
+    def __str__(self) -> str:
+        lb = "[" if self.closed in ("both", "left") else "("
+        rb = "]" if self.closed in ("both", "right") else ")"
+        lo = "-inf" if self.left is None else f"{self.left:g}"
+        hi = "inf" if self.right is None else f"{self.right:g}"
+        return f"{lb}{lo}, {hi}{rb}"
+
+
+def ranged(default: Any, left: float | None = None, right: float | None = None,
+           closed: Literal["both", "left", "right", "neither"] = "both") -> Any:
+    """A scalar dataclass field whose value must lie in the interval (a list field puts
+    `{"interval": ...}` in its metadata itself; each item is checked)."""
+    return field(default=default, metadata={"interval": Interval(left, right, closed)})
+
+# Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS), the default image-size cap.
+PIL_MAX_PIXELS = 89_478_485
+
 HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
 
 @dataclass(frozen=True)
 class BaseParams:
-    seed: int = 42
+    seed: int = ranged(42, 0)
     classes: list[str] = field(default_factory=lambda: list(HAM_CLASSES))
     # Age-bin edges in years; labels are derived from them (see core.ages).
     age_edges: list[int] = field(default_factory=lambda: [30, 60])
@@ -30,12 +66,12 @@ class BaseParams:
 
 @dataclass(frozen=True)
 class SampleParams:
-    n_images: int = 300
-    width: int = 100
-    height: int = 75
-    n_exact_copies: int = 6
-    n_near_duplicates: int = 8
-    n_corrupt: int = 3
+    n_images: int = ranged(300, 1)
+    width: int = ranged(100, 1)
+    height: int = ranged(75, 1)
+    n_exact_copies: int = ranged(6, 0)
+    n_near_duplicates: int = ranged(8, 0)
+    n_corrupt: int = ranged(3, 0)
 
 
 @dataclass(frozen=True)
@@ -57,31 +93,32 @@ class IndexParams:
     extensions: list[str] = field(
         default_factory=lambda: [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"]
     )
-    max_pixels: int = 89_478_485  # Pillow's own decompression-bomb limit
-    workers: int = 0  # 0 = all cores
-    chunksize: int = 64
+    max_pixels: int = ranged(PIL_MAX_PIXELS, 1)
+    workers: int = ranged(0, 0)  # 0 = all cores
+    chunksize: int = ranged(64, 1)
 
 
 @dataclass(frozen=True)
 class DedupParams:
-    dhash_max_distance: int = 8
+    dhash_max_distance: int = ranged(8, 0, 32)
     # dHash candidates are kept only if their 256-bit pHashes are this close (256 = no check).
-    verify_max_distance: int = 48
+    verify_max_distance: int = ranged(48, 0, 256)
 
 
 @dataclass(frozen=True)
 class SplitParams:
-    train: float = 0.8
-    val: float = 0.1
-    test: float = 0.1
+    train: float = ranged(0.8, 0, 1, "neither")
+    val: float = ranged(0.1, 0, 1, "neither")
+    test: float = ranged(0.1, 0, 1, "neither")
     duplicate_policy: Literal["group", "train"] = "group"
+    # A condition with at least this many leakage groups is placed in every split.
+    min_groups_for_presence: int = ranged(3, 1)
 
 
 @dataclass(frozen=True)
 class ValidateParams:
-    size_rel_tolerance: float = 0.015
-    size_abs_tolerance: int = 3
-    min_groups_for_presence: int = 3
+    size_rel_tolerance: float = ranged(0.015, 0, 1)
+    size_abs_tolerance: int = ranged(3, 0)
 
 
 @dataclass(frozen=True)
@@ -92,58 +129,59 @@ class PretrainedParams:
 
 @dataclass(frozen=True)
 class TfrecordsParams:
-    shard_size: int = 1024
+    shard_size: int = ranged(1024, 1)
     # "resized": re-encode at model input size (small, fast decode); "original": raw file bytes.
     encoding: Literal["resized", "original"] = "resized"
-    jpeg_quality: int = 95
+    jpeg_quality: int = ranged(95, 1, 100)
 
 
 @dataclass(frozen=True)
 class ModelParams:
     backbone: Literal["efficientnet_lite0", "efficientnet_b0"] = "efficientnet_lite0"
     weights: Literal["imagenet", "none"] = "imagenet"
-    image_height: int = 150
-    image_width: int = 200
-    dropout: float = 0.3
+    image_height: int = ranged(150, 32)
+    image_width: int = ranged(200, 32)
+    dropout: float = ranged(0.3, 0, 1, "left")
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    batch_size: int = 32
+    batch_size: int = ranged(32, 1)
     # Phase 1: the head alone on frozen features. Phase 2: the top `unfreeze_blocks` EfficientNet
     # stages (block7, block6, ...) and the head, BatchNorm kept frozen, at `finetune_lr`.
-    head_epochs: int = 8
-    lr: float = 1e-3
-    finetune_epochs: int = 6
-    finetune_lr: float = 3e-4
-    unfreeze_blocks: int = 3
-    weight_decay: float = 1e-4
+    head_epochs: int = ranged(8, 0)
+    lr: float = ranged(1e-3, 0, None, "neither")
+    finetune_epochs: int = ranged(6, 0)
+    finetune_lr: float = ranged(3e-4, 0, None, "neither")
+    unfreeze_blocks: int = ranged(3, 0, 7)
+    weight_decay: float = ranged(1e-4, 0)
     # CPU path: run the frozen lower backbone once over `cache_variants` augmented copies of each
     # training image and train the top stages from those cached activations.
     feature_cache: bool = True
-    cache_variants: int = 4
+    cache_variants: int = ranged(4, 1)
     imbalance: Literal["class_weight", "oversample", "focal", "none"] = "class_weight"
-    class_weight_power: float = 0.5  # 1 = full inverse frequency, 0 = none
-    oversample_power: float = 0.5  # 1 = balanced batches, 0 = natural frequencies
-    focal_gamma: float = 2.0
-    label_smoothing: float = 0.0
+    class_weight_power: float = ranged(0.5, 0, 1)  # 1 = full inverse frequency, 0 = none
+    oversample_power: float = ranged(0.5, 0, 1)  # 1 = balanced batches, 0 = natural frequencies
+    focal_gamma: float = ranged(2.0, 0)
+    label_smoothing: float = ranged(0.0, 0, 1, "left")
     mixed_precision: bool = False  # GPU only
-    max_train_images: int = 0  # 0 = all; a cap for quick experiments
+    max_train_images: int = ranged(0, 0)  # 0 = all; a cap for quick experiments
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    bootstrap: int = 1000
-    ece_bins: int = 15
-    errors_per_class: int = 8  # most confident mistakes shown per class, with Grad-CAM
+    bootstrap: int = ranged(1000, 1)
+    ece_bins: int = ranged(15, 1)
+    errors_per_class: int = ranged(8, 0)  # most confident mistakes shown per class, with Grad-CAM
 
 
 @dataclass(frozen=True)
 class ExportParams:
-    representative_images: int = 200  # drawn from train, seeded, for int8 calibration
-    latency_runs: int = 50
-    latency_warmup: int = 5
-    threads: list[int] = field(default_factory=lambda: [1, 2])
+    representative_images: int = ranged(200, 1)  # drawn from train, seeded, for int8 calibration
+    latency_runs: int = ranged(50, 1)
+    latency_warmup: int = ranged(5, 0)
+    threads: list[int] = field(default_factory=lambda: [1, 2],
+                               metadata={"interval": Interval(1, None)})
 
 
 @dataclass(frozen=True)
@@ -226,10 +264,15 @@ def build(cls: type, data: dict[str, Any], where: str = "") -> Any:
             f"params: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
             f"known: {', '.join(sorted(names))}"
         )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in data.items():
         sub = f"{where}.{name}" if where else name
         kwargs[name] = _check_value(value, hints[name], sub)
+        interval = fields[name].metadata.get("interval")
+        items = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
+        if interval is not None and any(v not in interval for v in items):
+            raise DermaiError(f"params: {sub}={value!r} is not in {interval}")
     return cls(**kwargs)
 
 
@@ -244,6 +287,11 @@ def load(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise DermaiError(f"params: {path} must hold a mapping")
     return parse(raw)
+
+
+def load_or_defaults(path: str | Path) -> Params:
+    """`load(path)` if the file exists, else the defaults: commands run outside a project too."""
+    return load(path) if Path(path).is_file() else Params()
 
 
 def parse(raw: dict[str, Any]) -> Params:

@@ -30,8 +30,8 @@ PARAMS = """\
 base:
   classes: [akiec, bcc, bkl, df, mel, nv, vasc]
   age_edges: [30, 60]
-split: {train: 0.8, val: 0.1, test: 0.1}
-validate: {size_rel_tolerance: 0.015, size_abs_tolerance: 3, min_groups_for_presence: 3}
+split: {train: 0.8, val: 0.1, test: 0.1, min_groups_for_presence: 3}
+validate: {size_rel_tolerance: 0.015, size_abs_tolerance: 3}
 """
 N = 80  # -> 64 / 8 / 8 rows; size tolerance is the absolute 3 rows
 Frames = dict[str, pd.DataFrame]

@@ -21,8 +21,8 @@ import numpy as np
 from dermai.core.hashing import ImageRejected
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
-from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, FolderIndex, read
-from dermai.runtime.report import EvalSettings, live_session, publish
+from dermai.io.images import FolderIndex, read
+from dermai.runtime.report import EvalSettings, live_session, publish, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help=".keras (calibration.json beside) or .tflite (default: the train "
                         "stage's --model in dvc.yaml, models/model.keras)")
+    p.add_argument("--train-params", default=None,
+                   help="train_params.json of a .keras model (default: beside the model)")
+    p.add_argument("--calibration", default=None,
+                   help="calibration.json of a .keras model (default: beside the model; "
+                        "none: uncalibrated)")
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--labels", required=True,
                    help="CSV: image,<one-hot class columns> or image,label")
@@ -46,11 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
     from dermai import params as params_mod
 
-    if not Path(params_path).is_file():
-        return EvalSettings(), list(DEFAULT_EXTENSIONS), DEFAULT_MAX_PIXELS
-    prm = params_mod.load(params_path)
-    from dermai.stages.evaluate import settings_from
-
+    prm = params_mod.load_or_defaults(params_path)
     return settings_from(prm), list(prm.index.extensions), prm.index.max_pixels
 
 
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> None:
 
     args.model = pipeline_file("train", "--model", args.model)
     df = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
-    predictor = inference.load(args.model)
+    predictor = inference.load(args.model, train_params=args.train_params,
+                               calibration=args.calibration)
     classes = list(predictor.classes)
     names, y, fmt = L.parse(df, classes)
     log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))

@@ -21,7 +21,7 @@ import numpy as np
 from dermai import DISCLAIMER
 from dermai.core.hashing import ImageRejected
 from dermai.io.atomic import write_csv
-from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, expand, read
+from dermai.io.images import DEFAULT_MAX_PIXELS, expand, read
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help=".keras (calibration.json beside) or .tflite (default: the train "
                         "stage's --model in dvc.yaml, models/model.keras)")
+    p.add_argument("--train-params", default=None,
+                   help="train_params.json of a .keras model (default: beside the model)")
+    p.add_argument("--calibration", default=None,
+                   help="calibration.json of a .keras model (default: beside the model; "
+                        "none: uncalibrated)")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files and/or folders (searched recursively)")
     p.add_argument("--out", default=None, help="write a CSV here instead of JSON to stdout")
@@ -44,10 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _image_settings(params_path: str) -> tuple[list[str], int]:
     from dermai import params as params_mod
 
-    if Path(params_path).is_file():
-        prm = params_mod.load(params_path)
-        return list(prm.index.extensions), prm.index.max_pixels
-    return list(DEFAULT_EXTENSIONS), DEFAULT_MAX_PIXELS
+    prm = params_mod.load_or_defaults(params_path)
+    return list(prm.index.extensions), prm.index.max_pixels
 
 
 def top_k(proba: np.ndarray, classes: list[str], k: int = TOP_K) -> list[tuple[str, float]]:
@@ -131,7 +134,8 @@ def run(args: argparse.Namespace) -> None:
     from dermai.io.pipeline import pipeline_file
 
     args.model = pipeline_file("train", "--model", args.model)
-    predictor = inference.load(args.model)
+    predictor = inference.load(args.model, train_params=args.train_params,
+                               calibration=args.calibration)
     records = predict_files(predictor, paths, batch_size=max(1, args.batch_size),
                             max_pixels=max_pixels)
     failed = sum(1 for r in records if r["error"])

@@ -14,21 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-SPLITS = ("train", "val", "test")
-INDEX_COLUMNS = (
-    "image_id",
-    "path",
-    "condition",
-    "age_group",
-    "source",
-    "group_id",
-    "sha1",
-    "dhash",
-    "width",
-    "height",
-    "format",
-    "bytes",
-)
+from dermai.core.schema import INDEX_COLUMNS
+
 # Columns the facts frame is built from; without them the gate cannot be evaluated at all.
 REQUIRED = {
     "index": ("image_id", "sha1", "condition"),

@@ -9,7 +9,7 @@ from math import lcm
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+from dermai.core.schema import SPLITS
 
 
 def fold_plan(fractions: dict[str, float], max_folds: int = 100) -> tuple[int, dict[str, int]]:

@@ -8,7 +8,6 @@ model, is applied to the logits.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dermai.core.calibration import probabilities
 from dermai.core.preprocess import fit
 from dermai.errors import DermaiError
-
-CALIBRATION_FILE = "calibration.json"
-TRAIN_PARAMS_FILE = "train_params.json"
+from dermai.runtime import loader
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    """Calibrated probabilities as float32 (the math is `core.calibration.probabilities`)."""
+    return probabilities(logits, temperature).astype(np.float32)
 
 
 def logits_model(model: Any) -> Any:
@@ -71,21 +67,9 @@ class Predictor:
         return self.predict_arrays(np.stack([self.prepare(im) for im in images]))
 
 
-def read_calibration(model_path: Path) -> float:
-    f = model_path.with_name(CALIBRATION_FILE)
-    if not f.is_file():
-        return 1.0
-    return float(json.loads(f.read_text())["temperature"])
-
-
-def _keras_fn(path: Path) -> tuple[Any, list[str], int, int]:
-    import keras
-
-    model = keras.saving.load_model(path, compile=False)
-    meta_file = path.with_name(TRAIN_PARAMS_FILE)
-    if not meta_file.is_file():
-        raise DermaiError(f"{meta_file} not found next to the model (it names the classes)")
-    meta = json.loads(meta_file.read_text())
+def _keras_fn(path: Path, train_params: str | Path | None = None
+              ) -> tuple[Any, list[str], int, int]:
+    model, meta = loader.load_keras(path, train_params)
     h, w, _ = meta["input_shape"]
     lm = logits_model(model)
     return (lambda x: lm.predict(x, batch_size=64, verbose=0)), meta["classes"], h, w
@@ -105,23 +89,26 @@ def tflite_temperature(path: Path) -> float | None:
     return None if t is None else float(t)
 
 
-def load(path: str | Path, *, num_threads: int | None = None) -> Predictor:
+def load(path: str | Path, *, num_threads: int | None = None,
+         train_params: str | Path | None = None, calibration: str | Path | None = None
+         ) -> Predictor:
     """A Predictor for a `.keras` or `.tflite` model file.
 
-    A .tflite's own embedded temperature wins over a `calibration.json` beside it (the file is
-    meant to travel alone); `num_threads` applies to .tflite models only.
+    A .tflite's own embedded temperature wins over a calibration file (the .tflite is meant to
+    travel alone); `num_threads` applies to .tflite models only. `train_params` and
+    `calibration` default to the files beside the model (see `runtime.loader`).
     """
     path = Path(path)
     if not path.is_file():
         raise DermaiError(f"model not found: {path}")
     temperature = None
     if path.suffix == ".keras":
-        fn, classes, h, w = _keras_fn(path)
+        fn, classes, h, w = _keras_fn(path, train_params)
     elif path.suffix == ".tflite":
         fn, classes, h, w = _tflite_fn(path, num_threads)
         temperature = tflite_temperature(path)
     else:
         raise DermaiError(f"unsupported model file {path.name}: use .keras or .tflite")
     if temperature is None:
-        temperature = read_calibration(path)
+        temperature = loader.read_temperature(path, calibration)
     return Predictor(path, classes, h, w, temperature, fn)

@@ -22,16 +22,24 @@ from dermai import DISCLAIMER
 from dermai.core import calibration as C
 from dermai.core.evaluation import HEADLINE, most_confident_mistakes, report
 from dermai.io.atomic import atomic_open, atomic_path, write_csv, write_json
+from dermai.params import Params
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    n_bootstrap: int = 1000
-    ece_bins: int = 15
-    seed: int = 42
-    errors_per_class: int = 8
+    n_bootstrap: int
+    ece_bins: int
+    seed: int
+    errors_per_class: int
+
+
+def settings_from(prm: Params) -> EvalSettings:
+    """The `evaluate` section (and base seed) as report settings."""
+    ev = prm.evaluate
+    return EvalSettings(n_bootstrap=ev.bootstrap, ece_bins=ev.ece_bins, seed=prm.base.seed,
+                        errors_per_class=ev.errors_per_class)
 
 
 def live_session(folder: str | Path) -> Any:

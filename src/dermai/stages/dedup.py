@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +12,8 @@ import pandas as pd
 from dermai import params as params_mod
 from dermai.core.groups import exact_pairs, leakage_components
 from dermai.core.neardup import hex_to_uint64, pairs_within_radius, phash_distances
-from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv, write_json
+from dermai.io.tables import read_index
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", required=True)
     p.add_argument("--groups", required=True)
     p.add_argument("--summary", required=True)
-
-
-def read_index(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise DermaiError(f"index not found: {path} (run `dermai index` first)")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def find_pairs(index: pd.DataFrame, radius: int, verify: int) -> pd.DataFrame:
@@ -91,8 +83,6 @@ def summarise(index: pd.DataFrame, pairs: pd.DataFrame, groups: pd.DataFrame,
 def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
     radius = prm.dedup.dhash_max_distance
-    if not 0 <= radius <= 32:
-        raise DermaiError(f"dedup.dhash_max_distance must be in 0..32, got {radius}")
     verify = prm.dedup.verify_max_distance
     index = read_index(args.index)
     pairs = find_pairs(index, radius, verify)

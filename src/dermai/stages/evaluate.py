@@ -27,7 +27,7 @@ from dermai.core import calibration as C
 from dermai.core.modelcard import render
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
-from dermai.runtime.report import EvalSettings, live_session, publish
+from dermai.runtime.report import live_session, publish, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ PROGRESS_EVERY_S = 10.0  # a progress line at most this often while predicting a
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (sections: base, evaluate)")
-    p.add_argument("--model", required=True, help="trained .keras model (train_params.json beside)")
+    p.add_argument("--model", required=True, help="trained .keras model")
+    p.add_argument("--train-params", default=None,
+                   help="the model's train_params.json (default: beside the model)")
     p.add_argument("--tfrecords", required=True, help="folder written by `dermai tfrecords`")
     p.add_argument("--split-summary", required=True,
                    help="split x condition x age group counts (data/reports/split_summary.csv)")
@@ -52,12 +54,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report folder: report_{val,test}.json, predictions, errors/")
     p.add_argument("--card", required=True, help="model card to write (Markdown)")
     p.add_argument("--live", required=True, help="dvclive output folder (metrics.json, plots/)")
-
-
-def settings_from(prm: params_mod.Params) -> EvalSettings:
-    ev = prm.evaluate
-    return EvalSettings(n_bootstrap=ev.bootstrap, ece_bins=ev.ece_bins, seed=prm.base.seed,
-                        errors_per_class=getattr(ev, "errors_per_class", 8))
 
 
 def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> dict[str, Any]:
@@ -94,17 +90,6 @@ def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> dict[
     }
 
 
-def load_model(path: Path) -> tuple[Any, dict[str, Any]]:
-    import keras
-
-    if not path.is_file():
-        raise DermaiError(f"model not found: {path}")
-    meta_file = path.with_name("train_params.json")
-    if not meta_file.is_file():
-        raise DermaiError(f"{meta_file} not found next to the model (it names the classes)")
-    return keras.saving.load_model(path, compile=False), json.loads(meta_file.read_text())
-
-
 def read_split_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise DermaiError(f"split summary not found: {path}")
@@ -119,13 +104,14 @@ def run(args: argparse.Namespace) -> None:
     import tensorflow as tf
 
     from dermai.models import data as tfdata
+    from dermai.runtime import loader
     from dermai.runtime.gradcam import GradCam
-    from dermai.runtime.inference import CALIBRATION_FILE, logits_model
+    from dermai.runtime.inference import logits_model
 
     keras.utils.set_random_seed(prm.base.seed)
     tf.config.experimental.enable_op_determinism()
     model_path = Path(args.model)
-    model, train_meta = load_model(model_path)
+    model, train_meta = loader.load_keras(model_path, args.train_params)
     classes = list(train_meta["classes"])
     if tfdata.read_meta(args.tfrecords)["classes"] != classes:
         raise DermaiError("TFRecords and model were made for different classes")
@@ -163,8 +149,7 @@ def run(args: argparse.Namespace) -> None:
            "val_nll_before": round(val_nll[0], 6), "val_nll_after": round(val_nll[1], 6),
            "test_ece_before": test_cal["ece_before"], "test_ece_after": test_cal["ece_after"],
            "classes": classes, "model": model_path.name}
-    write_json(Path(args.calibration) if args.calibration
-               else model_path.with_name(CALIBRATION_FILE), cal)
+    write_json(loader.calibration_path(model_path, args.calibration), cal)
 
     index_summary: dict[str, Any] = {}
     if args.index_summary:

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from dermai import params as params_mod
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
+from dermai.runtime import loader
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,12 @@ GOALS = {"float32_agreement": 0.99, "int8_agreement": 0.97, "int8_size_ratio": 1
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml",
                    help="params file (sections: base, export)")
-    p.add_argument("--model", required=True, help="trained .keras model (train_params.json "
-                   "beside it names the classes)")
+    p.add_argument("--model", required=True, help="trained .keras model")
+    p.add_argument("--train-params", default=None,
+                   help="the model's train_params.json (default: beside the model)")
     p.add_argument("--calibration", default=None,
-                   help="calibration.json with the temperature (optional; default T = 1)")
+                   help="calibration.json with the temperature (default: beside the model; "
+                        "none there: T = 1)")
     p.add_argument("--tfrecords", required=True,
                    help="TFRecords folder: TRAIN gives the int8 representative set, TEST parity")
     p.add_argument("--float-out", required=True, help="output float32 .tflite")
@@ -148,25 +150,10 @@ def parity(reference_logits: np.ndarray, logits: np.ndarray, y: np.ndarray) -> d
     }
 
 
-def read_temperature(path: str | None) -> float:
-    if path is None:
-        return 1.0
-    f = Path(path)
-    if not f.is_file():
-        log.warning("calibration file %s not found: temperature 1.0", f)
-        return 1.0
-    t = float(json.loads(f.read_text())["temperature"])
-    if not np.isfinite(t) or t <= 0:
-        raise DermaiError(f"{f}: temperature must be a positive number, got {t}")
-    return t
-
-
 def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
     cfg = prm.export
-    runs = int(getattr(cfg, "latency_runs", 50))
-    warmup = int(getattr(cfg, "latency_warmup", 5))
-    threads = [int(t) for t in getattr(cfg, "threads", [1, 2])]
+    runs, warmup, threads = cfg.latency_runs, cfg.latency_warmup, cfg.threads
 
     import keras
 
@@ -177,14 +164,11 @@ def run(args: argparse.Namespace) -> None:
     model_path = Path(args.model)
     if not model_path.is_file():
         raise DermaiError(f"model not found: {model_path}")
-    meta_file = model_path.with_name("train_params.json")
-    if not meta_file.is_file():
-        raise DermaiError(f"{meta_file} not found next to the model (it names the classes)")
-    classes = json.loads(meta_file.read_text())["classes"]
+    classes = loader.read_train_params(model_path, args.train_params)["classes"]
     tf_meta = tfdata.read_meta(args.tfrecords)
     if tf_meta["classes"] != classes:
         raise DermaiError("TFRecords and model were made for different classes")
-    temperature = read_temperature(args.calibration)
+    temperature = loader.read_temperature(model_path, args.calibration)
     keras.utils.set_random_seed(prm.base.seed)
     model = keras.saving.load_model(model_path, compile=False)
 

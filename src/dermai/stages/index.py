@@ -21,16 +21,12 @@ from tqdm import tqdm
 from dermai import params as params_mod
 from dermai.core.ages import all_age_groups, bin_age
 from dermai.core.hashing import ImageRejected, inspect
+from dermai.core.schema import INDEX_COLUMNS, REJECT_COLUMNS
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 
-INDEX_COLUMNS = [
-    "image_id", "path", "condition", "age_group", "source", "group_id",
-    "sha1", "dhash", "phash", "width", "height", "format", "bytes",
-]
-REJECT_COLUMNS = ["path", "reason", "image_id", "condition"]
 LAYOUT_HINT = "<source>/<condition>/<age_group>/<file>"
 
 

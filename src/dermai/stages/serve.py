@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_engine(model: str | Path, keras_path: str | Path | None, *,
-                 threads: int | None = 1, max_pixels: int = 89_478_485) -> Any:
+                 threads: int | None = 1, max_pixels: int = params_mod.PIL_MAX_PIXELS) -> Any:
     """Predictor (+ Grad-CAM when a Keras model is available), ready to serve."""
     from dermai.runtime import inference
     from dermai.web.app import Engine
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dermai.web.app import create_app
 
-    prm = (params_mod.load(args.params) if Path(args.params).is_file()
-           else params_mod.Params())
+    prm = params_mod.load_or_defaults(args.params)
     if args.max_upload_mb <= 0 or args.queue < 0 or args.threads < 1:
         raise DermaiError("--max-upload-mb and --threads must be positive, --queue >= 0")
     from dermai.io.pipeline import pipeline_file, stage_option

@@ -27,7 +27,7 @@ from dermai.core.splitting import (
 )
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv, write_json
-from dermai.stages.dedup import read_index
+from dermai.io.tables import read_duplicates, read_groups, read_index
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +75,14 @@ def run(args: argparse.Namespace) -> None:
     cfg = prm.split
     fractions = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
     df = read_index(args.index)
-    groups_path, pairs_path = Path(args.groups), Path(args.pairs)
-    for p in (groups_path, pairs_path):
-        if not p.is_file():
-            raise DermaiError(f"{p} not found (run `dermai dedup` first)")
-    groups = pd.read_csv(groups_path, dtype=str, keep_default_na=False)
-    pairs = pd.read_csv(pairs_path, dtype={"a": str, "b": str, "kind": str}, keep_default_na=False)
+    groups = read_groups(args.groups)
+    pairs = read_duplicates(args.pairs)
     if set(groups["image_id"]) != set(df["image_id"]) or len(groups) != len(df):
-        raise DermaiError(f"{groups_path} does not cover the index exactly; rerun dedup")
+        raise DermaiError(f"{args.groups} does not cover the index exactly; rerun dedup")
     df = df.merge(groups, on="image_id", how="left", validate="one_to_one")
     try:
         assign, moves = assign_splits(df, fractions, cfg.duplicate_policy, prm.base.seed,
-                                      prm.validate.min_groups_for_presence)
+                                      prm.split.min_groups_for_presence)
         naive = pd.Series(stratified_image_split(
             (df["condition"] + "|" + df["age_group"]).tolist(), fractions, prm.base.seed),
             index=df.index)

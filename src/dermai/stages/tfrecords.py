@@ -25,6 +25,7 @@ from dermai.core.preprocess import fit
 from dermai.core.splitting import SPLITS
 from dermai.errors import DermaiError, require_gate
 from dermai.io.atomic import atomic_dir, write_json
+from dermai.io.tables import read_split
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,7 @@ def run(args: argparse.Namespace) -> None:
     frames = {}
     for s in SPLITS:
         f = Path(args.splits) / f"{s}.csv"
-        if not f.is_file():
-            raise DermaiError(f"split file not found: {f} (run `dermai split` first)")
-        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        df = read_split(args.splits, s)
         # Seeded row shuffle: manifests are often sorted by label, and a read-time shuffle
         # buffer cannot mix a file that is sorted end to end.
         order = np.random.default_rng(prm.base.seed).permutation(len(df))

@@ -25,6 +25,7 @@ from dermai import DISCLAIMER
 from dermai import params as params_mod
 from dermai.errors import DermaiError, require_gate
 from dermai.io.atomic import write_json
+from dermai.runtime.loader import train_params_path
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", required=True,
                    help="converted Lite0 ImageNet weights (.weights.h5)")
     p.add_argument("--model", required=True, help="output .keras model")
-    p.add_argument("--train-params", default="models/train_params.json",
-                   help="output: resolved params, classes and input shape of the model")
+    p.add_argument("--train-params", default=None,
+                   help="output: resolved params, classes and input shape of the model "
+                        "(default: train_params.json beside the model)")
     p.add_argument("--live", required=True, help="dvclive output folder")
     p.add_argument("--gate", default=None,
                    help="file that `dermai validate` writes only when the data gates pass")
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
                                       cfg=cfg, seed=seed, tracker=tracker)
 
     T.save_model(model, Path(args.model))
-    write_json(args.train_params, {
+    write_json(train_params_path(args.model, args.train_params), {
         "params": params_mod.as_dict(prm), "classes": classes, "input_shape": list(shape),
         "best_epoch": tracker.best_epoch, "disclaimer": DISCLAIMER})
     tracker.summarise(n_train)

@@ -1,0 +1,21 @@
+"""Column lists of the pipeline's tables, in one place. Pure constants (the readers are in
+`dermai.io.tables`), so the core gates and the stages agree on the same names."""
+
+from __future__ import annotations
+
+SPLITS = ("train", "val", "test")
+
+# data/index/index.csv, in file order (written by `dermai index`).
+INDEX_COLUMNS = (
+    "image_id", "path", "condition", "age_group", "source", "group_id",
+    "sha1", "dhash", "phash", "width", "height", "format", "bytes",
+)
+# data/reports/rejects.csv
+REJECT_COLUMNS = ("path", "reason", "image_id", "condition")
+# data/index/groups.csv: one leakage group per image.
+GROUPS_COLUMNS = ("image_id", "leakage_group")
+# data/reports/duplicates.csv: a < b by image_id, kind exact|perceptual, dHash distance and the
+# pHash-256 distance that verified the pair.
+DUPLICATES_COLUMNS = ("a", "b", "kind", "distance", "verify_distance")
+# data/splits/<split>.csv: the index rows plus their leakage group.
+SPLIT_COLUMNS = (*INDEX_COLUMNS, "leakage_group")

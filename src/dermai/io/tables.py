@@ -1,0 +1,53 @@
+"""Readers of the pipeline's CSV tables (column names: `dermai.core.schema`).
+
+Every column is read as a string: a dhash like 0000000000001234 must not become an int, and an
+image_id or label spelled "NA" must stay a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from dermai.core.schema import DUPLICATES_COLUMNS, GROUPS_COLUMNS, SPLITS
+from dermai.errors import DermaiError
+
+
+def read_table(path: str | Path, required: Sequence[str], what: str, *, hint: str = "",
+               empty_as_null: bool = False) -> pd.DataFrame:
+    """A CSV with all columns as strings; a one-line error if it is missing, unreadable or
+    lacks a `required` column. `empty_as_null` makes empty fields null (for the data gates)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DermaiError(f"{what} not found: {path}{f' ({hint})' if hint else ''}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False,
+                         na_values=[""] if empty_as_null else None)
+    except (ValueError, pd.errors.ParserError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise DermaiError(f"{what} {path} is not a readable CSV: {first}") from exc
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DermaiError(f"{what} {path} lacks column(s) {', '.join(missing)}")
+    return df
+
+
+def read_index(path: str | Path) -> pd.DataFrame:
+    return read_table(path, ("image_id",), "index", hint="run `dermai index` first")
+
+
+def read_groups(path: str | Path) -> pd.DataFrame:
+    return read_table(path, GROUPS_COLUMNS, "groups", hint="run `dermai dedup` first")
+
+
+def read_duplicates(path: str | Path) -> pd.DataFrame:
+    return read_table(path, DUPLICATES_COLUMNS[:3], "duplicates", hint="run `dermai dedup` first")
+
+
+def read_split(folder: str | Path, split: str) -> pd.DataFrame:
+    if split not in SPLITS:
+        raise DermaiError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return read_table(Path(folder) / f"{split}.csv", ("image_id", "condition"),
+                      f"split file {split}.csv", hint="run `dermai split` first")

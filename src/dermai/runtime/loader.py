@@ -1,0 +1,80 @@
+"""The one loader of a trained model and the files that travel with it.
+
+`dermai train` writes `train_params.json` (classes, input shape, resolved params) and `dermai
+evaluate` writes `calibration.json` (the fitted temperature). Every reader of a model finds them
+here: by the explicit `--train-params` / `--calibration` path when given, else beside the model.
+An exported .tflite carries both in its own metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from dermai.errors import DermaiError
+
+log = logging.getLogger(__name__)
+
+TRAIN_PARAMS_FILE = "train_params.json"
+CALIBRATION_FILE = "calibration.json"
+
+
+def train_params_path(model: str | Path, train_params: str | Path | None = None) -> Path:
+    """The explicit path, else `train_params.json` beside the model."""
+    return Path(train_params) if train_params else Path(model).with_name(TRAIN_PARAMS_FILE)
+
+
+def calibration_path(model: str | Path, calibration: str | Path | None = None) -> Path:
+    """The explicit path, else `calibration.json` beside the model."""
+    return Path(calibration) if calibration else Path(model).with_name(CALIBRATION_FILE)
+
+
+def read_train_params(model: str | Path, train_params: str | Path | None = None
+                      ) -> dict[str, Any]:
+    """The model's train_params.json (it names the classes and the input shape)."""
+    f = train_params_path(model, train_params)
+    if not f.is_file():
+        raise DermaiError(f"{f} not found (it names the model's classes; written by "
+                          "`dermai train`)")
+    try:
+        meta = json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise DermaiError(f"{f} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or "classes" not in meta or "input_shape" not in meta:
+        raise DermaiError(f"{f} lacks classes or input_shape")
+    return meta
+
+
+def read_temperature(model: str | Path, calibration: str | Path | None = None, *,
+                     required: bool = False) -> float:
+    """The fitted temperature, or 1.0 (uncalibrated) when there is no calibration file and
+    none was `required`."""
+    f = calibration_path(model, calibration)
+    if not f.is_file():
+        if required:
+            raise DermaiError(f"calibration not found: {f} (run `dermai evaluate` first)")
+        if calibration:
+            log.warning("calibration file %s not found: temperature 1.0", f)
+        return 1.0
+    try:
+        t = float(json.loads(f.read_text())["temperature"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DermaiError(f"{f}: no readable temperature ({exc})") from exc
+    if not (math.isfinite(t) and t > 0):
+        raise DermaiError(f"{f}: temperature must be a positive number, got {t}")
+    return t
+
+
+def load_keras(model: str | Path, train_params: str | Path | None = None
+               ) -> tuple[Any, dict[str, Any]]:
+    """(Keras model, its train_params) with one-line errors for missing files."""
+    path = Path(model)
+    if not path.is_file():
+        raise DermaiError(f"model not found: {path}")
+    meta = read_train_params(path, train_params)
+    import keras
+
+    return keras.saving.load_model(path, compile=False), meta

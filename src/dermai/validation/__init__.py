@@ -1,0 +1,1 @@
+"""Data validation adapters (Great Expectations)."""
