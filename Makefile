@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dermai
 
-.PHONY: run test test-all lint check-data browser-deps web-deps site clean-venv
+.PHONY: run test test-all lint lint-imports check-data browser-deps web-deps site clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "need Python >= 3.11"'
@@ -52,9 +52,14 @@ test: $(STAMP) browser-deps web-deps
 test-all: $(STAMP) browser-deps web-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m ""
 
-## lint: ruff must be clean
-lint: $(STAMP)
+## lint: ruff must be clean and the layer rules (import-linter contracts in pyproject.toml) kept
+lint: $(STAMP) lint-imports
 	$(BIN)/ruff check src tests bench
+
+## lint-imports: the layer rules: core pure, models/runtime/web never import stages or commands,
+## stages never import each other
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 ## check-data: the data-validation gates on the embedded sample (CI runs this after the tests)
 check-data: $(STAMP)
