@@ -30,8 +30,9 @@ def export_pair(keras_path: Path, tfrecords: Path, n_rep: int, out: Path) -> dic
 
     import keras
 
+    from dermai.models.data import representative_images
+    from dermai.runtime.convert import export_bytes
     from dermai.runtime.loader import read_train_params
-    from dermai.stages.export import export_bytes, representative_images
 
     classes = read_train_params(keras_path)["classes"]
     model = keras.saving.load_model(keras_path, compile=False)

@@ -76,8 +76,8 @@ def tiny_tflite(keras_path: Path, dest: Path, kinds: tuple[str, ...] = ("float32
     """Export the tiny model with the export stage's own converter: {kind: .tflite path}."""
     import keras
 
+    from dermai.runtime.convert import export_bytes
     from dermai.runtime.loader import read_train_params
-    from dermai.stages.export import export_bytes
 
     model = keras.saving.load_model(keras_path, compile=False)
     classes = read_train_params(keras_path)["classes"]

@@ -63,7 +63,7 @@ def test_each_tflite_alone_predicts_with_its_classes_and_temperature(exported, t
 
 
 def test_representative_set_is_a_seeded_sample_of_train(exported):
-    from dermai.stages.export import representative_images
+    from dermai.models.data import representative_images
 
     a = representative_images(exported["tfrecords"], 5, seed=3)
     b = representative_images(exported["tfrecords"], 5, seed=3)

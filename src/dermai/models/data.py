@@ -11,7 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
+
+from dermai.errors import DermaiError
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -115,3 +118,32 @@ def dataset(
     if not with_meta:
         ds = ds.map(lambda x, y, m: (x, y), num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
+    """`n` TRAIN images (float32 raw RGB), a seeded uniform sample over the whole split.
+
+    Picks record indices first and decodes only those, so a 10k-image split costs n decodes.
+    """
+    meta = read_meta(folder)
+    total = int(meta["splits"]["train"]["images"])
+    if total == 0:
+        raise DermaiError("the TRAIN split is empty: no representative images for int8")
+    n = min(n, total)
+    chosen = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    keep = tf.constant(chosen, dtype=tf.int64)
+    ds = (tf.data.TFRecordDataset(files(folder, "train"))  # sequential: stable order
+          .enumerate()
+          .filter(lambda i, _r: tf.reduce_any(tf.equal(i, keep)))
+          .map(lambda _i, r: decode(meta["image_height"], meta["image_width"])(r)[0]))
+    return np.stack([x.numpy() for x in ds]).astype(np.float32)
+
+
+def split_arrays(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for x, y in dataset(folder, split, 64):
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    if not xs:
+        raise DermaiError(f"the {split} split is empty")
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)

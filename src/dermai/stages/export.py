@@ -11,11 +11,8 @@ and single-image latencies on 1 and 2 threads go to the metrics JSON.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,6 @@ from dermai.runtime import loader
 
 log = logging.getLogger(__name__)
 
-KINDS = ("float32", "int8")
 # The issue's goals; reported as booleans in the metrics, warned about, never fatal (a tiny
 # sample test split makes a single disagreement cost several points).
 GOALS = {"float32_agreement": 0.99, "int8_agreement": 0.97, "int8_size_ratio": 1 / 3}
@@ -48,90 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--float-out", required=True, help="output float32 .tflite")
     p.add_argument("--int8-out", required=True, help="output full-integer int8 .tflite")
     p.add_argument("--metrics", required=True, help="output metrics JSON")
-
-
-# --------------------------------------------------------------------------- conversion
-
-
-def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
-    """`n` TRAIN images (float32 raw RGB), a seeded uniform sample over the whole split.
-
-    Picks record indices first and decodes only those, so a 10k-image split costs n decodes.
-    """
-    import tensorflow as tf
-
-    from dermai.models import data as tfdata
-
-    meta = tfdata.read_meta(folder)
-    total = int(meta["splits"]["train"]["images"])
-    if total == 0:
-        raise DermaiError("the TRAIN split is empty: no representative images for int8")
-    n = min(n, total)
-    chosen = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
-    keep = tf.constant(chosen, dtype=tf.int64)
-    ds = (tf.data.TFRecordDataset(tfdata.files(folder, "train"))  # sequential: stable order
-          .enumerate()
-          .filter(lambda i, _r: tf.reduce_any(tf.equal(i, keep)))
-          .map(lambda _i, r: tfdata.decode(meta["image_height"], meta["image_width"])(r)[0]))
-    return np.stack([x.numpy() for x in ds]).astype(np.float32)
-
-
-def split_arrays(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from dermai.models import data as tfdata
-
-    xs, ys = [], []
-    for x, y in tfdata.dataset(folder, split, 64):
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    if not xs:
-        raise DermaiError(f"the {split} split is empty")
-    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
-
-
-def convert(logits_model: Any, kind: str, representative: np.ndarray | None = None) -> bytes:
-    """Keras logits model -> .tflite bytes (float32, or full-integer int8 with int8 I/O)."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(logits_model)
-    if kind == "int8":
-        if representative is None or not len(representative):
-            raise DermaiError("int8 export needs representative images")
-
-        def samples():
-            for i in range(len(representative)):
-                yield [representative[i:i + 1]]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = samples
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    elif kind != "float32":
-        raise DermaiError(f"unknown export kind {kind!r}")
-    chatter = io.StringIO()  # Keras prints its SavedModel signature to stdout
-    with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
-        # int8 I/O: the input's range comes from the representative set, as intended
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        out = converter.convert()
-    log.debug("converter output: %s", chatter.getvalue())
-    return bytes(out)
-
-
-def export_bytes(keras_model: Any, classes: list[str], temperature: float,
-                 representative: np.ndarray | None,
-                 kinds: tuple[str, ...] = KINDS) -> dict[str, bytes]:
-    """The .tflite files (logits out), metadata embedded."""
-    from dermai.runtime.inference import logits_model
-    from dermai.runtime.tflite import embed_metadata, make_metadata
-
-    h, w = (int(d) for d in keras_model.inputs[0].shape[1:3])
-    lm = logits_model(keras_model)
-    out = {}
-    for kind in kinds:
-        raw = convert(lm, kind, representative if kind == "int8" else None)
-        meta = make_metadata(classes, h, w, temperature=temperature, quantization=kind)
-        out[kind] = embed_metadata(raw, meta)
-    return out
 
 
 # --------------------------------------------------------------------------- parity
@@ -159,6 +71,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dermai.core import metrics as M
     from dermai.models import data as tfdata
+    from dermai.runtime.convert import KINDS, export_bytes
     from dermai.runtime.tflite import TfliteModel, latency_ms
 
     model_path = Path(args.model)
@@ -172,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
     keras.utils.set_random_seed(prm.base.seed)
     model = keras.saving.load_model(model_path, compile=False)
 
-    rep = representative_images(args.tfrecords, cfg.representative_images, prm.base.seed)
+    rep = tfdata.representative_images(args.tfrecords, cfg.representative_images, prm.base.seed)
     log.info("converting (float32, and int8 calibrated on %d TRAIN images)", len(rep))
     blobs = export_bytes(model, classes, temperature, rep)
     paths = {"float32": Path(args.float_out), "int8": Path(args.int8_out)}
@@ -182,7 +95,7 @@ def run(args: argparse.Namespace) -> None:
         log.info("%s: %s (%d bytes, sha256 %s)", kind, paths[kind], len(blob),
                  hashlib.sha256(blob).hexdigest()[:16])
 
-    x_test, y_test = split_arrays(args.tfrecords, "test")
+    x_test, y_test = tfdata.split_arrays(args.tfrecords, "test")
     from dermai.runtime.inference import logits_model
 
     ref = logits_model(model).predict(x_test, batch_size=64, verbose=0)

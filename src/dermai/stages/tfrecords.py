@@ -22,7 +22,7 @@ from tqdm import tqdm
 from dermai import params as params_mod
 from dermai.core.hashing import ImageRejected, decode
 from dermai.core.preprocess import fit
-from dermai.core.splitting import SPLITS
+from dermai.core.schema import SPLITS
 from dermai.errors import DermaiError, require_gate
 from dermai.io.atomic import atomic_dir, write_json
 from dermai.io.tables import read_split

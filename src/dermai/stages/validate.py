@@ -21,6 +21,7 @@ import pandas as pd
 from dermai import params as params_mod
 from dermai.core import gates
 from dermai.core.ages import all_age_groups
+from dermai.core.schema import SPLITS
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_json
 from dermai.io.tables import read_table
@@ -50,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     params = params_mod.load(args.params)
-    fractions = {name: float(getattr(params.split, name)) for name in gates.SPLITS}
+    fractions = {name: float(getattr(params.split, name)) for name in SPLITS}
     summary = validate(
         index_path=Path(args.index),
         groups_path=Path(args.groups),
