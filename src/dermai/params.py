@@ -139,8 +139,8 @@ class TfrecordsParams:
 class ModelParams:
     backbone: Literal["efficientnet_lite0", "efficientnet_b0"] = "efficientnet_lite0"
     weights: Literal["imagenet", "none"] = "imagenet"
-    image_height: int = ranged(150, 32)
-    image_width: int = ranged(200, 32)
+    image_height: int = ranged(150, 1)
+    image_width: int = ranged(200, 1)
     dropout: float = ranged(0.3, 0, 1, "left")
 
 
