@@ -25,6 +25,7 @@ from dermai.core.preprocess import fit
 from dermai.core.splitting import SPLITS
 from dermai.errors import DermaiError, require_gate
 from dermai.io.atomic import atomic_dir, write_json
+from dermai.io.classes import read_classes
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="params file (sections: base, index, tfrecords, model)")
     p.add_argument("--splits", required=True, help="folder with {train,val,test}.csv")
     p.add_argument("--raw", default=None, help="raw root; overrides index.raw_root")
+    p.add_argument("--classes", default=None,
+                   help="class list written by `dermai index` (default: base.classes)")
     p.add_argument("--out", required=True, help="output folder (replaced whole)")
     p.add_argument("--gate", default=None,
                    help="file that `dermai validate` writes only when the data gates pass")
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
     cfg, model = prm.tfrecords, prm.model
     raw = Path(args.raw or prm.index.raw_root)
-    classes = prm.base.classes
+    classes = read_classes(args.classes, list(prm.base.classes))
     frames = {}
     for s in SPLITS:
         f = Path(args.splits) / f"{s}.csv"
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> None:
         frames[s] = df.iloc[order].reset_index(drop=True)
         bad = sorted(set(frames[s]["condition"]) - set(classes))
         if bad:
-            raise DermaiError(f"{f}: labels {bad} not in base.classes")
+            raise DermaiError(f"{f}: labels {bad} not in the class list {classes}")
 
     out = Path(args.out)
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
