@@ -64,7 +64,8 @@ class IndexParams:
     # Keep only these image types (e.g. [dermoscopic]); empty = all. Unknown type = "unknown".
     image_types: list[str] = field(default_factory=list)
     extensions: list[str] = field(
-        default_factory=lambda: [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"]
+        default_factory=lambda: [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
+                                 ".heic", ".heif"]
     )
     max_pixels: int = 89_478_485  # Pillow's own decompression-bomb limit
     workers: int = 0  # 0 = all cores
