@@ -54,7 +54,8 @@ def encode_image(path: str) -> bytes:
     data = (_CFG["raw"] / path).read_bytes()
     if _CFG["encoding"] == "original":
         return data
-    img, _ = decode(data, _CFG["max_pixels"])
+    # Draft decoding: a 12 MP camera JPEG is scaled down in libjpeg, to no less than the input.
+    img, _ = decode(data, _CFG["max_pixels"], draft=(_CFG["w"], _CFG["h"]))
     buf = io.BytesIO()
     fit(img, _CFG["h"], _CFG["w"]).save(buf, "JPEG", quality=_CFG["quality"])
     return buf.getvalue()
