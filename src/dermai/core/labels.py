@@ -138,3 +138,15 @@ def conflict_message(conflicts: dict[str, list[str]], where: str = "labels CSV")
     shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in items[:10])
     more = f" (and {len(items) - 10} more)" if len(items) > 10 else ""
     return f"{where}: {len(items)} id(s) listed with different labels: {shown}{more}"
+
+
+def dedupe(names: Sequence[str], y: np.ndarray, classes: Sequence[str],
+           where: str = "labels CSV") -> tuple[list[int], dict[str, int]]:
+    """(row positions to keep, collapsed repeats) for a parsed labels table.
+
+    An image listed twice with different labels is an error naming the images: counting it
+    twice, once per label, would move the metrics with no warning."""
+    rep = check_repeats([n.strip() for n in names], [classes[int(c)] for c in y])
+    if rep.conflicts:
+        raise DermaiError(conflict_message(rep.conflicts, where))
+    return sorted(rep.keep.values()), rep.repeats
