@@ -63,11 +63,12 @@ def duplicate_pairs(infos: list) -> set[tuple[int, int, str]]:
     cfg = DedupParams()
     sha = [i.sha1 for i in infos]
     near = pairs_within_radius(hex_to_uint64([i.dhash for i in infos]), cfg.dhash_max_distance)
-    near = near[[sha[a] != sha[b] for a, b in near]] if len(near) else near
+    near = near[np.array([sha[a] != sha[b] for a, b in near[:, :2]], dtype=bool)] \
+        if len(near) else near
     ph = [i.phash for i in infos]
     keep = phash_distances(ph, near[:, 0], near[:, 1]) <= cfg.verify_max_distance
     out = {(int(a), int(b), "exact") for a, b in exact_pairs(sha)}
-    out |= {(int(a), int(b), "perceptual") for a, b in near[keep]}
+    out |= {(int(a), int(b), "perceptual") for a, b in near[keep][:, :2]}
     return out
 
 
