@@ -99,7 +99,8 @@ def main() -> None:
     assert [(i.width, i.height, i.sha1) for i in full] == \
         [(i.width, i.height, i.sha1) for i in draft]
     pf, pd_ = duplicate_pairs(full), duplicate_pairs(draft)
-    dmax = max(bin(int(a.dhash, 16) ^ int(b.dhash, 16)).count("1") for a, b in zip(full, draft))
+    dmax = max(bin(int(a.dhash, 16) ^ int(b.dhash, 16)).count("1")
+               for a, b in zip(full, draft, strict=True))
     print(f"duplicate pairs full: {len(pf)}, draft: {len(pd_)}, same set: {pf == pd_}; "
           f"max dHash change per image: {dmax} bits")
     if pf != pd_:
