@@ -1,8 +1,12 @@
 """Index every raw image: labels, age group, source, group id, SHA1, dHash and size.
 
-Reads folders `<source>/<condition>/<age_group>/<image>` or a manifest CSV (e.g. HAM10000's
-metadata.csv). Every file is fully decoded; each one that fails is written to the rejects report
-with a reason, so index rows + rejects = files found.
+Reads folders `<source>/<condition>/<age_group>/<image>`, a manifest CSV (e.g. HAM10000's
+metadata.csv), or a dataset as downloaded (index.layout: ham10000, isic2019, isic2020,
+isic_archive; see core.layouts), after one walk of the raw root. Raw labels go through
+index.class_map (or `drop`), index.image_types filters image types; the resolved class list is
+written for later stages. Every file is decoded (JPEG draft mode for large ones); each file or
+listed id that fails is written to the rejects report with a reason, so index rows + rejects =
+files found + listed ids without a file.
 """
 
 from __future__ import annotations
