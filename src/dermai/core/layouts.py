@@ -110,9 +110,18 @@ def separator(preset: Preset, table: str) -> str:
     return preset.sep.get(suffix, ",")
 
 
+def _name_ext(rel: str) -> tuple[str, str]:
+    """(file name, lower-case extension) by string slicing: pathlib costs ~5 us a call, which
+    is most of the lookup time on a 100k-file download."""
+    name = rel.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return name, (name[dot:].lower() if dot > 0 else "")
+
+
 def file_id(rel: str, suffixes: Sequence[str]) -> str:
     """`part_1/ISIC_0000001_downsampled.jpg` -> `ISIC_0000001` (extension and known suffix off)."""
-    stem = PurePosixPath(rel).stem
+    name, ext = _name_ext(rel)
+    stem = name[: len(name) - len(ext)] if ext else name
     for s in suffixes:
         if s and stem.endswith(s):
             return stem[: -len(s)]
@@ -194,12 +203,12 @@ def match(rows: Sequence[Task], files: Sequence[str], exts: set[str], suffixes: 
     by_id: dict[str, list[str]] = {}
     out: list[Task] = []
     for rel in sorted(files):
-        name = PurePosixPath(rel).name
+        name, ext = _name_ext(rel)
         if rel in ignore:
             continue
         if name.startswith("."):
             out.append(Task(path=rel, reject="hidden file, not an image"))
-        elif PurePosixPath(rel).suffix.lower() not in exts:
+        elif ext not in exts:
             out.append(Task(path=rel, reject=f"unsupported extension "
                                              f"'{PurePosixPath(rel).suffix}' (allowed: "
                                              f"{sorted(exts)})"))
