@@ -59,6 +59,7 @@ HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 @dataclass(frozen=True)
 class BaseParams:
     seed: int = ranged(42, 0)
+    # Empty = the classes index finds after index.class_map, sorted (data/index/classes.json).
     classes: list[str] = field(default_factory=lambda: list(HAM_CLASSES))
     # Age-bin edges in years; labels are derived from them (see core.ages).
     age_edges: list[int] = field(default_factory=lambda: [30, 60])
@@ -88,10 +89,19 @@ class ManifestParams:
 @dataclass(frozen=True)
 class IndexParams:
     raw_root: str = "data/raw/sample"
-    layout: Literal["folders", "manifest"] = "folders"
+    layout: Literal["folders", "manifest", "ham10000", "isic2019", "isic2020",
+                    "isic_archive"] = "folders"
     manifest: ManifestParams = field(default_factory=ManifestParams)
+    # Raw label (case-insensitive) -> class, or "drop"; unmapped labels are kept as they are.
+    class_map: dict[str, str] = field(default_factory=dict)
+    # Metadata columns whose shared values join images into one leakage group (e.g. lesion_id,
+    # patient_id); empty = the preset's own keys.
+    group_keys: list[str] = field(default_factory=list)
+    # Keep only these image types (e.g. [dermoscopic]); empty = all. Unknown type = "unknown".
+    image_types: list[str] = field(default_factory=list)
     extensions: list[str] = field(
-        default_factory=lambda: [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"]
+        default_factory=lambda: [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
+                                 ".heic", ".heif"]
     )
     max_pixels: int = ranged(PIL_MAX_PIXELS, 1)
     workers: int = ranged(0, 0)  # 0 = all cores
@@ -232,7 +242,13 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise DermaiError(f"params: {where} must be a list, got {value!r}")
         return [_check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is Any:
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise DermaiError(f"params: {where} must be a mapping, got {value!r}")
+        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+        return {_check_value(k, key_tp, f"{where} key"): _check_value(v, val_tp, f"{where}.{k}")
+                for k, v in value.items()}
+    if tp is Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):

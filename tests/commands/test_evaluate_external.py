@@ -103,3 +103,32 @@ def test_no_readable_image_is_an_error(setup, tmp_path, capsys):
     assert run(model, images, tmp_path / "l.csv", tmp_path / "o") == 1
     assert "none of the 1 labelled images" in capsys.readouterr().err
     assert np.array_equal(pd.read_csv(tmp_path / "o" / "skipped.csv")["image"], ["ISIC_9000"])
+
+
+def test_repeated_ids_collapse_conflicts_fail_and_unlabelled_images_are_listed(
+        setup, tmp_path, capsys, caplog):
+    """An id listed twice used to be counted twice (n = 22 for 20 images, no warning)."""
+    model, images, names, labels = setup
+    base = pd.DataFrame({"image": names[:N], "label": labels[:N]})
+    # ISIC_0000 and ISIC_0001 repeated identically: counted once each, with a warning.
+    twice = pd.concat([base, pd.DataFrame({"image": ["ISIC_0000", "ISIC_0001"],
+                                           "label": [labels[0], labels[1]]})])
+    twice.to_csv(tmp_path / "twice.csv", index=False)
+    assert run(model, images, tmp_path / "twice.csv", tmp_path / "a") == 0
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())["external"]
+    assert metrics["n"] == N and metrics["collapsed_repeats"] == 2
+    assert "2 image(s) listed more than once with the same label" in caplog.text
+    # Images in the folder that no row names are listed (the corrupt one is not in this CSV).
+    assert pd.read_csv(tmp_path / "a" / "unlabelled.csv")["image"].tolist() == [
+        "part1/ISIC_9000.jpg"]
+
+    other = {"bcc": "mel", "mel": "nv", "nv": "bcc"}
+    clash = pd.concat([base, pd.DataFrame({"image": ["ISIC_0003", "ISIC_0001"],
+                                           "label": [other[labels[3]], other[labels[1]]]})])
+    clash.to_csv(tmp_path / "clash.csv", index=False)
+    capsys.readouterr()
+    assert run(model, images, tmp_path / "clash.csv", tmp_path / "b") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("dermai evaluate-external: error: labels CSV clash.csv: 2 id(s) "
+                              "listed with different labels: ISIC_0001: ")
+    assert "ISIC_0003: " in err[-1] and not (tmp_path / "b" / "metrics.json").exists()

@@ -121,3 +121,39 @@ def test_decompression_bomb_rejected():
     with pytest.raises(ImageRejected, match="too large"):
         inspect(data, max_pixels=10_000)
     assert inspect(data, max_pixels=40_000).width == 200
+
+
+def test_heic_is_decoded_not_rejected():
+    """iPhone photos: HEIC decodes through pillow-heif and hashes like the same picture."""
+    img = gradient(64, 48, seed=3)
+    info = inspect(encode(img, "HEIF", quality=95), LIMIT)
+    assert (info.format, info.width, info.height) == ("HEIF", 64, 48)
+    assert hamming(info.dhash, dhash_hex(img)) <= 4
+
+
+def big(seed: int = 5, w: int = 1600, h: int = 1200) -> Image.Image:
+    return gradient(w // 8, h // 8, seed=seed).resize((w, h), Image.Resampling.BICUBIC)
+
+
+def test_draft_decode_keeps_size_and_hashes_of_full_decode():
+    data = encode(big(), "JPEG", quality=90)
+    full, draft = inspect(data, LIMIT, draft=None), inspect(data, LIMIT)
+    assert (draft.width, draft.height, draft.sha1) == (full.width, full.height, full.sha1) \
+        == (1600, 1200, full.sha1)
+    assert hamming(draft.dhash, full.dhash) <= 2
+    assert hamming(draft.phash, full.phash) <= 12
+    small, _ = decode(data, LIMIT, draft=(200, 150))
+    assert min(small.size) >= 200 and small.size[0] < 1600  # scaled by libjpeg, not below
+
+
+def test_draft_decode_applies_exif_orientation_and_still_rejects_truncation():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 on display
+    data = encode(big(), "JPEG", quality=90, exif=exif.tobytes())
+    info = inspect(data, LIMIT)
+    assert (info.width, info.height) == (1200, 1600)
+    upright = inspect(encode(big().transpose(Image.Transpose.ROTATE_270), "JPEG", quality=90),
+                      LIMIT)
+    assert hamming(info.dhash, upright.dhash) <= 4
+    with pytest.raises(ImageRejected, match="truncated"):
+        inspect(data[: len(data) // 2], LIMIT)

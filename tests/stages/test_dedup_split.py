@@ -137,3 +137,33 @@ def test_missing_groups_is_one_line_error(tmp_path, capsys):
     assert "index not found" in capsys.readouterr().err
 
 
+
+
+def test_group_keys_union_with_duplicates_and_are_counted_per_key(built, tmp_path):
+    """Patient ids join images no lesion id or hash joins; dedup and split count each key."""
+    _, _, _, d = built
+    index = pd.read_csv(d / "index.csv", dtype=str, keep_default_na=False)
+    # img000-img001 share a lesion; img000, img002 and img004 share a patient.
+    cells = {"img000": "lesion_id=L1;patient_id=P1", "img001": "lesion_id=L1",
+             "img002": "patient_id=P1", "img004": "lesion_id=L9;patient_id=P1"}
+    index["groups"] = [cells.get(i, "") for i in index["image_id"]]
+    e = tmp_path / "e"
+    e.mkdir()
+    index.to_csv(e / "index.csv", index=False)
+    p = ["--params", str(d.parent / "params.yaml")]
+    assert main(["dedup", *p, "--index", f"{e}/index.csv", "--pairs", f"{e}/duplicates.csv",
+                 "--groups", f"{e}/groups.csv", "--summary", f"{e}/dedup.json"]) == 0
+    groups = pd.read_csv(e / "groups.csv", dtype=str).set_index("image_id")["leakage_group"]
+    assert len({groups[i] for i in ("img000", "img001", "img002", "img004")}) == 1
+    before = pd.read_csv(d / "groups.csv", dtype=str)["leakage_group"].nunique()
+    assert groups.nunique() == before - 3
+    summary = json.loads((e / "dedup.json").read_text())
+    assert summary["metadata_groups_by_key"] == {
+        "lesion_id": {"groups": 2, "images_sharing": 2},
+        "patient_id": {"groups": 1, "images_sharing": 3}}
+    assert main(["split", *p, "--index", f"{e}/index.csv", "--groups", f"{e}/groups.csv",
+                 "--pairs", f"{e}/duplicates.csv", "--out", f"{e}/splits",
+                 "--summary", f"{e}/split_summary.csv", "--leakage", f"{e}/leakage.json"]) == 0
+    leak = json.loads((e / "leakage.json").read_text())
+    assert leak["after"]["cross_split_groups_by_key"] == {"lesion_id": 0, "patient_id": 0}
+    assert set(leak["before"]["cross_split_groups_by_key"]) == {"lesion_id", "patient_id"}

@@ -66,7 +66,7 @@ def test_folders_layout_rows_and_rejects(tmp_path, folders):
         "image_id": "a1", "path": "clinic_a/nv/30-59/a1.jpg", "condition": "nv",
         "age_group": "30-59", "source": "clinic_a", "group_id": "", "sha1": a1["sha1"],
         "dhash": a1["dhash"], "phash": a1["phash"], "width": "40", "height": "30", "format": "JPEG",
-        "bytes": str(len(GOOD_JPEG)),
+        "bytes": str(len(GOOD_JPEG)), "groups": "", "image_type": "",
     }
     reasons = {Path(r["path"]).name: r["reason"] for r in rejects}
     assert reasons["zero.jpg"].startswith("empty file")
@@ -138,7 +138,6 @@ def test_manifest_layout(tmp_path):
     got = {r["image_id"]: (r["condition"], r["age_group"], r["source"], r["group_id"],
                            r["path"]) for r in rows}
     assert got == {
-        "I1": ("nv", "30-59", "vidir", "L1", "images/I1.jpg"),
         "I2": ("nv", "30-59", "vidir", "L1", "images/I2.jpg"),
         "I3": ("mel", "unknown", "rosendahl", "L2", "images/I3.jpg"),
         "I4": ("bkl", "unknown", "rosendahl", "L3", "images/I4.jpg"),
@@ -146,9 +145,10 @@ def test_manifest_layout(tmp_path):
     reasons = {(r["image_id"], r["path"]): r["reason"] for r in rejects}
     assert reasons[("I5", "images/I5.jpg")] == "file listed in manifest is missing"
     assert "label 'scc' not in configured classes" in reasons[("I6", "images/I6.jpg")]
-    assert "repeats line 2" in reasons[("I1", "images/I1.jpg")]
+    # I1 is listed twice (same label, other lesion and age): one reject row for the id.
+    assert "listed 2 times with the same label but different" in reasons[("I1", "images/I1.jpg")]
     assert reasons[("", "images/EXTRA.jpg")] == "file not listed in manifest"
-    assert summary["files_found"] == 8 == len(rows) + len(rejects)
+    assert summary["files_found"] == 7 == len(rows) + len(rejects)
 
 
 def test_manifest_missing_column_is_one_line_error(tmp_path, capsys):

@@ -238,6 +238,12 @@ def _stale_split_row(f: Frames) -> None:
     f["test"].loc[0, "leakage_group"] = "G-stale"
 
 
+def _patient_across(f: Frames) -> None:
+    # One patient in train (img010) and test (img019); groups.csv did not join them.
+    for i in (10, 19):
+        set_value(f, image_id(i), "groups", f"lesion_id=L{i};patient_id=P1")
+
+
 def _image_twice(f: Frames) -> None:
     f["val"] = pd.concat([f["val"], f["train"].iloc[[10]]], ignore_index=True)
 
@@ -263,6 +269,8 @@ BREAKAGES: list[tuple[str, Callable[[Frames], None], list[str], list[str]]] = [
     ("split_row_disagrees_with_groups", _stale_split_row,
      ["splits.row_matches_index (1 unexpected)"], []),
     ("image_in_two_splits", _image_twice, ["splits.image_in_one_split (2 unexpected)"], []),
+    ("patient_across_splits", _patient_across,
+     ["splits.cross_split_metadata_group (2 unexpected)"], ["splits.cross_split_leakage_group"]),
 ]
 
 

@@ -56,16 +56,19 @@ def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
 
 
 def load_images(predictor: Any, folder: Path, names: list[str], extensions: list[str],
-                max_pixels: int) -> tuple[list[int], np.ndarray, list[dict[str, str]]]:
-    """(row indices kept, N x H x W x 3 uint8 fitted images, skipped rows with reasons)."""
+                max_pixels: int,
+                ) -> tuple[list[int], np.ndarray, list[dict[str, str]], list[str]]:
+    """(row indices kept, N x H x W x 3 uint8 fitted images, skipped rows with reasons,
+    images in the folder that no labels row names)."""
     from tqdm import tqdm
 
     index = FolderIndex(folder, extensions)
-    kept, arrays, skipped = [], [], []
+    kept, arrays, skipped, used = [], [], [], set()
     for i, name in enumerate(tqdm(names, unit="img", file=sys.stderr, desc="read",
                                   disable=len(names) < 200)):
         try:
             path = index.find(name)
+            used.add(path)
             arr = predictor.prepare(read(path, max_pixels))
         except ImageRejected as exc:
             print(f"dermai evaluate-external: skipped {name}: {exc}", file=sys.stderr)
@@ -74,7 +77,9 @@ def load_images(predictor: Any, folder: Path, names: list[str], extensions: list
         kept.append(i)
         arrays.append(np.clip(np.round(arr), 0, 255).astype(np.uint8))
     shape = (0, predictor.height, predictor.width, 3)
-    return kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped
+    unlabelled = sorted(p.relative_to(folder).as_posix() for p in index.files() if p not in used)
+    return (kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped,
+            unlabelled)
 
 
 def keras_gradcam(model_path: Path) -> Any | None:
@@ -108,10 +113,20 @@ def run(args: argparse.Namespace) -> None:
                                calibration=args.calibration)
     classes = list(predictor.classes)
     names, y, fmt = L.parse(df, classes)
+    rows, repeats = L.dedupe(names, y, classes, f"labels CSV {labels_path.name}")
+    if repeats:
+        log.warning("%d image(s) listed more than once with the same label, counted once: %s",
+                    len(repeats), ", ".join(sorted(repeats)[:10]))
+    df, names, y = df.iloc[rows].reset_index(drop=True), [names[i] for i in rows], y[rows]
     log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))
-    kept, images, skipped = load_images(predictor, folder, names, extensions, max_pixels)
+    kept, images, skipped, unlabelled = load_images(predictor, folder, names, extensions,
+                                                    max_pixels)
     out = Path(args.out)
     write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["image", "error"]))
+    write_csv(out / "unlabelled.csv", pd.DataFrame({"image": unlabelled}))
+    if unlabelled:
+        log.warning("%d image(s) in %s have no row in the labels CSV (listed in %s)",
+                    len(unlabelled), folder, out / "unlabelled.csv")
     if not kept:
         raise DermaiError(f"none of the {len(names)} labelled images could be read "
                           f"(see {out / 'skipped.csv'})")
@@ -127,5 +142,7 @@ def run(args: argparse.Namespace) -> None:
             live=live, out_dir=out, settings=settings, image_of=lambda i: images[i],
             cam=keras_gradcam(Path(args.model)), errors_dir=out / "errors")
     live.summary[NAME]["skipped"] = len(skipped)
+    live.summary[NAME]["unlabelled_images"] = len(unlabelled)
+    live.summary[NAME]["collapsed_repeats"] = len(repeats)
     live.end()
     log.info("wrote %s", out)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from dermai.core.groups import parse_groups
 from dermai.core.schema import INDEX_COLUMNS
 
 # Columns the facts frame is built from; without them the gate cannot be evaluated at all.
@@ -102,6 +103,19 @@ def _keyed(check: str, key: pd.Series, split: pd.Series) -> pd.DataFrame:
     return df.assign(check=check)
 
 
+def _metadata_groups(members: pd.DataFrame) -> pd.DataFrame:
+    """(key=value, split) rows for every metadata group key (lesion_id, patient_id, ...)."""
+    cells = _as_text(members["groups"]).tolist()
+    keyed = parse_groups(cells)
+    keys, splits = [], []
+    for k, values in keyed.items():
+        for v, s in zip(values, members["split"], strict=True):
+            if v:
+                keys.append(f"{k}={v}")
+                splits.append(s)
+    return _keyed("metadata_group", pd.Series(keys, dtype=object), pd.Series(splits, dtype=object))
+
+
 def _perceptual_pairs(duplicates: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
     pairs = duplicates.loc[duplicates["kind"] == "perceptual", ["a", "b"]].dropna()
     pairs = pairs.assign(key=pairs["a"].astype(str) + "|" + pairs["b"].astype(str))
@@ -158,6 +172,7 @@ def splits_facts(
         _membership(index, groups, members),
         _keyed("sha1", members["sha1"], members["split"]),
         _keyed("leakage_group", members["leakage_group"], members["split"]),
+        _metadata_groups(members),
         _perceptual_pairs(duplicates, members),
         _presence(
             index,

@@ -20,24 +20,38 @@ def exact_pairs(sha1: Sequence[str]) -> np.ndarray:
     return arr
 
 
+def parse_groups(cells: Sequence[str]) -> dict[str, list[str]]:
+    """Index `groups` cells ("lesion_id=L1;patient_id=P1") -> key -> value per row ("" = none).
+
+    Keys come in order of first appearance, so the result depends only on the cells."""
+    parsed = [dict(tok.split("=", 1) for tok in c.split(";") if "=" in tok) if c else {}
+              for c in cells]
+    keys: dict[str, None] = {}
+    for d in parsed:
+        keys.update(dict.fromkeys(d))
+    return {k: [d.get(k, "") for d in parsed] for k in keys}
+
+
 def leakage_components(
-    n: int, pairs: np.ndarray, group_ids: Sequence[str]
+    n: int, pairs: np.ndarray, *group_columns: Sequence[str]
 ) -> np.ndarray:
     """Component number per item, numbered 0.. in order of each component's first item.
 
-    Items are joined when a pair links them or when they share a non-empty `group_id`
-    (e.g. a lesion id). Union-find via scipy's connected components.
+    Items are joined when a pair links them or when they share a non-empty value in any one
+    group column (e.g. a lesion id, a patient id; values of different columns never match each
+    other). Union-find via scipy's connected components.
     """
     edges = [np.asarray(pairs, dtype=np.int64).reshape(-1, 2)[:, :2]]
-    first: dict[str, int] = {}
+    first: dict[tuple[int, str], int] = {}
     meta = []
-    for i, g in enumerate(group_ids):
-        if not g:
-            continue
-        if g in first:
-            meta.append((first[g], i))
-        else:
-            first[g] = i
+    for col, group_ids in enumerate(group_columns):
+        for i, g in enumerate(group_ids):
+            if not g:
+                continue
+            if (col, g) in first:
+                meta.append((first[col, g], i))
+            else:
+                first[col, g] = i
     if meta:
         edges.append(np.array(meta, dtype=np.int64))
     e = np.concatenate(edges) if edges else np.zeros((0, 2), dtype=np.int64)

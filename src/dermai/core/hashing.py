@@ -2,6 +2,9 @@
 
 Every file is fully decoded (a truncated JPEG must fail here, not during training) and EXIF
 orientation is applied before hashing, so a rotated-on-disk copy hashes like what a viewer shows.
+Large JPEGs are decoded in draft mode (libjpeg's DCT scaling, 1/2..1/8 size) when only a hash or
+a small copy is needed: every scan is still read, so truncation still fails, at a fraction of the
+cost (bench/bench_draft_decode.py). HEIC/HEIF (iPhone photos) decode through pillow-heif.
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ from dataclasses import dataclass
 
 import imagehash
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+pillow_heif.register_heif_opener()
 
 HASH_SIZE = 8  # 8x8 dHash -> 64 bits -> 16 hex chars
 # 16x16 pHash -> 256 bits -> 64 hex chars. It verifies dHash candidates: on dermoscopy images the
 # dark vignette makes 64-bit dHashes of different lesions collide (see README, dedup).
 PHASH_SIZE = 16
+# Hashes shrink to 9x8 (dHash) and 64x64 (pHash); a draft at least this large on each side keeps
+# them (see bench/bench_draft_decode.py). Smaller images are decoded at full size as before.
+HASH_DRAFT = (256, 256)
+# EXIF orientations that swap width and height.
+_TRANSPOSED = {5, 6, 7, 8}
 
 
 class ImageRejected(Exception):
@@ -67,8 +78,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
-    """Fully decode `data` to an oriented RGB image, or raise ImageRejected with a reason."""
+def decode(data: bytes, max_pixels: int,
+           draft: tuple[int, int] | None = None) -> tuple[Image.Image, str]:
+    """Fully decode `data` to an oriented RGB image, or raise ImageRejected with a reason.
+
+    With `draft` (width, height), a JPEG at least twice that size is decoded scaled down, to no
+    less than `draft` on either side (either orientation)."""
+    img, fmt, _ = decode_sized(data, max_pixels, draft)
+    return img, fmt
+
+
+def decode_sized(data: bytes, max_pixels: int, draft: tuple[int, int] | None = None,
+                 ) -> tuple[Image.Image, str, tuple[int, int]]:
+    """`decode`, plus the oriented full-resolution (width, height) of the file."""
     if not data:
         raise ImageRejected("empty file (0 bytes)")
     old_limit = Image.MAX_IMAGE_PIXELS
@@ -83,9 +105,16 @@ def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
                         f"image too large: {img.width}x{img.height} = "
                         f"{img.width * img.height} pixels > limit {max_pixels}"
                     )
+                size = img.size
+                if img.getexif().get(0x0112, 1) in _TRANSPOSED:
+                    size = (size[1], size[0])
+                if draft is not None and fmt == "JPEG":
+                    side = max(draft)
+                    if min(img.size) >= 2 * side:
+                        img.draft("RGB", (side, side))
                 img.load()
                 oriented = ImageOps.exif_transpose(img)
-                return to_rgb(oriented), fmt
+                return to_rgb(oriented), fmt, size
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -108,15 +137,16 @@ def phash_hex(img: Image.Image) -> str:
     return str(imagehash.phash(img, hash_size=PHASH_SIZE))
 
 
-def inspect(data: bytes, max_pixels: int) -> ImageInfo:
-    """Everything the index needs from one file's bytes."""
-    img, fmt = decode(data, max_pixels)
+def inspect(data: bytes, max_pixels: int, draft: tuple[int, int] | None = HASH_DRAFT,
+            ) -> ImageInfo:
+    """Everything the index needs from one file's bytes (width and height at full size)."""
+    img, fmt, (width, height) = decode_sized(data, max_pixels, draft)
     return ImageInfo(
         sha1=sha1_hex(data),
         dhash=dhash_hex(img),
         phash=phash_hex(img),
-        width=img.width,
-        height=img.height,
+        width=width,
+        height=height,
         format=fmt,
         bytes=len(data),
     )

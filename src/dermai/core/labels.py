@@ -8,6 +8,7 @@ a label the model does not know is an error (silently dropping rows would flatte
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -98,3 +99,54 @@ def groups(df: pd.DataFrame) -> dict[str, list[str]]:
             out[g] = ["unknown" if pd.isna(v) or not str(v).strip() else str(v).strip()
                       for v in df[col].tolist()]
     return out
+
+
+@dataclass(frozen=True)
+class RepeatCheck:
+    """How ids listed more than once in a labels table were resolved.
+
+    `keep` holds, per id, the position of its first row; conflicting ids keep none.
+    """
+
+    keep: dict[str, int]
+    repeats: dict[str, int]  # id -> times listed, for ids repeated with one label (collapsed)
+    conflicts: dict[str, list[str]]  # id -> its different labels, sorted
+
+
+def check_repeats(ids: Sequence[str], labels: Sequence[str]) -> RepeatCheck:
+    """Resolve repeated ids the same way for every labels reader (index presets, manifests,
+    evaluate-external): an identical repeat is collapsed to its first row, an id listed with
+    different labels keeps no row at all (its label is unknowable)."""
+    first: dict[str, int] = {}
+    seen: dict[str, set[str]] = {}
+    count: dict[str, int] = {}
+    for i, (name, label) in enumerate(zip(ids, labels, strict=True)):
+        first.setdefault(name, i)
+        seen.setdefault(name, set()).add(label)
+        count[name] = count.get(name, 0) + 1
+    conflicts = {k: sorted(v) for k, v in seen.items() if len(v) > 1}
+    return RepeatCheck(
+        keep={k: i for k, i in first.items() if k not in conflicts},
+        repeats={k: n for k, n in count.items() if n > 1 and k not in conflicts},
+        conflicts=conflicts,
+    )
+
+
+def conflict_message(conflicts: dict[str, list[str]], where: str = "labels CSV") -> str:
+    """One line naming every conflicting id (the first 10) and its labels."""
+    items = sorted(conflicts.items())
+    shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in items[:10])
+    more = f" (and {len(items) - 10} more)" if len(items) > 10 else ""
+    return f"{where}: {len(items)} id(s) listed with different labels: {shown}{more}"
+
+
+def dedupe(names: Sequence[str], y: np.ndarray, classes: Sequence[str],
+           where: str = "labels CSV") -> tuple[list[int], dict[str, int]]:
+    """(row positions to keep, collapsed repeats) for a parsed labels table.
+
+    An image listed twice with different labels is an error naming the images: counting it
+    twice, once per label, would move the metrics with no warning."""
+    rep = check_repeats([n.strip() for n in names], [classes[int(c)] for c in y])
+    if rep.conflicts:
+        raise DermaiError(conflict_message(rep.conflicts, where))
+    return sorted(rep.keep.values()), rep.repeats

@@ -70,6 +70,10 @@ class FolderIndex:
             self.by_rel.setdefault(rel.rsplit(".", 1)[0], p)
             self.by_stem.setdefault(p.stem, []).append(p)
 
+    def files(self) -> list[Path]:
+        """Every image file found, in walk order."""
+        return [p for ps in self.by_stem.values() for p in ps]
+
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_stem.values())
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dermai import params as params_mod
-from dermai.core.groups import exact_pairs, leakage_components
+from dermai.core.groups import exact_pairs, leakage_components, parse_groups
 from dermai.core.neardup import hex_to_uint64, pairs_within_radius, phash_distances
 from dermai.io.atomic import write_csv, write_json
 from dermai.io.tables import read_index
@@ -49,11 +49,17 @@ def find_pairs(index: pd.DataFrame, radius: int, verify: int) -> pd.DataFrame:
     return df.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
 
 
+def group_keys(index: pd.DataFrame) -> dict[str, list[str]]:
+    """Every metadata group key of the index (lesion_id, patient_id, ...) -> value per row."""
+    return parse_groups(index["groups"].tolist()) if "groups" in index.columns else {}
+
+
 def build_groups(index: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     pos = {iid: k for k, iid in enumerate(index["image_id"])}
     edges = np.array([(pos[a], pos[b]) for a, b in zip(pairs["a"], pairs["b"], strict=True)],
                      dtype=np.int64).reshape(-1, 2)
-    comp = leakage_components(len(index), edges, index["group_id"].tolist())
+    comp = leakage_components(len(index), edges, index["group_id"].tolist(),
+                              *group_keys(index).values())
     width = max(6, len(str(int(comp.max()) if len(comp) else 0)))
     return pd.DataFrame({
         "image_id": index["image_id"],
@@ -77,6 +83,10 @@ def summarise(index: pd.DataFrame, pairs: pd.DataFrame, groups: pd.DataFrame,
         "largest_group": {"id": str(largest.index[0]), "size": int(largest.iloc[0])}
         if len(largest) else None,
         "metadata_groups": int(meta.nunique()),
+        "metadata_groups_by_key": {
+            k: {"groups": len({x for x in v if x}),
+                "images_sharing": int(pd.Series([x for x in v if x]).duplicated(keep=False).sum())}
+            for k, v in sorted(group_keys(index).items())},
     }
 
 

@@ -1,8 +1,12 @@
 """Index every raw image: labels, age group, source, group id, SHA1, dHash and size.
 
-Reads folders `<source>/<condition>/<age_group>/<image>` or a manifest CSV (e.g. HAM10000's
-metadata.csv). Every file is fully decoded; each one that fails is written to the rejects report
-with a reason, so index rows + rejects = files found.
+Reads folders `<source>/<condition>/<age_group>/<image>`, a manifest CSV (e.g. HAM10000's
+metadata.csv), or a dataset as downloaded (index.layout: ham10000, isic2019, isic2020,
+isic_archive; see core.layouts), after one walk of the raw root. Raw labels go through
+index.class_map (or `drop`), index.image_types filters image types; the resolved class list is
+written for later stages. Every file is decoded (JPEG draft mode for large ones); each file or
+listed id that fails is written to the rejects report with a reason, so index rows + rejects =
+files found + listed ids without a file.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ import csv
 import logging
 import multiprocessing as mp
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from dermai import params as params_mod
+from dermai.core import layouts as L
 from dermai.core.ages import all_age_groups, bin_age
 from dermai.core.hashing import ImageRejected, inspect
+from dermai.core.layouts import Task
 from dermai.core.schema import INDEX_COLUMNS, REJECT_COLUMNS
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
@@ -28,91 +35,89 @@ from dermai.io.atomic import atomic_open, write_json
 log = logging.getLogger(__name__)
 
 LAYOUT_HINT = "<source>/<condition>/<age_group>/<file>"
-
-
-@dataclass(frozen=True)
-class Task:
-    """One file found: its labels, or the reason it was rejected before decoding."""
-
-    path: str  # relative to the raw root, POSIX separators
-    image_id: str = ""
-    condition: str = ""
-    age_group: str = ""
-    source: str = ""
-    group_id: str = ""
-    reject: str = ""
+LAYOUTS = ("folders", "manifest", *L.PRESETS)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (sections: base, index)")
     p.add_argument("--raw", default=None, help="raw root; overrides index.raw_root")
-    p.add_argument("--layout", choices=["folders", "manifest"], default=None,
-                   help="overrides index.layout")
+    p.add_argument("--layout", choices=LAYOUTS, default=None, help="overrides index.layout")
     p.add_argument("--out", required=True)
     p.add_argument("--rejects", required=True)
     p.add_argument("--summary", required=True)
+    p.add_argument("--classes", default=None,
+                   help="write the resolved class list here (JSON); later stages read it")
     p.add_argument("--workers", type=int, default=None, help="overrides index.workers")
 
 
 def _walk(root: Path) -> list[str]:
-    """All files under root, relative POSIX paths, sorted (deterministic row order)."""
+    """All files under root, relative POSIX paths, sorted: the one directory walk per run
+    (os.walk reads entry types from scandir, so there is no stat per file)."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        for name in filenames:
-            out.append(Path(dirpath, name).relative_to(root).as_posix())
+        base = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if base == "." else base + "/"
+        out.extend(prefix + name for name in filenames)
     return sorted(out)
 
 
-def _check_labels(task: Task, classes: set[str], ages: set[str], exts: set[str]) -> Task:
-    reason = ""
-    if Path(task.path).name.startswith("."):
-        reason = "hidden file, not an image"
-    elif Path(task.path).suffix.lower() not in exts:
-        reason = f"unsupported extension '{Path(task.path).suffix}' (allowed: {sorted(exts)})"
-    elif task.condition not in classes:
-        reason = f"label '{task.condition}' not in configured classes {sorted(classes)}"
-    elif task.age_group not in ages:
-        reason = f"age group '{task.age_group}' not in configured age groups {sorted(ages)}"
-    if reason:
-        return Task(**{**task.__dict__, "reject": reason})
-    return task
+@dataclass(frozen=True)
+class Labelling:
+    """What turns a raw label into a class: the configured classes (empty = as found), the
+    class map, the image-type filter and the age groups."""
+
+    classes: list[str]
+    class_map: dict[str, str]
+    image_types: list[str]
+    ages: set[str]
+    exts: set[str]
+
+    def apply(self, task: Task) -> Task:
+        return L.apply_labels(task, self.classes, self.class_map, self.image_types, self.ages)
 
 
-def plan_folders(root: Path, classes: set[str], ages: set[str], exts: set[str]) -> list[Task]:
+def plan_folders(files: list[str], lab: Labelling) -> list[Task]:
     tasks = []
     seen: dict[str, str] = {}
-    for rel in _walk(root):
+    for rel in files:
         parts = rel.split("/")
+        name = parts[-1]
+        if name.startswith("."):
+            tasks.append(Task(path=rel, reject="hidden file, not an image"))
+            continue
+        if Path(name).suffix.lower() not in lab.exts:
+            tasks.append(Task(path=rel, reject=f"unsupported extension '{Path(name).suffix}' "
+                                               f"(allowed: {sorted(lab.exts)})"))
+            continue
         if len(parts) != 4:
             tasks.append(Task(path=rel, reject=f"path does not match layout {LAYOUT_HINT}"))
             continue
-        source, condition, age_group, name = parts
+        source, condition, age_group, _ = parts
         image_id = Path(name).stem
-        task = Task(rel, image_id, condition, age_group, source, "")
-        task = _check_labels(task, classes, ages, exts)
+        task = lab.apply(Task(rel, image_id, condition, age_group, source, raw_label=condition))
         if not task.reject and image_id in seen:
-            task = Task(**{**task.__dict__,
-                           "reject": f"image_id '{image_id}' already used by {seen[image_id]}"})
+            task = replace(task, reject=f"image_id '{image_id}' already used by {seen[image_id]}")
         if not task.reject:
             seen[image_id] = rel
         tasks.append(task)
     return tasks
 
 
-def plan_manifest(
-    root: Path, cfg: params_mod.ManifestParams, classes: set[str], edges: list[int],
-    exts: set[str],
-) -> list[Task]:
-    import pandas as pd
+def read_table(path: Path, sep: str = ",") -> pd.DataFrame:
+    """A labels table as strings (blank = ''), or a one-line error."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+    except Exception as exc:
+        raise DermaiError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
 
+
+def plan_manifest(root: Path, files: list[str], cfg: params_mod.ManifestParams, lab: Labelling,
+                  edges: list[int]) -> tuple[list[Task], dict[str, int]]:
     manifest = root / cfg.file
     if not manifest.is_file():
         raise DermaiError(f"manifest not found: {manifest} (index.manifest.file)")
-    try:
-        df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise DermaiError(f"cannot read manifest {manifest}: {exc}") from exc
+    df = read_table(manifest)
     mapping = {"image_id": cfg.image_id, "condition": cfg.condition, "age": cfg.age,
                "source": cfg.source, "group_id": cfg.group_id}
     missing = [f"{k}->{v}" for k, v in mapping.items() if v and v not in df.columns]
@@ -121,49 +126,65 @@ def plan_manifest(
             f"manifest {manifest.name} lacks column(s) {', '.join(missing)}; "
             f"it has {', '.join(df.columns)}"
         )
-    ages = set(all_age_groups(edges))
-    tasks = []
-    listed: set[str] = set()
-    seen: dict[str, int] = {}
-    for lineno, row in enumerate(df.to_dict("records"), start=2):
+    on_disk = set(files)
+    rows: list[Task] = []
+    for row in df.to_dict("records"):
         try:
             rel = cfg.path_template.format(**row)
         except KeyError as exc:
             raise DermaiError(
                 f"index.manifest.path_template uses column {exc} missing from {manifest.name}"
             ) from exc
-        rel = Path(rel).as_posix()
-        listed.add(rel)
-        task = Task(
-            path=rel,
-            image_id=row[cfg.image_id].strip(),
-            condition=row[cfg.condition].strip().lower(),
+        group = row[cfg.group_id].strip() if cfg.group_id else ""
+        label = row[cfg.condition].strip().lower()
+        rows.append(Task(
+            path=Path(rel).as_posix(), image_id=row[cfg.image_id].strip(), condition=label,
             age_group=bin_age(row[cfg.age], edges) if cfg.age else "unknown",
-            source=row[cfg.source].strip() if cfg.source else "",
-            group_id=row[cfg.group_id].strip() if cfg.group_id else "",
-        )
-        task = _check_labels(task, classes, ages, exts)
-        if not task.reject and not task.image_id:
-            task = Task(**{**task.__dict__, "reject": f"manifest line {lineno}: empty image_id"})
-        if not task.reject and task.image_id in seen:
-            task = Task(**{**task.__dict__, "reject": (
-                f"manifest line {lineno}: image_id '{task.image_id}' repeats line "
-                f"{seen[task.image_id]}")})
-        if not task.reject and not (root / rel).is_file():
-            task = Task(**{**task.__dict__, "reject": "file listed in manifest is missing"})
-        if not task.reject:
-            seen[task.image_id] = lineno
-        tasks.append(task)
+            source=row[cfg.source].strip() if cfg.source else "", group_id=group,
+            groups=f"{cfg.group_id}={group}" if group else "", raw_label=label,
+        ))
+    rep = L.repeats(rows)
+    first = {t.image_id: pos for pos, t in reversed(list(enumerate(rows)))}
+    tasks, listed = [], set()
+    for pos, t in enumerate(rows):
+        listed.add(t.path)
+        if not t.image_id:
+            tasks.append(replace(t, reject=f"manifest line {pos + 2}: empty image_id"))
+        elif first[t.image_id] != pos:
+            continue  # a repeat: collapsed (identical) or rejected once with its first row
+        elif t.image_id in rep.conflicts:
+            tasks.append(replace(t, reject=L.conflict_reason(rows, t.image_id)))
+            continue  # an identical repeat: collapsed (counted in the summary)
+        else:
+            t = lab.apply(t)
+            if not t.reject and t.path not in on_disk:
+                t = replace(t, reject="file listed in manifest is missing")
+            tasks.append(t)
     # Images lying in the manifest's image folders but not listed are reported, not ignored.
     folders = {str(Path(t).parent) for t in listed}
-    for folder in sorted(folders):
-        if not (root / folder).is_dir():
-            continue
-        for rel in _walk(root / folder):
-            full = (Path(folder) / rel).as_posix()
-            if full not in listed:
-                tasks.append(Task(path=full, reject="file not listed in manifest"))
-    return tasks
+    for rel in files:
+        if str(Path(rel).parent) in folders and rel not in listed:
+            tasks.append(Task(path=rel, reject="file not listed in manifest"))
+    return tasks, rep.repeats
+
+
+def plan_preset(root: Path, files: list[str], preset: L.Preset, group_keys: list[str],
+                lab: Labelling, edges: list[int]) -> tuple[list[Task], dict[str, int]]:
+    table = L.find_table(preset.tables, files)
+    if table is None:
+        raise DermaiError(f"layout {preset.name}: none of {', '.join(preset.tables)} found "
+                          f"under {root}")
+    extra = L.find_table(preset.extra_tables, files) if preset.extra_tables else None
+    try:
+        rows = L.records(preset, read_table(root / table, L.separator(preset, table)),
+                         read_table(root / extra) if extra else None, group_keys, edges)
+    except L.LayoutError as exc:
+        raise DermaiError(f"{exc} ({table})") from exc
+    rep = L.repeats([t for t in rows if t.image_id])
+    tables = [t for t in (table, extra) if t]
+    tasks = [lab.apply(t) for t in L.match(rows, files, lab.exts, preset.suffixes, tables)]
+    log.info("layout %s: labels from %s", preset.name, ", ".join(tables))
+    return tasks, rep.repeats
 
 
 _MAX_PIXELS = 0
@@ -182,14 +203,13 @@ def _process(task: Task) -> tuple[Task, dict | None]:
     try:
         data = (_ROOT / task.path).read_bytes()
     except OSError as exc:
-        return Task(**{**task.__dict__, "reject": f"cannot read file: {exc.strerror}"}), None
+        return replace(task, reject=f"cannot read file: {exc.strerror}"), None
     try:
         info = inspect(data, _MAX_PIXELS)
     except ImageRejected as exc:
-        return Task(**{**task.__dict__, "reject": str(exc)}), None
+        return replace(task, reject=str(exc)), None
     except Exception as exc:  # a decoder bug must become a report line, not a lost file
-        return Task(**{**task.__dict__,
-                       "reject": f"unexpected decode failure: {type(exc).__name__}: {exc}"}), None
+        return replace(task, reject=f"unexpected decode failure: {type(exc).__name__}: {exc}"), None
     return task, info.__dict__
 
 
@@ -199,7 +219,8 @@ def build_index(
 ) -> dict:
     """Decode all tasks in parallel, stream rows to `out` and rejects, return the summary."""
     counts: dict[str, collections.Counter] = {
-        k: collections.Counter() for k in ("condition", "age_group", "source", "reason")
+        k: collections.Counter() for k in ("condition", "age_group", "source", "reason",
+                                           "image_type", "class_map", "drop_image_type")
     }
     n_rows = n_rejects = 0
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
@@ -221,14 +242,21 @@ def build_index(
                                    mininterval=1.0, disable=None):
                 if info is None:
                     wr.writerow([task.path, task.reject, task.image_id, task.condition])
-                    counts["reason"][task.reject.split(":")[0].split(" (")[0]] += 1
+                    if task.drop == "class_map":
+                        counts["class_map"][task.raw_label] += 1
+                        counts["reason"]["dropped by index.class_map"] += 1
+                    elif task.drop == "image_type":
+                        counts["drop_image_type"][task.image_type or L.UNKNOWN_TYPE] += 1
+                        counts["reason"]["dropped by index.image_types"] += 1
+                    else:
+                        counts["reason"][task.reject.split(":")[0].split(" (")[0]] += 1
                     n_rejects += 1
                     continue
                 wi.writerow([task.image_id, task.path, task.condition, task.age_group,
                              task.source, task.group_id, info["sha1"], info["dhash"],
                              info["phash"], info["width"], info["height"], info["format"],
-                             info["bytes"]])
-                for key in ("condition", "age_group", "source"):
+                             info["bytes"], task.groups, task.image_type])
+                for key in ("condition", "age_group", "source", "image_type"):
                     counts[key][getattr(task, key)] += 1
                 n_rows += 1
         finally:
@@ -245,6 +273,9 @@ def build_index(
         "by_condition": dict(sorted(counts["condition"].items())),
         "by_age_group": dict(sorted(counts["age_group"].items())),
         "by_source": dict(sorted(counts["source"].items())),
+        "by_image_type": dict(sorted(counts["image_type"].items())),
+        "dropped_by_class_map": dict(sorted(counts["class_map"].items())),
+        "dropped_by_image_type": dict(sorted(counts["drop_image_type"].items())),
     }
 
 
@@ -255,14 +286,29 @@ def run(args: argparse.Namespace) -> None:
     layout = args.layout or cfg.layout
     if not root.is_dir():
         raise DermaiError(f"raw root is not a folder: {root} (index.raw_root or --raw)")
-    classes = set(prm.base.classes)
-    exts = {e.lower() for e in cfg.extensions}
+    bad = sorted(set(cfg.class_map.values()) - {L.DROP} - set(prm.base.classes)) \
+        if prm.base.classes else []
+    if bad:
+        raise DermaiError(f"index.class_map maps to {bad}, not in base.classes "
+                          f"{prm.base.classes} (leave base.classes empty to take them)")
+    lab = Labelling(classes=list(prm.base.classes), class_map=dict(cfg.class_map),
+                    image_types=[t.lower() for t in cfg.image_types],
+                    ages=set(all_age_groups(prm.base.age_edges)),
+                    exts={e.lower() for e in cfg.extensions})
+    files = _walk(root)
+    repeats: dict[str, int] = {}
     if layout == "folders":
-        tasks = plan_folders(root, classes, set(all_age_groups(prm.base.age_edges)), exts)
+        tasks = plan_folders(files, lab)
+    elif layout == "manifest":
+        tasks, repeats = plan_manifest(root, files, cfg.manifest, lab, prm.base.age_edges)
     else:
-        tasks = plan_manifest(root, cfg.manifest, classes, prm.base.age_edges, exts)
+        tasks, repeats = plan_preset(root, files, L.PRESETS[layout], list(cfg.group_keys), lab,
+                                     prm.base.age_edges)
     if not tasks:
         raise DermaiError(f"no files found under {root} (layout {layout})")
+    if repeats:
+        log.warning("%d image id(s) listed more than once with the same label, collapsed: %s",
+                    len(repeats), ", ".join(sorted(repeats)[:10]))
     workers = args.workers if args.workers is not None else cfg.workers
     workers = workers or os.cpu_count() or 1
     log.info("indexing %d files under %s (%s layout, %d workers)", len(tasks), root, layout,
@@ -270,6 +316,13 @@ def run(args: argparse.Namespace) -> None:
     summary = build_index(root, tasks, Path(args.out), Path(args.rejects), cfg.max_pixels,
                           workers, cfg.chunksize)
     summary["layout"] = layout
+    summary["collapsed_repeats"] = len(repeats)
+    classes = L.resolve_classes(prm.base.classes, summary["by_condition"])
+    summary["classes"] = classes
+    if not classes:
+        raise DermaiError(f"no image indexed under {root}, so no classes (see {args.rejects})")
+    if args.classes:
+        write_json(args.classes, {"classes": classes})
     write_json(args.summary, summary)
-    log.info("indexed %d, rejected %d of %d files found", summary["indexed"],
-             summary["rejected"], summary["files_found"])
+    log.info("indexed %d, rejected %d of %d files found; classes %s", summary["indexed"],
+             summary["rejected"], summary["files_found"], ", ".join(classes))

@@ -106,5 +106,7 @@ def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
     out = Path(args.out)
     with atomic_dir(out) as tmp:
-        stats = generate(tmp, prm.base.seed, prm.base.classes, prm.base.age_edges, prm.sample)
+        # Empty base.classes (classes taken from the data after index.class_map): HAM's seven.
+        classes = prm.base.classes or params_mod.HAM_CLASSES
+        stats = generate(tmp, prm.base.seed, classes, prm.base.age_edges, prm.sample)
     log.info("sample written to %s: %s (synthetic demo data, not real)", out, stats)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermai import params as params_mod
+from dermai.core.groups import parse_groups
 from dermai.core.splitting import (
     SPLITS,
     crossing_keys,
@@ -52,6 +53,9 @@ def leakage_counts(df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame) -> 
     meta = crossing_keys(assign, df["group_id"])
     leak = crossing_keys(assign, df["leakage_group"])
     out["cross_split_metadata_groups"] = len(meta)
+    keys = parse_groups(df["groups"].tolist()) if "groups" in df.columns else {}
+    out["cross_split_groups_by_key"] = {
+        k: len(crossing_keys(assign.tolist(), v)) for k, v in sorted(keys.items())}
     out["cross_split_leakage_groups"] = len(leak)
     out["images_in_cross_split_groups"] = int(df["leakage_group"].isin(leak).sum())
     out["sizes"] = {s: int((assign == s).sum()) for s in SPLITS}

@@ -25,6 +25,7 @@ from dermai.core.preprocess import fit
 from dermai.core.schema import SPLITS
 from dermai.errors import DermaiError, require_gate
 from dermai.io.atomic import atomic_dir, write_json
+from dermai.io.classes import read_classes
 from dermai.io.tables import read_split
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="params file (sections: base, index, tfrecords, model)")
     p.add_argument("--splits", required=True, help="folder with {train,val,test}.csv")
     p.add_argument("--raw", default=None, help="raw root; overrides index.raw_root")
+    p.add_argument("--classes", default=None,
+                   help="class list written by `dermai index` (default: base.classes)")
     p.add_argument("--out", required=True, help="output folder (replaced whole)")
     p.add_argument("--gate", default=None,
                    help="file that `dermai validate` writes only when the data gates pass")
@@ -52,7 +55,8 @@ def encode_image(path: str) -> bytes:
     data = (_CFG["raw"] / path).read_bytes()
     if _CFG["encoding"] == "original":
         return data
-    img, _ = decode(data, _CFG["max_pixels"])
+    # Draft decoding: a 12 MP camera JPEG is scaled down in libjpeg, to no less than the input.
+    img, _ = decode(data, _CFG["max_pixels"], draft=(_CFG["w"], _CFG["h"]))
     buf = io.BytesIO()
     fit(img, _CFG["h"], _CFG["w"]).save(buf, "JPEG", quality=_CFG["quality"])
     return buf.getvalue()
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
     cfg, model = prm.tfrecords, prm.model
     raw = Path(args.raw or prm.index.raw_root)
-    classes = prm.base.classes
+    classes = read_classes(args.classes, list(prm.base.classes))
     frames = {}
     for s in SPLITS:
         f = Path(args.splits) / f"{s}.csv"
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> None:
         frames[s] = df.iloc[order].reset_index(drop=True)
         bad = sorted(set(frames[s]["condition"]) - set(classes))
         if bad:
-            raise DermaiError(f"{f}: labels {bad} not in base.classes")
+            raise DermaiError(f"{f}: labels {bad} not in the class list {classes}")
 
     out = Path(args.out)
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()

@@ -24,6 +24,7 @@ from dermai.core.ages import all_age_groups
 from dermai.core.schema import SPLITS
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_json
+from dermai.io.classes import read_classes
 from dermai.io.tables import read_table
 from dermai.validation import gx
 
@@ -44,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--expectations", default="expectations", help="dir with the suite JSON files (read only)"
     )
     p.add_argument("--out", default="data/reports/validation", help="output dir")
+    p.add_argument("--classes", default=None,
+                   help="class list written by `dermai index` (default: base.classes)")
     p.add_argument(
         "--no-docs", action="store_true", help="skip the Data Docs (faster; results still written)"
     )
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
         splits_dir=Path(args.splits),
         expectations_dir=Path(args.expectations),
         out_dir=Path(args.out),
-        classes=list(params.base.classes),
+        classes=read_classes(args.classes, list(params.base.classes)),
         age_groups=all_age_groups(list(params.base.age_edges)),
         fractions=fractions,
         size_rel_tolerance=params.validate.size_rel_tolerance,

@@ -1,0 +1,293 @@
+"""Dataset layouts as users download them, turned into one planned task per file or listed id.
+
+Pure: callers walk the raw root once (a list of relative paths) and read the labels tables into
+DataFrames of strings; everything here only matches and labels them. Every listed id and every
+walked file ends up in exactly one task: an image to decode, or a reject with its reason.
+
+Presets know their table files, columns, label encoding, ages, groups and image-type column:
+- ham10000: `HAM10000_metadata.csv` (or the Dataverse `.tab`, tab-separated) + images in
+  `HAM10000_images_part_1/`, `HAM10000_images_part_2/`.
+- isic2019: one-hot `ISIC_2019_Training_GroundTruth.csv` + `ISIC_2019_Training_Metadata.csv`
+  (age_approx, lesion_id); some files end in `_downsampled`.
+- isic2020: `train.csv` (or `ISIC_2020_Training_GroundTruth*.csv`), groups by patient_id.
+- isic_archive: a gallery export `metadata.csv` (isic_id, diagnosis, lesion_id, patient_id,
+  age_approx, image_type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+
+import pandas as pd
+
+from dermai.core.ages import bin_age
+from dermai.core.labels import RepeatCheck, check_repeats
+
+DROP = "drop"
+UNKNOWN_TYPE = "unknown"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One file found or one id listed: its labels, or the reason it is rejected before decoding.
+
+    `condition` is the mapped class; `raw_label` what the dataset said. `drop` names the filter
+    that dropped a row on purpose (class_map, image_type), so the summary can count it.
+    """
+
+    path: str  # relative to the raw root, POSIX separators; "" for a listed id with no file
+    image_id: str = ""
+    condition: str = ""
+    age_group: str = ""
+    source: str = ""
+    group_id: str = ""
+    groups: str = ""  # "key=value;key=value" for every configured group key with a value
+    image_type: str = ""
+    raw_label: str = ""
+    reject: str = ""
+    drop: str = ""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    tables: tuple[str, ...]  # the labels table: the first of these file names found
+    image_id: str
+    label: tuple[str, ...] = ()  # label column candidates (first present); () = one-hot
+    onehot_skip: tuple[str, ...] = ()  # non-class columns of a one-hot table
+    age: str = ""
+    source: str = ""  # source column; when absent, `default_source`
+    default_source: str = ""
+    group_keys: tuple[str, ...] = ()
+    image_type: str = ""
+    extra_tables: tuple[str, ...] = ()  # a second table joined on image id (ages, groups)
+    suffixes: tuple[str, ...] = ()  # file-name endings stripped to get the id
+    sep: Mapping[str, str] = field(default_factory=dict)  # file suffix -> field separator
+
+
+PRESETS: dict[str, Preset] = {
+    "ham10000": Preset(
+        "ham10000", ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_metadata"),
+        image_id="image_id", label=("dx",), age="age", source="dataset",
+        group_keys=("lesion_id",), sep={".tab": "\t", "": "\t"}),
+    "isic2019": Preset(
+        "isic2019", ("ISIC_2019_Training_GroundTruth.csv",), image_id="image",
+        onehot_skip=("image",), age="age_approx", default_source="isic2019",
+        group_keys=("lesion_id",), extra_tables=("ISIC_2019_Training_Metadata.csv",),
+        suffixes=("_downsampled",)),
+    "isic2020": Preset(
+        "isic2020", ("train.csv", "ISIC_2020_Training_GroundTruth_v2.csv",
+                     "ISIC_2020_Training_GroundTruth.csv"),
+        image_id="image_name", label=("diagnosis",), age="age_approx",
+        default_source="isic2020", group_keys=("patient_id",)),
+    "isic_archive": Preset(
+        "isic_archive", ("metadata.csv",), image_id="isic_id",
+        label=("diagnosis", "diagnosis_3", "diagnosis_2", "diagnosis_1"), age="age_approx",
+        source="attribution", default_source="isic_archive",
+        group_keys=("lesion_id", "patient_id"), image_type="image_type"),
+}
+
+
+class LayoutError(ValueError):
+    """The tables do not fit the preset (missing file or column); the message says which."""
+
+
+def find_table(names: Sequence[str], files: Iterable[str]) -> str | None:
+    """The walked path of the first name in `names` found anywhere (shallowest wins)."""
+    by_name: dict[str, list[str]] = {}
+    for rel in files:
+        by_name.setdefault(PurePosixPath(rel).name, []).append(rel)
+    for name in names:
+        if name in by_name:
+            return min(by_name[name], key=lambda r: (r.count("/"), r))
+    return None
+
+
+def separator(preset: Preset, table: str) -> str:
+    suffix = PurePosixPath(table).suffix.lower()
+    return preset.sep.get(suffix, ",")
+
+
+def _name_ext(rel: str) -> tuple[str, str]:
+    """(file name, lower-case extension) by string slicing: pathlib costs ~5 us a call, which
+    is most of the lookup time on a 100k-file download."""
+    name = rel.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return name, (name[dot:].lower() if dot > 0 else "")
+
+
+def file_id(rel: str, suffixes: Sequence[str]) -> str:
+    """`part_1/ISIC_0000001_downsampled.jpg` -> `ISIC_0000001` (extension and known suffix off)."""
+    name, ext = _name_ext(rel)
+    stem = name[: len(name) - len(ext)] if ext else name
+    for s in suffixes:
+        if s and stem.endswith(s):
+            return stem[: -len(s)]
+    return stem
+
+
+def _col(df: pd.DataFrame, name: str) -> list[str]:
+    return [str(v).strip() for v in df[name].tolist()] if name and name in df.columns else []
+
+
+def _onehot_labels(df: pd.DataFrame, skip: set[str]) -> tuple[list[str], list[str]]:
+    """(label per row, reject per row) from 0/1 class columns; '' label when none/several."""
+    cols = [c for c in df.columns if c.strip().lower() not in skip]
+    values = df[cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy()
+    labels, rejects = [], []
+    for row in values:
+        marked = [cols[k] for k in range(len(cols)) if row[k] > 0.5]
+        if len(marked) == 1:
+            labels.append(marked[0].strip())
+            rejects.append("")
+        else:
+            labels.append("")
+            rejects.append("no class marked in the one-hot table" if not marked else
+                           f"more than one class marked ({', '.join(marked)})")
+    return labels, rejects
+
+
+def records(preset: Preset, table: pd.DataFrame, extra: pd.DataFrame | None,
+            group_keys: Sequence[str], age_edges: list[int]) -> list[Task]:
+    """One task per table row (path not yet known), with raw labels, ages, groups, image type."""
+    missing = [c for c in (preset.image_id,) if c not in table.columns]
+    label_col = next((c for c in preset.label if c in table.columns), None)
+    if preset.label and label_col is None:
+        missing.append(" or ".join(preset.label))
+    if missing:
+        raise LayoutError(f"layout {preset.name}: table lacks column(s) {', '.join(missing)}; "
+                          f"it has {', '.join(table.columns)}")
+    ids = _col(table, preset.image_id)
+    if label_col is not None:
+        labels, bad = _col(table, label_col), [""] * len(ids)
+    else:
+        labels, bad = _onehot_labels(table, {preset.image_id.lower(), *preset.onehot_skip})
+    meta = table
+    if extra is not None:
+        if preset.image_id not in extra.columns:
+            raise LayoutError(f"layout {preset.name}: metadata table lacks column "
+                              f"{preset.image_id}; it has {', '.join(extra.columns)}")
+        extra = extra.drop_duplicates(preset.image_id).set_index(preset.image_id)
+        extra = extra.drop(columns=[c for c in extra.columns if c in table.columns])
+        meta = table.join(extra, on=preset.image_id)
+        meta = meta.astype(object).where(meta.notna(), "")
+    ages = _col(meta, preset.age) or [""] * len(ids)
+    sources = _col(meta, preset.source) or [preset.default_source] * len(ids)
+    types = _col(meta, preset.image_type) or [""] * len(ids)
+    keys = list(group_keys) or list(preset.group_keys)
+    key_values = {k: _col(meta, k) for k in keys if k in meta.columns}
+    out = []
+    for i, image_id in enumerate(ids):
+        pairs = [(k, v[i]) for k, v in key_values.items() if v[i]]
+        first = key_values[keys[0]][i] if keys and keys[0] in key_values else ""
+        out.append(Task(path="", image_id=image_id, condition=labels[i].lower(),
+                        age_group=bin_age(ages[i], age_edges), source=sources[i] or
+                        preset.default_source, group_id=first,
+                        groups=";".join(f"{k}={v}" for k, v in pairs),
+                        image_type=types[i].lower(), raw_label=labels[i].lower(),
+                        reject=bad[i]))
+    return out
+
+
+def match(rows: Sequence[Task], files: Sequence[str], exts: set[str], suffixes: Sequence[str],
+          ignore: Iterable[str] = ()) -> list[Task]:
+    """Pair listed rows with walked files by id: one task per listed id and per file.
+
+    Rejected: an id listed with different labels (once per id, with its file if found), a
+    listed id with no file, a file whose id is not listed, a second file for one id, and files
+    that are hidden or not images. Identical repeats of an id are collapsed (see labels).
+    """
+    ignore = set(ignore)
+    by_id: dict[str, list[str]] = {}
+    out: list[Task] = []
+    for rel in sorted(files):
+        name, ext = _name_ext(rel)
+        if rel in ignore:
+            continue
+        if name.startswith("."):
+            out.append(Task(path=rel, reject="hidden file, not an image"))
+        elif ext not in exts:
+            out.append(Task(path=rel, reject=f"unsupported extension "
+                                             f"'{PurePosixPath(rel).suffix}' (allowed: "
+                                             f"{sorted(exts)})"))
+        else:
+            by_id.setdefault(file_id(rel, suffixes), []).append(rel)
+    empty = [r for r in rows if not r.image_id]
+    rows = [r for r in rows if r.image_id]
+    rep = repeats(rows)
+    for r in empty:
+        out.append(replace(r, reject="listed row with an empty image id"))
+    listed = {r.image_id for r in rows}
+    for image_id in sorted(rep.conflicts):
+        paths = by_id.get(image_id, [""])
+        out.append(Task(path=paths[0], image_id=image_id,
+                        reject=conflict_reason(rows, image_id)))
+        out.extend(Task(path=p, image_id=image_id, reject=f"second file for image id "
+                                                          f"'{image_id}' (first: {paths[0]})")
+                   for p in paths[1:])
+    for image_id, pos in rep.keep.items():
+        row = rows[pos]
+        paths = by_id.get(image_id)
+        if not paths:
+            out.append(replace(row, reject=row.reject or "listed id has no image file"))
+            continue
+        out.append(replace(row, path=paths[0]))
+        out.extend(Task(path=p, image_id=image_id, reject=f"second file for image id "
+                                                          f"'{image_id}' (first: {paths[0]})")
+                   for p in paths[1:])
+    for image_id in sorted(set(by_id) - listed):
+        out.extend(Task(path=p, image_id=image_id, reject="image has no label (id not listed)")
+                   for p in by_id[image_id])
+    return sorted(out, key=lambda t: (t.path == "", t.path, t.image_id))
+
+
+def signature(t: Task) -> str:
+    """What must agree between two rows listing one id for them to be one repeat."""
+    return "|".join((t.raw_label, t.age_group, t.source, t.groups, t.image_type))
+
+
+def repeats(rows: Sequence[Task]) -> RepeatCheck:
+    """Repeated ids among listed rows: identical rows collapse, any difference conflicts."""
+    return check_repeats([r.image_id for r in rows], [signature(r) for r in rows])
+
+
+def conflict_reason(rows: Sequence[Task], image_id: str) -> str:
+    same = [r for r in rows if r.image_id == image_id]
+    labels = sorted({r.raw_label for r in same})
+    if len(labels) > 1:
+        return f"image id listed {len(same)} times with different labels: {', '.join(labels)}"
+    return (f"image id listed {len(same)} times with the same label but different age, "
+            f"source, groups or image type")
+
+
+def apply_labels(task: Task, classes: Sequence[str], class_map: Mapping[str, str],
+                 image_types: Sequence[str], ages: set[str]) -> Task:
+    """Map the raw label (class_map, `drop`), filter image types, check class and age group."""
+    if task.reject:
+        return task
+    raw = task.raw_label or task.condition
+    mapped = {k.lower(): v for k, v in class_map.items()}.get(raw.lower(), raw)
+    task = replace(task, raw_label=raw, condition=mapped)
+    if mapped == DROP:
+        return replace(task, drop="class_map",
+                       reject=f"label '{raw}' dropped by index.class_map")
+    if image_types and (task.image_type or UNKNOWN_TYPE) not in image_types:
+        return replace(task, drop="image_type",
+                       reject=f"image_type '{task.image_type or UNKNOWN_TYPE}' not in "
+                              f"index.image_types {list(image_types)}")
+    if classes and mapped not in classes:
+        return replace(task, reject=f"label '{mapped}' not in configured classes "
+                                    f"{sorted(classes)}")
+    if not mapped:
+        return replace(task, reject="empty label")
+    if task.age_group not in ages:
+        return replace(task, reject=f"age group '{task.age_group}' not in configured age "
+                                    f"groups {sorted(ages)}")
+    return task
+
+
+def resolve_classes(classes: Sequence[str], found: Iterable[str]) -> list[str]:
+    """`base.classes` when given, else the mapped classes found in the data, sorted."""
+    return list(classes) if classes else sorted(set(found))
