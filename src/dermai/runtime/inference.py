@@ -8,6 +8,7 @@ model, is applied to the logits.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dermai.core.calibration import probabilities
 from dermai.core.preprocess import fit
 from dermai.errors import DermaiError
 from dermai.runtime import loader
+
 OOD_FILE = "ood.json"  # the out-of-distribution guard (`core.ood`), written by `dermai evaluate`
 
 
