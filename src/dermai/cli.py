@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("dermai.commands.predict", "predict conditions for images (not a diagnosis)"),
     "evaluate-external": ("dermai.commands.evaluate_external",
                           "the evaluate metrics on any labelled image folder"),
-    "serve": ("dermai.stages.serve", "local demo web app (not a diagnosis)"),
+    "serve": ("dermai.commands.serve", "local demo web app (not a diagnosis)"),
     "export-web": ("dermai.commands.export_web",
                    "static offline web app that runs the model on the device"),
 }

@@ -183,6 +183,10 @@ class EvaluateParams:
     bootstrap: int = ranged(1000, 1)
     ece_bins: int = ranged(15, 1)
     errors_per_class: int = ranged(8, 0)  # most confident mistakes shown per class, with Grad-CAM
+    ood_method: str = "energy"  # energy | mahalanobis | max_softmax (core/ood.py, README)
+    ood_space: str = "features"  # what Mahalanobis scores: penultimate features | logits
+    ood_keep: float = 0.95  # share of validation images the OOD threshold keeps
+    ood_components: int = 32  # principal components of the features Mahalanobis uses
 
 
 @dataclass(frozen=True)

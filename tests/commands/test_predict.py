@@ -60,8 +60,9 @@ def test_folders_recursive_bad_files_reported_csv(model, tmp_path, capsys):
     assert "skipped" in err and "broken.jpg" in err and "gone.png" in err
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 5
-    assert list(df.columns[:8]) == ["image", "error", "top1", "top1_probability", "top2",
-                                    "top2_probability", "top3", "top3_probability"]
+    assert list(df.columns[:9]) == ["image", "error", "in_distribution", "top1",
+                                    "top1_probability", "top2", "top2_probability", "top3",
+                                    "top3_probability"]
     bad = df[df["error"] != ""]
     assert sorted(Path(p).name for p in bad["image"]) == ["broken.jpg", "gone.png"]
     good = df[df["error"] == ""]
@@ -115,3 +116,39 @@ def test_model_defaults_to_the_pipeline_path_in_dvc_yaml(model, tmp_path, capsys
         (tmp_path / "m" / f.name).write_bytes(f.read_bytes())
     assert main(["predict", str(img)]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == "model.keras"
+
+
+def test_the_ood_guard_adds_in_distribution_and_withholds_probabilities(model, tmp_path, capsys):
+    import shutil
+
+    from dermai.core.ood import Guard
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for f in model.parent.iterdir():
+        shutil.copy(f, folder / f.name)
+    (folder / "model_card.json").write_text(json.dumps({"data": {
+        "image_kind": "dermoscopic images"}}))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(2):
+        tinymodel.tinted(i).save(imgs / f"{i}.png")
+    for threshold, inside in ((1e9, False), (-1e9, True)):
+        (folder / "ood.json").write_text(json.dumps(
+            Guard("energy", threshold, 0.95, "logits").to_dict()))
+        assert main(["predict", "--model", str(folder / model.name), str(imgs)]) == 0
+        out = json.loads(capsys.readouterr().out)["predictions"]
+        assert [p["in_distribution"] for p in out] == [inside, inside]
+        if inside:
+            assert all("probabilities" in p for p in out)
+        else:
+            assert all("probabilities" not in p and "top1" not in p for p in out)
+            assert out[0]["message"].startswith(
+                "This does not look like the images this model was trained on (dermoscopic "
+                "images)")
+        csv = tmp_path / "p.csv"
+        assert main(["predict", "--model", str(folder / model.name), str(imgs),
+                     "--out", str(csv)]) == 0
+        df = pd.read_csv(csv)
+        assert df["in_distribution"].tolist() == [inside, inside]
+        assert df["p_mel"].notna().all() == inside

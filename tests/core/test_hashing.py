@@ -157,3 +157,32 @@ def test_draft_decode_applies_exif_orientation_and_still_rejects_truncation():
     assert hamming(info.dhash, upright.dhash) <= 4
     with pytest.raises(ImageRejected, match="truncated"):
         inspect(data[: len(data) // 2], LIMIT)
+
+
+def claims(width: int, height: int) -> bytes:
+    """A ~1 KB JPEG whose header claims width x height (a pixel bomb)."""
+    data = bytearray(encode(gradient(), "JPEG"))
+    sof = data.index(b"\xff\xc0")  # baseline SOF0: length(2) precision(1) height(2) width(2)
+    data[sof + 5:sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", [10_000, 60_000])  # over 1x and over 2x Pillow's limit
+def test_a_header_over_the_limit_is_rejected_before_decoding_quoting_the_configured_limit(side):
+    with pytest.raises(ImageRejected, match=r"too large.* > limit 89,478,485$"):
+        decode(claims(side, side), 89_478_485)
+    with pytest.raises(ImageRejected, match=r"limit 1,000$"):
+        inspect(claims(40, 30), 1_000)  # the index's path: same header rule
+
+
+def test_draft_decodes_a_large_jpeg_at_reduced_size_with_both_sides_covered():
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1200, 1600, 3), np.uint8))
+    data = encode(photo, "JPEG")
+    full, _ = decode(data, LIMIT)
+    small, fmt = decode(data, LIMIT, draft=(140, 140))
+    assert full.size == (1600, 1200) and fmt == "JPEG"
+    assert small.size == (200, 150)  # 1/8 scale, the largest reduction keeping >= 140
+    assert decode(data, LIMIT, draft=(700, 700))[0].size == (1600, 1200)  # not > 2x need: full
+    png = encode(photo, "PNG")
+    assert decode(png, LIMIT, draft=(140, 140))[0].size == (1600, 1200)  # draft is JPEG-only

@@ -32,3 +32,30 @@ def test_card_contains_data_leakage_metrics_calibration_and_disclaimer():
     assert f"{rep['accuracy']:.3f} [{rep['ci']['accuracy']['low']:.3f}" in card
     assert "T = 1.3000" in card and "clinic_a (10 images)" in card and "0-29" in card
     assert "Intended use" in card and "Limitations" in card
+
+
+def test_the_sample_card_says_synthetic_wherever_it_names_data_and_summary_has_headlines():
+    from dermai.core.modelcard import dataset_of, summary
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 40)
+    rep = report(y, rng.normal(0, 1, (40, 2)) + np.eye(2)[y], ["bcc", "mel"], temperature=1.0,
+                 groups={}, n_bootstrap=20)
+    model = {"classes": ["bcc", "mel"], "input_shape": [24, 32, 3],
+             "params": {"index": {"raw_root": "data/raw/sample"}}}
+    card = render(disclaimer=DISCLAIMER, model=model, split_rows=[], sources={"clinic_a": 4},
+                  leakage={}, reports={"test": rep}, calibration={"temperature": 1.0})
+    for line in card.splitlines():
+        if line.startswith(("- Training data", "- Task", "Data:", "Sources")):
+            assert "synthetic" in line.lower(), line
+    assert "trained on SYNTHETIC data" in card and "SYNTHETIC images only" in card
+    s = summary(model, {"test": rep})
+    assert s["data"]["synthetic"] is True and s["classes"] == ["bcc", "mel"]
+    assert s["metrics"]["n"] == 40 and len(s["metrics"]["accuracy_ci"]) == 2
+    ham = dataset_of({"index": {"raw_root": "../shared/data/ham10000"}})
+    assert ham["name"] == "HAM10000" and "dermoscopic" in ham["image_kind"]
+    assert not ham["synthetic"]
+    assert "synthetic" not in render(
+        disclaimer=DISCLAIMER, model={**model, "params": {"index": {"raw_root": "x/ham10000"}}},
+        split_rows=[], sources={}, leakage={}, reports={"test": rep},
+        calibration={"temperature": 1.0}).lower()

@@ -34,8 +34,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwrig
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from dermai.stages.serve import build_engine
     from dermai.web.app import create_app
+    from dermai.web.engine import build_engine
 
     model, keras_path = os.environ.get("DERMAI_E2E_MODEL"), os.environ.get("DERMAI_E2E_KERAS")
     if model is None:

@@ -69,7 +69,8 @@ def evaluate(tmp: Path, name: str) -> Path:
                  "--index-summary", str(r / "index_summary.json"),
                  "--calibration", str(out / "calibration.json"),
                  "--out", str(out / "reports"), "--card", str(out / "model_card.md"),
-                 "--live", str(out / "live")]) == 0
+                 "--live", str(out / "live"), "--ood", str(out / "ood.json"),
+                 "--card-json", str(out / "model_card.json")]) == 0
     return out
 
 
@@ -108,6 +109,11 @@ def test_evaluate_outputs_and_determinism(project, caplog):
     assert DISCLAIMER in card and "| test | 24 |" in card and "cross split exact pairs" in card
     assert (a / "reports" / "errors" / "index.html").is_file()
     assert (a / "reports" / "report_test.json").is_file()
+    guard = json.loads((a / "ood.json").read_text())  # fitted on train, keeps >= 95% of val
+    assert guard["method"] == "energy" and guard["measured"]["accepted_val"] >= 0.95
+    assert guard["measured"]["n_train"] == 12
+    summary = json.loads((a / "model_card.json").read_text())
+    assert summary["classes"] == CLASSES and summary["metrics"]["n"] == 24
 
     # The temperature is "saved with the model": inference picks it up from beside the model.
     model_dir = project / "models"

@@ -108,6 +108,7 @@ def test_special_images_are_indexed(tmp_path):
     assert (by_id["rotated"]["width"], by_id["rotated"]["height"]) == ("10", "20")
     assert by_id["gray16"]["format"] == "PNG"
     assert len(rejects) == 1 and "too large" in rejects[0]["reason"]
+    assert rejects[0]["reason"].endswith("300x300 = 90,000 pixels > limit 50,000")  # header
 
 
 def manifest_root(tmp_path: Path) -> Path:

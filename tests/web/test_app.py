@@ -28,7 +28,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def engine(models):
-    from dermai.stages.serve import build_engine
+    from dermai.web.engine import build_engine
 
     return build_engine(models["float32"], models["keras"], threads=1)
 
@@ -36,7 +36,7 @@ def engine(models):
 def call(app: Any, method: str, url: str, **kw: Any) -> httpx.Response:
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             return await c.request(method, url, **kw)
 
     return asyncio.run(go())
@@ -163,7 +163,7 @@ def test_exif_orientation_is_applied(engine):
 
 
 def test_without_a_keras_model_there_is_no_gradcam_but_predictions_work(models):
-    from dermai.stages.serve import build_engine
+    from dermai.web.engine import build_engine
 
     eng = build_engine(models["float32"], None)
     r = call(app_for(eng), "POST", "/api/predict", **upload(encode(lesion("nv", seed=5))))
@@ -190,7 +190,8 @@ def test_beyond_workers_plus_queue_requests_get_503_and_the_rest_complete():
 
     async def scenario() -> list[int]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
+                                     timeout=30) as c:
             def send() -> Any:
                 return c.post("/api/predict", **upload(b"x"))
 
@@ -208,3 +209,64 @@ def test_beyond_workers_plus_queue_requests_get_503_and_the_rest_complete():
 
     assert asyncio.run(scenario()) == [503, 200, 200]
     assert app.state.admission["admitted"] == 0
+
+
+def test_the_page_names_the_model_its_data_classes_metrics_and_offers_examples(models, tmp_path):
+    import json
+    import shutil
+
+    from dermai.web.engine import build_engine
+
+    model = tmp_path / "model_float32.tflite"
+    shutil.copy(models["float32"], model)
+    (tmp_path / "model_card.json").write_text(json.dumps({
+        "data": {"name": "synthetic sample (generated)", "synthetic": True,
+                 "image_kind": "synthetic dermoscopy-like lesion pictures"},
+        "classes": CLASSES, "metrics": {"set": "test", "n": 31, "accuracy": 0.9,
+                                        "balanced_accuracy": 0.8, "accuracy_ci": [0.7, 0.95]}}))
+    app = app_for(build_engine(model, None))
+    page = call(app, "GET", "/").text
+    assert "Synthetic demo model" in page and "model_float32.tflite" in page
+    assert "synthetic sample (generated)" in page and "balanced accuracy 0.800" in page
+    assert "Melanoma (mel)" in page and "synthetic dermoscopy-like lesion pictures" in page
+    assert "well-lit photo" not in page and "{{" not in page
+    info = call(app, "GET", "/api/info").json()
+    assert 3 <= len(info["examples"]) <= 5 and info["model_card"]["data"]["synthetic"] is True
+    for ex in info["examples"]:
+        r = call(app, "GET", ex["url"])
+        assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"  # JPEG
+        assert call(app, "POST", "/api/predict",
+                    **upload(r.content)).json()["predictions"]  # no guard here: answered
+
+
+def test_when_the_guard_trips_there_are_no_probabilities_and_the_message_names_the_kind(
+        models, tmp_path):
+    import json
+    import shutil
+
+    from dermai.core.ood import Guard
+    from dermai.web.engine import build_engine
+
+    model = tmp_path / "model_float32.tflite"
+    shutil.copy(models["float32"], model)
+    (tmp_path / "model_card.json").write_text(json.dumps({"data": {
+        "name": "HAM10000", "synthetic": False, "image_kind": "dermoscopic images"}}))
+    guard = Guard("energy", threshold=0.0, keep=0.95, space="logits")
+    probe = build_engine(model, None)
+    data = encode(lesion("mel", seed=7))
+    x = probe.predictor.prepare(Image.open(io.BytesIO(data)).convert("RGB"))[None]
+    score = float(guard.score(probe.predictor.logits(x))[0])
+    for threshold, inside in ((score + 1.0, False), (score - 1.0, True)):
+        guard.threshold = threshold
+        (tmp_path / "ood.json").write_text(json.dumps(guard.to_dict()))
+        app = app_for(build_engine(model, None))
+        body = call(app, "POST", "/api/predict", **upload(data)).json()
+        assert body["ood"]["in_distribution"] is inside
+        assert body["ood"]["score"] == pytest.approx(score, abs=1e-4)
+        if inside:
+            assert len(body["predictions"]) == 3
+        else:
+            assert body["predictions"] == [] and "probabilit" not in json.dumps(body)
+            assert body["message"].startswith("This does not look like the images this model "
+                                              "was trained on (dermoscopic images)")
+            assert body["disclaimer"] == DISCLAIMER

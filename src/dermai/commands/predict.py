@@ -60,9 +60,15 @@ def top_k(proba: np.ndarray, classes: list[str], k: int = TOP_K) -> list[tuple[s
 
 
 def predict_files(predictor: Any, paths: list[Path], *, batch_size: int = BATCH,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
-    """One record per path, in order: probabilities, or the reason it could not be read."""
+                  max_pixels: int = DEFAULT_MAX_PIXELS, guard: Any = None,
+                  features_fn: Any = None, message: str = "") -> list[dict[str, Any]]:
+    """One record per path, in order: probabilities, or the reason it could not be read.
+
+    With an OOD `guard` (`core.ood.Guard`), an image it refuses gets `in_distribution` False,
+    `message` and no probabilities."""
     from tqdm import tqdm
+
+    from dermai.runtime.inference import softmax
 
     records: list[dict[str, Any]] = []
     bar = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=len(paths) < 2 * batch_size,
@@ -81,8 +87,16 @@ def predict_files(predictor: Any, paths: list[Path], *, batch_size: int = BATCH,
                 print(f"dermai predict: skipped {p}: {exc}", file=sys.stderr)
             recs.append(rec)
         if arrays:
-            proba = predictor.predict_arrays(np.stack(arrays))
-            for rec, pr in zip(ok, proba, strict=True):
+            x = np.stack(arrays)
+            logits = np.asarray(predictor.logits(x))
+            proba = softmax(logits, predictor.temperature)
+            inside = (np.ones(len(x), bool) if guard is None else guard.accept(
+                logits, features_fn(x) if features_fn is not None else None))
+            for rec, pr, ins in zip(ok, proba, inside, strict=True):
+                rec["in_distribution"] = bool(ins)
+                if not ins:
+                    rec["message"] = message
+                    continue
                 rec["probabilities"] = {c: float(v) for c, v in zip(predictor.classes, pr,
                                                                       strict=True)}
                 rec["top"] = top_k(pr, predictor.classes)
@@ -97,6 +111,10 @@ def to_json(rec: dict[str, Any]) -> dict[str, Any]:
     if rec["error"]:
         out["error"] = rec["error"]
         return out
+    out["in_distribution"] = rec.get("in_distribution", True)
+    if not out["in_distribution"]:
+        out["message"] = rec.get("message", "")
+        return out
     out["top1"] = {"class": rec["top"][0][0], "probability": round(rec["top"][0][1], 6)}
     out["top3"] = [{"class": c, "probability": round(p, 6)} for c, p in rec["top"]]
     out["probabilities"] = {c: round(p, 6) for c, p in rec["probabilities"].items()}
@@ -108,7 +126,8 @@ def to_frame(records: list[dict[str, Any]], classes: list[str]) -> Any:
 
     rows = []
     for rec in records:
-        row: dict[str, Any] = {"image": rec["image"], "error": rec["error"]}
+        row: dict[str, Any] = {"image": rec["image"], "error": rec["error"],
+                               "in_distribution": rec.get("in_distribution")}
         top = rec.get("top", [])
         for k in range(TOP_K):
             row[f"top{k + 1}"] = top[k][0] if k < len(top) else ""
@@ -117,7 +136,7 @@ def to_frame(records: list[dict[str, Any]], classes: list[str]) -> Any:
             p = rec.get("probabilities", {}).get(c)
             row[f"p_{c}"] = None if p is None else round(p, 6)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["image", "error",
+    return pd.DataFrame(rows, columns=["image", "error", "in_distribution",
                                        *[f"top{k + 1}{s}" for k in range(TOP_K)
                                          for s in ("", "_probability")],
                                        *[f"p_{c}" for c in classes]])
@@ -136,9 +155,19 @@ def run(args: argparse.Namespace) -> None:
     args.model = pipeline_file("train", "--model", args.model)
     predictor = inference.load(args.model, train_params=args.train_params,
                                calibration=args.calibration)
+    guard, features_fn = inference.load_guard(args.model)
+    if guard is None:
+        log.warning("no %s beside the model: images unlike the training data are not flagged",
+                    inference.OOD_FILE)
+    message = inference.ood_message(inference.training_image_kind(args.model))
     records = predict_files(predictor, paths, batch_size=max(1, args.batch_size),
-                            max_pixels=max_pixels)
+                            max_pixels=max_pixels, guard=guard, features_fn=features_fn,
+                            message=message)
     failed = sum(1 for r in records if r["error"])
+    refused = sum(1 for r in records if r.get("in_distribution") is False)
+    if refused:
+        log.warning("%d image(s) do not look like the training data: no probabilities for "
+                    "them (in_distribution = False)", refused)
     log.info("predicted %d image(s), %d skipped (T=%.4f). %s", len(records) - failed, failed,
              predictor.temperature, DISCLAIMER)
     meta = {"model": Path(args.model).name, "temperature": round(predictor.temperature, 6),

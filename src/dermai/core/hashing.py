@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -78,6 +79,30 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+_OPEN_LOCK = threading.Lock()
+
+
+def _open(data: bytes) -> Image.Image:
+    """Image.open (reads the header only) with Pillow's own bomb check off: the caller checks
+    the header size against its configured limit, so the message quotes that limit and not
+    Pillow's 2x hard limit. The lock keeps the global switch consistent across threads."""
+    with _OPEN_LOCK:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def too_large(width: int, height: int, max_pixels: int) -> str | None:
+    """The reject reason for a header size over the limit, or None."""
+    if width * height > max_pixels:
+        return (f"image too large: {width}x{height} = {width * height:,} pixels > "
+                f"limit {max_pixels:,}")
+    return None
+
+
 def decode(data: bytes, max_pixels: int,
            draft: tuple[int, int] | None = None) -> tuple[Image.Image, str]:
     """Fully decode `data` to an oriented RGB image, or raise ImageRejected with a reason.
@@ -90,43 +115,43 @@ def decode(data: bytes, max_pixels: int,
 
 def decode_sized(data: bytes, max_pixels: int, draft: tuple[int, int] | None = None,
                  ) -> tuple[Image.Image, str, tuple[int, int]]:
-    """`decode`, plus the oriented full-resolution (width, height) of the file."""
+    """`decode`, plus the oriented full-resolution (width, height) of the file.
+
+    The pixel limit is checked on the header before any pixel is decoded."""
     if not data:
         raise ImageRejected("empty file (0 bytes)")
-    old_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with _open(data) as img:
                 fmt = img.format or "unknown"
-                if img.width * img.height > max_pixels:
-                    raise ImageRejected(
-                        f"image too large: {img.width}x{img.height} = "
-                        f"{img.width * img.height} pixels > limit {max_pixels}"
-                    )
+                reason = too_large(img.width, img.height, max_pixels)
+                if reason:
+                    raise ImageRejected(reason)
                 size = img.size
                 if img.getexif().get(0x0112, 1) in _TRANSPOSED:
                     size = (size[1], size[0])
                 if draft is not None and fmt == "JPEG":
                     side = max(draft)
                     if min(img.size) >= 2 * side:
-                        img.draft("RGB", (side, side))
+                        img.draft("RGB", (side, side))  # each side stays >= side
                 img.load()
+                reason = too_large(img.width, img.height, max_pixels)  # what was decoded
+                if reason:
+                    raise ImageRejected(reason)
                 oriented = ImageOps.exif_transpose(img)
                 return to_rgb(oriented), fmt, size
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"image too large (decompression-bomb limit): {exc}") from exc
+        raise ImageRejected(f"image too large (decompression-bomb limit {max_pixels:,} "
+                            f"pixels): {exc}") from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected("not an image (Pillow cannot identify the format)") from exc
     except OSError as exc:
         raise ImageRejected(f"unreadable image: {exc}") from exc
     except (ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"corrupt image: {type(exc).__name__}: {exc}") from exc
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
 
 
 def dhash_hex(img: Image.Image) -> str:

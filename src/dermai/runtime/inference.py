@@ -8,6 +8,7 @@ model, is applied to the logits.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from dermai.core.calibration import probabilities
 from dermai.core.preprocess import fit
 from dermai.errors import DermaiError
 from dermai.runtime import loader
+
+OOD_FILE = "ood.json"  # the out-of-distribution guard (`core.ood`), written by `dermai evaluate`
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -40,6 +43,32 @@ def logits_model(model: Any) -> Any:
             break
         x = layer(x)
     return keras.Model(inp, x, name="logits")
+
+
+def features_model(model: Any) -> Any:
+    """A Keras model from the same input to the penultimate features (the head's input), which
+    the out-of-distribution guard (`core.ood`, Mahalanobis) scores."""
+    import keras
+
+    inp = keras.Input(model.input_shape[1:], name="image")
+    x = inp
+    for layer in model.layers[1:-1]:
+        x = layer(x)
+    return keras.Model(inp, x, name="features")
+
+
+def features_and_logits(model: Any) -> Any:
+    """One Keras model, image -> [penultimate features, logits]: the OOD guard's inputs."""
+    import keras
+
+    fm = features_model(model)
+    head = model.layers[-1]
+    x = fm.output
+    for layer in head.layers[1:]:
+        if layer.name == "probabilities":
+            break
+        x = layer(x)
+    return keras.Model(fm.input, [fm.output, x], name="features_and_logits")
 
 
 @dataclass
@@ -112,3 +141,53 @@ def load(path: str | Path, *, num_threads: int | None = None,
     if temperature is None:
         temperature = loader.read_temperature(path, calibration)
     return Predictor(path, classes, h, w, temperature, fn)
+
+
+def load_guard(model_path: str | Path, keras_model: Any = None) -> tuple[Any, Any]:
+    """(guard, features_fn) from the `ood.json` beside the model; (None, None) without one.
+
+    A guard on penultimate features needs a Keras model: `keras_model`, else the `model.keras`
+    beside the model file (the pipeline writes both into models/).
+    """
+    from dermai.core.ood import Guard
+
+    f = Path(model_path).with_name(OOD_FILE)
+    if not f.is_file():
+        return None, None
+    try:
+        guard = Guard.from_dict(json.loads(f.read_text("utf-8")))
+    except (KeyError, ValueError) as exc:
+        raise DermaiError(f"{f}: not a valid OOD guard ({exc})") from exc
+    if guard.space != "features":
+        return guard, None
+    if keras_model is None:
+        beside = Path(model_path).with_name("model.keras")
+        if not beside.is_file():
+            raise DermaiError(f"the OOD guard in {f} scores the model's features: it needs "
+                              "models/model.keras beside the model (or --keras)")
+        import keras
+
+        keras_model = keras.saving.load_model(beside, compile=False)
+    fm = features_model(keras_model)
+    return guard, lambda x: np.asarray(fm(np.asarray(x, dtype=np.float32), training=False))
+
+
+def training_image_kind(model_path: str | Path) -> str:
+    """What the model was trained on, e.g. "dermoscopic images of skin lesions", from the
+    `model_card.json` (or `train_params.json`) beside it."""
+    from dermai.core.modelcard import dataset_of
+
+    for name, get in (("model_card.json", lambda d: d["data"]["image_kind"]),
+                      (loader.TRAIN_PARAMS_FILE, lambda d: dataset_of(d["params"])["image_kind"])):
+        f = Path(model_path).with_name(name)
+        try:
+            return str(get(json.loads(f.read_text("utf-8"))))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return "images like its training data"
+
+
+def ood_message(kind: str) -> str:
+    """What every runtime says when the guard trips (the page and `dermai predict`)."""
+    return (f"This does not look like the images this model was trained on ({kind}), so it "
+            "gives no answer.")

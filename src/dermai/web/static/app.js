@@ -34,6 +34,12 @@
   function render(data) {
     const list = $("predictions");
     list.replaceChildren();
+    // The out-of-distribution guard tripped: say so and show no probabilities.
+    const refused = Boolean(data.ood && data.ood.in_distribution === false);
+    $("ood").textContent = refused ? data.message : "";
+    show($("ood"), refused);
+    show($("predictions"), !refused);
+    show($("answers-title"), !refused);
     for (const p of data.predictions) {
       const li = document.createElement("li");
       li.className = "prediction";
@@ -95,6 +101,19 @@
       busy = false;
       setStatus("");
     }
+  }
+
+  // Example images: fetched from this server, then analysed like a chosen photo.
+  for (const button of document.querySelectorAll("button.example")) {
+    button.addEventListener("click", async () => {
+      try {
+        const resp = await fetch(button.dataset.src);
+        const blob = await resp.blob();
+        analyse(new File([blob], button.dataset.src.split("/").pop(), { type: blob.type }));
+      } catch (_) {
+        setError("Could not load the example image.");
+      }
+    });
   }
 
   for (const id of ["file-take", "file-choose"]) {

@@ -2,16 +2,18 @@
 probabilities and a Grad-CAM overlay. NOT a medical diagnosis.
 
 Serves on 127.0.0.1 by default (this computer only); `--host 0.0.0.0` exposes it to your local
-network, e.g. to try the camera upload from a phone. Photos are analysed in memory and never
-written to disk. With a .tflite `--model`, pass `--keras` as well to get the Grad-CAM overlay.
+network, e.g. to try the camera upload from a phone; the server then also answers to this
+machine's own names and addresses, and `--allowed-hosts` adds others. Photos are analysed in
+memory and never written to disk. With a .tflite `--model`, pass `--keras` as well to get the
+Grad-CAM overlay (and the out-of-distribution guard, when `ood.json` scores features).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
 from pathlib import Path
-from typing import Any
 
 from dermai import DISCLAIMER
 from dermai import params as params_mod
@@ -37,49 +39,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest accepted photo in MiB (default 16)")
     p.add_argument("--queue", type=int, default=64,
                    help="requests that may wait for the model; more get 503 (default 64)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds an upload may take to arrive; slower ones get 408 (default 30)")
+    p.add_argument("--allowed-hosts", default="",
+                   help="comma-separated extra host names/addresses the server answers to "
+                        "(localhost names always; '*' = any, not recommended)")
 
 
-def build_engine(model: str | Path, keras_path: str | Path | None, *,
-                 threads: int | None = 1, max_pixels: int = params_mod.PIL_MAX_PIXELS) -> Any:
-    """Predictor (+ Grad-CAM when a Keras model is available), ready to serve."""
-    from dermai.runtime import inference
-    from dermai.web.app import Engine
+def allowed_hosts(bind: str, extra: str) -> list[str]:
+    """Localhost names, the bind address, this machine's names when bound to all interfaces,
+    and `extra`: the Host headers a browser can legitimately send here."""
+    from dermai.web.app import LOCAL_HOSTS
 
-    model = Path(model)
-    predictor = inference.load(model, num_threads=threads)
-    if keras_path is None and model.suffix == ".keras":
-        keras_path = model
-    gradcam, note = None, ""
-    if keras_path is None:
-        note = "No Grad-CAM: start the server with --keras models/model.keras to see one."
-    else:
+    hosts = [*LOCAL_HOSTS, bind]
+    if bind in ("0.0.0.0", "::", ""):
         try:
-            import keras
-
-            from dermai.runtime.gradcam import GradCam
-
-            km = keras.saving.load_model(Path(keras_path), compile=False)
-            h, w = (int(d) for d in km.inputs[0].shape[1:3])
-            if (h, w) != (predictor.height, predictor.width):
-                raise DermaiError(f"Keras model input {h}x{w} differs from the served model's "
-                                  f"{predictor.height}x{predictor.width}")
-            gradcam = GradCam(km)
-        except (ImportError, OSError, ValueError, DermaiError) as exc:
-            log.warning("Grad-CAM disabled: %s", str(exc).splitlines()[0] if str(exc) else exc)
-            note = "Grad-CAM is unavailable on this server."
-    engine = Engine(predictor, gradcam=gradcam, max_pixels=max_pixels, gradcam_note=note)
-    engine.warmup()
-    return engine
+            name, aliases, addrs = socket.gethostbyname_ex(socket.gethostname())
+            hosts += [name, *aliases, *addrs]
+        except OSError:
+            pass
+    hosts += [h.strip() for h in extra.split(",") if h.strip()]
+    return sorted({h for h in hosts if h not in ("0.0.0.0", "::", "")})
 
 
 def run(args: argparse.Namespace) -> None:
     import uvicorn
 
     from dermai.web.app import create_app
+    from dermai.web.engine import build_engine
 
     prm = params_mod.load_or_defaults(args.params)
-    if args.max_upload_mb <= 0 or args.queue < 0 or args.threads < 1:
-        raise DermaiError("--max-upload-mb and --threads must be positive, --queue >= 0")
+    if args.max_upload_mb <= 0 or args.queue < 0 or args.threads < 1 or args.body_timeout <= 0:
+        raise DermaiError("--max-upload-mb, --threads and --body-timeout must be positive, "
+                          "--queue >= 0")
     from dermai.io.pipeline import pipeline_file, stage_option
 
     if args.model is None and args.keras is None:  # both from the pipeline: Grad-CAM if trained
@@ -88,8 +80,11 @@ def run(args: argparse.Namespace) -> None:
     args.model = pipeline_file("export", "--int8-out", args.model)
     engine = build_engine(args.model, args.keras, threads=args.threads,
                           max_pixels=prm.index.max_pixels)
+    hosts = allowed_hosts(args.host, args.allowed_hosts)
     app = create_app(engine, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                     max_queue=args.queue)
+                     max_queue=args.queue, body_timeout=args.body_timeout,
+                     allowed_hosts=hosts)
+    log.info("answering to host names: %s", ", ".join(hosts))
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone on that network can use this demo", args.host)
     log.info("%s", DISCLAIMER)

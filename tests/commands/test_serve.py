@@ -23,7 +23,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    from dermai.stages import serve
+    from dermai.commands import serve
 
     p = argparse.ArgumentParser()
     serve.add_arguments(p)
@@ -33,7 +33,7 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_run_binds_loopback_by_default(models, monkeypatch, tmp_path):
     import uvicorn
 
-    from dermai.stages import serve
+    from dermai.commands import serve
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
@@ -43,7 +43,7 @@ def test_run_binds_loopback_by_default(models, monkeypatch, tmp_path):
 
 
 def test_bad_model_paths_are_one_line_errors(tmp_path):
-    from dermai.stages.serve import build_engine
+    from dermai.web.engine import build_engine
 
     with pytest.raises(DermaiError, match="model not found"):
         build_engine(tmp_path / "missing.tflite", None)
@@ -53,8 +53,8 @@ def test_bad_model_paths_are_one_line_errors(tmp_path):
 
 
 def test_fifty_concurrent_uploads_to_a_live_server_all_succeed(models):
-    from dermai.stages.serve import build_engine
     from dermai.web.app import create_app
+    from dermai.web.engine import build_engine
 
     engine = build_engine(models["float32"], models["keras"], threads=1)
     app = create_app(engine, workers=1, max_queue=64)
