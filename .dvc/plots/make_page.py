@@ -51,13 +51,20 @@ GUARD = """<script>
     box.appendChild(p);
     box.setAttribute("data-plot-error", msg);
   }
+  // For tests and the curious: every chart's Vega view, and how many are still drawing.
+  window.dermaiViews = {};
+  window.dermaiPending = 0;
   window.vegaEmbed = function (el, spec, opt) {
     if (!spec || Object.keys(spec).length === 0) {
-      fail(el, "no data (is the plot's data file missing? run `dvc plots show` and read its warnings)");
+      fail(el, "no data (a data file is missing or empty; `dermai plots` names it)");
       return Promise.resolve(null);
     }
     var o = Object.assign({renderer: "svg", actions: false}, opt || {});
-    return embed(el, spec, o).catch(function (e) { fail(el, String(e)); });
+    window.dermaiPending += 1;
+    return embed(el, spec, o)
+      .then(function (r) { window.dermaiViews[el] = r.view; return r; })
+      .catch(function (e) { fail(el, String(e)); })
+      .finally(function () { window.dermaiPending -= 1; });
   };
 })();
 </script>
