@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dermai
 
-.PHONY: run test test-all lint lint-imports check-data browser-deps web-deps site clean-venv
+.PHONY: run test test-all lint lint-imports check-data browser-deps web-deps site clean-venv plots-vendor
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "need Python >= 3.11"'
@@ -67,3 +67,11 @@ check-data: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+## plots-vendor: re-vendor Vega/Vega-Lite/Vega-Embed (npm) into the offline plots page
+## .dvc/plots/page.html (change the pinned versions here; licences stay in .dvc/plots/vendor/)
+VEGA_PKGS := vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0
+plots-vendor:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(VEGA_PKGS) >/dev/null && \
+	  for f in *.tgz; do d=$${f%-*}; mkdir $$d && tar xzf $$f -C $$d; done && cd - >/dev/null && \
+	  $(PYTHON) .dvc/plots/make_page.py $$tmp && rm -rf $$tmp

@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", "src", "expectations",
-                 ".dvc/config", ".dvc/.gitignore", "data/.gitignore"]
+                 ".dvc/config", ".dvc/.gitignore", ".dvc/plots", "data/.gitignore"]
 
 # A tiny config: 4 classes, 80 images, weights none, 32 px, 1 epoch per phase.
 TINY = {

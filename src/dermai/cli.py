@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("dermai.commands.serve", "local demo web app (not a diagnosis)"),
     "export-web": ("dermai.commands.export_web",
                    "static offline web app that runs the model on the device"),
+    "plots": ("dermai.commands.plots",
+              "check every dvc.yaml plot has data, then write the offline plots page"),
 }
 
 log = logging.getLogger("dermai")

@@ -242,3 +242,18 @@ def test_two_processes_train_byte_identical_archives(tmp_path: Path) -> None:
     for part in ("head", "upper"):
         assert (tmp_path / f"a_{part}.keras").read_bytes() == \
             (tmp_path / f"b_{part}.keras").read_bytes(), part
+
+
+def test_curves_file_has_every_epoch_with_its_phase_and_the_kept_epoch(run) -> None:
+    tracker, _, _, folder = run
+    rows = json.loads((folder / "plots" / "custom" / "training.json").read_text())
+    cfg = _cfg()
+    steps = sorted({r["step"] for r in rows})
+    assert steps == list(range(len(tracker.scores)))
+    assert {r["step"] for r in rows if r["kept"]} == {tracker.best_epoch}
+    for r in rows:
+        assert r["phase"] == ("head" if r["step"] < cfg.head_epochs else "fine-tune")
+    val = {r["step"]: r["value"] for r in rows
+           if (r["split"], r["metric"]) == ("validation", "balanced accuracy")}
+    assert val == {i: pytest.approx(s, abs=1e-5) for i, s in enumerate(tracker.scores)}
+    assert {r["split"] for r in rows} == {"train", "validation"}

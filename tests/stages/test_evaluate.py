@@ -96,11 +96,17 @@ def test_evaluate_outputs_and_determinism(project, caplog):
         for k in ("accuracy", "balanced_accuracy", "macro_auc"):
             assert m["ci"][k]["low"] <= m[k] <= m["ci"][k]["high"]
         assert m["calibration"]["ece_after"] is not None
-    plots = a / "live" / "plots" / "sklearn" / "test"
-    assert (plots / "confusion_matrix.json").is_file()
-    assert {p.stem for p in (plots / "roc").glob("*.json")} == set(CLASSES)
-    assert {p.stem for p in (plots / "calibration").glob("*.json")} == {"calibrated",
-                                                                       "uncalibrated"}
+    plots = a / "live" / "plots" / "custom" / "test"  # long format, see core/plotdata.py
+    confusion = json.loads((plots / "confusion.json").read_text())
+    assert len(confusion) == len(CLASSES) ** 2
+    assert sum(r["count"] for r in confusion) == 24
+    roc = json.loads((plots / "roc.json").read_text())
+    assert {r["class"] for r in roc} == set(CLASSES)
+    assert all("AUC" in r["legend"] for r in roc)
+    assert {r["class"] for r in json.loads((plots / "precision_recall.json").read_text())} \
+        == set(CLASSES)
+    reliability = json.loads((plots / "reliability.json").read_text())
+    assert {r["curve_index"] for r in reliability} == {0, 1}
     cal = json.loads((a / "calibration.json").read_text())
     assert cal["temperature"] == metrics["temperature"] > 0
     # Validation NLL can only go down: T=1 is inside the search bounds.

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from dermai import params as params_mod
 from dermai.core import metrics as M
+from dermai.core import plotdata
 from dermai.core.imbalance import class_weights, sampling_weights
 from dermai.models import data
 from dermai.models.archive import save_keras
@@ -101,6 +102,7 @@ class Tracker:
         self.best_metrics: dict[str, float] | None = None
         self.best_logged: dict[str, float] | None = None
         self.epoch = 0
+        self.history: list[tuple[int, int, dict[str, float]]] = []  # for the curves chart
 
     def end_epoch(self, val_proba: np.ndarray, y_val: np.ndarray, logs: dict[str, float],
                   phase: int, weights_of: keras.Model) -> None:
@@ -111,6 +113,7 @@ class Tracker:
         for name, value in logged.items():
             self.live.log_metric(name, value)
         self.live.log_metric("phase", phase, plot=False)
+        self.history.append((self.epoch, phase, logged))
         log.info("epoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
                  self._progress_label(), phase, logs.get("loss", np.nan), m["accuracy"],
                  m["balanced_accuracy"], m["macro_auc"], self._timing(phase))
@@ -156,6 +159,10 @@ class Tracker:
                 target = summary.setdefault(section, {}) if section else summary
                 target[key] = value
         summary["best_epoch"] = self.best_epoch
+        # Train and validation curves in one chart, with the phase and the kept epoch
+        # (long format; drawn by .dvc/plots/dermai_training.json).
+        self.live.log_plot("training", plotdata.training_rows(self.history, self.best_epoch),
+                           x="step", y="value", template=None)
         summary["train_images"] = n_train
         if self.best_metrics is not None:
             summary["best_val_balanced_accuracy"] = self.best

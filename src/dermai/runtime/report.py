@@ -20,6 +20,7 @@ from PIL import Image
 
 from dermai import DISCLAIMER
 from dermai.core import calibration as C
+from dermai.core import plotdata as P
 from dermai.core.evaluation import HEADLINE, most_confident_mistakes, report
 from dermai.io.atomic import atomic_open, atomic_path, write_csv, write_json
 from dermai.params import Params
@@ -80,31 +81,17 @@ def log_report(live: Any, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
     live.summary[prefix]["subgroups"] = rep["subgroups"]
 
     y = np.asarray(y)
-    t = cal["temperature"]
-    proba = C.probabilities(logits, t)
-    pred = proba.argmax(axis=1)
-    names = np.asarray(classes)
-    live.log_sklearn_plot("confusion_matrix", names[y].tolist(), names[pred].tolist(),
-                          name=f"{prefix}/confusion_matrix",
-                          title=f"{prefix}: confusion matrix")
-    for c, cls in enumerate(classes):
-        pos = (y == c).astype(np.int64)
-        if 0 < pos.sum() < len(pos):  # one-vs-rest curves need both outcomes
-            live.log_sklearn_plot("roc", pos, proba[:, c], name=f"{prefix}/roc/{cls}",
-                                  title=f"{prefix}: ROC one-vs-rest")
-            live.log_sklearn_plot("precision_recall", pos, proba[:, c],
-                                  name=f"{prefix}/precision_recall/{cls}",
-                                  title=f"{prefix}: precision-recall one-vs-rest")
-    # Reliability diagram: top-label confidence vs accuracy, before and after temperature.
-    for label, temp in (("uncalibrated", 1.0), ("calibrated", t)):
-        p = C.probabilities(logits, temp)
-        correct = (p.argmax(axis=1) == y).astype(np.int64)
-        if len(correct):  # pos_label given: an all-correct set still has a diagram
-            live.log_sklearn_plot("calibration", correct, p.max(axis=1),
-                                  name=f"{prefix}/calibration/{label}",
-                                  title=f"{prefix}: reliability (top-label)",
-                                  x_label="Confidence", y_label="Accuracy",
-                                  n_bins=cal["bins"], strategy="uniform", pos_label=1)
+    proba = C.probabilities(logits, cal["temperature"])
+    # Long-format plot data, one file per chart with the class in a field, drawn by the
+    # templates in .dvc/plots/ (dvc.yaml `plots:`); x/y only label the data for dvclive.
+    for kind, rows, x, y_field in (
+        ("confusion", P.confusion_rows(rep["confusion_matrix"]["matrix"], classes),
+         "actual", "predicted"),
+        ("roc", P.roc_rows(y, proba, classes), "fpr", "tpr"),
+        ("precision_recall", P.pr_rows(y, proba, classes), "recall", "precision"),
+        ("reliability", P.reliability_rows(cal), "confidence", "accuracy"),
+    ):
+        live.log_plot(f"{prefix}/{kind}", rows, x=x, y=y_field, template=None)
 
 
 def write_predictions(path: Path, ids: Sequence[str], y: np.ndarray, proba: np.ndarray,
