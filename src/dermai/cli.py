@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("dermai.stages.serve", "local demo web app (not a diagnosis)"),
     "export-web": ("dermai.commands.export_web",
                    "static offline web app that runs the model on the device"),
+    "compare": ("dermai.commands.compare",
+                "is B better than A? paired bootstrap CIs and McNemar on the same test images"),
 }
 
 log = logging.getLogger("dermai")
