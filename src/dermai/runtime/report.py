@@ -109,11 +109,11 @@ def log_report(live: Any, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
 
 def write_predictions(path: Path, ids: Sequence[str], y: np.ndarray, proba: np.ndarray,
                       classes: Sequence[str]) -> None:
-    import pandas as pd
-
     """Per image: id, true label, top-1, confidence and the calibrated probability per class
     (`p_<class>`, what `dermai compare` reads). Fixed "%.6f" text, so equal probabilities give
     equal bytes and no value turns into 1e-06 notation."""
+    import pandas as pd
+
     pred = proba.argmax(axis=1)
 
     def fixed(v: np.ndarray) -> list[str]:
