@@ -15,7 +15,7 @@ from typing import Any
 
 from dermai.core.headline import headline
 from dermai.errors import DermaiError
-from dermai.io import write_json
+from dermai.io.atomic import write_json
 
 log = logging.getLogger(__name__)
 
