@@ -139,11 +139,10 @@ def _fmt(v: float, signed: bool = False) -> str:
 
 def report(a: Predictions, b: Predictions, n_resamples: int, seed: int) -> str:
     """The comparison as printable text."""
-    from dermai.core.paired import headline_metrics, mcnemar, paired_bootstrap
+    from dermai.core.paired import mcnemar, paired_bootstrap_headline
 
     y, pa, pb = align(a, b)
-    cis = paired_bootstrap(headline_metrics(len(a.classes)), y, pa, pb,
-                           n_resamples=n_resamples, seed=seed)
+    cis = paired_bootstrap_headline(y, pa, pb, n_resamples=n_resamples, seed=seed)
     mc = mcnemar(pa.argmax(1) == y, pb.argmax(1) == y)
     lines = [f"dermai compare: B - A on the same {len(y)} test images",
              f"  A = {a.name}", f"  B = {b.name}", "",

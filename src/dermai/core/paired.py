@@ -106,3 +106,90 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
                        "exact")
     stat = max(abs(b - c) - 1.0, 0.0) ** 2 / n
     return McNemar(b, c, float(stat), float(chi2.sf(stat, 1)), "chi2")
+
+
+# --------------------------------------------------------------------------- fast path
+# The generic loop above re-ranks every resample (a 1,000-image, 7-class test set: ~10 s per
+# 1,000 resamples on an idle core). The same numbers follow from each resample's multiplicity
+# weights w (how often each image was drawn) with one sort per class, vectorised over resamples.
+
+
+def _weighted_auc(pos: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """ROC AUC of `score` for `pos` per resample, from weights `w` (n images x R resamples);
+    NaN where a resample has no positive or no negative weight. Ties count one half, as in the
+    Mann-Whitney U."""
+    order = np.argsort(score, kind="stable")
+    s, p = score[order], pos[order]
+    ws = w[order]
+    wneg, wpos = ws * ~p[:, None], ws * p[:, None]
+    if len(s) > 1 and np.any(s[1:] == s[:-1]):  # tie groups
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        neg_tie = np.add.reduceat(wneg, starts, axis=0)
+        pos_tie = np.add.reduceat(wpos, starts, axis=0)
+    else:
+        neg_tie, pos_tie = wneg, wpos
+    neg_below = np.cumsum(neg_tie, axis=0) - neg_tie  # negatives strictly below each score
+    u = np.sum(pos_tie * (neg_below + 0.5 * neg_tie), axis=0)
+    n_pos, n_neg = wpos.sum(axis=0), wneg.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+
+
+def _headline_weighted(y: np.ndarray, proba: np.ndarray, w: np.ndarray,
+                       n_classes: int) -> dict[str, np.ndarray]:
+    """Accuracy, balanced accuracy and macro AUC of `proba` on each weighted resample (`w`:
+    n images x R resamples)."""
+    correct = (proba.argmax(axis=1) == y).astype(np.float64)
+    wc = w * correct[:, None]
+    recalls, aucs = [], []
+    for c in range(n_classes):
+        m = y == c
+        support = w[m].sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls.append(np.where(support > 0, wc[m].sum(axis=0) / support, np.nan))
+        aucs.append(_weighted_auc(m, proba[:, c], w))
+
+    def nanmean(rows: list[np.ndarray]) -> np.ndarray:
+        a = np.stack(rows, axis=1)
+        ok = np.isfinite(a)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ok.any(axis=1), np.where(ok, a, 0).sum(axis=1) / ok.sum(axis=1),
+                            np.nan)
+
+    return {"accuracy": wc.sum(axis=0) / w.sum(axis=0),
+            "balanced_accuracy": nanmean(recalls), "macro_auc": nanmean(aucs)}
+
+
+def paired_bootstrap_headline(y: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray, *,
+                              n_resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                              chunk: int = 250) -> dict[str, DiffCI]:
+    """`paired_bootstrap(headline_metrics(k), ...)`, same resamples and result, vectorised."""
+    y = np.asarray(y)
+    proba_a, proba_b = np.asarray(proba_a, dtype=np.float64), np.asarray(proba_b, np.float64)
+    n, k = len(y), proba_a.shape[1]
+    if proba_a.shape != proba_b.shape or len(proba_a) != n:
+        raise ValueError(f"shapes differ: y {y.shape}, A {proba_a.shape}, B {proba_b.shape}")
+    if not n or n_resamples <= 0:
+        return paired_bootstrap(headline_metrics(k), y, proba_a, proba_b,
+                                n_resamples=n_resamples, seed=seed, level=level)
+    idx = resample_indices(n, n_resamples, seed)
+    diffs: dict[str, list[np.ndarray]] = {m: [] for m in headline_metrics(k)}
+    for start in range(0, n_resamples, chunk):
+        part = idx[start:start + chunk]
+        flat = (np.arange(len(part))[:, None] * n + part).ravel()
+        w = np.bincount(flat, minlength=len(part) * n).reshape(len(part), n).T.astype(np.float64)
+        ma, mb = _headline_weighted(y, proba_a, w, k), _headline_weighted(y, proba_b, w, k)
+        for m in diffs:
+            diffs[m].append(mb[m] - ma[m])
+    tail = (1.0 - level) / 2.0 * 100.0
+    out = {}
+    for name, fn in headline_metrics(k).items():
+        a, b = float(fn(y, proba_a)), float(fn(y, proba_b))
+        d = np.concatenate(diffs[name])
+        d = d[np.isfinite(d)]
+        if len(d):
+            lo, hi = np.percentile(d, [tail, 100.0 - tail])
+            out[name] = DiffCI(a, b, b - a, float(lo), float(hi), level, len(d))
+        else:
+            out[name] = DiffCI(a, b, b - a, float("nan"), float("nan"), level, 0)
+    return out
