@@ -12,7 +12,7 @@ import yaml
 from dermai.cli import COMMANDS, build_parser, main
 
 STAGES = ["sample", "index", "dedup", "split", "validate", "pretrained", "tfrecords", "train",
-          "evaluate", "export"]
+          "evaluate", "export", "headline"]
 
 
 def test_stage_commands_match_dvc_yaml_stage_names():

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dermai.stages.train", "two-phase fine-tuning with class-imbalance handling"),
     "evaluate": ("dermai.stages.evaluate", "metrics with CIs, subgroups, calibration"),
     "export": ("dermai.stages.export", "TFLite float32 and int8 export with parity checks"),
+    "headline": ("dermai.stages.headline", "gather the headline metrics into one small file"),
     "predict": ("dermai.commands.predict", "predict conditions for images (not a diagnosis)"),
     "evaluate-external": ("dermai.commands.evaluate_external",
                           "the evaluate metrics on any labelled image folder"),
@@ -37,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "static offline web app that runs the model on the device"),
     "plots": ("dermai.commands.plots",
               "check every dvc.yaml plot has data, then write the offline plots page"),
+    "compare": ("dermai.commands.compare",
+                "is B better than A? paired bootstrap CIs and McNemar on the same test images"),
 }
 
 log = logging.getLogger("dermai")

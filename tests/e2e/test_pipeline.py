@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_repro_push_pull_roundtrip(project: Path, tmp_path: Path):
     exp = sh("dvc", "exp", "run", "-S", "train.lr=0.002", cwd=clone)
     assert "Running stage 'train'" in exp.stdout and "Running stage 'index'" not in exp.stdout
     metrics = sh("dvc", "metrics", "show", cwd=clone).stdout
-    assert "best_val_balanced_accuracy" in metrics and "indexed" in metrics
+    assert "acc_ci" in metrics and "images" in metrics and "best_val" not in metrics
     shown = sh("dvc", "exp", "show", "--csv", cwd=clone).stdout
     assert "0.002" in shown
     sh("dermai", "plots", "--check-only", cwd=clone)  # every dvc.yaml plot has its data
@@ -85,3 +86,51 @@ def test_failed_gate_stops_repro_before_train(project: Path):
     assert "Running stage 'train'" not in err
     assert not (project / "models/model.keras").exists()
     assert not (project / "data/tfrecords").exists()
+
+
+def queue_until_done(project: Path, timeout_s: float = 1500) -> str:
+    """Wait for DVC's queue workers to finish every queued experiment; returns the status."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = sh("dvc", "queue", "status", cwd=project).stdout
+        if not any(s in status for s in ("Queued", "Running")):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"queue not done after {timeout_s} s:\n{status}")
+        time.sleep(5)
+
+
+@pytest.mark.slow
+def test_queue_two_learning_rates_then_compare(project: Path):
+    """The README's recipe: `dvc exp run --queue -S 'train.lr=1e-3,3e-4'`, `dvc queue start
+    -j 2`, then `dermai compare` the two experiments; the headline metrics stay narrow."""
+    sh("dvc", "repro", cwd=project)
+    metrics = sh("dvc", "metrics", "show", cwd=project).stdout
+    width = max(len(line.rstrip()) for line in metrics.splitlines())
+    assert width <= 120, metrics
+    assert "metrics.json" in metrics and "acc_ci" in metrics and "index_summary" not in metrics
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "baseline outputs", cwd=project)
+
+    queued = sh("dvc", "exp", "run", "--queue", "-S", "train.lr=1e-3,3e-4", cwd=project)
+    assert queued.stdout.count("Queued experiment") == 2, queued.stdout
+    try:
+        sh("dvc", "queue", "start", "-j", "2", cwd=project)
+        status = queue_until_done(project)
+    finally:
+        sh("dvc", "queue", "stop", "--kill", cwd=project, check=False)
+    assert status.count("Success") == 2, status
+    names = sh("dvc", "exp", "list", "--name-only", cwd=project).stdout.split()
+    assert len(names) == 2, names
+
+    header = sh("dvc", "exp", "show", "--only-changed", "--csv", cwd=project).stdout
+    columns = header.splitlines()[0].split(",")
+    assert "train.lr" in columns and len(columns) <= 25, columns
+
+    out = sh("dermai", "compare", *names, cwd=project).stdout
+    assert "B - A on the same" in out and "McNemar on top-1" in out and "Verdict:" in out
+    bad = sh("dermai", "compare", names[0], "no-such-exp", cwd=project, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "dermai compare: error: 'no-such-exp' is neither a predictions file nor a known "
+        "experiment or Git revision in .")

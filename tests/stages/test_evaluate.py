@@ -120,6 +120,19 @@ def test_evaluate_outputs_and_determinism(project, caplog):
     assert guard["measured"]["n_train"] == 12
     summary = json.loads((a / "model_card.json").read_text())
     assert summary["classes"] == CLASSES and summary["metrics"]["n"] == 24
+    # Per-image test predictions, what `dermai compare` pairs: fixed-format calibrated
+    # probabilities whose argmax and accuracy match the report.
+    lines = (a / "reports" / "predictions_test.csv").read_text().splitlines()
+    assert lines[0] == ",".join(["image_id", "label", "predicted", "confidence",
+                                 *(f"p_{c}" for c in CLASSES)])
+    rows = [r.split(",") for r in lines[1:]]
+    assert len(rows) == 24 and len({r[0] for r in rows}) == 24
+    for r in rows:
+        probs = [float(v) for v in r[4:]]
+        assert all(len(v.split(".")[1]) == 6 for v in r[3:])
+        assert abs(sum(probs) - 1) < 1e-4 and r[2] == CLASSES[probs.index(max(probs))]
+    acc = sum(r[1] == r[2] for r in rows) / len(rows)
+    assert acc == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
 
     # The temperature is "saved with the model": inference picks it up from beside the model.
     model_dir = project / "models"

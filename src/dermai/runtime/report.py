@@ -96,14 +96,21 @@ def log_report(live: Any, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
 
 def write_predictions(path: Path, ids: Sequence[str], y: np.ndarray, proba: np.ndarray,
                       classes: Sequence[str]) -> None:
+    """Per image: id, true label, top-1, confidence and the calibrated probability per class
+    (`p_<class>`, what `dermai compare` reads). Fixed "%.6f" text, so equal probabilities give
+    equal bytes and no value turns into 1e-06 notation."""
     import pandas as pd
 
     pred = proba.argmax(axis=1)
+
+    def fixed(v: np.ndarray) -> list[str]:
+        return [f"{x:.6f}" for x in np.asarray(v, dtype=np.float64)]
+
     df = pd.DataFrame({"image_id": list(ids), "label": [classes[i] for i in y],
                        "predicted": [classes[i] for i in pred],
-                       "confidence": np.round(proba.max(axis=1), 6)})
+                       "confidence": fixed(proba.max(axis=1))})
     for c, cls in enumerate(classes):
-        df[f"p_{cls}"] = np.round(proba[:, c], 6)
+        df[f"p_{cls}"] = fixed(proba[:, c])
     write_csv(path, df)
 
 

@@ -1,0 +1,136 @@
+"""Paired bootstrap of differences and McNemar's test, against brute force and hand cases."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dermai.core.paired import (
+    EXACT_BELOW,
+    headline_metrics,
+    mcnemar,
+    paired_bootstrap,
+    paired_bootstrap_headline,
+)
+
+
+def data(n: int, seed: int = 0, k: int = 4, boost: float = 0.4):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    p = rng.dirichlet(np.ones(k), n)
+    p[np.arange(n), y] += boost
+    return y, p / p.sum(1, keepdims=True)
+
+
+def test_identical_predictions_give_exactly_zero():
+    y, p = data(60)
+    out = paired_bootstrap(headline_metrics(4), y, p, p.copy(), n_resamples=200, seed=3)
+    for ci in out.values():
+        assert (ci.diff, ci.low, ci.high) == (0.0, 0.0, 0.0)
+        assert not ci.exceeds_noise
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 40))
+def test_swapping_a_and_b_negates_the_interval(seed: int, n: int):
+    y, pa = data(n, seed)
+    _, pb = data(n, seed + 1)
+    ab = paired_bootstrap(headline_metrics(4), y, pa, pb, n_resamples=40, seed=seed)
+    ba = paired_bootstrap(headline_metrics(4), y, pb, pa, n_resamples=40, seed=seed)
+    for k in ab:
+        assert ba[k].diff == pytest.approx(-ab[k].diff, abs=1e-12)
+        if ab[k].n_resamples:
+            assert ba[k].low == pytest.approx(-ab[k].high, abs=1e-12)
+            assert ba[k].high == pytest.approx(-ab[k].low, abs=1e-12)
+        assert ab[k].n_resamples == ba[k].n_resamples
+
+
+def test_matches_the_exact_bootstrap_distribution_by_enumeration():
+    """n = 5 images: all 5^5 index tuples give the exact bootstrap distribution of the accuracy
+    difference; the seeded Monte Carlo interval must sit on its percentiles."""
+    y = np.array([0, 0, 1, 1, 0])
+    pa = np.eye(2)[[0, 1, 1, 0, 0]].astype(float)  # A right on 0, 2, 4
+    pb = np.eye(2)[[0, 0, 1, 1, 1]].astype(float)  # B right on 0, 1, 2, 3
+    da = (pa.argmax(1) == y).astype(float)
+    db = (pb.argmax(1) == y).astype(float)
+    exact = np.array([db[list(t)].mean() - da[list(t)].mean()
+                      for t in itertools.product(range(5), repeat=5)])
+    lo, hi = np.percentile(exact, [2.5, 97.5])
+    acc = {"accuracy": headline_metrics(2)["accuracy"]}
+    ci = paired_bootstrap(acc, y, pa, pb, n_resamples=4000, seed=0)["accuracy"]
+    assert ci.diff == pytest.approx(db.mean() - da.mean())
+    # the distribution lives on multiples of 1/5: the MC percentiles land on the same atoms
+    assert ci.low == pytest.approx(lo, abs=1 / 5 + 1e-9)
+    assert ci.high == pytest.approx(hi, abs=1 / 5 + 1e-9)
+    assert abs(ci.low - lo) + abs(ci.high - hi) < 0.25
+
+
+def test_seeded_and_a_clear_winner_exceeds_noise():
+    y, good = data(200, 1, boost=1.0)
+    _, bad = data(200, 2, boost=0.0)
+    one = paired_bootstrap(headline_metrics(4), y, bad, good, n_resamples=150, seed=7)
+    two = paired_bootstrap(headline_metrics(4), y, bad, good, n_resamples=150, seed=7)
+    assert one == two
+    for ci in one.values():
+        assert ci.low <= ci.diff <= ci.high
+        assert ci.low > 0 and ci.exceeds_noise
+
+
+def test_pairing_is_narrower_than_the_unpaired_intervals():
+    """B = A with a few flips: the paired CI is far narrower than either model's own CI."""
+    y, pa = data(500, 4)
+    pb = pa.copy()
+    pb[:10] = pb[:10, ::-1]
+    ci = paired_bootstrap(headline_metrics(4), y, pa, pb, n_resamples=300, seed=0)["accuracy"]
+    assert ci.high - ci.low < 0.03
+
+
+def test_shape_mismatch_is_refused():
+    y, p = data(10)
+    with pytest.raises(ValueError, match="shapes differ"):
+        paired_bootstrap(headline_metrics(4), y, p, p[:9])
+
+
+def test_mcnemar_exact_hand_case():
+    # b = 2 (only A right), c = 8 (only B right): two-sided exact p = 2 * P(X <= 2 | 10, 1/2)
+    ca = np.array([1] * 2 + [0] * 8 + [1] * 5 + [0] * 3, bool)
+    cb = np.array([0] * 2 + [1] * 8 + [1] * 5 + [0] * 3, bool)
+    r = mcnemar(ca, cb)
+    assert (r.a_only, r.b_only, r.method) == (2, 8, "exact")
+    assert r.p_value == pytest.approx(2 * (1 + 10 + 45) / 1024)
+    assert mcnemar(cb, ca).p_value == pytest.approx(r.p_value)
+
+
+def test_mcnemar_chi_square_hand_case_and_no_discordance():
+    ca = np.array([1] * 10 + [0] * 30, bool)
+    r = mcnemar(ca, ~ca)
+    assert (r.a_only, r.b_only, r.method) == (10, 30, "chi2") and EXACT_BELOW <= 40
+    assert r.statistic == pytest.approx((20 - 1) ** 2 / 40)
+    assert r.p_value == pytest.approx(0.0026631, rel=1e-3)  # chi2.sf(9.025, 1)
+    same = mcnemar(ca, ca)
+    assert (same.a_only, same.b_only, same.p_value) == (0, 0, 1.0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 40), k=st.integers(2, 6),
+       decimals=st.sampled_from([1, 2, 6]), chunk=st.integers(1, 50))
+def test_vectorised_headline_path_equals_the_generic_loop(seed, n, k, decimals, chunk):
+    """Oracle: the weighted, vectorised resamples give the generic loop's intervals, with ties
+    (rounded probabilities) and classes missing from small resamples."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    pa = np.round(rng.dirichlet(np.ones(k), n), decimals)
+    pb = np.round(rng.dirichlet(np.ones(k), n), decimals)
+    slow = paired_bootstrap(headline_metrics(k), y, pa, pb, n_resamples=30, seed=seed)
+    fast = paired_bootstrap_headline(y, pa, pb, n_resamples=30, seed=seed, chunk=chunk)
+    assert slow.keys() == fast.keys()
+    for m in slow:
+        s, f = slow[m], fast[m]
+        assert f.n_resamples == s.n_resamples
+        for attr in ("a", "b", "diff", "low", "high"):
+            sv, fv = getattr(s, attr), getattr(f, attr)
+            assert (np.isnan(sv) and np.isnan(fv)) or fv == pytest.approx(sv, abs=1e-12), attr
