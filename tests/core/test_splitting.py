@@ -141,3 +141,37 @@ def test_ensure_presence_moves_a_whole_group_into_the_missing_split():
     # below the threshold nothing moves
     same, none = ensure_presence(assign, labels, groups, 4, seed=0)
     assert none == [] and (same == assign).all()
+
+
+def test_ensure_presence_moves_every_image_of_a_multi_image_group():
+    """Every group of the rare label has several images, so a move of one image would split
+    a group across two splits (and leave the donor split still holding part of it)."""
+    labels = ["a"] * 10 + ["b"] * 9
+    groups = [f"a{i}" for i in range(10)] + ["b0"] * 2 + ["b1"] * 3 + ["b2"] * 4
+    assign = np.array(["train"] * 8 + ["val", "test"] + ["train"] * 9, dtype=object)
+    out, moves = ensure_presence(assign, labels, groups, 3, seed=0)
+    b = np.array(labels) == "b"
+    g = np.array(groups)
+    assert set(out[b]) == set(SPLITS)
+    assert crossing_keys(out, groups) == set()
+    assert len(moves) == 2
+    for line in moves:  # "b: group b0 (2 images) train -> val"
+        pick = line.split()[2]
+        n = int((g == pick).sum())
+        assert f"({n} images)" in line
+        target = line.rsplit(" ", 1)[1]
+        assert set(out[g == pick]) == {target}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets(min_n=10, max_n=300), st.integers(1, 4))
+def test_ensure_presence_keeps_groups_whole_and_moves_only_whole_groups(data, min_groups):
+    strata, groups, seed = data
+    before = group_split(strata, groups, FR, seed)
+    out, moves = ensure_presence(before, strata, groups, min_groups, seed)
+    assert crossing_keys(out, groups) == set()
+    g = np.asarray(groups)
+    changed = set(g[out != before].tolist())
+    for key in changed:  # a moved group moved entirely, from one split to one split
+        assert len(set(out[g == key])) == 1 and len(set(before[g == key])) == 1
+    assert len(changed) <= len(moves)
