@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from dermai.core import metrics as M
 from dermai.core.bootstrap import bootstrap_ci, bootstrap_cis
@@ -63,3 +64,31 @@ def test_no_resamples_gives_nan_interval():
     y, p = data(10)
     ci = bootstrap_ci(acc, y, p, n_resamples=0)
     assert np.isnan(ci.low) and ci.point == acc(y, p)
+
+
+def brute_force_interval(y, p, n_resamples: int, seed: int, level: float) -> tuple[float, float]:
+    """The percentile interval by hand: the same seeded resamples, metric per resample, the
+    (1 - level) / 2 tails cut from each side."""
+    from dermai.core.bootstrap import resample_indices
+
+    values = [acc(y[i], p[i]) for i in resample_indices(len(y), n_resamples, seed)]
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+@pytest.mark.parametrize("level", [0.95, 0.9, 0.8])
+def test_interval_is_the_stated_level_computed_by_hand(level):
+    y, p = data(150, seed=3)
+    ci = bootstrap_ci(acc, y, p, n_resamples=400, seed=5, level=level)
+    assert ci.level == level
+    assert (ci.low, ci.high) == pytest.approx(brute_force_interval(y, p, 400, 5, level))
+
+
+def test_default_interval_is_95_percent_and_wider_than_90():
+    y, p = data(150, seed=3)
+    ci = bootstrap_ci(acc, y, p, n_resamples=400, seed=5)
+    assert ci.level == 0.95
+    assert (ci.low, ci.high) == pytest.approx(brute_force_interval(y, p, 400, 5, 0.95))
+    narrow = brute_force_interval(y, p, 400, 5, 0.90)
+    assert ci.high - ci.low > narrow[1] - narrow[0]
