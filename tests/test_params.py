@@ -89,3 +89,15 @@ def test_ints_are_accepted_for_floats():
 def test_missing_file_is_one_line_error(tmp_path):
     with pytest.raises(DermaiError, match="not found"):
         params.load(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("key", ["train.lr", "split.train", "validate.size_rel_tolerance"])
+def test_a_bool_is_not_a_float_param(tmp_path, key):
+    """YAML `true` is a bool, and Python's bool is an int: it must not pass as 1.0."""
+    section, name = key.split(".")
+    path = tmp_path / "params.yaml"
+    path.write_text(f"{section}:\n  {name}: true\n")
+    with pytest.raises(DermaiError) as info:
+        params.load(path)
+    message = str(info.value)
+    assert "\n" not in message and key in message
