@@ -248,6 +248,16 @@ def _image_twice(f: Frames) -> None:
     f["val"] = pd.concat([f["val"], f["train"].iloc[[10]]], ignore_index=True)
 
 
+def _unindexed_split_row(f: Frames) -> None:
+    stray = f["val"].iloc[[0]].assign(image_id="img999", path="images/img999.jpg")
+    f["val"] = pd.concat([f["val"], stray], ignore_index=True)
+
+
+def _val_too_small(f: Frames) -> None:
+    for i, dst in [(8, "train"), (18, "train"), (28, "test"), (38, "test")]:
+        move(f, image_id(i), dst)  # val 8 -> 4 rows; train 66, test 10 stay within bounds
+
+
 BREAKAGES: list[tuple[str, Callable[[Frames], None], list[str], list[str]]] = [
     # id, mutation, expectations that must be named, expectations that must not
     ("duplicate_sha1_in_test", _dup_into_test,
@@ -271,6 +281,12 @@ BREAKAGES: list[tuple[str, Callable[[Frames], None], list[str], list[str]]] = [
     ("image_in_two_splits", _image_twice, ["splits.image_in_one_split (2 unexpected)"], []),
     ("patient_across_splits", _patient_across,
      ["splits.cross_split_metadata_group (2 unexpected)"], ["splits.cross_split_leakage_group"]),
+    # a row naming no indexed image cannot match its index row either
+    ("split_row_not_in_index", _unindexed_split_row,
+     ["splits.image_in_index (1 unexpected)", "splits.row_matches_index (1 unexpected)"],
+     ["index.", "splits.val_size"]),
+    ("val_too_small", _val_too_small, ["splits.val_size (observed 4, expected 5..11)"],
+     ["splits.train_size", "splits.test_size", "splits.condition_in_every_split"]),
 ]
 
 
@@ -392,3 +408,65 @@ def test_crash_leaves_no_previous_summary(tmp_path: Path) -> None:
             build_docs=False,
         )
     assert not (out / "summary.json").exists() and not (out / "passed.json").exists()
+
+
+def suite_names(suite: str) -> list[str]:
+    return [e["meta"]["name"]
+            for e in json.loads((EXPECTATIONS / f"{suite}.json").read_text())["expectations"]]
+
+
+def test_every_splits_expectation_has_a_breakage_that_names_it() -> None:
+    named = {n.split(" ")[0] for b in BREAKAGES for n in b[2]}
+    assert {f"splits.{n}" for n in suite_names("splits")} <= named
+
+
+def _drop_group_id(f: Frames) -> None:
+    for name in ("index", "train", "val", "test"):
+        f[name] = f[name].drop(columns=["group_id"])
+
+
+def _null(column: str) -> Callable[[Frames], None]:
+    def mutate(f: Frames) -> None:
+        set_value(f, image_id(10), column, "")  # an empty CSV field is read as null
+
+    return mutate
+
+
+def _null_image_id(f: Frames) -> None:
+    f["index"].loc[10, "image_id"] = ""
+    f["train"] = f["train"][f["train"]["image_id"] != image_id(10)]
+
+
+def _repeated_image_id(f: Frames) -> None:
+    f["index"] = pd.concat([f["index"], f["index"].iloc[[10]]], ignore_index=True)
+
+
+# One breakage of the index table per expectation in expectations/index.json, each made so that
+# it is the only expectation of either suite that fails (split rows are changed along with the
+# index where a value is changed, so the splits suite still agrees with the index).
+INDEX_BREAKAGES: dict[str, Callable[[Frames], None]] = {
+    "columns": _drop_group_id,  # the one contract column no other expectation reads
+    "image_id_not_null": _null_image_id,
+    **{f"{c}_not_null": _null(c) for c in ("path", "condition", "age_group", "source", "sha1",
+                                            "dhash", "width", "height", "format", "bytes")},
+    "image_id_unique": _repeated_image_id,
+    "sha1_format": lambda f: set_value(f, image_id(7), "sha1", "XYZ"),
+    "dhash_format": lambda f: set_value(f, image_id(7), "dhash", "0123456789abcdeG"),
+    "condition_in_set": lambda f: set_value(f, image_id(10), "condition", "melanoma"),
+    "age_group_in_set": lambda f: set_value(f, image_id(10), "age_group", "elderly"),
+}
+
+
+def test_every_index_expectation_has_a_breakage() -> None:
+    assert sorted(INDEX_BREAKAGES) == sorted(suite_names("index"))
+
+
+@pytest.mark.parametrize("name", list(INDEX_BREAKAGES))
+def test_index_breakage_fails_exactly_its_expectation(tmp_path: Path, name: str) -> None:
+    frames = make_frames()
+    INDEX_BREAKAGES[name](frames)
+    summary = run_gate(tmp_path, frames, build_docs=False)
+    failed = {f"{s}.{n}" for s, b in summary["suites"].items()
+              for n, e in b["expectations"].items() if not e["success"]}
+    assert failed == {f"index.{name}"}
+    assert name in suite_names("index")  # the expectation is still in the checked-in suite
