@@ -166,3 +166,47 @@ def test_missing_raw_root_is_one_line_error(tmp_path, capsys):
     _, _, _, rc = run_index(tmp_path, tmp_path / "nowhere")
     assert rc == 1
     assert "raw root is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ham10000_subset_through_the_manifest_layout(tmp_path, ham10000):
+    """A few hundred real HAM10000 images, indexed through the manifest layout with the default
+    manifest params: every listed image indexed, labels, lesion groups, sources and age bins
+    taken from metadata.csv, and the two byte-identical pairs found by SHA1. The images are
+    symlinked into a temp raw root, never copied into the project."""
+    import pandas as pd
+
+    meta = pd.read_csv(ham10000 / "metadata.csv", dtype=str, keep_default_na=False)
+    identical = [("ISIC_0024366", "ISIC_0029861"), ("ISIC_0024777", "ISIC_0029938")]
+    pinned = {i for pair in identical for i in pair}
+    pinned |= set(meta.loc[meta["age"].isin(["", "0"]), "image_id"][:10])  # unknown ages
+    pinned |= set(meta.loc[meta["lesion_id"] == meta["lesion_id"].iloc[0], "image_id"])
+    subset = meta[meta["image_id"].isin(pinned) | (meta.index % 40 == 0)].reset_index(drop=True)
+    assert 250 <= len(subset) <= 400
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    for iid in subset["image_id"]:
+        (raw / "images" / f"{iid}.jpg").symlink_to(ham10000 / "images" / f"{iid}.jpg")
+    subset.to_csv(raw / "metadata.csv", index=False)
+
+    rows, rejects, summary, rc = run_index(tmp_path / "run", raw, layout="manifest")
+    assert rc == 0 and rejects == []
+    assert summary["files_found"] == summary["indexed"] == len(subset)
+    assert summary["by_condition"] == subset["dx"].value_counts().sort_index().to_dict()
+    by_id = {r["image_id"]: r for r in rows}
+    assert len(by_id) == len(rows) == len(subset)
+    for m in subset.to_dict("records"):
+        r = by_id[m["image_id"]]
+        assert r["path"] == f"images/{m['image_id']}.jpg"
+        assert (r["condition"], r["group_id"], r["source"]) == (m["dx"], m["lesion_id"],
+                                                                m["dataset"])
+        age = float(m["age"]) if m["age"] else 0.0
+        want = ("unknown" if age <= 0 else "0-29" if age < 30 else "30-59" if age < 60
+                else "60+")
+        assert r["age_group"] == want, m
+        assert (r["width"], r["height"], r["format"]) == ("200", "150", "JPEG")
+        assert len(r["sha1"]) == 40 and len(r["dhash"]) == 16
+    assert summary["by_age_group"].get("unknown", 0) >= 10
+    for a, b in identical:
+        assert by_id[a]["sha1"] == by_id[b]["sha1"]
+    assert len({r["sha1"] for r in rows}) == len(rows) - len(identical)
