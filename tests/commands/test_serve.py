@@ -52,6 +52,7 @@ def test_bad_model_paths_are_one_line_errors(tmp_path):
         build_engine(tmp_path / "m.onnx", None)
 
 
+@pytest.mark.timeout(600)  # above the test's own 240 s wait, so that one reports first
 def test_fifty_concurrent_uploads_to_a_live_server_all_succeed(models):
     from dermai.web.app import create_app
     from dermai.web.engine import build_engine

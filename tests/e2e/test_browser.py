@@ -25,6 +25,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.timeout(900),  # Chromium start-up and two viewports on a loaded machine
     pytest.mark.skipif(not CHROMIUM.is_file(),
                        reason="needs Debian's chromium at /usr/bin/chromium "
                               "(apt-get install -y chromium)"),

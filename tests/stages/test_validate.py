@@ -353,6 +353,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.timeout(600)  # above the subprocess's own 300 s limit, so that one reports first
 def test_cli_offline_quiet_and_home_untouched(tmp_path: Path) -> None:
     """Subprocess, so GX is imported fresh with HOME pointing at an empty dir."""
     frames = make_frames()
