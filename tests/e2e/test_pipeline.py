@@ -12,9 +12,9 @@ import yaml
 
 from pipeline import sh
 
-# Two full `dvc repro` runs, push/pull and experiments: past the suite's 300 s default on a
-# loaded 2-core machine.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+# Two full `dvc repro` runs, push/pull and experiments: 5 min of CPU, but 30 min wall clock
+# measured on the shared 2-core machine; far past the suite's 300 s default.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 
 def digest(root: Path, rels: list[str]) -> dict[str, str]:

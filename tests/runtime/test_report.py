@@ -11,7 +11,7 @@ import pytest
 from scipy.special import softmax
 
 from dermai.core.evaluation import report
-from dermai.evalreport import EvalSettings, live_session, publish
+from dermai.runtime.report import EvalSettings, live_session, publish
 
 CLASSES = ["a", "b", "c"]
 
