@@ -44,6 +44,7 @@ PROB_TOL = {"float32": 1e-3, "int8": 2e-2}
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.timeout(900),  # Chromium start-up, model load and viewports on a loaded machine
     pytest.mark.skipif(not CHROMIUM.is_file(),
                        reason="needs Debian's chromium at /usr/bin/chromium "
                               "(apt-get install -y chromium)"),
