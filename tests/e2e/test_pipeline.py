@@ -69,7 +69,7 @@ def test_repro_push_pull_roundtrip(project: Path, tmp_path: Path):
     sh("git", "commit", "-qm", "pipeline outputs", cwd=project)
     outputs = tracked_outputs(project)
     assert {"models/model.keras", "models/model_int8.tflite", "reports/evaluate",
-            "data/reports/validation/docs", "dvclive/train/metrics.json"} <= set(outputs)
+            "data/reports/validation/summary.json", "dvclive/train/metrics.json"} <= set(outputs)
     before = digest(project, outputs)
     assert len(before) >= len(outputs)
 
