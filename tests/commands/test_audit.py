@@ -123,7 +123,7 @@ def test_folder_hashes_equal_index_hashes(folders, indexed, tmp_path, capsys):
 
 
 def test_split_vs_split(indexed, tmp_path, capsys):
-    tmp, index = indexed
+    _, index = indexed
     df = index.assign(group_id=[f"L{k // 2}" for k in range(len(index))])
     df = df.assign(leakage_group=[f"LG{k}" for k in range(len(df))])
     by = df.set_index("image_id")

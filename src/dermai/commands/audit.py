@@ -120,3 +120,45 @@ def run(args: argparse.Namespace) -> None:
     if leak and args.fail_on_leak:
         raise DermaiError(f"leak: {len(pairs)} duplicate pair(s), {len(shared)} shared group "
                           f"id(s) between {args.a} and {args.b} (see {args.out})")
+
+
+EXCLUDED_COLUMNS = ["image", "kind", "distance", "verify_distance", "train_image_id",
+                    "train_path"]
+
+
+def training_duplicates(folder: Path, names: list[str], train_index: Path, params_path: str,
+                        extensions: list[str], max_pixels: int, out_csv: Path) -> set[int]:
+    """Positions in `names` of external images that duplicate an image of `train_index`.
+
+    Each is logged and listed (with every training image it duplicates) in `out_csv`. Names
+    that cannot be found or read are left to the caller, which reports them as skipped.
+    """
+    from dermai.core.hashing import ImageRejected
+    from dermai.io.images import FolderIndex
+
+    radius, verify, _, _, _ = settings(params_path)
+    train = hashtable.read_table(train_index)
+    finder = FolderIndex(folder, extensions)
+    found: dict[Path, list[int]] = {}
+    for pos, name in enumerate(names):
+        try:
+            found.setdefault(finder.find(name), []).append(pos)
+        except ImageRejected:
+            continue
+    table, _ = hashtable.hash_files(folder, list(found), max_pixels)
+    pos_of = {p.relative_to(folder).as_posix(): k for p, k in found.items()}
+    pairs = pairs_frame(table, train, radius, verify)
+    listed = pd.DataFrame({
+        "image": [names[pos_of[p][0]] for p in pairs["a_path"]],
+        "kind": pairs["kind"], "distance": pairs["distance"],
+        "verify_distance": pairs["verify_distance"],
+        "train_image_id": pairs["b_image_id"], "train_path": pairs["b_path"],
+    }, columns=EXCLUDED_COLUMNS)
+    write_csv(out_csv, listed)
+    excluded = {k for p in pairs["a_path"] for k in pos_of[p]}
+    for image, grp in listed.groupby("image", sort=True):
+        log.warning("excluded %s: %s duplicate of training image(s) %s", image,
+                    "/".join(sorted(set(grp["kind"]))), ", ".join(grp["train_image_id"]))
+    log.info("excluded %d of %d external images as duplicates of %s (dHash <= %d, pHash <= %d)",
+             len(excluded), len(names), train_index, radius, verify)
+    return excluded
