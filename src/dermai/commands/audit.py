@@ -22,7 +22,6 @@ from dermai.core.crossdup import HashSet, cross_duplicates, shared_keys
 from dermai.errors import DermaiError
 from dermai.io import hashtable
 from dermai.io.atomic import write_csv
-from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +48,10 @@ def settings(params_path: str) -> tuple[int, int, list[str], int, int]:
     """(dHash radius, pHash verify, extensions, max_pixels, workers) from params, or defaults."""
     from dermai import params as params_mod
 
-    if Path(params_path).is_file():
-        prm = params_mod.load(params_path)
-        d, i = prm.dedup, prm.index
-        return (d.dhash_max_distance, d.verify_max_distance, list(i.extensions), i.max_pixels,
-                i.workers)
-    d = params_mod.DedupParams()
-    return d.dhash_max_distance, d.verify_max_distance, list(DEFAULT_EXTENSIONS), \
-        DEFAULT_MAX_PIXELS, 0
+    prm = params_mod.load_or_defaults(params_path)
+    d, i = prm.dedup, prm.index
+    return d.dhash_max_distance, d.verify_max_distance, list(i.extensions), i.max_pixels, \
+        i.workers
 
 
 def hash_set(df: pd.DataFrame) -> HashSet:
