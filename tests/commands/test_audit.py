@@ -142,3 +142,22 @@ def test_split_vs_split(indexed, tmp_path, capsys):
     clean.to_csv(tmp_path / "clean.csv", index=False)
     assert audit(tmp_path / "train.csv", tmp_path / "clean.csv", "--out", tmp_path / "p.csv") == 0
     assert capsys.readouterr().out.strip().endswith("clean")
+
+
+def test_shared_groups_use_every_group_key(indexed, tmp_path, capsys, caplog):
+    """With the index's `groups` column (index.group_keys), lesion and patient ids both count,
+    and equal values under different keys do not match."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    _, index = indexed
+    by = index.set_index("image_id")
+    train = by.loc[["a2", "a3", "a4"]].reset_index().assign(
+        groups=["lesion_id=L1;patient_id=P1", "lesion_id=L2;patient_id=P2", "lesion_id=X"])
+    test = by.loc[["a5", "a6", "a7"]].reset_index().assign(
+        groups=["lesion_id=L9;patient_id=P1", "lesion_id=L2", "patient_id=X"])
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    assert audit(tmp_path / "train.csv", tmp_path / "test.csv", "--out", tmp_path / "p.csv") == 0
+    assert "0 exact, 0 perceptual duplicates, 2 shared group ids" in capsys.readouterr().out
+    assert "{'lesion_id': 1, 'patient_id': 1}" in caplog.text

@@ -11,6 +11,7 @@ leak, unless --fail-on-leak.
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import os
 import time
@@ -72,6 +73,17 @@ def pairs_frame(a: pd.DataFrame, b: pd.DataFrame, radius: int, verify: int) -> p
     }, columns=PAIR_COLUMNS)
 
 
+def shared_groups(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """Group ids on both sides: every `key=value` of the index's `groups` column (lesion and
+    patient ids, index.group_keys) when either side has one, else the plain `group_id`."""
+    if (a["groups"] != "").any() or (b["groups"] != "").any():
+        def tokens(df: pd.DataFrame) -> list[str]:
+            return [t for cell in df["groups"] for t in cell.split(";") if "=" in t]
+
+        return shared_keys(tokens(a), tokens(b))
+    return shared_keys(a["group_id"].tolist(), b["group_id"].tolist())
+
+
 def _load(source: Path, extensions: list[str], max_pixels: int, workers: int) -> pd.DataFrame:
     if not source.exists():
         raise DermaiError(f"not found: {source} (give an index CSV, split CSV or image folder)")
@@ -101,12 +113,15 @@ def run(args: argparse.Namespace) -> None:
     b = _load(Path(args.b), extensions, max_pixels, workers)
     t1 = time.perf_counter()
     pairs = pairs_frame(a, b, radius, verify)
-    shared = shared_keys(a["group_id"].tolist(), b["group_id"].tolist())
+    shared = shared_groups(a, b)
     t2 = time.perf_counter()
     write_csv(args.out, pairs)
     n_exact = int((pairs["kind"] == "exact").sum())
     n_near = len(pairs) - n_exact
     leak = bool(len(pairs) or shared)
+    if shared:
+        log.info("shared group ids by key: %s", dict(sorted(collections.Counter(
+            t.split("=", 1)[0] if "=" in t else "group_id" for t in shared).items())))
     log.info("loaded/hashed in %.2f s, searched in %.2f s (dHash <= %d, pHash <= %d); pairs in %s",
              t1 - t0, t2 - t1, radius, verify, args.out)
     print(f"audit: {n_exact} exact, {n_near} perceptual duplicates, {len(shared)} shared group "

@@ -20,7 +20,7 @@ from dermai.errors import DermaiError
 from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, walk
 
 HASH_COLUMNS = ["image_id", "path", "sha1", "dhash", "phash"]
-TABLE_COLUMNS = [*HASH_COLUMNS, "group_id"]
+TABLE_COLUMNS = [*HASH_COLUMNS, "group_id", "groups"]
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -35,8 +35,9 @@ def read_table(path: Path) -> pd.DataFrame:
     if missing:
         raise DermaiError(f"{path} lacks column(s) {', '.join(missing)}: not an index or split "
                           "CSV written by `dermai index` / `dermai split`")
-    if "group_id" not in df.columns:
-        df["group_id"] = ""
+    for col in ("group_id", "groups"):  # groups: "lesion_id=L1;patient_id=P1" (index.group_keys)
+        if col not in df.columns:
+            df[col] = ""
     return df[TABLE_COLUMNS].reset_index(drop=True)
 
 
@@ -62,7 +63,8 @@ def hash_files(root: Path, files: list[Path], max_pixels: int = DEFAULT_MAX_PIXE
             results = pool.map(_hash_one, jobs, chunksize=32)
     else:
         results = [_hash_one(j) for j in jobs]
-    rows = [{"image_id": Path(rel).stem, "path": rel, **info, "group_id": ""}
+    rows = [{"image_id": Path(rel).stem, "path": rel, **info, "group_id": "",
+             "groups": ""}
             for rel, info, _ in results if info is not None]
     rejects = [{"path": rel, "reason": why} for rel, info, why in results if info is None]
     return (pd.DataFrame(rows, columns=TABLE_COLUMNS),
