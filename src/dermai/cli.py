@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("dermai.commands.predict", "predict conditions for images (not a diagnosis)"),
     "evaluate-external": ("dermai.commands.evaluate_external",
                           "the evaluate metrics on any labelled image folder"),
+    "audit": ("dermai.commands.audit",
+              "exact/perceptual duplicates between two datasets or splits (leakage audit)"),
     "serve": ("dermai.commands.serve", "local demo web app (not a diagnosis)"),
     "export-web": ("dermai.commands.export_web",
                    "static offline web app that runs the model on the device"),

@@ -132,3 +132,42 @@ def test_repeated_ids_collapse_conflicts_fail_and_unlabelled_images_are_listed(
     assert err[-1].startswith("dermai evaluate-external: error: labels CSV clash.csv: 2 id(s) "
                               "listed with different labels: ISIC_0001: ")
     assert "ISIC_0003: " in err[-1] and not (tmp_path / "b" / "metrics.json").exists()
+
+
+def test_exclude_duplicates_of_training_index(setup, tmp_path, caplog):
+    """External images that copy (bytes) or re-encode (pixels) a training image are dropped
+    and listed; the score is computed on the rest only."""
+    import logging
+
+    from PIL import Image
+
+    caplog.set_level(logging.INFO)
+    model, images, names, labels = setup
+    raw = tmp_path / "raw"
+    for k in range(6):  # unrelated training images
+        dst = raw / "s" / CLASSES[k % 3] / "30-59" / f"t{k}.jpg"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tinymodel.tinted(900 + k).save(dst)
+    (raw / "s/nv/30-59/copy.jpg").write_bytes((images / "part1/ISIC_0003.jpg").read_bytes())
+    with Image.open(images / "part1/ISIC_0005.jpg") as im:  # same pixels, other bytes
+        im.save(raw / "s/mel/30-59/reenc.png")
+    assert main(["index", "--params", "params.yaml", "--raw", str(raw), "--layout", "folders",
+                 "--workers", "1", "--out", str(tmp_path / "index.csv"), "--rejects",
+                 str(tmp_path / "rejects.csv"), "--summary", str(tmp_path / "s.json")]) == 0
+    pd.DataFrame({"image": names, "label": labels}).to_csv(tmp_path / "gt.csv", index=False)
+    out = tmp_path / "clean"
+    assert main(["evaluate-external", "--params", "params.yaml", "--model", str(model),
+                 "--images", str(images), "--labels", str(tmp_path / "gt.csv"), "--out", str(out),
+                 "--exclude-duplicates-of", str(tmp_path / "index.csv")]) == 0
+    listed = pd.read_csv(out / "excluded_duplicates.csv")
+    assert sorted(zip(listed["image"], listed["kind"], listed["train_image_id"], strict=True)) \
+        == [("ISIC_0003", "exact", "copy"), ("ISIC_0005", "perceptual", "reenc")]
+    assert (listed["distance"] == 0).all() and (listed["verify_distance"] == 0).all()
+    assert "excluded ISIC_0003: exact duplicate of training image(s) copy" in caplog.text
+    assert "excluded 2 of 26 external images" in caplog.text
+    metrics = json.loads((out / "metrics.json").read_text())["external"]
+    assert metrics["n"] == N - 2 and metrics["excluded_duplicates"] == 2
+    assert metrics["skipped"] == 2
+    preds = pd.read_csv(out / "predictions_external.csv")
+    assert len(preds) == N - 2
+    assert not {"ISIC_0003", "ISIC_0005"} & {Path(str(i)).stem for i in preds.iloc[:, 0]}

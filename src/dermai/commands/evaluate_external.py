@@ -5,7 +5,9 @@ plain `image,label`; class names match the model's case-insensitively and `image
 the file extension. Optional `age_group` / `source` columns give subgroup metrics. Images are
 decoded with EXIF orientation and fitted like the training data; unreadable or missing images
 are reported and skipped. The model's saved temperature is used; ECE is shown with and without
-it. Not a diagnostic tool.
+it. `--exclude-duplicates-of <index.csv>` drops (and lists in excluded_duplicates.csv) every
+image that is an exact or perceptual duplicate of an indexed training image, with the `dedup`
+rules, so the external score is known to be clean. Not a diagnostic tool.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CSV: image,<one-hot class columns> or image,label")
     p.add_argument("--out", default="reports/external",
                    help="output folder: metrics.json, plots/, report, predictions, errors/")
+    p.add_argument("--exclude-duplicates-of", default=None, metavar="INDEX_CSV",
+                   help="drop images duplicating any image of this index/split CSV "
+                        "(dedup.* thresholds); listed in <out>/excluded_duplicates.csv")
 
 
 def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
@@ -119,14 +124,27 @@ def run(args: argparse.Namespace) -> None:
                     len(repeats), ", ".join(sorted(repeats)[:10]))
     df, names, y = df.iloc[rows].reset_index(drop=True), [names[i] for i in rows], y[rows]
     log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))
+    out = Path(args.out)
+    excluded: set[int] = set()
+    if args.exclude_duplicates_of:
+        from dermai.commands.audit import training_duplicates
+
+        excluded = training_duplicates(folder, names, Path(args.exclude_duplicates_of),
+                                       args.params, extensions, max_pixels,
+                                       out / "excluded_duplicates.csv")
     kept, images, skipped, unlabelled = load_images(predictor, folder, names, extensions,
                                                     max_pixels)
-    out = Path(args.out)
     write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["image", "error"]))
     write_csv(out / "unlabelled.csv", pd.DataFrame({"image": unlabelled}))
     if unlabelled:
         log.warning("%d image(s) in %s have no row in the labels CSV (listed in %s)",
                     len(unlabelled), folder, out / "unlabelled.csv")
+    if excluded:
+        keep = np.array([i not in excluded for i in kept], dtype=bool)
+        if kept and not keep.any():
+            raise DermaiError(f"every readable image duplicates an image of "
+                              f"{args.exclude_duplicates_of} (see {out})")
+        kept, images = [i for i in kept if i not in excluded], images[keep]
     if not kept:
         raise DermaiError(f"none of the {len(names)} labelled images could be read "
                           f"(see {out / 'skipped.csv'})")
@@ -144,5 +162,7 @@ def run(args: argparse.Namespace) -> None:
     live.summary[NAME]["skipped"] = len(skipped)
     live.summary[NAME]["unlabelled_images"] = len(unlabelled)
     live.summary[NAME]["collapsed_repeats"] = len(repeats)
+    if args.exclude_duplicates_of:
+        live.summary[NAME]["excluded_duplicates"] = len(excluded)
     live.end()
     log.info("wrote %s", out)
