@@ -50,11 +50,14 @@ def check_outputs(out: Path, labels: list[str]) -> dict:
     for k in ("accuracy", "balanced_accuracy", "macro_auc"):
         assert metrics["ci"][k]["low"] <= metrics[k] <= metrics["ci"][k]["high"]
     assert set(metrics["per_class"]) == set(CLASSES)
-    plots = out / "plots" / "sklearn" / "external"
-    assert (plots / "confusion_matrix.json").is_file()
-    assert {p.stem for p in (plots / "roc").glob("*.json")} == set(CLASSES)
-    assert {p.stem for p in (plots / "precision_recall").glob("*.json")} == set(CLASSES)
-    assert (plots / "calibration" / "calibrated.json").is_file()
+    # Long-format plot data (one file per chart, the class in a field; see core/plotdata.py).
+    plots = out / "plots" / "custom" / "external"
+    for kind in ("confusion", "roc", "precision_recall", "reliability"):
+        assert (plots / f"{kind}.json").is_file(), kind
+    for kind in ("roc", "precision_recall"):
+        rows = json.loads((plots / f"{kind}.json").read_text())
+        rows = rows[kind] if isinstance(rows, dict) else rows
+        assert {r["class"] for r in rows} >= set(CLASSES), kind
     skipped = pd.read_csv(out / "skipped.csv")
     assert sorted(Path(n).stem for n in skipped["image"]) == ["ISIC_9000", "ISIC_9999"]
     page = (out / "errors" / "index.html").read_text()
