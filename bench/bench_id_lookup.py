@@ -5,7 +5,7 @@
 Builds a tree of empty files in a temp folder shaped like a preset download: `--n` ids listed in
 a table, 10% of them with no file, 1% extra files nobody lists, spread over two part folders,
 some with the `_downsampled` suffix. Times (1) a bare `os.walk` that only counts files, and
-(2) the index's lookup: `stages.index._walk` + `core.layouts.match` (every id and file accounted
+(2) the index's lookup: `io.images.walk_files` + `core.layouts.match` (every id and file accounted
 for once). Prints both and the ratio lookup / walk.
 """
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from dermai.core import layouts as L
-from dermai.stages.index import _walk
+from dermai.io.images import walk_files
 
 
 def build(root: Path, n: int) -> list[L.Task]:
@@ -50,7 +50,7 @@ def main() -> None:
         count = sum(len(files) for _, _, files in os.walk(root))
         t_walk = time.perf_counter() - t
         t = time.perf_counter()
-        files = _walk(root)
+        files = walk_files(root)
         tasks = L.match(rows, files, {".jpg"}, ["_downsampled"])
         t_lookup = time.perf_counter() - t
     ok = sum(not x.reject for x in tasks)

@@ -140,8 +140,8 @@ def main() -> int:
 
     import keras
 
+    from dermai.runtime.guard import guard_inputs
     from dermai.runtime.inference import features_and_logits
-    from dermai.stages.evaluate import guard_inputs
 
     t0 = time.monotonic()
     model = keras.saving.load_model(args.model, compile=False)

@@ -33,10 +33,8 @@ def model(state: dict[str, np.ndarray]) -> keras.Model:
 
 @pytest.fixture(scope="module")
 def weights_file(model: keras.Model, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dermai.stages.pretrained import save_weights_atomic
-
     path = tmp_path_factory.mktemp("w") / "lite0.weights.h5"
-    save_weights_atomic(model, path)
+    lite0.save_weights_atomic(model, path)
     return path
 
 

@@ -1,4 +1,5 @@
-"""Finding and reading user-supplied image files for `predict` and `evaluate-external`.
+"""Finding and reading image files: the one directory walk of `index`, and user-supplied files
+for `predict` and `evaluate-external`.
 
 A bad file is a reason string, never an exception that stops a batch: callers report it and go
 on. Decoding is `core.hashing.decode` (full decode, EXIF orientation, RGB), the same as indexing.
@@ -91,3 +92,15 @@ class FolderIndex:
         if len(hits) > 1:
             raise ImageRejected(f"ambiguous: {len(hits)} files named {Path(key).stem}.*")
         raise ImageRejected("file not found")
+
+
+def walk_files(root: Path) -> list[str]:
+    """All files under root, relative POSIX paths, sorted: the one directory walk per run
+    (os.walk reads entry types from scandir, so there is no stat per file)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if base == "." else base + "/"
+        out.extend(prefix + name for name in filenames)
+    return sorted(out)

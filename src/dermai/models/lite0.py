@@ -17,12 +17,14 @@ import importlib.resources
 import importlib.util
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from dermai.errors import DermaiError
+from dermai.io.atomic import atomic_path
 
 if TYPE_CHECKING:
     import keras
@@ -297,3 +299,21 @@ def load_backbone(
     return keras.Model(
         full.input, full.get_layer(FEATURE_LAYER).output, name="efficientnet_lite0_features"
     )
+
+
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def check_weights_suffix(out: Path) -> None:
+    if not out.name.endswith(WEIGHTS_SUFFIX):
+        raise DermaiError(f"--out must end in {WEIGHTS_SUFFIX} (Keras requires it): {out}")
+
+
+def save_weights_atomic(model: object, out: str | Path) -> None:
+    """`model.save_weights` via a temp file beside `out`; Keras insists on the suffix."""
+    out = Path(out)
+    check_weights_suffix(out)
+    with atomic_path(out, suffix=f".tmp{WEIGHTS_SUFFIX}") as tmp, warnings.catch_warnings():
+        # Keras converts TF variables with np.array(); numpy 2 warns about TF's __array__.
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        model.save_weights(tmp, overwrite=True)  # type: ignore[attr-defined]

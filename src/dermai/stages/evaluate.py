@@ -96,46 +96,6 @@ def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> dict[
     }
 
 
-def guard_inputs(model: Any, folder: str, split: str) -> dict[str, np.ndarray]:
-    """Penultimate features, logits and labels of one split, in file order."""
-    import tensorflow as tf
-
-    from dermai.models import data as tfdata
-    from dermai.runtime.inference import features_and_logits
-
-    fl = features_and_logits(model)
-    fn = tf.function(lambda x: fl(x, training=False), reduce_retracing=True)
-    feats, logits, ys = [], [], []
-    for x, y in tfdata.dataset(folder, split, BATCH, shuffle=False):
-        f, z = fn(x)
-        feats.append(f.numpy().astype(np.float64))
-        logits.append(z.numpy().astype(np.float64))
-        ys.append(y.numpy())
-    if not ys:
-        raise DermaiError(f"TFRecords split {split!r} in {folder} is empty")
-    return {"features": np.concatenate(feats), "logits": np.concatenate(logits),
-            "y": np.concatenate(ys).astype(np.int64)}
-
-
-def fit_guard(model: Any, folder: str, cfg: Any, temperature: float) -> dict[str, Any]:
-    """The OOD guard (`core.ood`): fitted on TRAIN features, threshold keeping `ood_keep` of
-    VAL; its acceptance of TEST is recorded with it."""
-    from dermai.core import ood
-
-    d = {s: guard_inputs(model, folder, s) for s in ("train", "val", "test")}
-    g = ood.fit(cfg.ood_method, train_logits=d["train"]["logits"],
-                train_features=d["train"]["features"], train_labels=d["train"]["y"],
-                val_logits=d["val"]["logits"], val_features=d["val"]["features"],
-                keep=cfg.ood_keep, temperature=temperature, n_components=cfg.ood_components,
-                space=cfg.ood_space)
-    acc = {s: round(float(g.accept(d[s]["logits"], d[s]["features"]).mean()), 6)
-           for s in ("val", "test")}
-    g.measured = {"accepted_val": acc["val"], "accepted_test": acc["test"],
-                  "fitted_on": "train (means, covariance); threshold on val",
-                  "n_train": len(d["train"]["y"])}
-    log.info("OOD guard %s (%s): threshold %.4f keeps %.1f%% of val, %.1f%% of test",
-             g.method, g.space, g.threshold, 100 * acc["val"], 100 * acc["test"])
-    return g.to_dict()
 
 
 def read_split_rows(path: Path) -> list[dict[str, str]]:
@@ -213,6 +173,8 @@ def run(args: argparse.Namespace) -> None:
 
     write_json(Path(args.card_json) if args.card_json else model_path.with_name(
         "model_card.json"), summary(train_meta, reports) | {"model": model_path.name})
+    from dermai.runtime.guard import fit_guard
+
     guard = fit_guard(model, args.tfrecords, prm.evaluate, t)
     write_json(Path(args.ood) if args.ood else model_path.with_name("ood.json"), guard)
     log.info("wrote %s, %s and %s", args.card, out, args.live)

@@ -31,6 +31,7 @@ from dermai.core.layouts import Task
 from dermai.core.schema import INDEX_COLUMNS, REJECT_COLUMNS
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
+from dermai.io.images import walk_files
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", default=None,
                    help="write the resolved class list here (JSON); later stages read it")
     p.add_argument("--workers", type=int, default=None, help="overrides index.workers")
-
-
-def _walk(root: Path) -> list[str]:
-    """All files under root, relative POSIX paths, sorted: the one directory walk per run
-    (os.walk reads entry types from scandir, so there is no stat per file)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        base = Path(dirpath).relative_to(root).as_posix()
-        prefix = "" if base == "." else base + "/"
-        out.extend(prefix + name for name in filenames)
-    return sorted(out)
 
 
 @dataclass(frozen=True)
@@ -295,7 +284,7 @@ def run(args: argparse.Namespace) -> None:
                     image_types=[t.lower() for t in cfg.image_types],
                     ages=set(all_age_groups(prm.base.age_edges)),
                     exts={e.lower() for e in cfg.extensions})
-    files = _walk(root)
+    files = walk_files(root)
     repeats: dict[str, int] = {}
     if layout == "folders":
         tasks = plan_folders(files, lab)

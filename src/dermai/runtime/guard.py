@@ -1,0 +1,57 @@
+"""Fitting the out-of-distribution guard (`core.ood`) on a trained model's own outputs.
+
+`evaluate` fits it and writes `models/ood.json`; `bench/ood_eval.py` compares the methods on the
+same inputs. The scoring rule itself is pure (`core.ood`), so every runtime applies it alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from dermai import params as params_mod
+from dermai.core import ood
+from dermai.errors import DermaiError
+from dermai.models import data as tfdata
+from dermai.runtime.inference import features_and_logits
+
+log = logging.getLogger(__name__)
+
+
+def guard_inputs(model: Any, folder: str, split: str) -> dict[str, np.ndarray]:
+    """Penultimate features, logits and labels of one split, in file order."""
+    fl = features_and_logits(model)
+    fn = tf.function(lambda x: fl(x, training=False), reduce_retracing=True)
+    feats, logits, ys = [], [], []
+    for x, y in tfdata.dataset(folder, split, 64, shuffle=False):
+        f, z = fn(x)
+        feats.append(f.numpy().astype(np.float64))
+        logits.append(z.numpy().astype(np.float64))
+        ys.append(y.numpy())
+    if not ys:
+        raise DermaiError(f"TFRecords split {split!r} in {folder} is empty")
+    return {"features": np.concatenate(feats), "logits": np.concatenate(logits),
+            "y": np.concatenate(ys).astype(np.int64)}
+
+
+def fit_guard(model: Any, folder: str, cfg: params_mod.EvaluateParams,
+              temperature: float) -> dict[str, Any]:
+    """The OOD guard (`core.ood`): fitted on TRAIN features, threshold keeping `ood_keep` of
+    VAL; its acceptance of TEST is recorded with it."""
+    d = {s: guard_inputs(model, folder, s) for s in ("train", "val", "test")}
+    g = ood.fit(cfg.ood_method, train_logits=d["train"]["logits"],
+                train_features=d["train"]["features"], train_labels=d["train"]["y"],
+                val_logits=d["val"]["logits"], val_features=d["val"]["features"],
+                keep=cfg.ood_keep, temperature=temperature, n_components=cfg.ood_components,
+                space=cfg.ood_space)
+    acc = {s: round(float(g.accept(d[s]["logits"], d[s]["features"]).mean()), 6)
+           for s in ("val", "test")}
+    g.measured = {"accepted_val": acc["val"], "accepted_test": acc["test"],
+                  "fitted_on": "train (means, covariance); threshold on val",
+                  "n_train": len(d["train"]["y"])}
+    log.info("OOD guard %s (%s): threshold %.4f keeps %.1f%% of val, %.1f%% of test",
+             g.method, g.space, g.threshold, 100 * acc["val"], 100 * acc["test"])
+    return g.to_dict()
