@@ -142,6 +142,7 @@ def overlay(img: Image.Image, heat: np.ndarray, alpha: float = 0.4) -> Image.Ima
     heat = np.asarray(heat, dtype=np.float32)
     if heat.shape != (base.height, base.width):
         heat_img = Image.fromarray(np.clip(heat * 255.0, 0, 255).astype(np.uint8), mode="L")
-        heat = np.asarray(heat_img.resize(base.size, Image.BILINEAR), dtype=np.float32) / 255.0
+        heat_img = heat_img.resize(base.size, Image.Resampling.BILINEAR)
+        heat = np.asarray(heat_img, dtype=np.float32) / 255.0
     colour = Image.fromarray(colorize(heat), mode="RGB")
     return Image.blend(base, colour, float(alpha))
