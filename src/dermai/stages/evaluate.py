@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from dermai.core.modelcard import render
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
 from dermai.runtime.report import live_session, publish, settings_from
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> Split
     }
 
 
-def guard_inputs(model: Any, folder: str, split: str) -> dict[str, np.ndarray]:
+def guard_inputs(model: keras.Model, folder: str, split: str) -> dict[str, np.ndarray]:
     """Penultimate features, logits and labels of one split, in file order."""
     import tensorflow as tf
 
@@ -136,7 +139,8 @@ def guard_inputs(model: Any, folder: str, split: str) -> dict[str, np.ndarray]:
             "y": np.concatenate(ys).astype(np.int64)}
 
 
-def fit_guard(model: Any, folder: str, cfg: Any, temperature: float) -> dict[str, Any]:
+def fit_guard(model: keras.Model, folder: str, cfg: params_mod.EvaluateParams,
+              temperature: float) -> dict[str, Any]:
     """The OOD guard (`core.ood`): fitted on TRAIN features, threshold keeping `ood_keep` of
     VAL; its acceptance of TEST is recorded with it."""
     from dermai.core import ood
