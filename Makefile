@@ -4,7 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dermai
 
-.PHONY: run test test-all lint lint-imports check-data browser-deps web-deps site clean-venv plots-vendor
+.PHONY: help run test test-all lint lint-imports format typecheck check-data browser-deps web-deps site clean-venv plots-vendor
+
+.DEFAULT_GOAL := help
+
+## help: list the targets and what they do
+help:
+	@awk '/^## [a-z][a-z-]*: /{sub(/^## /, ""); i = index($$0, ": "); printf "  %-12s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2)}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "need Python >= 3.11"'
@@ -17,9 +23,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-## browser-deps: Debian's Chromium for the demo app's browser test (Playwright drives it;
-## `playwright install` is never used). Installed with apt when running as root (CI); otherwise
-## the browser test skips and says why.
+## browser-deps: Debian's Chromium for the browser tests (apt, as root only)
+# Playwright drives it; `playwright install` is never used. Not root: the browser tests skip
+# and say why.
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 	  [ "$$(id -u)" != 0 ] || \
@@ -52,9 +58,19 @@ test: $(STAMP) browser-deps web-deps
 test-all: $(STAMP) browser-deps web-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m ""
 
-## lint: ruff must be clean and the layer rules (import-linter contracts in pyproject.toml) kept
+## lint: ruff check, ruff format --check and the layer rules (import-linter, pyproject.toml)
 lint: $(STAMP) lint-imports
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+## format: rewrite the tree with ruff format (and ruff's import sorting)
+format: $(STAMP)
+	$(BIN)/ruff check --select I --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+## typecheck: mypy on src/ (settings in pyproject.toml)
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 ## lint-imports: the layer rules: core pure, models/runtime/web never import stages or commands,
 ## stages never import each other

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,10 @@ from dermai import DISCLAIMER
 from dermai.core.hashing import ImageRejected
 from dermai.io.atomic import write_csv
 from dermai.io.images import DEFAULT_MAX_PIXELS, expand, read
+
+if TYPE_CHECKING:
+    from dermai.core.ood import Guard
+    from dermai.runtime.inference import LogitsFn, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,9 @@ def top_k(proba: np.ndarray, classes: list[str], k: int = TOP_K) -> list[tuple[s
     return [(classes[i], float(proba[i])) for i in order]
 
 
-def predict_files(predictor: Any, paths: list[Path], *, batch_size: int = BATCH,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, guard: Any = None,
-                  features_fn: Any = None, message: str = "") -> list[dict[str, Any]]:
+def predict_files(predictor: Predictor, paths: list[Path], *, batch_size: int = BATCH,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, guard: Guard | None = None,
+                  features_fn: LogitsFn | None = None, message: str = "") -> list[dict[str, Any]]:
     """One record per path, in order: probabilities, or the reason it could not be read.
 
     With an OOD `guard` (`core.ood.Guard`), an image it refuses gets `in_distribution` False,

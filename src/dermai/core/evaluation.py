@@ -89,8 +89,8 @@ def subgroup_report(y: np.ndarray, proba: np.ndarray, groups: Mapping[str, Seque
     """Headline metrics (no CIs: subgroups are small, read them as indications) per value of
     each grouping column, e.g. {"age_group": {"0-29": {...}}, "source": {...}}."""
     out: dict[str, dict[str, Any]] = {}
-    for col, values in groups.items():
-        values = np.asarray([str(v) for v in values])
+    for col, raw in groups.items():
+        values = np.asarray([str(v) for v in raw])
         out[col] = {}
         for v in sorted(set(values.tolist())):
             m = values == v

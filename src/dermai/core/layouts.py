@@ -229,14 +229,14 @@ def match(rows: Sequence[Task], files: Sequence[str], exts: set[str], suffixes: 
                    for p in paths[1:])
     for image_id, pos in rep.keep.items():
         row = rows[pos]
-        paths = by_id.get(image_id)
-        if not paths:
+        found = by_id.get(image_id)
+        if not found:
             out.append(replace(row, reject=row.reject or "listed id has no image file"))
             continue
-        out.append(replace(row, path=paths[0]))
+        out.append(replace(row, path=found[0]))
         out.extend(Task(path=p, image_id=image_id, reject=f"second file for image id "
-                                                          f"'{image_id}' (first: {paths[0]})")
-                   for p in paths[1:])
+                                                          f"'{image_id}' (first: {found[0]})")
+                   for p in found[1:])
     for image_id in sorted(set(by_id) - listed):
         out.extend(Task(path=p, image_id=image_id, reject="image has no label (id not listed)")
                    for p in by_id[image_id])

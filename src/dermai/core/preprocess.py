@@ -17,7 +17,7 @@ def fit(img: Image.Image, height: int, width: int) -> Image.Image:
     scale = max(width / img.width, height / img.height)
     new_w = max(width, round(img.width * scale))
     new_h = max(height, round(img.height * scale))
-    resized = img.resize((new_w, new_h), Image.BICUBIC, reducing_gap=3.0)
+    resized = img.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
     left = (new_w - width) // 2
     top = (new_h - height) // 2
     return resized.crop((left, top, left + width, top + height))

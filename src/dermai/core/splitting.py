@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from math import lcm
 
@@ -40,10 +40,10 @@ def stratified_image_split(
 ) -> np.ndarray:
     """The naive split: stratified per image, blind to duplicates and lesions."""
     rng = np.random.default_rng(seed)
-    strata = np.asarray(strata, dtype=object)
-    out = np.empty(len(strata), dtype=object)
-    for s in sorted(set(strata.tolist())):
-        idx = np.flatnonzero(strata == s)
+    strata_arr = np.asarray(strata, dtype=object)
+    out = np.empty(len(strata_arr), dtype=object)
+    for s in sorted(set(strata_arr.tolist())):
+        idx = np.flatnonzero(strata_arr == s)
         idx = idx[rng.permutation(len(idx))]
         counts = _allocate(len(idx), [fractions[x] for x in SPLITS], rng)
         start = 0
@@ -58,9 +58,9 @@ def train_policy_split(
 ) -> np.ndarray:
     """The seed project's policy: naive split, then every group that crosses splits -> train."""
     out = stratified_image_split(strata, fractions, seed)
-    groups = np.asarray(groups, dtype=object)
-    crossing = crossing_keys(out, groups)
-    out[np.isin(groups, list(crossing))] = "train"
+    group_arr = np.asarray(groups, dtype=object)
+    crossing = crossing_keys(out, group_arr)
+    out[np.isin(group_arr, list(crossing))] = "train"
     return out
 
 
@@ -92,7 +92,7 @@ def group_split(
             fold_of[test_idx] = f
     # Fold f -> split: the first folds go to test, then val, the rest to train.
     order = [("test", folds["test"]), ("val", folds["val"]), ("train", folds["train"])]
-    mapping = {}
+    mapping: dict[int, str] = {}
     f = 0
     for split, count in order:
         for _ in range(count):
@@ -102,7 +102,7 @@ def group_split(
     return out
 
 
-def crossing_keys(assign: Sequence[str], keys: Sequence[str]) -> set[str]:
+def crossing_keys(assign: Iterable[str], keys: Iterable[str]) -> set[str]:
     """Keys (groups, hashes) whose members sit in more than one split. Empty keys are ignored."""
     seen: dict[str, str] = {}
     crossing: set[str] = set()
@@ -115,7 +115,7 @@ def crossing_keys(assign: Sequence[str], keys: Sequence[str]) -> set[str]:
     return crossing
 
 
-def crossing_pairs(assign_of: dict[str, str], a: Sequence[str], b: Sequence[str]) -> int:
+def crossing_pairs(assign_of: dict[str, str], a: Iterable[str], b: Iterable[str]) -> int:
     """Number of pairs (a_i, b_i) whose two images sit in different splits."""
     return int(sum(assign_of[x] != assign_of[y] for x, y in zip(a, b, strict=True)))
 
@@ -137,26 +137,26 @@ def ensure_presence(
     Returns the new assignment and one line per move (for the report).
     """
     out = np.asarray(assign, dtype=object).copy()
-    labels = np.asarray(labels, dtype=object)
-    groups = np.asarray(groups, dtype=object)
+    label_arr = np.asarray(labels, dtype=object)
+    group_arr = np.asarray(groups, dtype=object)
     rng = np.random.default_rng(seed)
     moves: list[str] = []
-    for label in sorted(set(labels.tolist())):
-        has = labels == label
-        label_groups = sorted(set(groups[has].tolist()))
+    for label in sorted(set(label_arr.tolist())):
+        has = label_arr == label
+        label_groups = sorted(set(group_arr[has].tolist()))
         if len(label_groups) < min_groups:
             continue
         for target in SPLITS:
             if (has & (out == target)).any():
                 continue
-            per_split = {s: sorted(set(groups[has & (out == s)].tolist())) for s in SPLITS}
+            per_split = {s: sorted(set(group_arr[has & (out == s)].tolist())) for s in SPLITS}
             donor = max(SPLITS, key=lambda s: (len(per_split[s]), s == "train"))
             if len(per_split[donor]) < 2:
                 continue
-            sizes = {g: int((groups == g).sum()) for g in per_split[donor]}
+            sizes = {g: int((group_arr == g).sum()) for g in per_split[donor]}
             order = rng.permutation(len(per_split[donor]))
             candidates = [per_split[donor][i] for i in order]
             pick = min(candidates, key=lambda g: sizes[g])
-            out[groups == pick] = target
+            out[group_arr == pick] = target
             moves.append(f"{label}: group {pick} ({sizes[pick]} images) {donor} -> {target}")
     return out, moves

@@ -62,7 +62,7 @@ def lesion_image(condition: str, rng: np.random.Generator, height: int, width: i
     mask = np.clip(mask, 0, 1)[..., None]
 
     lesion = np.array(colour, dtype=np.float64) + rng.normal(0, 22, 3)
-    tex = np.zeros((height, width, 1))
+    tex: np.ndarray = np.zeros((height, width, 1))  # (h, w, 1) or (h, w, 3): broadcast below
     if texture == "blotch":
         tex = rng.normal(0, 1, (height // 8 + 1, width // 8 + 1))
         tex = np.kron(tex, np.ones((8, 8)))[:height, :width, None] * 30

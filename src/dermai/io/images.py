@@ -97,7 +97,7 @@ class FolderIndex:
 def walk_files(root: Path) -> list[str]:
     """All files under root, relative POSIX paths, sorted: the one directory walk per run
     (os.walk reads entry types from scandir, so there is no stat per file)."""
-    out = []
+    out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         base = Path(dirpath).relative_to(root).as_posix()

@@ -14,9 +14,12 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dermai.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import keras
 
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
 FIXED_MODE = 0o644
@@ -62,7 +65,7 @@ def normalise_archive(src: str | Path, dst: str | Path) -> None:
             zout.writestr(out, data)
 
 
-def save_keras(model: Any, path: str | Path) -> None:
+def save_keras(model: keras.Model, path: str | Path) -> None:
     """Atomic, deterministic `model.save` (Keras insists on the .keras suffix for the temp)."""
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="dermai-keras-") as raw_dir, \

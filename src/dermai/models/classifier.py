@@ -7,8 +7,6 @@ graph that `dermai train` saves without importing a stage.
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 from keras import layers
 
@@ -78,7 +76,7 @@ def assemble(lower: keras.Model, upper: keras.Model | None, head: keras.Model,
     return keras.Model(inp, head(x), name="dermai_" + "_".join(classes))
 
 
-def make_loss(cfg: params_mod.TrainParams) -> Any:
+def make_loss(cfg: params_mod.TrainParams) -> keras.losses.Loss:
     """Cross-entropy, or focal loss when `train.imbalance: focal`."""
     if cfg.imbalance == "focal":
         return keras.losses.CategoricalFocalCrossentropy(

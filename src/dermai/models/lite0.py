@@ -63,7 +63,7 @@ STAGES: tuple[Stage, ...] = (
 
 
 class Block(NamedTuple):
-    index: int  # position in torch's flat `_blocks` list
+    position: int  # in torch's flat `_blocks` list (not `index`: that shadows tuple.index)
     prefix: str  # Keras layer-name prefix, e.g. "block3b_"
     kernel: int
     stride: int
@@ -73,12 +73,12 @@ class Block(NamedTuple):
 
 
 def blocks() -> list[Block]:
-    out = []
+    out: list[Block] = []
     for s, st in enumerate(STAGES, start=1):
         for r in range(st.repeats):
             out.append(
                 Block(
-                    index=len(out),
+                    position=len(out),
                     prefix=f"block{s}{chr(ord('a') + r)}_",
                     kernel=st.kernel,
                     stride=st.stride if r == 0 else 1,
@@ -136,7 +136,7 @@ def build_lite0(
         x = bn(x, p + "project_bn")
         if b.stride == 1 and b.filters_in == b.filters_out:
             # Stochastic depth, linearly increasing with depth as in the reference.
-            rate = drop_connect_rate * b.index / len(all_blocks)
+            rate = drop_connect_rate * b.position / len(all_blocks)
             if rate > 0:
                 x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=p + "drop")(x)
             x = layers.Add(name=p + "add")([x, inp])
@@ -159,7 +159,7 @@ def torch_to_keras_names(include_top: bool = True) -> dict[str, tuple[str, str]]
         "_bn0": ("stem_bn", "bn"),
     }
     for b in blocks():
-        t = f"_blocks.{b.index}."
+        t = f"_blocks.{b.position}."
         if b.expand != 1:
             names[t + "_expand_conv"] = (b.prefix + "expand_conv", "conv")
             names[t + "_bn0"] = (b.prefix + "expand_bn", "bn")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -26,6 +26,9 @@ from dermai.models import data
 from dermai.models.archive import save_keras
 from dermai.models.classifier import assemble, make_loss, set_phase
 
+if TYPE_CHECKING:
+    from dvclive import Live
+
 log = logging.getLogger(__name__)
 
 # The per-epoch values logged to dvclive (the summary reports those of the kept epoch).
@@ -33,7 +36,7 @@ LOGGED = ("train/loss", "train/accuracy", "val/accuracy", "val/balanced_accuracy
           "val/macro_auc")
 
 
-def setup_tf(cfg: params_mod.TrainParams, seed: int) -> Any:
+def setup_tf(cfg: params_mod.TrainParams, seed: int) -> tf.distribute.Strategy:
     """Seeds, determinism, precision and the distribution strategy (GPUs if present)."""
     keras.utils.set_random_seed(seed)
     gpus = tf.config.list_physical_devices("GPU")
@@ -89,7 +92,7 @@ class Tracker:
     nothing is kept: `best_epoch` stays -1 and `best_metrics` None.
     """
 
-    def __init__(self, live: Any, n_classes: int, total_epochs: int | None = None) -> None:
+    def __init__(self, live: Live, n_classes: int, total_epochs: int | None = None) -> None:
         self.live = live
         self.total_epochs = total_epochs  # for "epoch k/N" and the time left in the log
         self.started = time.monotonic()
@@ -283,7 +286,7 @@ def fit_cached(lower: keras.Model, upper: keras.Model | None, head: keras.Model,
 def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: float,
                         cfg: params_mod.TrainParams, n_classes: int, seed: int,
                         tracker: Tracker, phase: int, y_train: np.ndarray,
-                        val: tuple[Any, np.ndarray]) -> None:
+                        val: tuple[tf.data.Dataset, np.ndarray]) -> None:
     """Fit from the TFRecords with on-the-fly augmentation (the GPU path)."""
     if epochs <= 0:
         return

@@ -7,7 +7,7 @@ import contextlib
 import io
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -16,12 +16,16 @@ from dermai.errors import DermaiError
 from dermai.runtime.inference import logits_model
 from dermai.runtime.tflite import embed_metadata, make_metadata
 
+if TYPE_CHECKING:
+    import keras
+
 log = logging.getLogger(__name__)
 
 KINDS = ("float32", "int8")
 
 
-def convert(logits_model: Any, kind: str, representative: np.ndarray | None = None) -> bytes:
+def convert(logits_model: keras.Model, kind: str, representative: np.ndarray | None = None
+            ) -> bytes:
     """Keras logits model -> .tflite bytes (float32, or full-integer int8 with int8 I/O)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(logits_model)
     if kind == "int8":
@@ -48,7 +52,7 @@ def convert(logits_model: Any, kind: str, representative: np.ndarray | None = No
     return bytes(out)
 
 
-def export_bytes(keras_model: Any, classes: list[str], temperature: float,
+def export_bytes(keras_model: keras.Model, classes: list[str], temperature: float,
                  representative: np.ndarray | None,
                  kinds: tuple[str, ...] = KINDS) -> dict[str, bytes]:
     """The .tflite files (logits out), metadata embedded."""

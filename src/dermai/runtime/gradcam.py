@@ -11,17 +11,20 @@ A heatmap shows where the model looked; it is not an explanation a clinician can
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import keras
 
 CONV_LAYER = "top_activation"
 
 __all__ = ["CONV_LAYER", "GradCam", "colorize", "gradcam", "overlay"]
 
 
-def _conv_host(model: Any, conv_layer: str) -> tuple[int, Any]:
+def _conv_host(model: keras.Model, conv_layer: str) -> tuple[int, keras.Model]:
     """(position in model.layers, nested model) of the sub-model holding `conv_layer`."""
     for i, layer in enumerate(model.layers):
         sub = getattr(layer, "layers", None)
@@ -30,7 +33,7 @@ def _conv_host(model: Any, conv_layer: str) -> tuple[int, Any]:
     raise ValueError(f"no nested model of {model.name!r} has a layer named {conv_layer!r}")
 
 
-def _split_model(host: Any, conv_layer: str) -> Any:
+def _split_model(host: keras.Model, conv_layer: str) -> keras.Model:
     """host.input -> [conv activation, host output].
 
     A sub-model cut from a larger graph (how `upper` is built before saving) is a clone whose
@@ -50,7 +53,7 @@ def _split_model(host: Any, conv_layer: str) -> Any:
     raise ValueError(f"cannot connect {conv_layer!r} to the inputs of {host.name!r}")
 
 
-def gradient_model(model: Any, conv_layer: str = CONV_LAYER) -> Any:
+def gradient_model(model: keras.Model, conv_layer: str = CONV_LAYER) -> keras.Model:
     """image -> [conv activation, logits], sharing `model`'s weights.
 
     Works when the conv layer sits inside `upper` or, without an upper part, inside `lower`
@@ -80,7 +83,7 @@ def gradient_model(model: Any, conv_layer: str = CONV_LAYER) -> Any:
 class GradCam:
     """Class-specific Grad-CAM heatmaps for one Keras model (built once, reused per image)."""
 
-    def __init__(self, keras_model: Any, conv_layer: str = CONV_LAYER) -> None:
+    def __init__(self, keras_model: keras.Model, conv_layer: str = CONV_LAYER) -> None:
         import tensorflow as tf
 
         self.model = gradient_model(keras_model, conv_layer)
@@ -122,7 +125,7 @@ class GradCam:
         return self.heatmaps(x[None], [int(class_index)])[0]
 
 
-def gradcam(model: Any, x: np.ndarray, class_index: int) -> np.ndarray:
+def gradcam(model: keras.Model, x: np.ndarray, class_index: int) -> np.ndarray:
     """One-off heatmap; build a `GradCam` instead when doing many images."""
     return GradCam(model).heatmap(x, class_index)
 
@@ -142,6 +145,7 @@ def overlay(img: Image.Image, heat: np.ndarray, alpha: float = 0.4) -> Image.Ima
     heat = np.asarray(heat, dtype=np.float32)
     if heat.shape != (base.height, base.width):
         heat_img = Image.fromarray(np.clip(heat * 255.0, 0, 255).astype(np.uint8), mode="L")
-        heat = np.asarray(heat_img.resize(base.size, Image.BILINEAR), dtype=np.float32) / 255.0
+        heat_img = heat_img.resize(base.size, Image.Resampling.BILINEAR)
+        heat = np.asarray(heat_img, dtype=np.float32) / 255.0
     colour = Image.fromarray(colorize(heat), mode="RGB")
     return Image.blend(base, colour, float(alpha))

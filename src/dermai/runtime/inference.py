@@ -9,9 +9,10 @@ model, is applied to the logits.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -21,6 +22,14 @@ from dermai.core.preprocess import fit
 from dermai.errors import DermaiError
 from dermai.runtime import loader
 
+if TYPE_CHECKING:
+    import keras
+
+    from dermai.core.ood import Guard
+
+LogitsFn = Callable[[np.ndarray], np.ndarray]
+"""Raw RGB batch N x H x W x 3 -> N x classes logits (or N x d features)."""
+
 OOD_FILE = "ood.json"  # the out-of-distribution guard (`core.ood`), written by `dermai evaluate`
 
 
@@ -29,7 +38,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return probabilities(logits, temperature).astype(np.float32)
 
 
-def logits_model(model: Any) -> Any:
+def logits_model(model: keras.Model) -> keras.Model:
     """A Keras model from the same input to the pre-softmax logits (shares weights)."""
     import keras
 
@@ -45,7 +54,7 @@ def logits_model(model: Any) -> Any:
     return keras.Model(inp, x, name="logits")
 
 
-def features_model(model: Any) -> Any:
+def features_model(model: keras.Model) -> keras.Model:
     """A Keras model from the same input to the penultimate features (the head's input), which
     the out-of-distribution guard (`core.ood`, Mahalanobis) scores."""
     import keras
@@ -57,7 +66,7 @@ def features_model(model: Any) -> Any:
     return keras.Model(inp, x, name="features")
 
 
-def features_and_logits(model: Any) -> Any:
+def features_and_logits(model: keras.Model) -> keras.Model:
     """One Keras model, image -> [penultimate features, logits]: the OOD guard's inputs."""
     import keras
 
@@ -97,14 +106,15 @@ class Predictor:
 
 
 def _keras_fn(path: Path, train_params: str | Path | None = None
-              ) -> tuple[Any, list[str], int, int]:
+              ) -> tuple[LogitsFn, list[str], int, int]:
     model, meta = loader.load_keras(path, train_params)
     h, w, _ = meta["input_shape"]
     lm = logits_model(model)
     return (lambda x: lm.predict(x, batch_size=64, verbose=0)), meta["classes"], h, w
 
 
-def _tflite_fn(path: Path, num_threads: int | None = None) -> tuple[Any, list[str], int, int]:
+def _tflite_fn(path: Path, num_threads: int | None = None
+               ) -> tuple[LogitsFn, list[str], int, int]:
     from dermai.runtime.tflite import load_tflite
 
     return load_tflite(path, num_threads=num_threads)
@@ -143,7 +153,8 @@ def load(path: str | Path, *, num_threads: int | None = None,
     return Predictor(path, classes, h, w, temperature, fn)
 
 
-def load_guard(model_path: str | Path, keras_model: Any = None) -> tuple[Any, Any]:
+def load_guard(model_path: str | Path, keras_model: keras.Model | None = None
+               ) -> tuple[Guard | None, LogitsFn | None]:
     """(guard, features_fn) from the `ood.json` beside the model; (None, None) without one.
 
     A guard on penultimate features needs a Keras model: `keras_model`, else the `model.keras`

@@ -12,9 +12,12 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dermai.errors import DermaiError
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ def read_temperature(model: str | Path, calibration: str | Path | None = None, *
 
 
 def load_keras(model: str | Path, train_params: str | Path | None = None
-               ) -> tuple[Any, dict[str, Any]]:
+               ) -> tuple[keras.Model, dict[str, Any]]:
     """(Keras model, its train_params) with one-line errors for missing files."""
     path = Path(model)
     if not path.is_file():

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -24,6 +24,11 @@ from dermai.core import plotdata as P
 from dermai.core.evaluation import HEADLINE, most_confident_mistakes, report
 from dermai.io.atomic import atomic_open, atomic_path, write_csv, write_json
 from dermai.params import Params
+
+if TYPE_CHECKING:
+    from dvclive import Live
+
+    from dermai.runtime.gradcam import GradCam
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ def settings_from(prm: Params) -> EvalSettings:
                         errors_per_class=ev.errors_per_class)
 
 
-def live_session(folder: str | Path) -> Any:
+def live_session(folder: str | Path) -> Live:
     """A dvclive session that writes only metrics.json and plots/ (no dvc.yaml, no exp, no
     report), so the stage's outputs are its own and deterministic."""
     from dvclive import Live
@@ -57,14 +62,14 @@ def _set_in(d: dict[str, Any], keys: Sequence[str], value: Any) -> None:
     d[keys[-1]] = value
 
 
-def _scalar(live: Any, name: str, value: float | None) -> None:
+def _scalar(live: Live, name: str, value: float | None) -> None:
     if value is None:  # undefined (e.g. AUC without both outcomes): null, not the string "nan"
         _set_in(live.summary, name.split("/"), None)
     else:
         live.log_metric(name, value, plot=False)
 
 
-def log_report(live: Any, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
+def log_report(live: Live, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
                logits: np.ndarray, classes: Sequence[str]) -> None:
     """Scalars via log_metric, structured metrics nested in the summary, and the plots:
     confusion matrix, one-vs-rest ROC and PR per class, reliability before/after T."""
@@ -120,7 +125,7 @@ def _safe(name: str) -> str:
 
 def error_gallery(out_dir: Path, *, title: str, classes: Sequence[str], y: np.ndarray,
                   proba: np.ndarray, ids: Sequence[str],
-                  image_of: Callable[[int], np.ndarray], cam: Any | None,
+                  image_of: Callable[[int], np.ndarray], cam: GradCam | None,
                   per_class_k: int) -> Path:
     """Per true class, the most confident mistakes as PNG tiles (image | Grad-CAM of the
     predicted class) on one HTML page. Returns the page's path."""
@@ -186,8 +191,8 @@ figure{{margin:0;font-size:12px;max-width:420px}} .disclaimer{{background:#fee;p
 
 def publish(name: str, *, y: np.ndarray, logits: np.ndarray, classes: Sequence[str],
             temperature: float, ids: Sequence[str], groups: Mapping[str, Sequence[str]],
-            live: Any, out_dir: Path, settings: EvalSettings,
-            image_of: Callable[[int], np.ndarray] | None = None, cam: Any | None = None,
+            live: Live, out_dir: Path, settings: EvalSettings,
+            image_of: Callable[[int], np.ndarray] | None = None, cam: GradCam | None = None,
             errors_dir: Path | None = None) -> dict[str, Any]:
     """Compute, log and write everything for one labelled set; returns the report dict."""
     y = np.asarray(y, dtype=np.int64)

@@ -116,7 +116,8 @@ def read_metadata(source: str | Path | bytes, name: str = METADATA_NAME) -> dict
 # --------------------------------------------------------------------------- quantization
 
 
-def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: type[np.integer]
+             ) -> np.ndarray:
     """float -> integer tensor values: round(x / scale + zero_point), clipped to the dtype."""
     if scale <= 0:
         raise DermaiError(f"quantized tensor has no usable scale ({scale})")
@@ -175,7 +176,7 @@ class TfliteModel:
         self._lock = threading.Lock()
 
     @property
-    def input_dtype(self) -> Any:
+    def input_dtype(self) -> type[np.generic]:
         return self._in["dtype"]
 
     def _set_batch(self, n: int) -> None:
@@ -226,7 +227,7 @@ class TfliteModel:
 
 
 def load_tflite(path: str | Path, num_threads: int | None = None
-                ) -> tuple[Any, list[str], int, int]:
+                ) -> tuple[TfliteModel, list[str], int, int]:
     """(fn: N x H x W x 3 raw RGB -> N x classes logits, classes, height, width)."""
     model = TfliteModel(path, num_threads)
     return model, model.classes, model.height, model.width

@@ -16,8 +16,9 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from dermai.core.modelcard import render
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
 from dermai.runtime.report import live_session, publish, settings_from
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -62,37 +66,55 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the model)")
 
 
-def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> dict[str, Any]:
+class SplitPredictions(TypedDict):
+    """What `collect` reads back for one split."""
+
+    logits: np.ndarray  # float64 (n, classes)
+    y: np.ndarray  # int64 (n,)
+    groups: dict[str, list[str]]  # age_group, source
+    ids: list[str]
+    images: np.ndarray | None  # uint8 (n, h, w, 3) when kept
+
+
+def _row_getter(images: np.ndarray | None) -> Callable[[int], np.ndarray] | None:
+    """`publish` draws the error images by row; None when the split kept no images."""
+    if images is None:
+        return None
+    return lambda i: images[i]
+
+
+def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> SplitPredictions:
     """Logits, labels, subgroup columns (and uint8 images if asked) for one TFRecord split."""
     import tensorflow as tf
 
     from dermai.models import data as tfdata
 
-    out: dict[str, list[Any]] = {k: [] for k in ("logits", "y", "age_group", "source", "id",
-                                                 "images")}
+    arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "y", "images")}
+    out: dict[str, list[str]] = {k: [] for k in ("age_group", "source", "id")}
     fn = tf.function(lambda x: logits_fn(x, training=False), reduce_retracing=True)
     total = tfdata.read_meta(folder)["splits"][split].get("images")
     started = last_log = time.monotonic()
     done = 0
     for x, y, meta in tfdata.dataset(folder, split, BATCH, with_meta=True):
-        out["logits"].append(fn(x).numpy().astype(np.float64))
+        arrays["logits"].append(fn(x).numpy().astype(np.float64))
         done += len(y)
         if time.monotonic() - last_log >= PROGRESS_EVERY_S:
             last_log = time.monotonic()
             log.info("predicting %s: %d/%s images, %.0f s", split, done, total or "?",
                      last_log - started)
-        out["y"].append(y.numpy())
+        arrays["y"].append(y.numpy())
         for k, col in (("age_group", "age_group"), ("source", "source"), ("id", "image_id")):
             out[k] += [v.decode("utf-8") for v in meta[col].numpy().tolist()]
         if keep_images:
-            out["images"].append(np.clip(np.round(x.numpy()), 0, 255).astype(np.uint8))
-    if not out["y"]:
+            arrays["images"].append(np.clip(np.round(x.numpy()), 0, 255).astype(np.uint8))
+    if not arrays["y"]:
         raise DermaiError(f"TFRecords split {split!r} in {folder} is empty")
     log.info("predicted %s: %d images in %.0f s", split, done, time.monotonic() - started)
     return {
-        "logits": np.concatenate(out["logits"]), "y": np.concatenate(out["y"]).astype(np.int64),
+        "logits": np.concatenate(arrays["logits"]),
+        "y": np.concatenate(arrays["y"]).astype(np.int64),
         "groups": {"age_group": out["age_group"], "source": out["source"]}, "ids": out["id"],
-        "images": np.concatenate(out["images"]) if keep_images else None,
+        "images": np.concatenate(arrays["images"]) if keep_images else None,
     }
 
 
@@ -141,13 +163,12 @@ def run(args: argparse.Namespace) -> None:
     reports = {}
     for s in SPLITS:
         d = data[s]
-        images = d["images"]
         log.info("%s: metrics with %d bootstrap resamples, subgroups, calibration%s", s,
                  settings.n_bootstrap, ", Grad-CAM of the errors" if s == "test" else "")
         reports[s] = publish(
             s, y=d["y"], logits=d["logits"], classes=classes, temperature=t, ids=d["ids"],
             groups=d["groups"], live=live, out_dir=out, settings=settings,
-            image_of=(lambda i, im=images: im[i]) if images is not None else None,
+            image_of=_row_getter(d["images"]),
             cam=cam, errors_dir=out / "errors" if s == "test" else None)
     live.summary["temperature"] = round(t, 6)
     live.end()

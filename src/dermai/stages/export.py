@@ -14,7 +14,7 @@ import argparse
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -49,7 +49,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- parity
 
 
-def parity(reference_logits: np.ndarray, logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
+class Parity(TypedDict):
+    """One exported model against the Keras model on the test split."""
+
+    agreement: float
+    accuracy: float
+    balanced_accuracy: float
+    max_abs_logit_diff: float
+
+
+class KindReport(Parity):
+    """The metrics entry of one exported kind (float32, int8)."""
+
+    bytes: int
+    latency_ms: dict[str, float]
+
+
+def parity(reference_logits: np.ndarray, logits: np.ndarray, y: np.ndarray) -> Parity:
     from dermai.core import metrics as M
 
     n = reference_logits.shape[1]
@@ -107,29 +123,30 @@ def run(args: argparse.Namespace) -> None:
         "keras": {"accuracy": M.accuracy(y_test, ref_pred),
                   "balanced_accuracy": M.balanced_accuracy(y_test, ref_pred, len(classes))},
     }
+    kinds: dict[str, KindReport] = {}
     for kind in KINDS:
         logits = TfliteModel(paths[kind], num_threads=max(threads))(x_test)
-        entry = parity(ref, logits, y_test)
-        entry["bytes"] = len(blobs[kind])
-        entry["latency_ms"] = {
-            f"threads_{t}": latency_ms(paths[kind], x_test[0], threads=t, runs=runs,
-                                       warmup=warmup) for t in threads}
-        report[kind] = entry
+        entry: KindReport = {
+            **parity(ref, logits, y_test),
+            "bytes": len(blobs[kind]),
+            "latency_ms": {
+                f"threads_{t}": latency_ms(paths[kind], x_test[0], threads=t, runs=runs,
+                                           warmup=warmup) for t in threads},
+        }
+        report[kind] = kinds[kind] = entry
         log.info("%s: agreement %.4f, balanced acc %.4f (Keras %.4f), %.2f MB, latency %s",
                  kind, entry["agreement"], entry["balanced_accuracy"],
                  report["keras"]["balanced_accuracy"], entry["bytes"] / 1e6,
                  ", ".join(f"{k}={v:.2f} ms" for k, v in entry["latency_ms"].items()))
-    f, q = report["float32"], report["int8"]
-    ratios: dict[str, Any] = {
-        "size_ratio": q["bytes"] / f["bytes"],
-        "latency_ratio": {k: q["latency_ms"][k] / f["latency_ms"][k] for k in f["latency_ms"]},
-    }
-    report["int8_vs_float32"] = ratios
+    f, q = kinds["float32"], kinds["int8"]
+    size_ratio = q["bytes"] / f["bytes"]
+    latency_ratio = {k: q["latency_ms"][k] / f["latency_ms"][k] for k in f["latency_ms"]}
+    report["int8_vs_float32"] = {"size_ratio": size_ratio, "latency_ratio": latency_ratio}
     goals = {
         "float32_agreement": f["agreement"] >= GOALS["float32_agreement"],
         "int8_agreement": q["agreement"] >= GOALS["int8_agreement"],
-        "int8_size_ratio": ratios["size_ratio"] <= GOALS["int8_size_ratio"],
-        "int8_not_slower": all(r <= 1.0 for r in ratios["latency_ratio"].values()),
+        "int8_size_ratio": size_ratio <= GOALS["int8_size_ratio"],
+        "int8_not_slower": all(r <= 1.0 for r in latency_ratio.values()),
     }
     report["goals_met"] = goals
     for name, ok in goals.items():

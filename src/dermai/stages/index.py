@@ -17,6 +17,7 @@ import csv
 import logging
 import multiprocessing as mp
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from dermai import params as params_mod
 from dermai.core import layouts as L
 from dermai.core.ages import all_age_groups, bin_age
-from dermai.core.hashing import ImageRejected, inspect
+from dermai.core.hashing import ImageInfo, ImageRejected, inspect
 from dermai.core.layouts import Task
 from dermai.core.schema import INDEX_COLUMNS, REJECT_COLUMNS
 from dermai.errors import DermaiError
@@ -117,7 +118,8 @@ def plan_manifest(root: Path, files: list[str], cfg: params_mod.ManifestParams, 
         )
     on_disk = set(files)
     rows: list[Task] = []
-    for row in df.to_dict("records"):
+    for record in df.to_dict("records"):
+        row = {str(k): v for k, v in record.items()}  # read_table: every value a str
         try:
             rel = cfg.path_template.format(**row)
         except KeyError as exc:
@@ -185,7 +187,7 @@ def _init_worker(root: str, max_pixels: int) -> None:
     _ROOT, _MAX_PIXELS = Path(root), max_pixels
 
 
-def _process(task: Task) -> tuple[Task, dict | None]:
+def _process(task: Task) -> tuple[Task, ImageInfo | None]:
     """Worker: decode and hash one file, or say why not."""
     if task.reject:
         return task, None
@@ -199,7 +201,7 @@ def _process(task: Task) -> tuple[Task, dict | None]:
         return replace(task, reject=str(exc)), None
     except Exception as exc:  # a decoder bug must become a report line, not a lost file
         return replace(task, reject=f"unexpected decode failure: {type(exc).__name__}: {exc}"), None
-    return task, info.__dict__
+    return task, info
 
 
 def build_index(
@@ -219,6 +221,7 @@ def build_index(
         wr = csv.writer(fr, lineterminator="\n")
         wi.writerow(INDEX_COLUMNS)
         wr.writerow(REJECT_COLUMNS)
+        results: Iterator[tuple[Task, ImageInfo | None]]
         if workers == 1:
             _init_worker(str(root), max_pixels)
             results = map(_process, tasks)
@@ -242,9 +245,9 @@ def build_index(
                     n_rejects += 1
                     continue
                 wi.writerow([task.image_id, task.path, task.condition, task.age_group,
-                             task.source, task.group_id, info["sha1"], info["dhash"],
-                             info["phash"], info["width"], info["height"], info["format"],
-                             info["bytes"], task.groups, task.image_type])
+                             task.source, task.group_id, info.sha1, info.dhash,
+                             info.phash, info.width, info.height, info.format,
+                             info.bytes, task.groups, task.image_type])
                 for key in ("condition", "age_group", "source", "image_type"):
                     counts[key][getattr(task, key)] += 1
                 n_rows += 1

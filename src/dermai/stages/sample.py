@@ -67,7 +67,8 @@ def generate(out: Path, seed: int, classes: list[str], age_edges: list[int], cfg
         if kind == 0:  # re-encode at lower quality
             new = _jpeg(img, 70)
         elif kind == 1:  # resized copy
-            new = _jpeg(img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.LANCZOS), 90)
+            size = (img.width * 3 // 4, img.height * 3 // 4)
+            new = _jpeg(img.resize(size, Image.Resampling.LANCZOS), 90)
         else:  # 2% crop
             dx, dy = max(1, img.width // 50), max(1, img.height // 50)
             new = _jpeg(img.crop((dx, dy, img.width - dx, img.height - dy)), 90)

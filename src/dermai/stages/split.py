@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 
@@ -43,23 +44,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--leakage", required=True)
 
 
-def leakage_counts(df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame) -> dict:
+class LeakageCounts(TypedDict):
+    """One side ("before"/"after") of the leakage report."""
+
+    cross_split_exact_pairs: int
+    cross_split_perceptual_pairs: int
+    cross_split_metadata_groups: int
+    cross_split_groups_by_key: dict[str, int]
+    cross_split_leakage_groups: int
+    images_in_cross_split_groups: int
+    sizes: dict[str, int]
+
+
+def leakage_counts(df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame) -> LeakageCounts:
     """Cross-split exact pairs, perceptual pairs and groups for one assignment."""
     by_id = dict(zip(df["image_id"], assign, strict=True))
-    out = {}
-    for kind in ("exact", "perceptual"):
+
+    def cross_pairs(kind: str) -> int:
         sel = pairs[pairs["kind"] == kind]
-        out[f"cross_split_{kind}_pairs"] = crossing_pairs(by_id, sel["a"], sel["b"])
+        return crossing_pairs(by_id, sel["a"], sel["b"])
+
     meta = crossing_keys(assign, df["group_id"])
     leak = crossing_keys(assign, df["leakage_group"])
-    out["cross_split_metadata_groups"] = len(meta)
     keys = parse_groups(df["groups"].tolist()) if "groups" in df.columns else {}
-    out["cross_split_groups_by_key"] = {
-        k: len(crossing_keys(assign.tolist(), v)) for k, v in sorted(keys.items())}
-    out["cross_split_leakage_groups"] = len(leak)
-    out["images_in_cross_split_groups"] = int(df["leakage_group"].isin(leak).sum())
-    out["sizes"] = {s: int((assign == s).sum()) for s in SPLITS}
-    return out
+    return {
+        "cross_split_exact_pairs": cross_pairs("exact"),
+        "cross_split_perceptual_pairs": cross_pairs("perceptual"),
+        "cross_split_metadata_groups": len(meta),
+        "cross_split_groups_by_key": {
+            k: len(crossing_keys(assign.tolist(), v)) for k, v in sorted(keys.items())},
+        "cross_split_leakage_groups": len(leak),
+        "images_in_cross_split_groups": int(df["leakage_group"].isin(leak).sum()),
+        "sizes": {s: int((assign == s).sum()) for s in SPLITS},
+    }
 
 
 def assign_splits(df: pd.DataFrame, fractions: dict[str, float], policy: str,
@@ -107,30 +124,29 @@ def run(args: argparse.Namespace) -> None:
 
     strata = (df["condition"] + "|" + df["age_group"])
     small = small_strata(strata.tolist())
+    before = leakage_counts(df, naive, pairs)
+    after = leakage_counts(df, assign, pairs)
+    placed = {s: sorted(set(assign[strata == s])) for s in small}
     report = {
         "policy": cfg.duplicate_policy,
         "seed": prm.base.seed,
         "images": len(df),
         "targets": {s: round(fractions[s] * len(df), 1) for s in SPLITS},
-        "before": {"method": "naive per-image stratified split",
-                   **leakage_counts(df, naive, pairs)},
-        "after": {"method": f"policy={cfg.duplicate_policy}",
-                  **leakage_counts(df, assign, pairs)},
+        "before": {"method": "naive per-image stratified split", **before},
+        "after": {"method": f"policy={cfg.duplicate_policy}", **after},
         "presence_moves": moves,
         "small_strata": {
-            s: {"images": c, "splits": sorted(set(assign[strata == s]))}
-            for s, c in sorted(small.items())
+            s: {"images": c, "splits": placed[s]} for s, c in sorted(small.items())
         },
     }
     write_json(args.leakage, report)
-    after = report["after"]
     for line in moves:
         log.info("moved so every condition is in every split: %s", line)
     for s in small:
         log.info("stratum %s has %d image(s), fewer than %d splits: placed in %s",
-                 s, small[s], len(SPLITS), report["small_strata"][s]["splits"])
+                 s, small[s], len(SPLITS), placed[s])
     log.info("split sizes %s (targets %s); leakage before: %s groups, after: %s",
-             after["sizes"], report["targets"], report["before"]["cross_split_leakage_groups"],
+             after["sizes"], report["targets"], before["cross_split_leakage_groups"],
              after["cross_split_leakage_groups"])
     if after["cross_split_leakage_groups"]:  # pragma: no cover - guarded by construction
         raise DermaiError("split leaks: a leakage group crosses splits")

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -24,6 +24,11 @@ from dermai import DISCLAIMER, __version__
 from dermai.core.hashing import ImageRejected, decode
 from dermai.core.preprocess import fit
 from dermai.errors import DermaiError
+
+if TYPE_CHECKING:
+    from dermai.core.ood import Guard
+    from dermai.runtime.gradcam import GradCam
+    from dermai.runtime.inference import LogitsFn, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +121,12 @@ def example_images(classes: list[str], size: tuple[int, int], n: int = N_EXAMPLE
 class Engine:
     """Decode -> fit -> guard -> calibrated probabilities (+ Grad-CAM). Called from threads."""
 
-    predictor: Any
-    gradcam: Any = None
+    predictor: Predictor
+    gradcam: GradCam | None = None
     max_pixels: int = 89_478_485
     gradcam_note: str = ""
-    guard: Any = None  # core.ood.Guard or None
-    features_fn: Any = None  # x -> penultimate features, when the guard needs them
+    guard: Guard | None = None
+    features_fn: LogitsFn | None = None  # x -> penultimate features, when the guard needs them
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -176,7 +181,12 @@ class Engine:
         """(in distribution?, score) under the saved guard; (True, None) without one."""
         if self.guard is None:
             return True, None
-        feats = self.features_fn(x) if self.guard.space == "features" else None
+        feats = None
+        if self.guard.space == "features":
+            if self.features_fn is None:
+                raise DermaiError("the OOD guard scores image features: the engine needs "
+                                  "features_fn (runtime.inference.load_guard gives both)")
+            feats = self.features_fn(x)
         score = float(self.guard.score(logits, feats)[0])
         return score >= self.guard.threshold, score
 
@@ -196,7 +206,7 @@ class Engine:
                "method": None if self.guard is None else self.guard.method}
         if not inside:
             log.info("out-of-distribution image refused (score %.3f < %.3f)", score,
-                     self.guard.threshold)
+                     ood["threshold"])
             return {**base, "predictions": [], "gradcam": None, "gradcam_note": "",
                     "ood": ood, "message": self.ood_message()}
         from dermai.runtime.inference import softmax
