@@ -13,8 +13,8 @@ import yaml
 
 pytest.importorskip("tensorflow")
 
-from deploy import tiny_tfrecords  # noqa: E402
-from dermai.cli import main  # noqa: E402
+from deploy import tiny_tfrecords
+from dermai.cli import main
 
 VARIANTS = 2
 
