@@ -9,7 +9,8 @@ import pytest
 
 from pipeline import sh
 
-pytestmark = pytest.mark.e2e
+# 16 min wall at load average ~10 on 2 cores (5 exp runs): slow, with its own time limit.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def ran(stage: str, out: str) -> bool:
