@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 pytest.importorskip("tensorflow")
-pytestmark = pytest.mark.timeout(900)  # the module fixture runs tfrecords + features
 
 from deploy import tiny_tfrecords
 from dermai.cli import main
+
+pytestmark = pytest.mark.timeout(900)  # the module fixture runs tfrecords + features
 
 VARIANTS = 2
 
