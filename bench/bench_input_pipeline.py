@@ -31,8 +31,8 @@ def main() -> None:
     import tensorflow as tf
 
     from dermai.models import data as tfdata
-    from dermai.models.backbones import build_backbone
-    from dermai.models.classifier import assemble, build_head, set_phase, split_backbone
+    from dermai.models.backbones import build_backbone, split_backbone
+    from dermai.models.classifier import assemble, build_head, set_phase
 
     meta = tfdata.read_meta(args.tfrecords)
     classes = meta["classes"]

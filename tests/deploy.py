@@ -34,8 +34,8 @@ def tiny_keras(dest: Path, classes: list[str] | None = None, seed: int = 0) -> P
     train_params.json that names its classes."""
     import keras
 
-    from dermai.models.backbones import build_backbone
-    from dermai.models.classifier import assemble, build_head, split_backbone
+    from dermai.models.backbones import build_backbone, split_backbone
+    from dermai.models.classifier import assemble, build_head
     from dermai.models.training import save_model
 
     classes = list(classes or CLASSES)

@@ -11,8 +11,8 @@ import yaml
 
 from dermai.cli import COMMANDS, build_parser, main
 
-STAGES = ["sample", "index", "dedup", "split", "validate", "pretrained", "tfrecords", "train",
-          "evaluate", "export", "headline"]
+STAGES = ["sample", "index", "dedup", "split", "validate", "pretrained", "tfrecords", "features",
+          "train", "evaluate", "export", "headline"]
 
 
 def test_stage_commands_match_dvc_yaml_stage_names():

@@ -51,8 +51,8 @@ def build(classes: list[str], *, with_upper: bool = True, h: int = H, w: int = W
 def build_lite0(classes: list[str], unfreeze_blocks: int = 1, h: int = H, w: int = W) -> Any:
     import keras
 
-    from dermai.models.backbones import build_backbone
-    from dermai.models.classifier import assemble, build_head, split_backbone
+    from dermai.models.backbones import build_backbone, split_backbone
+    from dermai.models.classifier import assemble, build_head
 
     keras.utils.set_random_seed(0)
     backbone = build_backbone("efficientnet_lite0", "none", (h, w, 3))

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("dermai.stages.validate", "run the Great Expectations data gates"),
     "pretrained": ("dermai.stages.pretrained", "convert packaged ImageNet Lite0 weights to Keras"),
     "tfrecords": ("dermai.stages.tfrecords", "write sharded TFRecords per split"),
+    "features": ("dermai.stages.features",
+                 "cache the frozen backbone's activations for train (CPU path)"),
     "train": ("dermai.stages.train", "two-phase fine-tuning with class-imbalance handling"),
     "evaluate": ("dermai.stages.evaluate", "metrics with CIs, subgroups, calibration"),
     "export": ("dermai.stages.export", "TFLite float32 and int8 export with parity checks"),

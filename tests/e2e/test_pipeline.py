@@ -84,6 +84,7 @@ def test_repro_push_pull_roundtrip(project: Path, tmp_path: Path):
     # Experiments, metrics and plots work on the pipeline's own outputs.
     exp = sh("dvc", "exp", "run", "-S", "train.lr=0.002", cwd=clone)
     assert "Running stage 'train'" in exp.stdout and "Running stage 'index'" not in exp.stdout
+    assert "Running stage 'features'" not in exp.stdout  # a head param keeps the cache
     metrics = sh("dvc", "metrics", "show", cwd=clone).stdout
     assert "acc_ci" in metrics and "images" in metrics and "best_val" not in metrics
     shown = sh("dvc", "exp", "show", "--csv", cwd=clone).stdout

@@ -10,14 +10,13 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from dermai.models.backbones import build_backbone  # noqa: E402
-from dermai.models.classifier import (  # noqa: E402
+from dermai.models.backbones import (  # noqa: E402
     N_STAGES,
-    build_head,
+    build_backbone,
     cut_layer_name,
-    set_phase,
     split_backbone,
 )
+from dermai.models.classifier import build_head, set_phase  # noqa: E402
 
 SHAPE = (32, 32, 3)
 

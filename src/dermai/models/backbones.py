@@ -1,4 +1,8 @@
-"""Backbone factory: feature extractors taking raw RGB in [0, 255] and returning pooled features.
+"""Backbone factory: feature extractors taking raw RGB in [0, 255] and returning pooled features,
+and where they are cut into a frozen lower and a trainable upper part.
+
+The cut lives here, not with the head, because the `features` stage caches the lower part's
+output: head and loss code can change without invalidating that cache.
 
 Nothing here downloads: Lite0 weights come from the `pretrained` stage's converted file, B0
 weights only from a file the user placed in the Keras cache beforehand.
@@ -65,3 +69,32 @@ def build_backbone(
             pooling="avg",
         )
     raise DermaiError(f"unknown backbone {name!r}; use efficientnet_lite0 or efficientnet_b0")
+
+
+N_STAGES = 7  # EfficientNet stages block1..block7
+
+
+def cut_layer_name(backbone: keras.Model, unfreeze_blocks: int) -> str | None:
+    """Name of the layer whose output feeds the first unfrozen stage (None: head only)."""
+    if unfreeze_blocks <= 0:
+        return None
+    if unfreeze_blocks >= N_STAGES:
+        return "stem_activation"
+    prefix = f"block{N_STAGES - unfreeze_blocks}"
+    names = [layer.name for layer in backbone.layers if layer.name.startswith(prefix)]
+    if not names:
+        raise DermaiError(f"backbone {backbone.name} has no layers named {prefix}*")
+    return names[-1]
+
+
+def split_backbone(backbone: keras.Model, unfreeze_blocks: int) -> tuple[keras.Model,
+                                                                         keras.Model | None]:
+    """(lower, upper): lower stays frozen; upper holds the stages that phase 2 trains."""
+    cut = cut_layer_name(backbone, unfreeze_blocks)
+    if cut is None:
+        return backbone, None
+    import keras
+
+    t = backbone.get_layer(cut).output
+    return (keras.Model(backbone.input, t, name="lower"),
+            keras.Model(t, backbone.output, name="upper"))

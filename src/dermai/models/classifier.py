@@ -1,5 +1,6 @@
-"""The classifier's structure: backbone cut into a frozen lower part and a trainable upper part,
-a dropout + softmax head, the two training phases, and the loss.
+"""The classifier's structure: a dropout + softmax head on the backbone (cut by
+`dermai.models.backbones.split_backbone` into a frozen lower and a trainable upper part), the two
+training phases, and the loss.
 
 Kept apart from the training loop so that the bench, the tests and the runtime can build the same
 graph that `dermai train` saves without importing a stage.
@@ -11,33 +12,6 @@ import keras
 from keras import layers
 
 from dermai import params as params_mod
-from dermai.errors import DermaiError
-
-N_STAGES = 7  # EfficientNet stages block1..block7
-
-
-def cut_layer_name(backbone: keras.Model, unfreeze_blocks: int) -> str | None:
-    """Name of the layer whose output feeds the first unfrozen stage (None: head only)."""
-    if unfreeze_blocks <= 0:
-        return None
-    if unfreeze_blocks >= N_STAGES:
-        return "stem_activation"
-    prefix = f"block{N_STAGES - unfreeze_blocks}"
-    names = [layer.name for layer in backbone.layers if layer.name.startswith(prefix)]
-    if not names:
-        raise DermaiError(f"backbone {backbone.name} has no layers named {prefix}*")
-    return names[-1]
-
-
-def split_backbone(backbone: keras.Model, unfreeze_blocks: int) -> tuple[keras.Model,
-                                                                         keras.Model | None]:
-    """(lower, upper): lower stays frozen; upper holds the stages that phase 2 trains."""
-    cut = cut_layer_name(backbone, unfreeze_blocks)
-    if cut is None:
-        return backbone, None
-    t = backbone.get_layer(cut).output
-    return (keras.Model(backbone.input, t, name="lower"),
-            keras.Model(t, backbone.output, name="upper"))
 
 
 def build_head(feature_dim: int, n_classes: int, dropout: float,

@@ -1,10 +1,10 @@
-"""The training loop: seeded TF set-up, the frozen-backbone feature cache, epochs with the
-configured imbalance handling, and a tracker that keeps the best epoch's weights.
+"""The training loop: seeded TF set-up, epochs with the configured imbalance handling, and a
+tracker that keeps the best epoch's weights.
 
-Two paths share the tracker. The CPU path (`train.feature_cache: true`) runs the frozen lower
-backbone once over a few augmented copies of every training image and trains the top stages from
-those cached activations. The GPU path trains the whole model from the TFRecords with on-the-fly
-augmentation.
+Two paths share the tracker. The CPU path (`train.feature_cache: true`) trains the top stages
+from the frozen lower backbone's activations of a few augmented copies of every training image
+(computed once by `dermai.models.features`, the `features` stage). The GPU path trains the whole
+model from the TFRecords with on-the-fly augmentation.
 """
 
 from __future__ import annotations
@@ -51,32 +51,6 @@ def setup_tf(cfg: params_mod.TrainParams, seed: int) -> tf.distribute.Strategy:
         log.info("training on %d GPUs with MirroredStrategy", len(gpus))
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def cache_split(lower: keras.Model, folder: str, split: str, batch: int, *, variants: int,
-                seed: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-backbone activations (float16) for `variants` copies of each image of `split`.
-
-    Copy 0 is the plain image; copies 1.. are augmented with seeds derived from `seed`, so the
-    cache, and the model trained from it, are reproducible.
-    """
-    forward = tf.function(lambda x: lower(x, training=False), reduce_retracing=True)
-    xs, ys = [], []
-    for v in range(variants):
-        # A capped run takes a seeded random subset, not the first rows of the file.
-        ds = data.dataset(folder, split, batch, training=v > 0, seed=seed * 1000 + v,
-                          shuffle=bool(limit))
-        if limit:
-            ds = ds.unbatch().take(limit).batch(batch)
-        t0, n = time.time(), 0
-        for x, y in ds:
-            xs.append(forward(x).numpy().astype(np.float16))
-            ys.append(y.numpy())
-            n += len(y)
-        log.info("cached %s copy %d/%d: %d images in %.0f s (%.1f img/s)", split, v + 1,
-                 variants, n, time.time() - t0, n / max(time.time() - t0, 1e-9))
-        del ds
-    return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
 
 
 def _clock(seconds: float) -> str:

@@ -5,10 +5,12 @@ stages (BatchNorm stays frozen) at a lower learning rate. Class imbalance is han
 `train.imbalance`. The model with the best validation balanced accuracy is kept, and dvclive's
 metrics report that epoch's values.
 
-On a CPU (`train.feature_cache: true`) the frozen lower backbone runs once over a few augmented
-copies of every training image and the top stages train from those cached activations: this is
-what makes a HAM10000 run fit in an hour on two cores. With a GPU, set `feature_cache: false` to
-train from the TFRecords with on-the-fly augmentation at full resolution.
+On a CPU (`train.feature_cache: true`) the top stages train from the frozen lower backbone's
+activations of a few augmented copies of every training image, which the `features` stage
+computed (`--features`): this is what makes a HAM10000 run fit in an hour on two cores, and an
+experiment on head or phase-2 params does not recompute them. The cache's meta.json must match
+this run's backbone, weights and cut. With a GPU, set `feature_cache: false` to train from the
+TFRecords with on-the-fly augmentation at full resolution.
 
 The structure lives in `dermai.models.classifier`, the loop in `dermai.models.training`; this
 stage only reads, checks and writes.
@@ -36,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tfrecords", required=True, help="folder written by `dermai tfrecords`")
     p.add_argument("--pretrained", required=True,
                    help="converted Lite0 ImageNet weights (.weights.h5)")
+    p.add_argument("--features", default=None,
+                   help="folder written by `dermai features` (needed if train.feature_cache)")
     p.add_argument("--model", required=True, help="output .keras model")
     p.add_argument("--train-params", default=None,
                    help="output: resolved params, classes and input shape of the model "
@@ -52,9 +56,10 @@ def run(args: argparse.Namespace) -> None:
     from dvclive import Live
 
     from dermai.models import data
+    from dermai.models import features as F
     from dermai.models import training as T
-    from dermai.models.backbones import build_backbone
-    from dermai.models.classifier import assemble, build_head, split_backbone
+    from dermai.models.backbones import build_backbone, cut_layer_name, split_backbone
+    from dermai.models.classifier import assemble, build_head
 
     strategy = T.setup_tf(cfg, prm.base.seed)
     meta = data.read_meta(args.tfrecords)
@@ -77,10 +82,17 @@ def run(args: argparse.Namespace) -> None:
     seed = prm.base.seed
 
     if cfg.feature_cache:
-        train = T.cache_split(lower, args.tfrecords, "train", 64, variants=cfg.cache_variants,
-                              seed=seed, limit=cfg.max_train_images)
-        val = T.cache_split(lower, args.tfrecords, "val", 64, variants=1, seed=seed)
-        log.info("feature cache took %.0f s", time.time() - t_start)
+        if args.features is None:
+            raise DermaiError("train.feature_cache needs --features (the folder that "
+                              "`dermai features` writes)")
+        expected = F.describe(lower, backbone=mcfg.backbone, weights=mcfg.weights,
+                              input_shape=shape, unfreeze_blocks=cfg.unfreeze_blocks,
+                              cut_layer=cut_layer_name(backbone, cfg.unfreeze_blocks),
+                              variants=cfg.cache_variants, seed=seed,
+                              max_train_images=cfg.max_train_images, classes=classes)
+        cached = F.read(args.features, expected)
+        train, val = cached["train"], cached["val"]
+        log.info("feature cache read from %s in %.0f s", args.features, time.time() - t_start)
         T.fit_cached(lower, upper, head, train, val, cfg=cfg, n_classes=len(classes),
                      seed=seed, tracker=tracker)
         model = assemble(lower, upper, head, shape, classes)
