@@ -45,3 +45,13 @@ def test_the_check_sees_both_import_forms(tmp_path: Path):
     f.write_text("from dermai.stages.index import x\nimport dermai.stages.train\n"
                  "from dermai import stages\n")
     assert stage_imports(f) == ["dermai.stages.index", "dermai.stages.train", "dermai.stages"]
+
+
+def test_test_file_names_are_unique():
+    """pytest imports test files by basename (no packages under tests/), so two files with one
+    name stop collection of the whole suite."""
+    names: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        names.setdefault(path.name, []).append(path.relative_to(ROOT).as_posix())
+    clashes = {k: v for k, v in names.items() if len(v) > 1}
+    assert not clashes, f"test files sharing a name: {clashes}"
