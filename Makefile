@@ -43,12 +43,12 @@ web-deps:
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(WEB_STAMP); \
 	  else echo "web-deps: npm not found; the on-device web app cannot be built"; fi
 
-## site: the static on-device web app of the exported int8 model in site/ (after `make run`,
-## i.e. the sample model; for a HAM10000 model pass IMAGE_KIND="dermoscopic images ...")
-IMAGE_KIND ?= synthetic sample images (the embedded demo data, not real skin lesions)
+## site: the static on-device web app of the exported int8 model in site/ (after `make run`).
+## The kind of training images comes from the model's metadata; IMAGE_KIND="..." overrides it.
+IMAGE_KIND ?=
 site: $(STAMP) web-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dermai export-web --model models/model_int8.tflite \
-	  --out site/ --image-kind "$(IMAGE_KIND)"
+	  --out site/ $(if $(IMAGE_KIND),--image-kind "$(IMAGE_KIND)")
 
 ## test: the default test suite (slow real-data tests excluded)
 test: $(STAMP) browser-deps web-deps

@@ -275,3 +275,238 @@ def test_installable_and_works_offline(browser, site, tmp_path, viewport):
             assert problems == []
         finally:
             ctx.close()
+
+
+# --------------------------------------------------------------------------- the OOD guard
+
+
+def probe_images(height: int, width: int) -> dict[str, np.ndarray]:
+    """In- and out-of-distribution inputs, already fitted to the model: sample-like lesions,
+    flat colours, noise, a text page and packaged photos (scikit-image)."""
+    from PIL import Image, ImageDraw
+    from skimage import data as skdata
+
+    from dermai.core.preprocess import fit
+
+    out = {f"lesion-{i}": np.asarray(lesion(c, seed=50 + i, height=height, width=width))
+           for i, c in enumerate(["bcc", "mel", "nv", "bkl", "df", "vasc"])}
+    for name, rgb in {"flat-white": (255, 255, 255), "flat-red": (200, 20, 30),
+                      "flat-grey": (128, 128, 128)}.items():
+        out[name] = np.full((height, width, 3), rgb, np.uint8)
+    rng = np.random.default_rng(13)
+    out["noise"] = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    page = Image.new("RGB", (400, 300), "white")
+    draw = ImageDraw.Draw(page)
+    for k in range(12):
+        draw.text((10, 8 + 24 * k), "Lorem ipsum dolor sit amet, consectetur 0123456789",
+                  fill="black")
+    out["text"] = np.asarray(fit(page, height, width))
+    for name in ("chelsea", "astronaut", "coffee"):
+        out[name] = np.asarray(fit(Image.fromarray(getattr(skdata, name)()), height, width))
+    return out
+
+
+def guard_doc(guard, kind: str = "synthetic sample images") -> dict:
+    from dermai.runtime.inference import ood_message
+
+    return {**guard.to_dict(), "image_kind": kind, "message": ood_message(kind)}
+
+
+def with_guard(model: Path, doc: dict | None, dest: Path) -> Path:
+    """A copy of `model` whose embedded metadata carries `doc` as its OOD guard."""
+    from dermai.runtime.tflite import embed_metadata, read_metadata
+
+    meta = read_metadata(model)
+    meta.pop("ood", None)
+    if doc is not None:
+        meta["ood"] = doc
+    dest.write_bytes(embed_metadata(model.read_bytes(), meta))
+    return dest
+
+
+def site_for(model: Path, dest: Path) -> Path:
+    from dermai.commands.export_web import build
+
+    for rel, data in build(model.read_bytes(), NPM, None, model.name).items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(data)
+    return dest
+
+
+def fitted_guard(model_path: Path, method: str):
+    """`model_path`'s own embedded guard ("embedded"), or one of `method` fitted on sample
+    lesions (Mahalanobis on the logits, as the browser sees only those) whose threshold is the
+    median probe score, so both decisions occur and both are compared."""
+    from dermai.core import ood
+    from dermai.core.ood import Guard
+    from dermai.runtime.tflite import TfliteModel
+
+    ref = TfliteModel(model_path, num_threads=1)
+    if method == "embedded":
+        doc = ref.meta.get("ood")
+        if doc is None:
+            pytest.skip("the model carries no guard (the tiny stand-in; set "
+                        "DERMAI_ONDEVICE_MODEL=models/model_int8.tflite)")
+        return ref, Guard.from_dict(doc), doc
+    x = sample_images(40, ref.height, ref.width).astype(np.float32)
+    z = ref(x)
+    y = np.arange(len(x)) % len(ref.classes)
+    g = ood.fit(method, train_logits=z, train_features=z, train_labels=y, val_logits=z,
+                val_features=z, temperature=ref.temperature, n_components=8, space="logits")
+    probes = probe_images(ref.height, ref.width)
+    scores = g.score(ref(np.stack(list(probes.values())).astype(np.float32)))
+    g.threshold = float(np.median(scores))
+    return ref, g, guard_doc(g)
+
+
+@pytest.mark.parametrize("method", ["embedded", "energy", "max_softmax", "mahalanobis"])
+def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, tmp_path,
+                                                            method):
+    from dermai.runtime.inference import load_guard
+
+    ref, guard, doc = fitted_guard(model_path, method)
+    model = with_guard(model_path, doc, tmp_path / "model.tflite")
+    py_guard, features_fn = load_guard(model)  # Python reads the same embedded document
+    assert py_guard is not None and features_fn is None and py_guard.to_dict() == guard.to_dict()
+    probes = probe_images(ref.height, ref.width)
+    x = np.stack(list(probes.values()))
+    want = py_guard.score(ref(x.astype(np.float32)))
+    site = site_for(model, tmp_path / "site")
+    _, b = browser
+    with static_server(site) as (base, _):
+        ctx = b.new_context()
+        page = ctx.new_page()
+        problems: list[str] = []
+        watch(page, problems, base)
+        try:
+            page.goto(base + "/")
+            wait_ready(page)
+            got = page.evaluate("""async ([b64, n, h, w]) => {
+                const all = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const size = h * w * 3, out = [];
+                for (let i = 0; i < n; i++) {
+                  const img = {data: all.subarray(i * size, (i + 1) * size), width: w, height: h};
+                  out.push((await window.dermai.model.predict(img)).ood);
+                }
+                return out; }""", [base64.b64encode(x.tobytes()).decode(), len(x), ref.height,
+                                  ref.width])
+            info = page.locator("#guard-info")
+            sync_api.expect(info).to_have_attribute("data-guard", guard.method)
+            sync_api.expect(info).to_contain_text("get no answer")
+            assert problems == []
+        finally:
+            ctx.close()
+    score = np.array([g["score"] for g in got])
+    inside = [g["inDistribution"] for g in got]
+    assert inside == (want >= guard.threshold).tolist()
+    assert np.abs(score - want).max() <= 1e-4
+    if method != "embedded":
+        assert any(inside) and not all(inside)  # both decisions were compared
+    print(f"\n[ondevice] guard {guard.method}: max |score diff| JS vs Python "
+          f"{np.abs(score - want).max():.1e}; accepted "
+          + ", ".join(f"{k}={'yes' if a else 'no'}" for k, a in zip(probes, inside, strict=True)))
+
+
+def test_a_guard_the_browser_cannot_compute_is_not_claimed(browser, model_path, tmp_path):
+    from dermai.core.ood import Guard, Mahalanobis
+
+    rng = np.random.default_rng(0)
+    maha = Mahalanobis(rng.normal(size=16), rng.normal(size=(4, 16)), rng.normal(size=(3, 4)),
+                       np.eye(4))
+    doc = guard_doc(Guard("mahalanobis", -5.0, 0.95, "features", 1.0, maha))
+    site = site_for(with_guard(model_path, doc, tmp_path / "model.tflite"), tmp_path / "site")
+    _, b = browser
+    with static_server(site) as (base, _):
+        ctx = b.new_context()
+        page = ctx.new_page()
+        try:
+            page.goto(base + "/")
+            wait_ready(page)
+            info = page.locator("#guard-info")
+            sync_api.expect(info).to_have_attribute("data-guard", "none")
+            sync_api.expect(info).to_contain_text("does not check whether a photo looks like")
+            sync_api.expect(info).to_contain_text("internal features")
+            h, w = page.evaluate("[window.dermai.model.height, window.dermai.model.width]")
+            r = page.evaluate("""async ([h, w]) => (await window.dermai.model.predict(
+                {data: new Uint8Array(h * w * 3), width: w, height: h})).ood""", [h, w])
+            assert r is None
+        finally:
+            ctx.close()
+
+
+def guarded_phone_model(model_path: Path, tmp_path: Path) -> Path:
+    """The model with the guard the screenshots show: its own embedded one (the sample model),
+    else, for the untrained stand-in, Mahalanobis on logits fitted on sample lesions."""
+    from dermai.runtime.tflite import read_metadata
+
+    if read_metadata(model_path).get("ood"):
+        return model_path
+    from dermai.core import ood
+
+    ref, _, _ = fitted_guard(model_path, "energy")
+    x = sample_images(60, ref.height, ref.width).astype(np.float32)
+    z = ref(x)
+    y = np.arange(len(x)) % len(ref.classes)
+    g = ood.fit("mahalanobis", train_logits=z, train_features=z, train_labels=y, val_logits=z,
+                val_features=z, temperature=ref.temperature, n_components=8, space="logits",
+                keep=0.95)
+    return with_guard(model_path, guard_doc(g), tmp_path / "guarded.tflite")
+
+
+def test_phone_screenshots_of_a_prediction_and_of_the_guard_tripping(browser, model_path,
+                                                                     tmp_path):
+    """Pixel 7: a sample-like lesion gets its top 3; a cat photo gets the refusal and no
+    probabilities, as Python decides for the same files. Screenshots for the README."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    from dermai.io.images import read
+    from dermai.runtime import inference
+
+    expect = sync_api.expect
+    spot, cat = tmp_path / "spot.png", tmp_path / "cat.png"
+    lesion("nv", seed=11, height=450, width=600).save(spot)
+    Image.fromarray(skdata.chelsea()).save(cat)
+    model = guarded_phone_model(model_path, tmp_path)
+    predictor = inference.load(model, num_threads=1)
+    guard, _ = inference.load_guard(model)
+    py = {p.name: bool(guard.accept(predictor.logits(predictor.prepare(read(p))[None]))[0])
+          for p in (spot, cat)}
+    assert py == {"spot.png": True, "cat.png": False}, py
+    site = site_for(model, tmp_path / "site")
+    p, b = browser
+    with static_server(site) as (base, _):
+        ctx = b.new_context(**p.devices["Pixel 7"])
+        page = ctx.new_page()
+        problems: list[str] = []
+        watch(page, problems, base)
+        try:
+            page.goto(base + "/")
+            wait_ready(page)
+            page.set_input_files("#file-choose", str(spot))
+            expect(page.locator("#status")).to_have_text("Done.", timeout=30_000)
+            expect(page.locator("#predictions li.prediction")).to_have_count(3)
+            expect(page.locator("#ood")).to_be_hidden()
+            page.locator("#result").scroll_into_view_if_needed()
+            page.screenshot(path=str(shots() / "ondevice-phone-prediction.png"), scale="css")
+
+            page.set_input_files("#file-choose", str(cat))
+            expect(page.locator("#status")).to_have_text("Done.", timeout=30_000)
+            ood_text = page.locator("#ood")
+            expect(ood_text).to_be_visible()
+            expect(ood_text).to_have_text(inference.ood_message(guard_kind(model)))
+            expect(page.locator("#predictions")).to_be_hidden()
+            expect(page.locator("#predictions li")).to_have_count(0)
+            expect(page.locator("#answers-title")).to_be_hidden()
+            assert not re.search(r"\d%", page.locator("#result").inner_text())
+            ood_text.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots() / "ondevice-phone-guard.png"), scale="css")
+            assert problems == []
+        finally:
+            ctx.close()
+
+
+def guard_kind(model: Path) -> str:
+    from dermai.runtime.tflite import read_metadata
+
+    return read_metadata(model)["ood"]["image_kind"]

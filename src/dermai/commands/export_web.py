@@ -3,8 +3,8 @@
 The folder it writes (HTML, JS, LiteRT.js WASM, the model, a web manifest and a cache-first
 service worker) can be served by any static host; the photo never leaves the phone or computer,
 and after the first visit the app works in airplane mode. The page reads classes, input size,
-resize rule and temperature from the `dermai` metadata embedded in the .tflite (the same document
-Python reads), so browser and `dermai predict` cannot drift.
+resize rule, temperature and the out-of-distribution guard from the `dermai` metadata embedded in
+the .tflite (the same document Python reads), so browser and `dermai predict` cannot drift.
 
 LiteRT.js (npm `@litertjs/core`, pinned in web-ondevice/package-lock.json, installed by
 `make web-deps`) has no int8 tensor type in JS, so a model with int8 input/output gets a
@@ -46,8 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (replaced whole), e.g. site/")
     p.add_argument("--npm-dir", default=str(NPM_DIR),
                    help="node_modules with @litertjs/core (`make web-deps`)")
-    p.add_argument("--image-kind", default=DEFAULT_IMAGE_KIND,
-                   help="what the model was trained on, shown to the user")
+    p.add_argument("--image-kind", default=None,
+                   help="what the model was trained on, shown to the user (default: from the "
+                        "model's embedded metadata, else HAM10000-style dermoscopic images)")
 
 
 # --------------------------------------------------------------------------- model
@@ -166,9 +167,10 @@ def litert_files(npm_dir: Path, wasm: str = WASM) -> tuple[dict[str, bytes], str
     return files, version
 
 
-def build(model: bytes, npm_dir: Path, image_kind: str, model_name: str,
+def build(model: bytes, npm_dir: Path, image_kind: str | None, model_name: str,
           wasm: str = WASM) -> dict[str, bytes]:
-    """Every file of the site: relative path -> bytes."""
+    """Every file of the site: relative path -> bytes. `image_kind` None: the kind the model's
+    metadata names (its training data or its OOD guard)."""
     from dermai import DISCLAIMER, __version__
     from dermai.runtime.tflite import read_metadata
 
@@ -176,6 +178,9 @@ def build(model: bytes, npm_dir: Path, image_kind: str, model_name: str,
     if not meta:
         raise DermaiError("the model has no 'dermai' metadata (classes, input size): export it "
                           "with `dermai export`")
+    if image_kind is None:
+        image_kind = ((meta.get("training_data") or {}).get("image_kind")
+                      or (meta.get("ood") or {}).get("image_kind") or DEFAULT_IMAGE_KIND)
     files, litert_version = litert_files(npm_dir, wasm)
     files["model.tflite"] = float_io(model)
     files["manifest.webmanifest"] = (json.dumps(manifest(), indent=2) + "\n").encode()

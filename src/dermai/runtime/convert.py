@@ -7,7 +7,7 @@ import contextlib
 import io
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -54,13 +54,15 @@ def convert(logits_model: keras.Model, kind: str, representative: np.ndarray | N
 
 def export_bytes(keras_model: keras.Model, classes: list[str], temperature: float,
                  representative: np.ndarray | None,
-                 kinds: tuple[str, ...] = KINDS) -> dict[str, bytes]:
-    """The .tflite files (logits out), metadata embedded."""
+                 kinds: tuple[str, ...] = KINDS, *, ood: dict[str, Any] | None = None,
+                 training_data: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """The .tflite files (logits out), metadata embedded (with the OOD guard when given)."""
     h, w = (int(d) for d in keras_model.inputs[0].shape[1:3])
     lm = logits_model(keras_model)
     out = {}
     for kind in kinds:
         raw = convert(lm, kind, representative if kind == "int8" else None)
-        meta = make_metadata(classes, h, w, temperature=temperature, quantization=kind)
+        meta = make_metadata(classes, h, w, temperature=temperature, quantization=kind,
+                             ood=ood, training_data=training_data)
         out[kind] = embed_metadata(raw, meta)
     return out

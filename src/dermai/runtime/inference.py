@@ -153,28 +153,46 @@ def load(path: str | Path, *, num_threads: int | None = None,
     return Predictor(path, classes, h, w, temperature, fn)
 
 
+def embedded_guard(model_path: str | Path) -> dict[str, Any] | None:
+    """The OOD guard document a .tflite carries in its `dermai` metadata (None if none)."""
+    if Path(model_path).suffix != ".tflite":
+        return None
+    from dermai.runtime.tflite import read_metadata
+
+    doc = read_metadata(model_path).get("ood")
+    return doc if isinstance(doc, dict) else None
+
+
 def load_guard(model_path: str | Path, keras_model: keras.Model | None = None
                ) -> tuple[Guard | None, LogitsFn | None]:
-    """(guard, features_fn) from the `ood.json` beside the model; (None, None) without one.
+    """(guard, features_fn) for a model; (None, None) without a guard.
 
-    A guard on penultimate features needs a Keras model: `keras_model`, else the `model.keras`
-    beside the model file (the pipeline writes both into models/).
+    An exported .tflite's embedded guard wins (the file travels alone, and the browser reads the
+    same document); otherwise the `ood.json` beside the model. A guard on penultimate features
+    needs a Keras model: `keras_model`, else the `model.keras` beside the model file (the
+    pipeline writes both into models/).
     """
     from dermai.core.ood import Guard
 
-    f = Path(model_path).with_name(OOD_FILE)
-    if not f.is_file():
-        return None, None
+    doc, f = embedded_guard(model_path), Path(model_path).with_name(OOD_FILE)
+    where = f"the metadata of {Path(model_path).name}" if doc is not None else str(f)
+    if doc is None:
+        if not f.is_file():
+            return None, None
+        try:
+            doc = json.loads(f.read_text("utf-8"))
+        except ValueError as exc:
+            raise DermaiError(f"{f}: not valid JSON ({exc})") from exc
     try:
-        guard = Guard.from_dict(json.loads(f.read_text("utf-8")))
-    except (KeyError, ValueError) as exc:
-        raise DermaiError(f"{f}: not a valid OOD guard ({exc})") from exc
+        guard = Guard.from_dict(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DermaiError(f"{where}: not a valid OOD guard ({exc})") from exc
     if guard.space != "features":
         return guard, None
     if keras_model is None:
         beside = Path(model_path).with_name("model.keras")
         if not beside.is_file():
-            raise DermaiError(f"the OOD guard in {f} scores the model's features: it needs "
+            raise DermaiError(f"the OOD guard in {where} scores the model's features: it needs "
                               "models/model.keras beside the model (or --keras)")
         import keras
 
@@ -184,10 +202,14 @@ def load_guard(model_path: str | Path, keras_model: keras.Model | None = None
 
 
 def training_image_kind(model_path: str | Path) -> str:
-    """What the model was trained on, e.g. "dermoscopic images of skin lesions", from the
-    `model_card.json` (or `train_params.json`) beside it."""
+    """What the model was trained on, e.g. "dermoscopic images of skin lesions": from an
+    exported .tflite's embedded guard, else the `model_card.json` (or `train_params.json`)
+    beside the model."""
     from dermai.core.modelcard import dataset_of
 
+    doc = embedded_guard(model_path)
+    if doc is not None and doc.get("image_kind"):
+        return str(doc["image_kind"])
     for name, get in (("model_card.json", lambda d: d["data"]["image_kind"]),
                       (loader.TRAIN_PARAMS_FILE, lambda d: dataset_of(d["params"])["image_kind"])):
         f = Path(model_path).with_name(name)

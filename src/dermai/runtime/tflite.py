@@ -34,11 +34,16 @@ MAX_BATCH = 64  # larger batches are run in chunks (bounded memory)
 
 
 def make_metadata(classes: list[str], height: int, width: int, *, temperature: float,
-                  quantization: str) -> dict[str, Any]:
-    """The document embedded in every exported model (no timestamps: equal inputs, equal bytes)."""
+                  quantization: str, ood: dict[str, Any] | None = None,
+                  training_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The document embedded in every exported model (no timestamps: equal inputs, equal bytes).
+
+    `ood` is the out-of-distribution guard (`core.ood.Guard.to_dict()` plus `image_kind` and
+    the refusal `message`) so every runtime, the browser included, applies the rule the
+    pipeline fitted; `training_data` names the data (`core.modelcard.dataset_of`)."""
     from dermai import DISCLAIMER, __version__
 
-    return {
+    meta: dict[str, Any] = {
         "format": METADATA_FORMAT,
         "classes": list(classes),
         "input": {
@@ -56,6 +61,11 @@ def make_metadata(classes: list[str], height: int, width: int, *, temperature: f
         "dermai_version": __version__,
         "disclaimer": DISCLAIMER,
     }
+    if ood is not None:
+        meta["ood"] = ood
+    if training_data is not None:
+        meta["training_data"] = training_data
+    return meta
 
 
 def embed_metadata(model: bytes, meta: dict[str, Any], name: str = METADATA_NAME) -> bytes:

@@ -39,11 +39,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", default=None,
                    help="calibration.json with the temperature (default: beside the model; "
                         "none there: T = 1)")
+    p.add_argument("--ood", default=None,
+                   help="the out-of-distribution guard (ood.json, written by `dermai evaluate`) "
+                        "to embed in the models' metadata (default: beside the model; none "
+                        "there: no guard travels with the model)")
     p.add_argument("--tfrecords", required=True,
                    help="TFRecords folder: TRAIN gives the int8 representative set, TEST parity")
     p.add_argument("--float-out", required=True, help="output float32 .tflite")
     p.add_argument("--int8-out", required=True, help="output full-integer int8 .tflite")
     p.add_argument("--metrics", required=True, help="output metrics JSON")
+
+
+# --------------------------------------------------------------------------- guard
+
+
+def read_guard(model_path: Path, ood_path: str | None, train_meta: dict[str, Any]
+               ) -> dict[str, Any] | None:
+    """The guard document the .tflite files carry: `ood.json` as `evaluate` wrote it (method,
+    its fitted state, threshold, temperature), plus the kind of training images and the exact
+    refusal text, so a runtime needs nothing but the model file to apply the same rule."""
+    import json
+
+    from dermai.core.modelcard import dataset_of
+    from dermai.core.ood import Guard
+    from dermai.runtime.inference import OOD_FILE, ood_message
+
+    f = Path(ood_path) if ood_path else model_path.with_name(OOD_FILE)
+    if not f.is_file():
+        if ood_path:
+            raise DermaiError(f"OOD guard not found: {f} (written by `dermai evaluate`)")
+        log.warning("no %s: the exported models carry no out-of-distribution guard", f)
+        return None
+    try:
+        doc = json.loads(f.read_text("utf-8"))
+        Guard.from_dict(doc)  # validates method, space and the fitted state
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DermaiError(f"{f}: not a valid OOD guard ({exc})") from exc
+    kind = dataset_of(train_meta.get("params", {}))["image_kind"]
+    return {**doc, "image_kind": kind, "message": ood_message(kind)}
 
 
 # --------------------------------------------------------------------------- parity
@@ -93,7 +126,8 @@ def run(args: argparse.Namespace) -> None:
     model_path = Path(args.model)
     if not model_path.is_file():
         raise DermaiError(f"model not found: {model_path}")
-    classes = loader.read_train_params(model_path, args.train_params)["classes"]
+    train_meta = loader.read_train_params(model_path, args.train_params)
+    classes = train_meta["classes"]
     tf_meta = tfdata.read_meta(args.tfrecords)
     if tf_meta["classes"] != classes:
         raise DermaiError("TFRecords and model were made for different classes")
@@ -103,7 +137,11 @@ def run(args: argparse.Namespace) -> None:
 
     rep = tfdata.representative_images(args.tfrecords, cfg.representative_images, prm.base.seed)
     log.info("converting (float32, and int8 calibrated on %d TRAIN images)", len(rep))
-    blobs = export_bytes(model, classes, temperature, rep)
+    from dermai.core.modelcard import dataset_of
+
+    guard = read_guard(model_path, args.ood, train_meta)
+    blobs = export_bytes(model, classes, temperature, rep, ood=guard,
+                         training_data=dataset_of(train_meta.get("params", {})))
     paths = {"float32": Path(args.float_out), "int8": Path(args.int8_out)}
     for kind, blob in blobs.items():
         with atomic_open(paths[kind], "wb") as fh:

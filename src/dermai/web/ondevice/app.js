@@ -28,6 +28,17 @@ function render(model, fitted, result) {
     rgba.data[i * 4 + 3] = 255;
   }
   canvas.getContext('2d').putImageData(rgba, 0, 0);
+  $('timing').textContent = `Computed on this device in ${result.inferenceMs.toFixed(0)} ms ` +
+    `(resize ${result.preprocessMs.toFixed(0)} ms); nothing was uploaded.`;
+  // The out-of-distribution guard tripped: say so (the text embedded in the model, the one
+  // `dermai predict` and the server page show) and show no probabilities.
+  const refused = Boolean(result.ood && !result.ood.inDistribution);
+  $('ood').textContent = refused ? model.guard.message : '';
+  show('ood', refused);
+  show('answers-title', !refused);
+  show('predictions', !refused);
+  $('predictions').replaceChildren();
+  if (refused) return;
   const order = result.probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]);
   const list = $('predictions');
   list.replaceChildren();
@@ -49,8 +60,25 @@ function render(model, fitted, result) {
     li.append(name, value, bar);
     list.append(li);
   }
-  $('timing').textContent = `Computed on this device in ${result.inferenceMs.toFixed(0)} ms ` +
-    `(resize ${result.preprocessMs.toFixed(0)} ms); nothing was uploaded.`;
+}
+
+/** What the page says about its out-of-distribution guard (and never claims one it lacks). */
+function describeGuard(model) {
+  const el = $('guard-info');
+  if (model.guardProblem) {
+    el.textContent = `This page does not check whether a photo looks like the training ` +
+      `images: ${model.guardProblem}. It answers on anything, so judge the photo yourself.`;
+    el.className = 'notice small';
+  } else {
+    const g = model.guard;
+    const kept = g.keep ? `, which keeps ${(g.keep * 100).toFixed(0)}% of validation images` : '';
+    el.textContent = `Photos that do not look like ${g.image_kind || 'the training images'} ` +
+      `get no answer (out-of-distribution guard: ${g.method.replace('_', ' ')} score, ` +
+      `threshold ${Number(g.threshold).toFixed(3)}${kept}).`;
+    el.className = 'hint';
+  }
+  el.dataset.guard = model.guardProblem ? 'none' : model.guard.method;
+  show('guard-info', true);
 }
 
 async function main() {
@@ -77,6 +105,7 @@ async function main() {
   $('model-info').textContent = `${$('model-info').textContent}: ${m.quantization} LiteRT model, ` +
     `input ${m.input.width}x${m.input.height} RGB, temperature ${Number(m.temperature).toFixed(3)}, ` +
     `classes ${m.classes.join(', ')}.`;
+  describeGuard(model);
   $('status').textContent = navigator.onLine ? 'Ready. Choose or take a photo.'
     : 'Ready (offline). Choose or take a photo.';
   $('status').dataset.ready = '1';
@@ -86,6 +115,7 @@ async function main() {
     ev.target.value = '';
     if (!file) return;
     show('error', false);
+    show('ood', false);
     show('result', false);
     $('status').textContent = 'Analysing on this device…';
     try {

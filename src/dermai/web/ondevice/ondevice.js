@@ -1,7 +1,8 @@
 // On-device DermAI: runs the exported LiteRT (.tflite) model in the browser with LiteRT.js.
 // The photo never leaves the device. Everything the model needs (classes, input size, resize
-// rule, temperature) is read from the `dermai` metadata embedded in the .tflite itself, the same
-// document `dermai.runtime.tflite.read_metadata` reads in Python, so the two cannot drift.
+// rule, temperature, out-of-distribution guard) is read from the `dermai` metadata embedded in
+// the .tflite itself, the same document `dermai.runtime.tflite.read_metadata` reads in Python,
+// so the two cannot drift.
 // The resize reproduces Pillow's bicubic resample (dermai.core.preprocess.fit) in integer
 // arithmetic, so a photo gives the browser the same pixels it gives `dermai predict`.
 // Not a medical diagnosis: an educational/research prototype.
@@ -240,6 +241,69 @@ export function softmax(logits, temperature = 1) {
   return e.map((v) => v / s);
 }
 
+// ------------------------------------------------------------------ out-of-distribution guard
+// The rule `dermai evaluate` fitted (dermai.core.ood), read from the metadata's `ood` entry, the
+// same document `dermai.runtime.inference.load_guard` reads. The arithmetic mirrors core/ood.py
+// step by step in float64 (the logits are the model's float32 outputs, as in Python).
+
+/** core.ood.logsumexp for one row: m + log(sum(exp(z - m))). */
+export function logSumExp(z) {
+  const m = Math.max(...z);
+  let s = 0;
+  for (const v of z) s += Math.exp(v - m);
+  return m + Math.log(s);
+}
+
+/** Why this page cannot apply `guard` (null when it can): it sees logits only. */
+export function guardProblem(guard) {
+  if (!guard) return 'the model carries no out-of-distribution guard';
+  if (guard.method === 'mahalanobis' && guard.space !== 'logits') {
+    return 'its out-of-distribution guard (Mahalanobis distance on the network\'s internal ' +
+      'features) needs values the on-device model does not output';
+  }
+  if (!['energy', 'max_softmax', 'mahalanobis'].includes(guard.method)) {
+    return `its out-of-distribution guard (${guard.method}) is not known to this page`;
+  }
+  return null;
+}
+
+/** core.ood.Guard.score for one image's logits; higher = more like the training data. */
+export function oodScore(guard, logits) {
+  const t = guard.temperature ?? 1;
+  if (guard.method === 'energy') {  // T * logsumexp(logits / T)
+    return t * logSumExp(Array.from(logits, (v) => v / t));
+  }
+  if (guard.method === 'max_softmax') {  // exp(max(z) - logsumexp(z)), z = logits / T
+    const z = Array.from(logits, (v) => v / t);
+    return Math.exp(Math.max(...z) - logSumExp(z));
+  }
+  if (guard.method === 'mahalanobis' && guard.space === 'logits') {
+    // -min_c (p - mu_c)' P (p - mu_c), p = (logits - center) @ components.T
+    const {center, components, means, precision} = guard.mahalanobis;
+    const p = components.map((row) => row.reduce((a, w, j) => a + (logits[j] - center[j]) * w, 0));
+    let best = Infinity;
+    for (const mu of means) {
+      const d = p.map((v, k) => v - mu[k]);
+      let dist = 0;
+      for (let k = 0; k < d.length; k++) {
+        let row = 0;
+        for (let l = 0; l < d.length; l++) row += precision[k][l] * d[l];
+        dist += d[k] * row;
+      }
+      best = Math.min(best, dist);
+    }
+    return -best;
+  }
+  throw new Error(guardProblem(guard) || `unknown OOD method ${guard.method}`);
+}
+
+/** {score, threshold, inDistribution, method} under the model's guard (accept: score >= t). */
+export function checkGuard(guard, logits) {
+  const score = oodScore(guard, logits);
+  return {score, threshold: guard.threshold, inDistribution: score >= guard.threshold,
+          method: guard.method};
+}
+
 let runtime = null;
 
 /** Load the LiteRT.js WASM runtime (once per page) from `wasmDir` (a URL ending in /). */
@@ -275,6 +339,8 @@ export class OnDeviceModel {
     this.height = meta.input.height;
     this.width = meta.input.width;
     this.temperature = meta.temperature ?? 1;
+    this.guard = meta.ood ?? null;
+    this.guardProblem = guardProblem(this.guard);  // null: the page applies the guard
     const [inp] = compiled.getInputDetails();
     const [out] = compiled.getOutputDetails();
     const shape = Array.from(inp.shape);
@@ -315,6 +381,8 @@ export class OnDeviceModel {
     const logits = await this.logits(fitted);
     const t2 = performance.now();
     const probabilities = softmax(logits, this.temperature);
-    return {logits, probabilities, preprocessMs: t1 - t0, inferenceMs: t2 - t1};
+    // null when the page cannot apply a guard (none, or one on internal features)
+    const ood = this.guardProblem ? null : checkGuard(this.guard, logits);
+    return {logits, probabilities, ood, preprocessMs: t1 - t0, inferenceMs: t2 - t1};
   }
 }
