@@ -63,8 +63,11 @@ def duplicate_pairs(infos: list) -> set[tuple[int, int, str]]:
     cfg = DedupParams()
     sha = [i.sha1 for i in infos]
     near = pairs_within_radius(hex_to_uint64([i.dhash for i in infos]), cfg.dhash_max_distance)
-    near = near[np.array([sha[a] != sha[b] for a, b in near[:, :2]], dtype=bool)] \
-        if len(near) else near
+    near = (
+        near[np.array([sha[a] != sha[b] for a, b in near[:, :2]], dtype=bool)]
+        if len(near)
+        else near
+    )
     ph = [i.phash for i in infos]
     keep = phash_distances(ph, near[:, 0], near[:, 1]) <= cfg.verify_max_distance
     out = {(int(a), int(b), "exact") for a, b in exact_pairs(sha)}
@@ -88,24 +91,32 @@ def main() -> None:
         t = time.perf_counter()
         datas = make(args.n, Path(tmp), args.seed)
         mb = sum(map(len, datas)) / 1e6
-        print(f"generated {len(datas)} JPEGs {W}x{H} ({mb:.0f} MB) in "
-              f"{time.perf_counter() - t:.1f} s")
+        print(
+            f"generated {len(datas)} JPEGs {W}x{H} ({mb:.0f} MB) in {time.perf_counter() - t:.1f} s"
+        )
     t_full, full = run(datas, draft=False)
     t_draft, draft = run(datas, draft=True)
     n = len(datas)
     print(f"full decode : {n / t_full:6.2f} img/s ({t_full:.1f} s)")
     print(f"draft decode: {n / t_draft:6.2f} img/s ({t_draft:.1f} s)")
     print(f"ratio full/draft time: {t_full / t_draft:.2f}x")
-    assert [(i.width, i.height, i.sha1) for i in full] == \
-        [(i.width, i.height, i.sha1) for i in draft]
+    assert [(i.width, i.height, i.sha1) for i in full] == [
+        (i.width, i.height, i.sha1) for i in draft
+    ]
     pf, pd_ = duplicate_pairs(full), duplicate_pairs(draft)
-    dmax = max(bin(int(a.dhash, 16) ^ int(b.dhash, 16)).count("1")
-               for a, b in zip(full, draft, strict=True))
-    print(f"duplicate pairs full: {len(pf)}, draft: {len(pd_)}, same set: {pf == pd_}; "
-          f"max dHash change per image: {dmax} bits")
+    dmax = max(
+        bin(int(a.dhash, 16) ^ int(b.dhash, 16)).count("1")
+        for a, b in zip(full, draft, strict=True)
+    )
+    print(
+        f"duplicate pairs full: {len(pf)}, draft: {len(pd_)}, same set: {pf == pd_}; "
+        f"max dHash change per image: {dmax} bits"
+    )
     if pf != pd_:
-        raise SystemExit(f"draft decoding changed the duplicates: only full {sorted(pf - pd_)}, "
-                         f"only draft {sorted(pd_ - pf)}")
+        raise SystemExit(
+            f"draft decoding changed the duplicates: only full {sorted(pf - pd_)}, "
+            f"only draft {sorted(pd_ - pf)}"
+        )
 
 
 if __name__ == "__main__":

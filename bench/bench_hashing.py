@@ -53,25 +53,57 @@ def main() -> None:
         exe = [sys.executable, "-m", "dermai.cli"]
         d = Path(tmp)
         t = time.perf_counter()
-        subprocess.run([*exe, "index", "--params", str(prm), "--out", f"{d}/index.csv",
-                        "--rejects", f"{d}/rejects.csv", "--summary", f"{d}/s.json"],
-                       check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                *exe,
+                "index",
+                "--params",
+                str(prm),
+                "--out",
+                f"{d}/index.csv",
+                "--rejects",
+                f"{d}/rejects.csv",
+                "--summary",
+                f"{d}/s.json",
+            ],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         t_index = time.perf_counter() - t
         t = time.perf_counter()
-        subprocess.run([*exe, "dedup", "--params", str(prm), "--index", f"{d}/index.csv",
-                        "--pairs", f"{d}/pairs.csv", "--groups", f"{d}/groups.csv",
-                        "--summary", f"{d}/ds.json"], check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                *exe,
+                "dedup",
+                "--params",
+                str(prm),
+                "--index",
+                f"{d}/index.csv",
+                "--pairs",
+                f"{d}/pairs.csv",
+                "--groups",
+                f"{d}/groups.csv",
+                "--summary",
+                f"{d}/ds.json",
+            ],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         t_dedup = time.perf_counter() - t
 
     both = n / (t_index + t_dedup)
     print(f"{n} images, {cores} cores")
     print(f"Pillow full decode, 1 core      : {pil1:8.0f} img/s")
     print(f"Pillow full decode, {cores} cores     : {pil_n:8.0f} img/s")
-    print(f"dermai index ({t_index:5.1f} s wall)    : {n / t_index:8.0f} img/s "
-          f"(ratio to Pillow {cores} cores: {n / t_index / pil_n:.2f})")
+    print(
+        f"dermai index ({t_index:5.1f} s wall)    : {n / t_index:8.0f} img/s "
+        f"(ratio to Pillow {cores} cores: {n / t_index / pil_n:.2f})"
+    )
     print(f"dermai dedup ({t_dedup:5.1f} s wall)    : {n / t_dedup:8.0f} img/s")
-    print(f"index + dedup                   : {both:8.0f} img/s "
-          f"(ratio to Pillow {cores} cores: {both / pil_n:.2f})")
+    print(
+        f"index + dedup                   : {both:8.0f} img/s "
+        f"(ratio to Pillow {cores} cores: {both / pil_n:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ def main() -> None:
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy")
 
     n = len(classes)
-    records = tfdata.dataset(args.tfrecords, "train", args.batch, training=True, seed=0,
-                             repeat=True).map(lambda x, y: (x, tf.one_hot(y, n)))
+    records = tfdata.dataset(
+        args.tfrecords, "train", args.batch, training=True, seed=0, repeat=True
+    ).map(lambda x, y: (x, tf.one_hot(y, n)))
     # The in-memory peer: the same augmented batches, materialised once as tensors.
     xs, ys = [], []
     for x, y in records.take(args.steps):
@@ -67,12 +68,20 @@ def main() -> None:
         results["memory"].append(rate(memory))
         results["tfrecords"].append(rate(records))
     mem, rec = max(results["memory"]), max(results["tfrecords"])
-    print(f"input {shape[0]}x{shape[1]}, batch {args.batch}, {args.steps} steps, "
-          f"top {args.unfreeze} stages trainable, best of {args.repeats}")
-    print(f"in-memory tensors : {mem:7.1f} img/s  (runs: "
-          + ", ".join(f"{r:.1f}" for r in results["memory"]) + ")")
-    print(f"TFRecords pipeline: {rec:7.1f} img/s  (runs: "
-          + ", ".join(f"{r:.1f}" for r in results["tfrecords"]) + ")")
+    print(
+        f"input {shape[0]}x{shape[1]}, batch {args.batch}, {args.steps} steps, "
+        f"top {args.unfreeze} stages trainable, best of {args.repeats}"
+    )
+    print(
+        f"in-memory tensors : {mem:7.1f} img/s  (runs: "
+        + ", ".join(f"{r:.1f}" for r in results["memory"])
+        + ")"
+    )
+    print(
+        f"TFRecords pipeline: {rec:7.1f} img/s  (runs: "
+        + ", ".join(f"{r:.1f}" for r in results["tfrecords"])
+        + ")"
+    )
     print(f"ratio TFRecords / in-memory: {rec / mem:.3f} (target >= 0.95)")
 
 

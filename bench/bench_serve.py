@@ -58,10 +58,12 @@ def slow_client(port: int, stop: threading.Event, out: list[tuple[str, float]]) 
     outcome = "open"
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\n"
-                      b"Content-Type: multipart/form-data; boundary=b\r\n"
-                      b"Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; "
-                      b"name=\"file\"; filename=\"a.jpg\"\r\n\r\n")
+            s.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n"
+                b"Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; "
+                b'name="file"; filename="a.jpg"\r\n\r\n'
+            )
             s.settimeout(0.5)
             while not stop.is_set() and time.monotonic() - t0 < 120:
                 try:
@@ -86,10 +88,12 @@ async def good_uploads(base: str, photos: list[bytes]) -> tuple[list[int], list[
         return r.status_code, time.monotonic() - t
 
     t0 = time.monotonic()
-    async with httpx.AsyncClient(base_url=base, timeout=120,
-                                 limits=httpx.Limits(max_connections=len(photos))) as c:
-        res = await asyncio.wait_for(asyncio.gather(*[one(c, i, d) for i, d in
-                                                      enumerate(photos)]), 240)
+    async with httpx.AsyncClient(
+        base_url=base, timeout=120, limits=httpx.Limits(max_connections=len(photos))
+    ) as c:
+        res = await asyncio.wait_for(
+            asyncio.gather(*[one(c, i, d) for i, d in enumerate(photos)]), 240
+        )
     return [s for s, _ in res], [t for _, t in res], time.monotonic() - t0
 
 
@@ -118,16 +122,19 @@ def main() -> int:
     photos = []
     for i in range(args.good):
         buf = io.BytesIO()
-        Image.fromarray(lesion_image(["nv", "mel", "bcc"][i % 3], np.random.default_rng(i),
-                                     150, 200)).save(buf, "JPEG", quality=90)
+        Image.fromarray(
+            lesion_image(["nv", "mel", "bcc"][i % 3], np.random.default_rng(i), 150, 200)
+        ).save(buf, "JPEG", quality=90)
         photos.append(buf.getvalue())
     server, thread, base = serve(app)
     port = int(base.rsplit(":", 1)[1])
     try:
         alone = asyncio.run(good_uploads(base, photos))
         stop, slow_out = threading.Event(), []
-        slow = [threading.Thread(target=slow_client, args=(port, stop, slow_out), daemon=True)
-                for _ in range(args.slow)]
+        slow = [
+            threading.Thread(target=slow_client, args=(port, stop, slow_out), daemon=True)
+            for _ in range(args.slow)
+        ]
         for t in slow:
             t.start()
         time.sleep(1.0)
@@ -143,21 +150,32 @@ def main() -> int:
     def line(name: str, res: tuple[list[int], list[float], float]) -> str:
         codes, lat, wall = res
         ok = sum(c == 200 for c in codes)
-        return (f"{name}: {ok}/{len(codes)} ok ({100 * ok / len(codes):.0f}%), wall {wall:.2f} s,"
-                f" latency median {statistics.median(lat):.3f} s, max {max(lat):.3f} s")
+        return (
+            f"{name}: {ok}/{len(codes)} ok ({100 * ok / len(codes):.0f}%), wall {wall:.2f} s,"
+            f" latency median {statistics.median(lat):.3f} s, max {max(lat):.3f} s"
+        )
 
-    print(f"engine: {'model ' + args.model if args.model else 'stub (5 ms)'}; body deadline "
-          f"{args.body_timeout:g} s; workers 1, queue 64")
+    print(
+        f"engine: {'model ' + args.model if args.model else 'stub (5 ms)'}; body deadline "
+        f"{args.body_timeout:g} s; workers 1, queue 64"
+    )
     print(line(f"{args.good} good uploads, idle server", alone))
-    print(line(f"{args.good} good uploads, {args.slow} slow uploads held open "
-               f"({reading} reading when they started)", loaded))
+    print(
+        line(
+            f"{args.good} good uploads, {args.slow} slow uploads held open "
+            f"({reading} reading when they started)",
+            loaded,
+        )
+    )
     print(f"ratio wall(with slow) / wall(idle): {loaded[2] / alone[2]:.2f}")
     outcomes: dict[str, int] = {}
     for o, _ in slow_out:
         outcomes[o] = outcomes.get(o, 0) + 1
     times = [t for _, t in slow_out]
-    print(f"slow uploads: {outcomes}; closed after {min(times):.1f}-{max(times):.1f} s "
-          f"(deadline {args.body_timeout:g} s)")
+    print(
+        f"slow uploads: {outcomes}; closed after {min(times):.1f}-{max(times):.1f} s "
+        f"(deadline {args.body_timeout:g} s)"
+    )
     good = all(c == 200 for c in alone[0] + loaded[0])
     slow_ok = all(o.startswith("HTTP/1.1 408") or o == "dropped" for o, _ in slow_out)
     return 0 if good and slow_ok and len(slow_out) == args.slow else 1

@@ -43,8 +43,9 @@ def export_pair(keras_path: Path, tfrecords: Path, n_rep: int, out: Path) -> dic
         from dermai.core.synth import lesion_image
 
         rng = np.random.default_rng(0)
-        rep = np.stack([lesion_image(classes[i % len(classes)], rng, h, w)
-                        for i in range(n_rep)]).astype(np.float32)
+        rep = np.stack(
+            [lesion_image(classes[i % len(classes)], rng, h, w) for i in range(n_rep)]
+        ).astype(np.float32)
     paths = {}
     for kind, blob in export_bytes(model, classes, 1.0, rep).items():
         paths[kind] = out / f"model_{kind}.tflite"
@@ -86,21 +87,30 @@ def main() -> None:
         x = sample_image(args.tfrecords, probe.height, probe.width)
         rows = {}
         for kind, path in paths.items():
-            rows[kind] = {"bytes": path.stat().st_size, **{
-                t: latency_ms(path, x, threads=t, runs=args.runs, warmup=args.warmup)
-                for t in args.threads}}
+            rows[kind] = {
+                "bytes": path.stat().st_size,
+                **{
+                    t: latency_ms(path, x, threads=t, runs=args.runs, warmup=args.warmup)
+                    for t in args.threads
+                },
+            }
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"input {probe.height}x{probe.width}, {args.runs} runs after {args.warmup} warmup, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}")
+    print(
+        f"input {probe.height}x{probe.width}, {args.runs} runs after {args.warmup} warmup, "
+        f"{os.cpu_count()} CPUs, load average {load:.1f}"
+    )
     head = f"{'model':<8} {'size MB':>9}" + "".join(f" {f'{t} thr ms':>10}" for t in args.threads)
     print(head)
     for kind, r in rows.items():
-        print(f"{kind:<8} {r['bytes'] / 1e6:>9.2f}"
-              + "".join(f" {r[t]:>10.2f}" for t in args.threads))
+        print(
+            f"{kind:<8} {r['bytes'] / 1e6:>9.2f}" + "".join(f" {r[t]:>10.2f}" for t in args.threads)
+        )
     f, q = rows["float32"], rows["int8"]
-    print(f"{'int8/f32':<8} {q['bytes'] / f['bytes']:>9.3f}"
-          + "".join(f" {q[t] / f[t]:>10.3f}" for t in args.threads))
+    print(
+        f"{'int8/f32':<8} {q['bytes'] / f['bytes']:>9.3f}"
+        + "".join(f" {q[t] / f[t]:>10.3f}" for t in args.threads)
+    )
 
 
 if __name__ == "__main__":

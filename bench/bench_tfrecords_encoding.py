@@ -39,8 +39,22 @@ def main() -> None:
             pfile = Path(tmp, f"{encoding}.yaml")
             pfile.write_text(yaml.safe_dump(prm))
             out = Path(tmp, encoding)
-            assert dermai(["tfrecords", "--params", str(pfile), "--splits", args.splits,
-                           "--raw", args.raw, "--out", str(out)]) == 0
+            assert (
+                dermai(
+                    [
+                        "tfrecords",
+                        "--params",
+                        str(pfile),
+                        "--splits",
+                        args.splits,
+                        "--raw",
+                        args.raw,
+                        "--out",
+                        str(out),
+                    ]
+                )
+                == 0
+            )
             size = sum(f.stat().st_size for f in out.glob("train-*.tfrecord"))
             best = 0.0
             for _ in range(args.passes):
@@ -50,8 +64,10 @@ def main() -> None:
                 best = max(best, n / (time.perf_counter() - t))
             results[encoding] = (size, best, n)
     for encoding, (size, rate, n) in results.items():
-        print(f"{encoding:>8}: train shards {size / 1e6:7.1f} MB, read+decode+resize "
-              f"{rate:7.0f} img/s ({n} images, best of {args.passes})")
+        print(
+            f"{encoding:>8}: train shards {size / 1e6:7.1f} MB, read+decode+resize "
+            f"{rate:7.0f} img/s ({n} images, best of {args.passes})"
+        )
     print(f"resized / original throughput: {results['resized'][1] / results['original'][1]:.2f}")
 
 

@@ -82,22 +82,31 @@ def main() -> None:
     verified = phash_distances(ix["phash"].tolist(), a, b) <= args.verify
 
     kinds = list(dist)
-    print(f"{len(pick)} images copied; {len(ix)} originals for false pairs; "
-          f"verification: pHash-256 <= {args.verify}")
-    print("copies' pHash-256 distance, max: "
-          + ", ".join(f"{k} {max(v)}" for k, v in pdist.items()))
+    print(
+        f"{len(pick)} images copied; {len(ix)} originals for false pairs; "
+        f"verification: pHash-256 <= {args.verify}"
+    )
+    print(
+        "copies' pHash-256 distance, max: " + ", ".join(f"{k} {max(v)}" for k, v in pdist.items())
+    )
     for label, keep in (("dHash only", np.ones_like(verified)), ("dHash + verify", verified)):
         print(f"\n{label}: recall of copies per kind; false pairs; largest leakage group")
-        print("radius | " + " | ".join(f"{k:>11}" for k in kinds)
-              + " | false pairs | largest group")
+        print(
+            "radius | " + " | ".join(f"{k:>11}" for k in kinds) + " | false pairs | largest group"
+        )
         for r in range(args.max_radius + 1):
-            ok = [(np.array(dist[k]) <= r)
-                  & ((np.array(pdist[k]) <= args.verify) | (label == "dHash only"))
-                  for k in kinds]
+            ok = [
+                (np.array(dist[k]) <= r)
+                & ((np.array(pdist[k]) <= args.verify) | (label == "dHash only"))
+                for k in kinds
+            ]
             sel = keep & (d <= r)
             comp = leakage_components(len(ix), pairs[sel, :2], g.tolist())
-            print(f"{r:>6} | " + " | ".join(f"{x.mean():>11.3f}" for x in ok)
-                  + f" | {int((false & sel).sum()):>11} | {int(np.bincount(comp).max()):>13}")
+            print(
+                f"{r:>6} | "
+                + " | ".join(f"{x.mean():>11.3f}" for x in ok)
+                + f" | {int((false & sel).sum()):>11} | {int(np.bincount(comp).max()):>13}"
+            )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,12 @@ from PIL import Image, ImageDraw
 from dermai.core import ood
 from dermai.core.preprocess import fit
 
-CANDIDATES = (("max_softmax", "logits"), ("energy", "logits"), ("mahalanobis", "features"),
-              ("mahalanobis", "logits"))
+CANDIDATES = (
+    ("max_softmax", "logits"),
+    ("energy", "logits"),
+    ("mahalanobis", "features"),
+    ("mahalanobis", "logits"),
+)
 
 
 def photos() -> list[tuple[str, np.ndarray]]:
@@ -39,9 +43,26 @@ def photos() -> list[tuple[str, np.ndarray]]:
     from sklearn.datasets import load_sample_images
 
     out = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
-                 "hubble_deep_field", "camera", "brick", "grass", "gravel", "moon", "page",
-                 "text", "horse", "retina", "colorwheel", "logo", "motorcycle_left"):
+    for name in (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "immunohistochemistry",
+        "hubble_deep_field",
+        "camera",
+        "brick",
+        "grass",
+        "gravel",
+        "moon",
+        "page",
+        "text",
+        "horse",
+        "retina",
+        "colorwheel",
+        "logo",
+        "motorcycle_left",
+    ):
         try:
             img = np.asarray(getattr(sd, name)())
         except Exception as exc:  # some need pooch/network: skip, and say so
@@ -61,17 +82,29 @@ def generated(rng: np.random.Generator, h: int, w: int) -> list[tuple[str, np.nd
     out = []
     for _ in range(6):
         out.append(("noise:uniform", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
-        out.append(("noise:gaussian",
-                    np.clip(rng.normal(128, 50, (h, w, 3)), 0, 255).astype(np.uint8)))
-    for colour in ((255, 255, 255), (0, 0, 0), (128, 128, 128), (225, 180, 150), (200, 30, 30),
-                   (30, 160, 60), (40, 60, 200), (250, 220, 60)):
+        out.append(
+            ("noise:gaussian", np.clip(rng.normal(128, 50, (h, w, 3)), 0, 255).astype(np.uint8))
+        )
+    for colour in (
+        (255, 255, 255),
+        (0, 0, 0),
+        (128, 128, 128),
+        (225, 180, 150),
+        (200, 30, 30),
+        (30, 160, 60),
+        (40, 60, 200),
+        (250, 220, 60),
+    ):
         out.append(("flat", np.full((h, w, 3), colour, np.uint8)))
     for _ in range(6):
         img = Image.new("RGB", (w * 2, h * 2), tuple(int(v) for v in rng.integers(200, 256, 3)))
         d = ImageDraw.Draw(img)
         for line in range(12):
-            d.text((4, 4 + 12 * line), f"Lorem ipsum dolor sit amet {rng.integers(1e6)}",
-                   fill=(0, 0, 0))
+            d.text(
+                (4, 4 + 12 * line),
+                f"Lorem ipsum dolor sit amet {rng.integers(1e6)}",
+                fill=(0, 0, 0),
+            )
         out.append(("text", np.asarray(img)))
     for _ in range(6):  # a synthetic app screenshot: title bar, panels, buttons, text
         img = Image.new("RGB", (w * 2, h * 2), (245, 245, 245))
@@ -79,8 +112,11 @@ def generated(rng: np.random.Generator, h: int, w: int) -> list[tuple[str, np.nd
         d.rectangle((0, 0, w * 2, 18), fill=tuple(int(v) for v in rng.integers(0, 200, 3)))
         for _ in range(5):
             x0, y0 = int(rng.integers(0, w)), int(rng.integers(20, h))
-            d.rectangle((x0, y0, x0 + int(rng.integers(30, w)), y0 + int(rng.integers(12, 40))),
-                        fill=tuple(int(v) for v in rng.integers(150, 256, 3)), outline=(90, 90, 90))
+            d.rectangle(
+                (x0, y0, x0 + int(rng.integers(30, w)), y0 + int(rng.integers(12, 40))),
+                fill=tuple(int(v) for v in rng.integers(150, 256, 3)),
+                outline=(90, 90, 90),
+            )
             d.text((x0 + 3, y0 + 2), "Button", fill=(0, 0, 0))
         out.append(("screenshot", np.asarray(img)))
     return out
@@ -94,7 +130,7 @@ def crops(img: np.ndarray, rng: np.random.Generator, n: int) -> list[np.ndarray]
         s = rng.uniform(0.5, 1.0)
         ch, cw = max(8, int(hh * s)), max(8, int(ww * s))
         y, x = int(rng.integers(0, hh - ch + 1)), int(rng.integers(0, ww - cw + 1))
-        out.append(img[y:y + ch, x:x + cw])
+        out.append(img[y : y + ch, x : x + cw])
     return out
 
 
@@ -104,15 +140,18 @@ def to_input(arr: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def transforms(x: np.ndarray, h: int, w: int) -> dict[str, np.ndarray]:
     """TEST images (raw RGB at input size) after rotations, flips and JPEG re-encoding."""
+
     def each(fn: Any) -> np.ndarray:
-        return np.stack([to_input(fn(Image.fromarray(np.clip(im, 0, 255).astype(np.uint8))),
-                                  h, w) for im in x])
+        return np.stack(
+            [to_input(fn(Image.fromarray(np.clip(im, 0, 255).astype(np.uint8))), h, w) for im in x]
+        )
 
     def jpeg(q: int) -> Any:
         def f(im: Image.Image) -> np.ndarray:
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=q)
             return np.asarray(Image.open(buf).convert("RGB"))
+
         return f
 
     T = Image.Transpose
@@ -158,7 +197,7 @@ def main() -> int:
     xs = []
     for x, _y in tfdata.dataset(args.tfrecords, "test", 64, shuffle=False):
         xs.append(x.numpy())
-    x_test = np.concatenate(xs)[:args.max_test]
+    x_test = np.concatenate(xs)[: args.max_test]
     test_f, test_z = run(x_test)
     rng = np.random.default_rng(0)
     ood_items = [(k, c) for k, img in photos() for c in crops(img, rng, args.crops)]
@@ -167,33 +206,50 @@ def main() -> int:
     kinds = [k.split(":")[0] for k, _ in ood_items]
     ood_f, ood_z = run(x_ood)
     shifted = {name: run(xt) for name, xt in transforms(x_test, h, w).items()}
-    print(f"model {args.model}: train {len(d['train']['y'])}, val {len(d['val']['y'])}, test "
-          f"{len(x_test)} images; non-dermoscopy set {len(x_ood)} images "
-          f"({', '.join(f'{k} {kinds.count(k)}' for k in sorted(set(kinds)))}); "
-          f"keep {args.keep:.0%} of val")
+    print(
+        f"model {args.model}: train {len(d['train']['y'])}, val {len(d['val']['y'])}, test "
+        f"{len(x_test)} images; non-dermoscopy set {len(x_ood)} images "
+        f"({', '.join(f'{k} {kinds.count(k)}' for k in sorted(set(kinds)))}); "
+        f"keep {args.keep:.0%} of val"
+    )
 
     results = {}
-    header = (f"{'method':<24}{'AUROC':>7}{'test acc':>10}{'OOD acc':>9}  "
-              + " ".join(f"{n:>8}" for n in shifted))
+    header = f"{'method':<24}{'AUROC':>7}{'test acc':>10}{'OOD acc':>9}  " + " ".join(
+        f"{n:>8}" for n in shifted
+    )
     print(header)
     for method, space in CANDIDATES:
-        g = ood.fit(method, train_logits=d["train"]["logits"],
-                    train_features=d["train"]["features"], train_labels=d["train"]["y"],
-                    val_logits=d["val"]["logits"], val_features=d["val"]["features"],
-                    keep=args.keep, n_components=args.components, space=space)
+        g = ood.fit(
+            method,
+            train_logits=d["train"]["logits"],
+            train_features=d["train"]["features"],
+            train_labels=d["train"]["y"],
+            val_logits=d["val"]["logits"],
+            val_features=d["val"]["features"],
+            keep=args.keep,
+            n_components=args.components,
+            space=space,
+        )
         s_in, s_out = g.score(test_z, test_f), g.score(ood_z, ood_f)
-        row = {"auroc": ood.auroc(s_in, s_out),
-               "accepted_test": float(np.mean(s_in >= g.threshold)),
-               "accepted_ood": float(np.mean(s_out >= g.threshold)),
-               "accepted_ood_by_kind": {k: float(np.mean((s_out >= g.threshold)[
-                   np.array(kinds) == k])) for k in sorted(set(kinds))},
-               "accepted_shifted": {n: float(np.mean(g.accept(z, f))) for n, (f, z)
-                                    in shifted.items()}}
+        row = {
+            "auroc": ood.auroc(s_in, s_out),
+            "accepted_test": float(np.mean(s_in >= g.threshold)),
+            "accepted_ood": float(np.mean(s_out >= g.threshold)),
+            "accepted_ood_by_kind": {
+                k: float(np.mean((s_out >= g.threshold)[np.array(kinds) == k]))
+                for k in sorted(set(kinds))
+            },
+            "accepted_shifted": {
+                n: float(np.mean(g.accept(z, f))) for n, (f, z) in shifted.items()
+            },
+        }
         name = f"{method}/{space}" if method == "mahalanobis" else method
         results[name] = row
-        print(f"{name:<24}{row['auroc']:>7.4f}{row['accepted_test']:>10.3f}"
-              f"{row['accepted_ood']:>9.3f}  "
-              + " ".join(f"{v:>8.3f}" for v in row["accepted_shifted"].values()))
+        print(
+            f"{name:<24}{row['auroc']:>7.4f}{row['accepted_test']:>10.3f}"
+            f"{row['accepted_ood']:>9.3f}  "
+            + " ".join(f"{v:>8.3f}" for v in row["accepted_shifted"].values())
+        )
     for name, row in results.items():
         print(f"{name}: OOD accepted by kind {row['accepted_ood_by_kind']}")
     print(f"({time.monotonic() - t0:.0f} s)")

@@ -47,8 +47,9 @@ def tiny_keras(dest: Path, classes: list[str] | None = None, seed: int = 0) -> P
     he_init(model, np.random.default_rng(seed))
     path = dest / "model.keras"
     save_model(model, path)
-    (dest / "train_params.json").write_text(json.dumps(
-        {"classes": classes, "input_shape": [H, W, 3]}))
+    (dest / "train_params.json").write_text(
+        json.dumps({"classes": classes, "input_shape": [H, W, 3]})
+    )
     return path
 
 
@@ -60,19 +61,27 @@ def he_init(model: Any, rng: np.random.Generator) -> None:
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             he_init(layer, rng)
-        elif isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D | \
-                        keras.layers.Dense):
+        elif isinstance(
+            layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D | keras.layers.Dense
+        ):
             weights = layer.get_weights()
             k = weights[0]
-            fan_in = int(np.prod(k.shape[:-1])) if not isinstance(
-                layer, keras.layers.DepthwiseConv2D) else int(np.prod(k.shape[:2]))
+            fan_in = (
+                int(np.prod(k.shape[:-1]))
+                if not isinstance(layer, keras.layers.DepthwiseConv2D)
+                else int(np.prod(k.shape[:2]))
+            )
             weights[0] = rng.normal(0, np.sqrt(2.0 / fan_in), k.shape).astype(k.dtype)
             layer.set_weights(weights)
 
 
-def tiny_tflite(keras_path: Path, dest: Path, kinds: tuple[str, ...] = ("float32",),
-                temperature: float = 1.0, representative: np.ndarray | None = None
-                ) -> dict[str, Path]:
+def tiny_tflite(
+    keras_path: Path,
+    dest: Path,
+    kinds: tuple[str, ...] = ("float32",),
+    temperature: float = 1.0,
+    representative: np.ndarray | None = None,
+) -> dict[str, Path]:
     """Export the tiny model with the export stage's own converter: {kind: .tflite path}."""
     import keras
 
@@ -96,13 +105,18 @@ def tiny_tfrecords(tmp: Path, counts: dict[str, int] | None = None) -> tuple[Pat
     from dermai.cli import main
 
     counts = counts or {"bcc": 8, "mel": 10, "nv": 18}
-    raw, sp = write_splits(tmp, counts,
-                           lambda cond, k: lesion(cond, seed=k, height=36, width=48))
+    raw, sp = write_splits(tmp, counts, lambda cond, k: lesion(cond, seed=k, height=36, width=48))
     prm = tmp / "params.yaml"
-    prm.write_text(yaml.safe_dump({
-        "base": {"classes": sorted(counts)}, "index": {"raw_root": str(raw), "workers": 1},
-        "model": {"weights": "none", "image_height": H, "image_width": W},
-        "export": {"representative_images": 12}}))
+    prm.write_text(
+        yaml.safe_dump(
+            {
+                "base": {"classes": sorted(counts)},
+                "index": {"raw_root": str(raw), "workers": 1},
+                "model": {"weights": "none", "image_height": H, "image_width": W},
+                "export": {"representative_images": 12},
+            }
+        )
+    )
     out = tmp / "tfrecords"
     assert main(["tfrecords", "--params", str(prm), "--splits", str(sp), "--out", str(out)]) == 0
     return out, prm

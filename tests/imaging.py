@@ -40,9 +40,18 @@ def write_splits(tmp, counts: dict, make_image) -> tuple:
             rel = f"s/{cond}/30-59/i{k:03d}.png"
             (raw / rel).parent.mkdir(parents=True, exist_ok=True)
             (raw / rel).write_bytes(encode(make_image(cond, k), "PNG"))
-            rows.append({"image_id": f"i{k:03d}", "path": rel, "condition": cond,
-                         "age_group": "30-59", "source": "s", "group_id": "",
-                         "leakage_group": f"g{k}", "sha1": f"{k:040x}"})
+            rows.append(
+                {
+                    "image_id": f"i{k:03d}",
+                    "path": rel,
+                    "condition": cond,
+                    "age_group": "30-59",
+                    "source": "s",
+                    "group_id": "",
+                    "leakage_group": f"g{k}",
+                    "sha1": f"{k:040x}",
+                }
+            )
             k += 1
     df = pd.DataFrame(rows)
     sp = tmp / "splits"

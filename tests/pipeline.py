@@ -11,14 +11,30 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", "src", "expectations",
-                 ".dvc/config", ".dvc/.gitignore", ".dvc/plots", "data/.gitignore"]
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvcignore",
+    "src",
+    "expectations",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvc/plots",
+    "data/.gitignore",
+]
 
 # A tiny config: 4 classes, 80 images, weights none, 32 px, 1 epoch per phase.
 TINY = {
     "base": {"classes": ["bcc", "bkl", "mel", "nv"]},
-    "sample": {"n_images": 80, "width": 48, "height": 36, "n_exact_copies": 2,
-               "n_near_duplicates": 3, "n_corrupt": 3},
+    "sample": {
+        "n_images": 80,
+        "width": 48,
+        "height": 36,
+        "n_exact_copies": 2,
+        "n_near_duplicates": 3,
+        "n_corrupt": 3,
+    },
     "model": {"weights": "none", "image_height": 24, "image_width": 32},
     "train": {"head_epochs": 1, "finetune_epochs": 1, "cache_variants": 1, "batch_size": 16},
 }
@@ -27,17 +43,26 @@ TINY = {
 def env() -> dict[str, str]:
     e = dict(os.environ)
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
-    e.update({"DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "False",
-              "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-              "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"})
+    e.update(
+        {
+            "DVC_NO_ANALYTICS": "1",
+            "GX_ANALYTICS_ENABLED": "False",
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.invalid",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        }
+    )
     return e
 
 
 def sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=1500)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 

@@ -11,8 +11,20 @@ import yaml
 
 from dermai.cli import COMMANDS, build_parser, main
 
-STAGES = ["sample", "index", "dedup", "split", "validate", "pretrained", "tfrecords", "features",
-          "train", "evaluate", "export", "headline"]
+STAGES = [
+    "sample",
+    "index",
+    "dedup",
+    "split",
+    "validate",
+    "pretrained",
+    "tfrecords",
+    "features",
+    "train",
+    "evaluate",
+    "export",
+    "headline",
+]
 
 
 def test_stage_commands_match_dvc_yaml_stage_names():
@@ -22,8 +34,9 @@ def test_stage_commands_match_dvc_yaml_stage_names():
 
 
 def test_top_level_help_lists_every_command():
-    out = subprocess.run([sys.executable, "-m", "dermai.cli", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "dermai.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for name in COMMANDS:
         assert name in out
     assert "NOT a medical diagnostic tool" in " ".join(out.split())  # argparse wraps lines
@@ -39,8 +52,19 @@ def test_every_command_has_help(command, capsys):
 
 def test_failure_is_one_line_and_non_zero(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text("index: {layot: manifest}\n")
-    rc = main(["index", "--params", str(tmp_path / "p.yaml"), "--out", "x", "--rejects", "y",
-               "--summary", "z"])
+    rc = main(
+        [
+            "index",
+            "--params",
+            str(tmp_path / "p.yaml"),
+            "--out",
+            "x",
+            "--rejects",
+            "y",
+            "--summary",
+            "z",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
     assert err[0].startswith("dermai index: error: params: unknown key(s) index.layot")
@@ -48,26 +72,33 @@ def test_failure_is_one_line_and_non_zero(tmp_path, capsys):
 
 def test_top_level_help_imports_no_command_module():
     """`dermai --help` lists commands from COMMANDS alone (bench/bench_cli_help.py times it)."""
-    code = ("import sys\nfrom dermai.cli import main\ntry:\n    main(['--help'])\n"
-            "except SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.startswith('dermai.stages.')"
-            " or m in ('tensorflow', 'keras', 'great_expectations')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys\nfrom dermai.cli import main\ntry:\n    main(['--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dermai.stages.')"
+        " or m in ('tensorflow', 'keras', 'great_expectations')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_command_help_imports_only_that_command():
-    code = ("import sys\nfrom dermai.cli import main\ntry:\n    main(['sample', '--help'])\n"
-            "except SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.startswith('dermai.stages.')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys\nfrom dermai.cli import main\ntry:\n    main(['sample', '--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dermai.stages.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "['dermai.stages.sample']"
 
 
-@pytest.mark.parametrize(("argv", "level"), [(["sample", "--help"], "2"),
-                                             (["--debug", "sample", "--help"], "0")])
+@pytest.mark.parametrize(
+    ("argv", "level"), [(["sample", "--help"], "2"), (["--debug", "sample", "--help"], "0")]
+)
 def test_tensorflow_cpp_logs_quiet_unless_debug(argv, level, monkeypatch):
     import logging
     import os

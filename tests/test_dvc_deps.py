@@ -139,6 +139,7 @@ def test_import_graph_sees_local_relative_and_package_imports(tmp_path: Path):
 
 # ---- e2e: what `dvc status` says after touching a module ---------------------------------------
 
+
 def _fill(project: Path, rel_path: str) -> None:
     """A placeholder output/dep so that `dvc commit` can record the lock without running."""
     p = project / rel_path
@@ -177,6 +178,7 @@ def test_dvc_status_after_touching_code(tmp_path: Path):
             for k in m.group(1).split("."):
                 v = v[k]  # type: ignore[index]
             return str(v)
+
         return re.sub(r"\$\{([^}]+)\}", look, s)
 
     for stage in stages().values():

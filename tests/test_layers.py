@@ -11,8 +11,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Who may import a stage module: the stages, the CLI that dispatches to them, and their tests.
-ALLOWED = ("src/dermai/stages/", "src/dermai/cli.py", "tests/stages/", "tests/e2e/",
-           "tests/test_cli.py", "tests/test_dvc_deps.py", "tests/test_layers.py")
+ALLOWED = (
+    "src/dermai/stages/",
+    "src/dermai/cli.py",
+    "tests/stages/",
+    "tests/e2e/",
+    "tests/test_cli.py",
+    "tests/test_dvc_deps.py",
+    "tests/test_layers.py",
+)
 
 
 def stage_imports(path: Path) -> list[str]:
@@ -42,8 +49,9 @@ def test_no_code_outside_stages_imports_a_stage():
 
 def test_the_check_sees_both_import_forms(tmp_path: Path):
     f = tmp_path / "x.py"
-    f.write_text("from dermai.stages.index import x\nimport dermai.stages.train\n"
-                 "from dermai import stages\n")
+    f.write_text(
+        "from dermai.stages.index import x\nimport dermai.stages.train\nfrom dermai import stages\n"
+    )
     assert stage_imports(f) == ["dermai.stages.index", "dermai.stages.train", "dermai.stages"]
 
 

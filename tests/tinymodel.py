@@ -17,8 +17,9 @@ from dermai import DISCLAIMER
 H, W = 24, 32
 
 
-def build(classes: list[str], *, with_upper: bool = True, h: int = H, w: int = W,
-          seed: int = 0) -> Any:
+def build(
+    classes: list[str], *, with_upper: bool = True, h: int = H, w: int = W, seed: int = 0
+) -> Any:
     import keras
     from keras import layers
 
@@ -68,10 +69,17 @@ def save(model: Any, folder: Path, classes: list[str]) -> Path:
     path = folder / "model.keras"
     save_model(model, path)
     h, w = (int(d) for d in model.inputs[0].shape[1:3])
-    (folder / "train_params.json").write_text(json.dumps({
-        "classes": classes, "input_shape": [h, w, 3], "best_epoch": 0,
-        "params": {"model": {"backbone": "tiny-test", "weights": "none"}},
-        "disclaimer": DISCLAIMER}))
+    (folder / "train_params.json").write_text(
+        json.dumps(
+            {
+                "classes": classes,
+                "input_shape": [h, w, 3],
+                "best_epoch": 0,
+                "params": {"model": {"backbone": "tiny-test", "weights": "none"}},
+                "disclaimer": DISCLAIMER,
+            }
+        )
+    )
     return path
 
 

@@ -26,24 +26,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("dermai.stages.validate", "run the Great Expectations data gates"),
     "pretrained": ("dermai.stages.pretrained", "convert packaged ImageNet Lite0 weights to Keras"),
     "tfrecords": ("dermai.stages.tfrecords", "write sharded TFRecords per split"),
-    "features": ("dermai.stages.features",
-                 "cache the frozen backbone's activations for train (CPU path)"),
+    "features": (
+        "dermai.stages.features",
+        "cache the frozen backbone's activations for train (CPU path)",
+    ),
     "train": ("dermai.stages.train", "two-phase fine-tuning with class-imbalance handling"),
     "evaluate": ("dermai.stages.evaluate", "metrics with CIs, subgroups, calibration"),
     "export": ("dermai.stages.export", "TFLite float32 and int8 export with parity checks"),
     "headline": ("dermai.stages.headline", "gather the headline metrics into one small file"),
     "predict": ("dermai.commands.predict", "predict conditions for images (not a diagnosis)"),
-    "evaluate-external": ("dermai.commands.evaluate_external",
-                          "the evaluate metrics on any labelled image folder"),
-    "audit": ("dermai.commands.audit",
-              "exact/perceptual duplicates between two datasets or splits (leakage audit)"),
+    "evaluate-external": (
+        "dermai.commands.evaluate_external",
+        "the evaluate metrics on any labelled image folder",
+    ),
+    "audit": (
+        "dermai.commands.audit",
+        "exact/perceptual duplicates between two datasets or splits (leakage audit)",
+    ),
     "serve": ("dermai.commands.serve", "local demo web app (not a diagnosis)"),
-    "export-web": ("dermai.commands.export_web",
-                   "static offline web app that runs the model on the device"),
-    "plots": ("dermai.commands.plots",
-              "check every dvc.yaml plot has data, then write the offline plots page"),
-    "compare": ("dermai.commands.compare",
-                "is B better than A? paired bootstrap CIs and McNemar on the same test images"),
+    "export-web": (
+        "dermai.commands.export_web",
+        "static offline web app that runs the model on the device",
+    ),
+    "plots": (
+        "dermai.commands.plots",
+        "check every dvc.yaml plot has data, then write the offline plots page",
+    ),
+    "compare": (
+        "dermai.commands.compare",
+        "is B better than A? paired bootstrap CIs and McNemar on the same test images",
+    ),
 }
 
 log = logging.getLogger("dermai")
@@ -65,8 +77,9 @@ def requested_command(argv: Sequence[str], commands: Mapping[str, object]) -> st
     return word if word in commands else None
 
 
-def build_parser(commands: dict[str, tuple[str, str]] | None = None,
-                 argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    commands: dict[str, tuple[str, str]] | None = None, argv: Sequence[str] | None = None
+) -> argparse.ArgumentParser:
     """The parser. With `argv`, only the command it names is imported (for its arguments); the
     others are listed from COMMANDS alone, so `dermai --help` imports no command module."""
     commands = commands if commands is not None else _available()
@@ -78,7 +91,8 @@ def build_parser(commands: dict[str, tuple[str, str]] | None = None,
     parser.add_argument("--version", action="version", version=f"dermai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
-        "--debug", action="store_true",
+        "--debug",
+        action="store_true",
         help="full tracebacks on unexpected errors, and TensorFlow's own (C++) logs",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

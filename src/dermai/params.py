@@ -30,10 +30,16 @@ class Interval:
     closed: Literal["both", "left", "right", "neither"] = "both"
 
     def __contains__(self, v: float) -> bool:
-        lo_ok = (self.left is None or v > self.left
-                 or (v == self.left and self.closed in ("both", "left")))
-        hi_ok = (self.right is None or v < self.right
-                 or (v == self.right and self.closed in ("both", "right")))
+        lo_ok = (
+            self.left is None
+            or v > self.left
+            or (v == self.left and self.closed in ("both", "left"))
+        )
+        hi_ok = (
+            self.right is None
+            or v < self.right
+            or (v == self.right and self.closed in ("both", "right"))
+        )
         return lo_ok and hi_ok
 
     def __str__(self) -> str:
@@ -44,11 +50,16 @@ class Interval:
         return f"{lb}{lo}, {hi}{rb}"
 
 
-def ranged(default: Any, left: float | None = None, right: float | None = None,
-           closed: Literal["both", "left", "right", "neither"] = "both") -> Any:
+def ranged(
+    default: Any,
+    left: float | None = None,
+    right: float | None = None,
+    closed: Literal["both", "left", "right", "neither"] = "both",
+) -> Any:
     """A scalar dataclass field whose value must lie in the interval (a list field puts
     `{"interval": ...}` in its metadata itself; each item is checked)."""
     return field(default=default, metadata={"interval": Interval(left, right, closed)})
+
 
 # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS), the default image-size cap.
 PIL_MAX_PIXELS = 89_478_485
@@ -89,8 +100,9 @@ class ManifestParams:
 @dataclass(frozen=True)
 class IndexParams:
     raw_root: str = "data/raw/sample"
-    layout: Literal["folders", "manifest", "ham10000", "isic2019", "isic2020",
-                    "isic_archive"] = "folders"
+    layout: Literal["folders", "manifest", "ham10000", "isic2019", "isic2020", "isic_archive"] = (
+        "folders"
+    )
     manifest: ManifestParams = field(default_factory=ManifestParams)
     # Raw label (case-insensitive) -> class, or "drop"; unmapped labels are kept as they are.
     class_map: dict[str, str] = field(default_factory=dict)
@@ -100,8 +112,17 @@ class IndexParams:
     # Keep only these image types (e.g. [dermoscopic]); empty = all. Unknown type = "unknown".
     image_types: list[str] = field(default_factory=list)
     extensions: list[str] = field(
-        default_factory=lambda: [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
-                                 ".heic", ".heif"]
+        default_factory=lambda: [
+            ".jpg",
+            ".jpeg",
+            ".png",
+            ".bmp",
+            ".tif",
+            ".tiff",
+            ".webp",
+            ".heic",
+            ".heif",
+        ]
     )
     max_pixels: int = ranged(PIL_MAX_PIXELS, 1)
     workers: int = ranged(0, 0)  # 0 = all cores
@@ -194,8 +215,9 @@ class ExportParams:
     representative_images: int = ranged(200, 1)  # drawn from train, seeded, for int8 calibration
     latency_runs: int = ranged(50, 1)
     latency_warmup: int = ranged(5, 0)
-    threads: list[int] = field(default_factory=lambda: [1, 2],
-                               metadata={"interval": Interval(1, None)})
+    threads: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"interval": Interval(1, None)}
+    )
 
 
 @dataclass(frozen=True)
@@ -250,8 +272,10 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise DermaiError(f"params: {where} must be a mapping, got {value!r}")
         key_tp, val_tp = typing.get_args(tp) or (Any, Any)
-        return {_check_value(k, key_tp, f"{where} key"): _check_value(v, val_tp, f"{where}.{k}")
-                for k, v in value.items()}
+        return {
+            _check_value(k, key_tp, f"{where} key"): _check_value(v, val_tp, f"{where}.{k}")
+            for k, v in value.items()
+        }
     if tp is Any:
         return value
     if tp is float:

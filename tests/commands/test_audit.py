@@ -36,7 +36,8 @@ def folders(tmp_path_factory) -> tuple[Path, Path, Path]:
     (a / "a0_copy.jpg").write_bytes((a / "a0.jpg").read_bytes())
     (b / "b_exact.jpg").write_bytes((a / "a0.jpg").read_bytes())
     (b / "sub" / "b_near.jpg").write_bytes(
-        encode(imgs[1].resize((160, 120), Image.LANCZOS), "JPEG", quality=70))
+        encode(imgs[1].resize((160, 120), Image.LANCZOS), "JPEG", quality=70)
+    )
     for k, img in enumerate(lesions(6, 2)):
         (b / f"b{k}.png").write_bytes(encode(img, "PNG"))
     (b / "broken.jpg").write_bytes(b"not an image")
@@ -54,13 +55,18 @@ def test_folders_exact_and_perceptual_between_not_within(folders, tmp_path, caps
     out = tmp_path / "pairs.csv"
     assert audit(a, b, "--out", out) == 0
     cap = capsys.readouterr()
-    assert f"audit: 2 exact, 1 perceptual duplicates, 0 shared group ids between {a} (n=9) " \
-           f"and {b} (n=8): LEAK" in cap.out
+    assert (
+        f"audit: 2 exact, 1 perceptual duplicates, 0 shared group ids between {a} (n=9) "
+        f"and {b} (n=8): LEAK" in cap.out
+    )
     assert "skipped broken.jpg: not an image" in caplog.text
     pairs = pd.read_csv(out)
     got = sorted(zip(pairs["a_path"], pairs["b_path"], pairs["kind"], strict=True))
-    assert got == [("a0.jpg", "b_exact.jpg", "exact"), ("a0_copy.jpg", "b_exact.jpg", "exact"),
-                   ("a1.jpg", "sub/b_near.jpg", "perceptual")]
+    assert got == [
+        ("a0.jpg", "b_exact.jpg", "exact"),
+        ("a0_copy.jpg", "b_exact.jpg", "exact"),
+        ("a1.jpg", "sub/b_near.jpg", "perceptual"),
+    ]
     near = pairs[pairs["kind"] == "perceptual"].iloc[0]
     assert 0 < near["verify_distance"] <= 48 and near["distance"] <= 8
     # --fail-on-leak turns the same finding into exit 1; the CSV is still written.
@@ -103,9 +109,28 @@ def indexed(folders, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
         dst = raw / "s" / ["nv", "mel"][k % 2] / "30-59" / p.name
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(p.read_bytes())
-    assert main(["index", "--params", "params.yaml", "--raw", str(raw), "--layout", "folders",
-                 "--workers", "1", "--out", str(tmp / "index.csv"), "--rejects",
-                 str(tmp / "rejects.csv"), "--summary", str(tmp / "summary.json")]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--params",
+                "params.yaml",
+                "--raw",
+                str(raw),
+                "--layout",
+                "folders",
+                "--workers",
+                "1",
+                "--out",
+                str(tmp / "index.csv"),
+                "--rejects",
+                str(tmp / "rejects.csv"),
+                "--summary",
+                str(tmp / "summary.json"),
+            ]
+        )
+        == 0
+    )
     return tmp, pd.read_csv(tmp / "index.csv", dtype=str, keep_default_na=False)
 
 
@@ -113,8 +138,19 @@ def test_folder_hashes_equal_index_hashes(folders, indexed, tmp_path, capsys):
     a, _, _ = folders
     tmp, index = indexed
     assert len(index) == 9
-    assert audit(tmp / "index.csv", a, "--out", tmp_path / "p.csv", "--verify-max-distance",
-                 "0", "--dhash-max-distance", "0") == 0
+    assert (
+        audit(
+            tmp / "index.csv",
+            a,
+            "--out",
+            tmp_path / "p.csv",
+            "--verify-max-distance",
+            "0",
+            "--dhash-max-distance",
+            "0",
+        )
+        == 0
+    )
     pairs = pd.read_csv(tmp_path / "p.csv")
     # Every image pairs with itself (and the a0/a0_copy twins with each other): all exact.
     assert set(pairs["kind"]) == {"exact"} and len(pairs) == 9 + 2
@@ -152,10 +188,16 @@ def test_shared_groups_use_every_group_key(indexed, tmp_path, capsys, caplog):
     caplog.set_level(logging.INFO)
     _, index = indexed
     by = index.set_index("image_id")
-    train = by.loc[["a2", "a3", "a4"]].reset_index().assign(
-        groups=["lesion_id=L1;patient_id=P1", "lesion_id=L2;patient_id=P2", "lesion_id=X"])
-    test = by.loc[["a5", "a6", "a7"]].reset_index().assign(
-        groups=["lesion_id=L9;patient_id=P1", "lesion_id=L2", "patient_id=X"])
+    train = (
+        by.loc[["a2", "a3", "a4"]]
+        .reset_index()
+        .assign(groups=["lesion_id=L1;patient_id=P1", "lesion_id=L2;patient_id=P2", "lesion_id=X"])
+    )
+    test = (
+        by.loc[["a5", "a6", "a7"]]
+        .reset_index()
+        .assign(groups=["lesion_id=L9;patient_id=P1", "lesion_id=L2", "patient_id=X"])
+    )
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_csv(tmp_path / "test.csv", index=False)
     assert audit(tmp_path / "train.csv", tmp_path / "test.csv", "--out", tmp_path / "p.csv") == 0

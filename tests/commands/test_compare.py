@@ -17,8 +17,9 @@ from dermai.cli import main
 CLASSES = ["bcc", "mel", "nv"]
 
 
-def predictions(path: Path, n: int = 120, skill: float = 0.5, seed: int = 0,
-                ids: list[str] | None = None) -> Path:
+def predictions(
+    path: Path, n: int = 120, skill: float = 0.5, seed: int = 0, ids: list[str] | None = None
+) -> Path:
     """A predictions CSV like `dermai evaluate` writes; `skill` raises the true class's
     probability (labels drawn from a fixed seed, so files share the labels)."""
     y = np.random.default_rng(123).integers(0, len(CLASSES), n)
@@ -26,8 +27,9 @@ def predictions(path: Path, n: int = 120, skill: float = 0.5, seed: int = 0,
     p = rng.dirichlet(np.ones(len(CLASSES)), n)
     p[np.arange(n), y] += skill
     p /= p.sum(1, keepdims=True)
-    df = pd.DataFrame({"image_id": ids or [f"img_{i:04d}" for i in range(n)],
-                       "label": [CLASSES[k] for k in y]})
+    df = pd.DataFrame(
+        {"image_id": ids or [f"img_{i:04d}" for i in range(n)], "label": [CLASSES[k] for k in y]}
+    )
     for c, name in enumerate(CLASSES):
         df[f"p_{name}"] = np.round(p[:, c], 6)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +100,13 @@ def test_missing_file_and_bad_csv(tmp_path, capsys):
 
 
 def git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
     subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
 
 
@@ -109,8 +116,12 @@ def repo(tmp_path: Path) -> Path:
     r = tmp_path / "repo"
     r.mkdir()
     git(r, "init", "-q")
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=r, check=True,
-                   env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        cwd=r,
+        check=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
     predictions(r / "reports/evaluate/predictions_test.csv", skill=0.2, seed=1)
     git(r, "add", "-A")
     git(r, "commit", "-qm", "a")
@@ -132,7 +143,9 @@ def test_revisions_are_read_through_dvc(repo, capsys, monkeypatch):
 def test_unknown_revision_and_missing_path_are_one_line_errors(repo, capsys, monkeypatch):
     monkeypatch.chdir(repo)
     err = one_line_error(capsys, compare("baseline", "no-such-exp"))
-    assert err == ("dermai compare: error: 'no-such-exp' is neither a predictions file nor a "
-                   "known experiment or Git revision in .")
+    assert err == (
+        "dermai compare: error: 'no-such-exp' is neither a predictions file nor a "
+        "known experiment or Git revision in ."
+    )
     err = one_line_error(capsys, compare("--path", "x/y.csv", "baseline", "HEAD"))
     assert err.startswith("dermai compare: error: baseline: no x/y.csv at that experiment")

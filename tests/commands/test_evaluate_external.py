@@ -34,9 +34,21 @@ def setup(tmp_path_factory) -> tuple[Path, Path, list[str], list[str]]:
 
 
 def run(model: Path, images: Path, labels: Path, out: Path) -> int:
-    return main(["evaluate-external", "--params", str(out.parent / "none.yaml"),
-                 "--model", str(model), "--images", str(images), "--labels", str(labels),
-                 "--out", str(out)])
+    return main(
+        [
+            "evaluate-external",
+            "--params",
+            str(out.parent / "none.yaml"),
+            "--model",
+            str(model),
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--out",
+            str(out),
+        ]
+    )
 
 
 def check_outputs(out: Path, labels: list[str]) -> dict:
@@ -45,8 +57,9 @@ def check_outputs(out: Path, labels: list[str]) -> dict:
     preds = pd.read_csv(out / "predictions_external.csv")
     assert len(preds) == N
     assert preds["label"].tolist() == labels[:N]
-    assert metrics["accuracy"] == pytest.approx(accuracy_score(preds["label"],
-                                                               preds["predicted"]), abs=1e-6)
+    assert metrics["accuracy"] == pytest.approx(
+        accuracy_score(preds["label"], preds["predicted"]), abs=1e-6
+    )
     for k in ("accuracy", "balanced_accuracy", "macro_auc"):
         assert metrics["ci"][k]["low"] <= metrics[k] <= metrics["ci"][k]["high"]
     assert set(metrics["per_class"]) == set(CLASSES)
@@ -77,21 +90,26 @@ def test_isic_one_hot_and_plain_give_the_same_result(setup, tmp_path, capsys):
     assert "skipped ISIC_9000: not an image" in err and "skipped ISIC_9999: file not found" in err
     m1 = check_outputs(tmp_path / "a", labels)
 
-    plain = pd.DataFrame({"image": [n + ".jpg" if i % 2 else n for i, n in enumerate(names)],
-                          "label": [lab.upper() if i % 3 else lab
-                                    for i, lab in enumerate(labels)]})
+    plain = pd.DataFrame(
+        {
+            "image": [n + ".jpg" if i % 2 else n for i, n in enumerate(names)],
+            "label": [lab.upper() if i % 3 else lab for i, lab in enumerate(labels)],
+        }
+    )
     plain.to_csv(tmp_path / "plain.csv", index=False)
     assert run(model, images, tmp_path / "plain.csv", tmp_path / "b") == 0
     m2 = check_outputs(tmp_path / "b", labels)
     assert m1 == m2
-    assert ((tmp_path / "a" / "metrics.json").read_bytes()
-            == (tmp_path / "b" / "metrics.json").read_bytes())
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == (
+        tmp_path / "b" / "metrics.json"
+    ).read_bytes()
 
 
 def test_unmappable_label_is_a_one_line_error(setup, tmp_path, capsys):
     model, images, names, _ = setup
     pd.DataFrame({"image": names[:3], "label": ["mel", "SCC", "nv"]}).to_csv(
-        tmp_path / "bad.csv", index=False)
+        tmp_path / "bad.csv", index=False
+    )
     assert run(model, images, tmp_path / "bad.csv", tmp_path / "o") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
@@ -101,21 +119,22 @@ def test_unmappable_label_is_a_one_line_error(setup, tmp_path, capsys):
 
 def test_no_readable_image_is_an_error(setup, tmp_path, capsys):
     model, images, _, _ = setup
-    pd.DataFrame({"image": ["ISIC_9000"], "label": ["mel"]}).to_csv(tmp_path / "l.csv",
-                                                                      index=False)
+    pd.DataFrame({"image": ["ISIC_9000"], "label": ["mel"]}).to_csv(tmp_path / "l.csv", index=False)
     assert run(model, images, tmp_path / "l.csv", tmp_path / "o") == 1
     assert "none of the 1 labelled images" in capsys.readouterr().err
     assert np.array_equal(pd.read_csv(tmp_path / "o" / "skipped.csv")["image"], ["ISIC_9000"])
 
 
 def test_repeated_ids_collapse_conflicts_fail_and_unlabelled_images_are_listed(
-        setup, tmp_path, capsys, caplog):
+    setup, tmp_path, capsys, caplog
+):
     """An id listed twice used to be counted twice (n = 22 for 20 images, no warning)."""
     model, images, names, labels = setup
     base = pd.DataFrame({"image": names[:N], "label": labels[:N]})
     # ISIC_0000 and ISIC_0001 repeated identically: counted once each, with a warning.
-    twice = pd.concat([base, pd.DataFrame({"image": ["ISIC_0000", "ISIC_0001"],
-                                           "label": [labels[0], labels[1]]})])
+    twice = pd.concat(
+        [base, pd.DataFrame({"image": ["ISIC_0000", "ISIC_0001"], "label": [labels[0], labels[1]]})]
+    )
     twice.to_csv(tmp_path / "twice.csv", index=False)
     assert run(model, images, tmp_path / "twice.csv", tmp_path / "a") == 0
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())["external"]
@@ -123,17 +142,26 @@ def test_repeated_ids_collapse_conflicts_fail_and_unlabelled_images_are_listed(
     assert "2 image(s) listed more than once with the same label" in caplog.text
     # Images in the folder that no row names are listed (the corrupt one is not in this CSV).
     assert pd.read_csv(tmp_path / "a" / "unlabelled.csv")["image"].tolist() == [
-        "part1/ISIC_9000.jpg"]
+        "part1/ISIC_9000.jpg"
+    ]
 
     other = {"bcc": "mel", "mel": "nv", "nv": "bcc"}
-    clash = pd.concat([base, pd.DataFrame({"image": ["ISIC_0003", "ISIC_0001"],
-                                           "label": [other[labels[3]], other[labels[1]]]})])
+    clash = pd.concat(
+        [
+            base,
+            pd.DataFrame(
+                {"image": ["ISIC_0003", "ISIC_0001"], "label": [other[labels[3]], other[labels[1]]]}
+            ),
+        ]
+    )
     clash.to_csv(tmp_path / "clash.csv", index=False)
     capsys.readouterr()
     assert run(model, images, tmp_path / "clash.csv", tmp_path / "b") == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("dermai evaluate-external: error: labels CSV clash.csv: 2 id(s) "
-                              "listed with different labels: ISIC_0001: ")
+    assert err[-1].startswith(
+        "dermai evaluate-external: error: labels CSV clash.csv: 2 id(s) "
+        "listed with different labels: ISIC_0001: "
+    )
     assert "ISIC_0003: " in err[-1] and not (tmp_path / "b" / "metrics.json").exists()
 
 
@@ -154,17 +182,55 @@ def test_exclude_duplicates_of_training_index(setup, tmp_path, caplog):
     (raw / "s/nv/30-59/copy.jpg").write_bytes((images / "part1/ISIC_0003.jpg").read_bytes())
     with Image.open(images / "part1/ISIC_0005.jpg") as im:  # same pixels, other bytes
         im.save(raw / "s/mel/30-59/reenc.png")
-    assert main(["index", "--params", "params.yaml", "--raw", str(raw), "--layout", "folders",
-                 "--workers", "1", "--out", str(tmp_path / "index.csv"), "--rejects",
-                 str(tmp_path / "rejects.csv"), "--summary", str(tmp_path / "s.json")]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--params",
+                "params.yaml",
+                "--raw",
+                str(raw),
+                "--layout",
+                "folders",
+                "--workers",
+                "1",
+                "--out",
+                str(tmp_path / "index.csv"),
+                "--rejects",
+                str(tmp_path / "rejects.csv"),
+                "--summary",
+                str(tmp_path / "s.json"),
+            ]
+        )
+        == 0
+    )
     pd.DataFrame({"image": names, "label": labels}).to_csv(tmp_path / "gt.csv", index=False)
     out = tmp_path / "clean"
-    assert main(["evaluate-external", "--params", "params.yaml", "--model", str(model),
-                 "--images", str(images), "--labels", str(tmp_path / "gt.csv"), "--out", str(out),
-                 "--exclude-duplicates-of", str(tmp_path / "index.csv")]) == 0
+    assert (
+        main(
+            [
+                "evaluate-external",
+                "--params",
+                "params.yaml",
+                "--model",
+                str(model),
+                "--images",
+                str(images),
+                "--labels",
+                str(tmp_path / "gt.csv"),
+                "--out",
+                str(out),
+                "--exclude-duplicates-of",
+                str(tmp_path / "index.csv"),
+            ]
+        )
+        == 0
+    )
     listed = pd.read_csv(out / "excluded_duplicates.csv")
-    assert sorted(zip(listed["image"], listed["kind"], listed["train_image_id"], strict=True)) \
-        == [("ISIC_0003", "exact", "copy"), ("ISIC_0005", "perceptual", "reenc")]
+    assert sorted(zip(listed["image"], listed["kind"], listed["train_image_id"], strict=True)) == [
+        ("ISIC_0003", "exact", "copy"),
+        ("ISIC_0005", "perceptual", "reenc"),
+    ]
     assert (listed["distance"] == 0).all() and (listed["verify_distance"] == 0).all()
     assert "excluded ISIC_0003: exact duplicate of training image(s) copy" in caplog.text
     assert "excluded 2 of 26 external images" in caplog.text

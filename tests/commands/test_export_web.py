@@ -22,16 +22,25 @@ def models(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("export-web")
     keras_path = tinymodel.save(tinymodel.build(CLASSES), tmp, CLASSES)
     rep = np.random.default_rng(3).uniform(0, 255, (16, tinymodel.H, tinymodel.W, 3))
-    return tiny_tflite(keras_path, tmp, ("float32", "int8"), temperature=1.25,
-                       representative=rep.astype(np.float32))
+    return tiny_tflite(
+        keras_path,
+        tmp,
+        ("float32", "int8"),
+        temperature=1.25,
+        representative=rep.astype(np.float32),
+    )
 
 
 def fake_npm(root: Path) -> Path:
     from dermai.commands.export_web import WASM
 
     core, utils = root / "@litertjs" / "core", root / "@litertjs" / "wasm-utils"
-    for f in [core / "dist" / "index.js", utils / "dist" / "index.js",
-              core / "wasm" / f"{WASM}.js", core / "wasm" / f"{WASM}.wasm"]:
+    for f in [
+        core / "dist" / "index.js",
+        utils / "dist" / "index.js",
+        core / "wasm" / f"{WASM}.js",
+        core / "wasm" / f"{WASM}.wasm",
+    ]:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"// stand-in " + f.name.encode())
     (core / "package.json").write_text(json.dumps({"version": "9.9.9"}))
@@ -56,7 +65,7 @@ def test_float_io_wraps_int8_exactly_and_keeps_metadata(models):
     want = TfliteModel(models["int8"])(x)
     got = []
     for i in range(len(x)):
-        it.set_tensor(inp["index"], x[i:i + 1])
+        it.set_tensor(inp["index"], x[i : i + 1])
         it.invoke()
         got.append(it.get_tensor(out["index"])[0])
     assert np.abs(want).max() > 0  # not a vacuous comparison
@@ -72,15 +81,26 @@ def test_site_is_complete_and_deterministic(models, tmp_path):
     a = build(models["int8"].read_bytes(), npm, "dermoscopic images", "model_int8.tflite")
     b = build(models["int8"].read_bytes(), npm, "dermoscopic images", "model_int8.tflite")
     assert a == b
-    for name in ["index.html", "app.js", "ondevice.js", "app.css", "sw.js", "model.tflite",
-                 "manifest.webmanifest", "icon-192.png", "icon-512.png",
-                 f"litert/wasm/{WASM}.js", f"litert/wasm/{WASM}.wasm", "litert/core/index.js",
-                 "litert/wasm-utils/index.js"]:
+    for name in [
+        "index.html",
+        "app.js",
+        "ondevice.js",
+        "app.css",
+        "sw.js",
+        "model.tflite",
+        "manifest.webmanifest",
+        "icon-192.png",
+        "icon-512.png",
+        f"litert/wasm/{WASM}.js",
+        f"litert/wasm/{WASM}.wasm",
+        "litert/core/index.js",
+        "litert/wasm-utils/index.js",
+    ]:
         assert name in a, name
     page = a["index.html"].decode()
     assert "{{" not in page and DISCLAIMER in page and "dermoscopic images" in page
     sw = a["sw.js"].decode()
-    cached = json.loads(sw[sw.index("const FILES = ") + 14: sw.index(";\n\nself")])
+    cached = json.loads(sw[sw.index("const FILES = ") + 14 : sw.index(";\n\nself")])
     assert set(cached) == {"./", *a} - {"sw.js"}
     manifest = json.loads(a["manifest.webmanifest"])
     assert manifest["display"] == "standalone"
@@ -104,9 +124,33 @@ def test_missing_npm_files_and_models_without_metadata_are_clear_errors(models, 
     bare.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(obj)))
     assert fb  # the schema module is what the exporter uses too
     npm = fake_npm(tmp_path / "nm")
-    assert main(["export-web", "--model", str(bare), "--out", str(tmp_path / "s"),
-                 "--npm-dir", str(npm)]) == 1
+    assert (
+        main(
+            [
+                "export-web",
+                "--model",
+                str(bare),
+                "--out",
+                str(tmp_path / "s"),
+                "--npm-dir",
+                str(npm),
+            ]
+        )
+        == 1
+    )
     assert not (tmp_path / "s").exists()
-    assert main(["export-web", "--model", str(models["int8"]), "--out", str(tmp_path / "s"),
-                 "--npm-dir", str(npm)]) == 0
+    assert (
+        main(
+            [
+                "export-web",
+                "--model",
+                str(models["int8"]),
+                "--out",
+                str(tmp_path / "s"),
+                "--npm-dir",
+                str(npm),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "s" / "model.tflite").is_file()

@@ -37,13 +37,13 @@ def test_one_image_prints_calibrated_json_with_disclaimer(model, tmp_path, capsy
     assert set(out["probabilities"]) == set(CLASSES)
     assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert [t["class"] for t in out["top3"]] == sorted(
-        CLASSES, key=lambda c: -out["probabilities"][c])
+        CLASSES, key=lambda c: -out["probabilities"][c]
+    )
     assert out["top1"] == out["top3"][0]
     pred = inference.load(model)
     x = pred.prepare(tinymodel.tinted(3))[None]
     expected = inference.softmax(pred.logits(x), 2.0)[0]  # calibrated with T from the file
-    assert [out["probabilities"][c] for c in CLASSES] == pytest.approx(expected.tolist(),
-                                                                      abs=1e-5)
+    assert [out["probabilities"][c] for c in CLASSES] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
 def test_folders_recursive_bad_files_reported_csv(model, tmp_path, capsys):
@@ -54,15 +54,35 @@ def test_folders_recursive_bad_files_reported_csv(model, tmp_path, capsys):
     (root / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (root / "readme.txt").write_text("not an image, not picked up")
     out = tmp_path / "preds.csv"
-    assert main(["predict", "--model", str(model), str(root), str(tmp_path / "gone.png"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                str(root),
+                str(tmp_path / "gone.png"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "skipped" in err and "broken.jpg" in err and "gone.png" in err
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 5
-    assert list(df.columns[:9]) == ["image", "error", "in_distribution", "top1",
-                                    "top1_probability", "top2", "top2_probability", "top3",
-                                    "top3_probability"]
+    assert list(df.columns[:9]) == [
+        "image",
+        "error",
+        "in_distribution",
+        "top1",
+        "top1_probability",
+        "top2",
+        "top2_probability",
+        "top3",
+        "top3_probability",
+    ]
     bad = df[df["error"] != ""]
     assert sorted(Path(p).name for p in bad["image"]) == ["broken.jpg", "gone.png"]
     good = df[df["error"] == ""]
@@ -96,8 +116,20 @@ def test_nothing_found_is_an_error(model, tmp_path, capsys):
 def test_all_images_failed_exits_nonzero_after_reporting_them(model, tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     out = tmp_path / "p.csv"
-    assert main(["predict", "--model", str(model), str(tmp_path / "broken.jpg"),
-                 str(tmp_path / "gone.png"), "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                str(tmp_path / "broken.jpg"),
+                str(tmp_path / "gone.png"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "predicted nothing: all 2 image(s) failed" in capsys.readouterr().err
     assert len(pd.read_csv(out)) == 2  # the per-image reasons are still written
 
@@ -106,11 +138,13 @@ def test_model_defaults_to_the_pipeline_path_in_dvc_yaml(model, tmp_path, capsys
     img = tmp_path / "one.png"
     tinymodel.tinted(3).save(img)
     (tmp_path / "dvc.yaml").write_text(
-        "stages:\n  train:\n    cmd: dermai train --gate x --model m/model.keras --live y\n")
+        "stages:\n  train:\n    cmd: dermai train --gate x --model m/model.keras --live y\n"
+    )
     monkeypatch.chdir(tmp_path)
     assert main(["predict", str(img)]) == 1
-    assert "m/model.keras not found (the train stage's --model in dvc.yaml)" in \
-        capsys.readouterr().err
+    assert (
+        "m/model.keras not found (the train stage's --model in dvc.yaml)" in capsys.readouterr().err
+    )
     (tmp_path / "m").mkdir()
     for f in model.parent.iterdir():
         (tmp_path / "m" / f.name).write_bytes(f.read_bytes())
@@ -127,15 +161,17 @@ def test_the_ood_guard_adds_in_distribution_and_withholds_probabilities(model, t
     folder.mkdir()
     for f in model.parent.iterdir():
         shutil.copy(f, folder / f.name)
-    (folder / "model_card.json").write_text(json.dumps({"data": {
-        "image_kind": "dermoscopic images"}}))
+    (folder / "model_card.json").write_text(
+        json.dumps({"data": {"image_kind": "dermoscopic images"}})
+    )
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     for i in range(2):
         tinymodel.tinted(i).save(imgs / f"{i}.png")
     for threshold, inside in ((1e9, False), (-1e9, True)):
-        (folder / "ood.json").write_text(json.dumps(
-            Guard("energy", threshold, 0.95, "logits").to_dict()))
+        (folder / "ood.json").write_text(
+            json.dumps(Guard("energy", threshold, 0.95, "logits").to_dict())
+        )
         assert main(["predict", "--model", str(folder / model.name), str(imgs)]) == 0
         out = json.loads(capsys.readouterr().out)["predictions"]
         assert [p["in_distribution"] for p in out] == [inside, inside]
@@ -144,11 +180,13 @@ def test_the_ood_guard_adds_in_distribution_and_withholds_probabilities(model, t
         else:
             assert all("probabilities" not in p and "top1" not in p for p in out)
             assert out[0]["message"].startswith(
-                "This does not look like the images this model was trained on (dermoscopic "
-                "images)")
+                "This does not look like the images this model was trained on (dermoscopic images)"
+            )
         csv = tmp_path / "p.csv"
-        assert main(["predict", "--model", str(folder / model.name), str(imgs),
-                     "--out", str(csv)]) == 0
+        assert (
+            main(["predict", "--model", str(folder / model.name), str(imgs), "--out", str(csv)])
+            == 0
+        )
         df = pd.read_csv(csv)
         assert df["in_distribution"].tolist() == [inside, inside]
         assert df["p_mel"].notna().all() == inside

@@ -59,14 +59,18 @@ def test_fifty_concurrent_uploads_to_a_live_server_all_succeed(models):
 
     engine = build_engine(models["float32"], models["keras"], threads=1)
     app = create_app(engine, workers=1, max_queue=64)
-    photos = [encode(lesion(c, seed=i, height=120, width=160))
-              for i, c in enumerate(["bcc", "mel", "nv"] * 17)][:50]
+    photos = [
+        encode(lesion(c, seed=i, height=120, width=160))
+        for i, c in enumerate(["bcc", "mel", "nv"] * 17)
+    ][:50]
 
     async def fire(base: str) -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=50)
         async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-            jobs = [client.post("/api/predict", files={"file": (f"p{i}.jpg", d, "image/jpeg")})
-                    for i, d in enumerate(photos)]
+            jobs = [
+                client.post("/api/predict", files={"file": (f"p{i}.jpg", d, "image/jpeg")})
+                for i, d in enumerate(photos)
+            ]
             return await asyncio.wait_for(asyncio.gather(*jobs), timeout=240)
 
     with live_server(app) as base:

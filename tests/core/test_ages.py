@@ -15,10 +15,23 @@ def test_labels_follow_edges():
 @pytest.mark.parametrize(
     ("age", "group"),
     [
-        (1, "0-29"), (29, "0-29"), (29.9, "0-29"), (30, "30-59"), ("45", "30-59"),
-        ("45.0", "30-59"), (59, "30-59"), (60, "60+"), (85, "60+"),
-        ("", UNKNOWN), ("  ", UNKNOWN), (None, UNKNOWN), (0, UNKNOWN), ("0", UNKNOWN),
-        (-3, UNKNOWN), (math.nan, UNKNOWN), ("n/a", UNKNOWN),
+        (1, "0-29"),
+        (29, "0-29"),
+        (29.9, "0-29"),
+        (30, "30-59"),
+        ("45", "30-59"),
+        ("45.0", "30-59"),
+        (59, "30-59"),
+        (60, "60+"),
+        (85, "60+"),
+        ("", UNKNOWN),
+        ("  ", UNKNOWN),
+        (None, UNKNOWN),
+        (0, UNKNOWN),
+        ("0", UNKNOWN),
+        (-3, UNKNOWN),
+        (math.nan, UNKNOWN),
+        ("n/a", UNKNOWN),
     ],
 )
 def test_binning(age, group):

@@ -48,11 +48,18 @@ def test_several_metrics_share_resamples_and_undefined_resamples_are_dropped():
     y, p = data(60, seed=2)
     y[y == 3] = 0
     y[0] = 3
-    cis = bootstrap_cis({"accuracy": acc,
-                         "balanced_accuracy": lambda y, p: M.balanced_accuracy(y, p.argmax(1), 4),
-                         "macro_auc": M.macro_auc,
-                         "auc_3": lambda y, p: M.per_class_auc(y, p)[3]},
-                        y, p, n_resamples=300, seed=0)
+    cis = bootstrap_cis(
+        {
+            "accuracy": acc,
+            "balanced_accuracy": lambda y, p: M.balanced_accuracy(y, p.argmax(1), 4),
+            "macro_auc": M.macro_auc,
+            "auc_3": lambda y, p: M.per_class_auc(y, p)[3],
+        },
+        y,
+        p,
+        n_resamples=300,
+        seed=0,
+    )
     for ci in cis.values():
         assert np.isfinite(ci.low) and ci.low <= ci.high
     assert cis["auc_3"].n_resamples < 300  # resamples without class 3 were left out

@@ -40,10 +40,10 @@ def test_temperature_keeps_the_argmax():
 
 def test_nll_matches_sklearn_log_loss():
     logits, y = toy(n=300, scale=2.0)
-    assert C.nll(logits, y) == pytest.approx(log_loss(y, softmax(logits, axis=1),
-                                                      labels=range(5)))
-    assert C.nll(logits, y, 2.0) == pytest.approx(log_loss(y, softmax(logits / 2.0, axis=1),
-                                                           labels=range(5)))
+    assert C.nll(logits, y) == pytest.approx(log_loss(y, softmax(logits, axis=1), labels=range(5)))
+    assert C.nll(logits, y, 2.0) == pytest.approx(
+        log_loss(y, softmax(logits / 2.0, axis=1), labels=range(5))
+    )
 
 
 def test_ece_by_hand():

@@ -38,24 +38,39 @@ def clustered(n: int, rng: np.random.Generator, centres: list[tuple[int, int]]) 
 
 
 def as_tuples(p) -> list[tuple]:
-    return list(zip(p.a.tolist(), p.b.tolist(), p.exact.tolist(), p.distance.tolist(),
-                    p.verify_distance.tolist(), strict=True))
+    return list(
+        zip(
+            p.a.tolist(),
+            p.b.tolist(),
+            p.exact.tolist(),
+            p.distance.tolist(),
+            p.verify_distance.tolist(),
+            strict=True,
+        )
+    )
 
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize(("radius", "verify"), [(0, 256), (4, 40), (8, 48), (12, 256)])
 def test_matches_bruteforce(seed, radius, verify):
     rng = np.random.default_rng(seed)
-    centres = [(int(rng.integers(1 << 63)) * 2 + 1, int.from_bytes(rng.bytes(32), "big"))
-               for _ in range(5)]
+    centres = [
+        (int(rng.integers(1 << 63)) * 2 + 1, int.from_bytes(rng.bytes(32), "big")) for _ in range(5)
+    ]
     a = clustered(int(rng.integers(0, 40)), rng, centres)
     b = clustered(int(rng.integers(1, 40)), rng, centres)
     # One planted exact pair and one planted near pair (dHash 2 bits, pHash 10 bits away).
     d0, p0 = centres[0]
-    a = HashSet([*a.sha1, "e" * 40, "f" * 40], [*a.dhash, f"{d0:016x}", f"{d0:016x}"],
-                [*a.phash, f"{p0:064x}", f"{p0:064x}"])
-    b = HashSet([*b.sha1, "e" * 40, "1" * 40], [*b.dhash, f"{d0:016x}", f"{d0 ^ 3:016x}"],
-                [*b.phash, f"{p0:064x}", f"{p0 ^ 1023:064x}"])
+    a = HashSet(
+        [*a.sha1, "e" * 40, "f" * 40],
+        [*a.dhash, f"{d0:016x}", f"{d0:016x}"],
+        [*a.phash, f"{p0:064x}", f"{p0:064x}"],
+    )
+    b = HashSet(
+        [*b.sha1, "e" * 40, "1" * 40],
+        [*b.dhash, f"{d0:016x}", f"{d0 ^ 3:016x}"],
+        [*b.phash, f"{p0:064x}", f"{p0 ^ 1023:064x}"],
+    )
     fast = cross_duplicates(a, b, radius, verify)
     slow = cross_duplicates_bruteforce(a, b, radius, verify)
     assert as_tuples(fast) == as_tuples(slow)

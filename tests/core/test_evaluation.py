@@ -19,8 +19,14 @@ def data(n: int = 240, seed: int = 0):
     y = rng.integers(0, 3, n)
     logits = rng.normal(0, 1, (n, 3))
     logits[np.arange(n), y] += 1.2
-    return y, logits * 2.5, {"age_group": rng.choice(["0-29", "60+"], n).tolist(),
-                             "source": rng.choice(["x", "y"], n).tolist()}
+    return (
+        y,
+        logits * 2.5,
+        {
+            "age_group": rng.choice(["0-29", "60+"], n).tolist(),
+            "source": rng.choice(["x", "y"], n).tolist(),
+        },
+    )
 
 
 def test_report_numbers_and_structure():
@@ -91,16 +97,27 @@ def test_report_uses_the_calibrated_probabilities():
     from sklearn.metrics import roc_auc_score
 
     y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
-    logits = np.array([[0.0, 6.0, 5.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 0.0, 0.0],
-                       [0.0, 6.5, 0.0], [1.0, 0.0, 0.9], [0.5, 0.0, 0.0], [0.0, 1.0, 3.0]])
+    logits = np.array(
+        [
+            [0.0, 6.0, 5.0],
+            [0.0, 2.0, 0.0],
+            [0.0, 0.0, 2.0],
+            [2.0, 0.0, 0.0],
+            [0.0, 6.5, 0.0],
+            [1.0, 0.0, 0.9],
+            [0.5, 0.0, 0.0],
+            [0.0, 1.0, 3.0],
+        ]
+    )
     t = 4.0
     calibrated = softmax(logits / t, axis=1)
     raw = softmax(logits, axis=1)
     auc = {c: roc_auc_score(y == i, calibrated[:, i]) for i, c in enumerate(CLASSES)}
     raw_auc = {c: roc_auc_score(y == i, raw[:, i]) for i, c in enumerate(CLASSES)}
     assert auc != pytest.approx(raw_auc)  # the case tells the two apart
-    rep = report(y, logits, CLASSES, temperature=t, n_bootstrap=20, seed=0,
-                 groups={"source": ["x"] * 8})
+    rep = report(
+        y, logits, CLASSES, temperature=t, n_bootstrap=20, seed=0, groups={"source": ["x"] * 8}
+    )
     for c in CLASSES:
         assert rep["per_class"][c]["auc"] == pytest.approx(auc[c], abs=1e-6)
     assert rep["macro_auc"] == pytest.approx(np.mean(list(auc.values())), abs=1e-6)

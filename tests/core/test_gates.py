@@ -25,27 +25,42 @@ def test_size_bounds(fraction: float, n: int, bounds: tuple[int, int]) -> None:
 def test_splits_parameters_names() -> None:
     params = gates.splits_parameters({"train": 0.8, "val": 0.1, "test": 0.1}, 300, 0.015, 3)
     assert params == {
-        "train_min_rows": 237, "train_max_rows": 243, "val_min_rows": 27,
-        "val_max_rows": 33, "test_min_rows": 27, "test_max_rows": 33,
+        "train_min_rows": 237,
+        "train_max_rows": 243,
+        "val_min_rows": 27,
+        "val_max_rows": 33,
+        "test_min_rows": 27,
+        "test_max_rows": 33,
     }
 
 
 def _row(iid: str, cond: str, sha: str, group: str) -> dict[str, str]:
-    return {"image_id": iid, "condition": cond, "sha1": sha, "leakage_group": group,
-            "path": f"{iid}.jpg"}
+    return {
+        "image_id": iid,
+        "condition": cond,
+        "sha1": sha,
+        "leakage_group": group,
+        "path": f"{iid}.jpg",
+    }
 
 
 def _facts(min_groups: int = 2) -> pd.DataFrame:
-    rows = [_row("a", "nv", "s1", "G1"), _row("b", "nv", "s1", "G1"), _row("c", "nv", "s3", "G3"),
-            _row("d", "mel", "s4", "G4"), _row("e", "nv", "s5", "G5")]
+    rows = [
+        _row("a", "nv", "s1", "G1"),
+        _row("b", "nv", "s1", "G1"),
+        _row("c", "nv", "s3", "G3"),
+        _row("d", "mel", "s4", "G4"),
+        _row("e", "nv", "s5", "G5"),
+    ]
     full = pd.DataFrame(rows)
     index = full.drop(columns=["leakage_group"])
     groups = full[["image_id", "leakage_group"]]
     duplicates = pd.DataFrame({"a": ["a", "c"], "b": ["b", "d"], "kind": ["exact", "perceptual"]})
     splits = {
         "train": full[full.image_id.isin(["a", "c"])],
-        "test": pd.concat([full[full.image_id.isin(["b", "d"])],
-                           pd.DataFrame([_row("x", "nv", "s9", "G9")])]),
+        "test": pd.concat(
+            [full[full.image_id.isin(["b", "d"])], pd.DataFrame([_row("x", "nv", "s9", "G9")])]
+        ),
     }  # "e" is in no split, "x" is not indexed
     return gates.splits_facts(index, groups, duplicates, splits, min_groups_for_presence=min_groups)
 
@@ -72,19 +87,29 @@ def test_presence_only_for_conditions_with_enough_groups() -> None:
     # nv has groups G1, G3, G5 in the index; mel only G4
     assert set(presence["key"]) == {"nv"}
     assert dict(zip(presence["split"], presence["n_images"], strict=True)) == {
-        "train": 2, "test": 2}
+        "train": 2,
+        "test": 2,
+    }
     assert _facts(min_groups=4).query("check == 'presence'").empty
 
 
 def test_gate_message_lists_failures_in_order() -> None:
-    summary = {"suites": {
-        "index": {"expectations": {
-            "condition_in_set": {"success": False, "unexpected_count": 1},
-            "sha1_format": {"success": True, "unexpected_count": 0}}},
-        "splits": {"expectations": {
-            "train_size": {"success": False, "observed_value": 5, "expected": "7..9"},
-            "cross_split_sha1": {"success": False, "unexpected_count": 2}}},
-    }}
+    summary = {
+        "suites": {
+            "index": {
+                "expectations": {
+                    "condition_in_set": {"success": False, "unexpected_count": 1},
+                    "sha1_format": {"success": True, "unexpected_count": 0},
+                }
+            },
+            "splits": {
+                "expectations": {
+                    "train_size": {"success": False, "observed_value": 5, "expected": "7..9"},
+                    "cross_split_sha1": {"success": False, "unexpected_count": 2},
+                }
+            },
+        }
+    }
     assert gates.gate_message(summary) == (
         "gate failed: index.condition_in_set (1 unexpected), "
         "splits.train_size (observed 5, expected 7..9), splits.cross_split_sha1 (2 unexpected)"

@@ -4,8 +4,7 @@ from dermai.core.groups import exact_pairs, leakage_components
 
 
 def test_exact_pairs_all_pairs_within_equal_hashes():
-    assert exact_pairs(["x", "y", "x", "z", "x", "y"]).tolist() == [
-        [0, 2], [0, 4], [1, 5], [2, 4]]
+    assert exact_pairs(["x", "y", "x", "z", "x", "y"]).tolist() == [[0, 2], [0, 4], [1, 5], [2, 4]]
     assert exact_pairs(["a", "b"]).shape == (0, 2)
 
 
@@ -24,4 +23,7 @@ def test_components_numbered_by_first_item_and_transitive():
 
 def test_no_pairs_every_item_alone():
     assert leakage_components(3, np.zeros((0, 2), dtype=np.int64), ["", "", ""]).tolist() == [
-        0, 1, 2]
+        0,
+        1,
+        2,
+    ]

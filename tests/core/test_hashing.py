@@ -138,8 +138,11 @@ def big(seed: int = 5, w: int = 1600, h: int = 1200) -> Image.Image:
 def test_draft_decode_keeps_size_and_hashes_of_full_decode():
     data = encode(big(), "JPEG", quality=90)
     full, draft = inspect(data, LIMIT, draft=None), inspect(data, LIMIT)
-    assert (draft.width, draft.height, draft.sha1) == (full.width, full.height, full.sha1) \
+    assert (
+        (draft.width, draft.height, draft.sha1)
+        == (full.width, full.height, full.sha1)
         == (1600, 1200, full.sha1)
+    )
     assert hamming(draft.dhash, full.dhash) <= 2
     assert hamming(draft.phash, full.phash) <= 12
     small, _ = decode(data, LIMIT, draft=(200, 150))
@@ -152,8 +155,9 @@ def test_draft_decode_applies_exif_orientation_and_still_rejects_truncation():
     data = encode(big(), "JPEG", quality=90, exif=exif.tobytes())
     info = inspect(data, LIMIT)
     assert (info.width, info.height) == (1200, 1600)
-    upright = inspect(encode(big().transpose(Image.Transpose.ROTATE_270), "JPEG", quality=90),
-                      LIMIT)
+    upright = inspect(
+        encode(big().transpose(Image.Transpose.ROTATE_270), "JPEG", quality=90), LIMIT
+    )
     assert hamming(info.dhash, upright.dhash) <= 4
     with pytest.raises(ImageRejected, match="truncated"):
         inspect(data[: len(data) // 2], LIMIT)
@@ -163,8 +167,8 @@ def claims(width: int, height: int) -> bytes:
     """A ~1 KB JPEG whose header claims width x height (a pixel bomb)."""
     data = bytearray(encode(gradient(), "JPEG"))
     sof = data.index(b"\xff\xc0")  # baseline SOF0: length(2) precision(1) height(2) width(2)
-    data[sof + 5:sof + 7] = height.to_bytes(2, "big")
-    data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    data[sof + 5 : sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7 : sof + 9] = width.to_bytes(2, "big")
     return bytes(data)
 
 

@@ -17,8 +17,13 @@ def frame(rows: list[list[str]], header: list[str]) -> pd.DataFrame:
 
 def test_isic_one_hot():
     hdr = ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
-    df = frame([["ISIC_1", "1.0", "0.0", "0.0", "0.0", "0.0", "0.0", "0.0"],
-                ["ISIC_2", "0", "0", "0", "0", "0", "0", "1"]], hdr)
+    df = frame(
+        [
+            ["ISIC_1", "1.0", "0.0", "0.0", "0.0", "0.0", "0.0", "0.0"],
+            ["ISIC_2", "0", "0", "0", "0", "0", "0", "1"],
+        ],
+        hdr,
+    )
     names, y, fmt = parse(df, CLASSES)
     assert names == ["ISIC_1", "ISIC_2"] and fmt == "onehot"
     assert [CLASSES[i] for i in y] == ["mel", "vasc"]
@@ -48,13 +53,16 @@ def test_unmappable_one_hot_column_only_matters_when_used():
         parse(bad, CLASSES)
 
 
-@pytest.mark.parametrize(("rows", "header", "match"), [
-    ([["a", "1", "1"]], ["image", "MEL", "NV"], "more than one class"),
-    ([["a", "0", "0"]], ["image", "MEL", "NV"], "no class marked"),
-    ([["a", "x", "0"]], ["image", "MEL", "NV"], "must be numeric"),
-    ([["a", "mel"]], ["name", "label"], "needs an image column"),
-    ([], ["image", "label"], "no rows"),
-])
+@pytest.mark.parametrize(
+    ("rows", "header", "match"),
+    [
+        ([["a", "1", "1"]], ["image", "MEL", "NV"], "more than one class"),
+        ([["a", "0", "0"]], ["image", "MEL", "NV"], "no class marked"),
+        ([["a", "x", "0"]], ["image", "MEL", "NV"], "must be numeric"),
+        ([["a", "mel"]], ["name", "label"], "needs an image column"),
+        ([], ["image", "label"], "no rows"),
+    ],
+)
 def test_malformed(rows, header, match):
     with pytest.raises(DermaiError, match=match):
         parse(frame(rows, header), CLASSES)

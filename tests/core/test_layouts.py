@@ -29,11 +29,19 @@ ids = st.sampled_from([f"I{k}" for k in range(8)])
 
 
 @settings(max_examples=200, deadline=None)
-@given(listed=st.lists(st.tuples(ids, st.sampled_from(["nv", "mel"])), max_size=12),
-       files=st.lists(st.tuples(st.sampled_from(["p1", "p2"]), ids,
-                                st.sampled_from(["", "_downsampled"]),
-                                st.sampled_from([".jpg", ".png", ".txt"])),
-                      max_size=12, unique=True))
+@given(
+    listed=st.lists(st.tuples(ids, st.sampled_from(["nv", "mel"])), max_size=12),
+    files=st.lists(
+        st.tuples(
+            st.sampled_from(["p1", "p2"]),
+            ids,
+            st.sampled_from(["", "_downsampled"]),
+            st.sampled_from([".jpg", ".png", ".txt"]),
+        ),
+        max_size=12,
+        unique=True,
+    ),
+)
 def test_match_accounts_for_every_id_and_file_once(listed, files):
     rows = [L.Task(path="", image_id=i, raw_label=lab, condition=lab) for i, lab in listed]
     paths = [f"{d}/{i}{s}{e}" for d, i, s, e in files]
@@ -59,10 +67,10 @@ def test_match_accounts_for_every_id_and_file_once(listed, files):
 
 def test_records_onehot_and_extra_table_join():
     preset = L.PRESETS["isic2019"]
-    gt = pd.DataFrame({"image": ["A", "B", "C"], "MEL": ["1.0", "0.0", "1.0"],
-                       "NV": ["0.0", "0.0", "1.0"]})
-    meta = pd.DataFrame({"image": ["A", "B"], "age_approx": ["40", ""],
-                         "lesion_id": ["L1", ""]})
+    gt = pd.DataFrame(
+        {"image": ["A", "B", "C"], "MEL": ["1.0", "0.0", "1.0"], "NV": ["0.0", "0.0", "1.0"]}
+    )
+    meta = pd.DataFrame({"image": ["A", "B"], "age_approx": ["40", ""], "lesion_id": ["L1", ""]})
     rows = L.records(preset, gt, meta, [], [30, 60])
     assert [(r.image_id, r.raw_label, r.age_group, r.groups, r.reject[:4]) for r in rows] == [
         ("A", "mel", "30-59", "lesion_id=L1", ""),
@@ -73,8 +81,9 @@ def test_records_onehot_and_extra_table_join():
 
 def test_apply_labels_order_map_drop_and_filters():
     ages = {"0-29", "unknown"}
-    t = L.Task(path="x.jpg", image_id="x", raw_label="SCC", age_group="unknown",
-               image_type="clinical")
+    t = L.Task(
+        path="x.jpg", image_id="x", raw_label="SCC", age_group="unknown", image_type="clinical"
+    )
     assert L.apply_labels(t, [], {"scc": "bcc"}, [], ages).condition == "bcc"
     assert L.apply_labels(t, [], {"SCC": "drop"}, [], ages).drop == "class_map"
     assert L.apply_labels(t, [], {}, ["dermoscopic"], ages).drop == "image_type"
@@ -84,11 +93,18 @@ def test_apply_labels_order_map_drop_and_filters():
 
 
 def test_groups_from_several_keys_union_without_mixing_keys():
-    cells = ["lesion_id=L1;patient_id=P1", "lesion_id=L2;patient_id=P1", "lesion_id=L3",
-             "patient_id=L3", ""]
+    cells = [
+        "lesion_id=L1;patient_id=P1",
+        "lesion_id=L2;patient_id=P1",
+        "lesion_id=L3",
+        "patient_id=L3",
+        "",
+    ]
     keys = parse_groups(cells)
-    assert keys == {"lesion_id": ["L1", "L2", "L3", "", ""],
-                    "patient_id": ["P1", "P1", "", "L3", ""]}
+    assert keys == {
+        "lesion_id": ["L1", "L2", "L3", "", ""],
+        "patient_id": ["P1", "P1", "", "L3", ""],
+    }
     comp = leakage_components(5, [], *keys.values())
     # 0-1 share a patient; L3 as a lesion and L3 as a patient are different groups.
     assert comp.tolist() == [0, 0, 1, 2, 3]

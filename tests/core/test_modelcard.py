@@ -13,18 +13,34 @@ def test_card_contains_data_leakage_metrics_calibration_and_disclaimer():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 50)
     logits = rng.normal(0, 1, (50, 2)) + np.eye(2)[y] * 2
-    rep = report(y, logits, ["bcc", "mel"], temperature=1.3,
-                 groups={"age_group": ["0-29"] * 25 + ["60+"] * 25}, n_bootstrap=50)
+    rep = report(
+        y,
+        logits,
+        ["bcc", "mel"],
+        temperature=1.3,
+        groups={"age_group": ["0-29"] * 25 + ["60+"] * 25},
+        n_bootstrap=50,
+    )
     card = render(
         disclaimer=DISCLAIMER,
-        model={"classes": ["bcc", "mel"], "input_shape": [24, 32, 3],
-               "params": {"model": {"backbone": "efficientnet_lite0"}}},
-        split_rows=[{"split": "train", "condition": "bcc", "age_group": "0-29", "count": "7"},
-                    {"split": "test", "condition": "mel", "age_group": "60+", "count": "3"}],
-        sources={"clinic_a": 10}, rejected=2,
-        leakage={"before": {"cross_split_exact_pairs": 4, "method": "naive"},
-                 "after": {"cross_split_exact_pairs": 0, "method": "policy=group"}},
-        reports={"val": rep, "test": rep}, calibration={"temperature": 1.3})
+        model={
+            "classes": ["bcc", "mel"],
+            "input_shape": [24, 32, 3],
+            "params": {"model": {"backbone": "efficientnet_lite0"}},
+        },
+        split_rows=[
+            {"split": "train", "condition": "bcc", "age_group": "0-29", "count": "7"},
+            {"split": "test", "condition": "mel", "age_group": "60+", "count": "3"},
+        ],
+        sources={"clinic_a": 10},
+        rejected=2,
+        leakage={
+            "before": {"cross_split_exact_pairs": 4, "method": "naive"},
+            "after": {"cross_split_exact_pairs": 0, "method": "policy=group"},
+        },
+        reports={"val": rep, "test": rep},
+        calibration={"temperature": 1.3},
+    )
     assert card.count(DISCLAIMER) == 2
     assert "| bcc | 0-29 | 7 | 0 | 0 | 7 |" in card
     assert "| **all** |  | 7 | 0 | 3 | 10 |" in card
@@ -39,12 +55,28 @@ def test_the_sample_card_says_synthetic_wherever_it_names_data_and_summary_has_h
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 40)
-    rep = report(y, rng.normal(0, 1, (40, 2)) + np.eye(2)[y], ["bcc", "mel"], temperature=1.0,
-                 groups={}, n_bootstrap=20)
-    model = {"classes": ["bcc", "mel"], "input_shape": [24, 32, 3],
-             "params": {"index": {"raw_root": "data/raw/sample"}}}
-    card = render(disclaimer=DISCLAIMER, model=model, split_rows=[], sources={"clinic_a": 4},
-                  leakage={}, reports={"test": rep}, calibration={"temperature": 1.0})
+    rep = report(
+        y,
+        rng.normal(0, 1, (40, 2)) + np.eye(2)[y],
+        ["bcc", "mel"],
+        temperature=1.0,
+        groups={},
+        n_bootstrap=20,
+    )
+    model = {
+        "classes": ["bcc", "mel"],
+        "input_shape": [24, 32, 3],
+        "params": {"index": {"raw_root": "data/raw/sample"}},
+    }
+    card = render(
+        disclaimer=DISCLAIMER,
+        model=model,
+        split_rows=[],
+        sources={"clinic_a": 4},
+        leakage={},
+        reports={"test": rep},
+        calibration={"temperature": 1.0},
+    )
     for line in card.splitlines():
         if line.startswith(("- Training data", "- Task", "Data:", "Sources")):
             assert "synthetic" in line.lower(), line
@@ -55,7 +87,15 @@ def test_the_sample_card_says_synthetic_wherever_it_names_data_and_summary_has_h
     ham = dataset_of({"index": {"raw_root": "../shared/data/ham10000"}})
     assert ham["name"] == "HAM10000" and "dermoscopic" in ham["image_kind"]
     assert not ham["synthetic"]
-    assert "synthetic" not in render(
-        disclaimer=DISCLAIMER, model={**model, "params": {"index": {"raw_root": "x/ham10000"}}},
-        split_rows=[], sources={}, leakage={}, reports={"test": rep},
-        calibration={"temperature": 1.0}).lower()
+    assert (
+        "synthetic"
+        not in render(
+            disclaimer=DISCLAIMER,
+            model={**model, "params": {"index": {"raw_root": "x/ham10000"}}},
+            split_rows=[],
+            sources={},
+            leakage={},
+            reports={"test": rep},
+            calibration={"temperature": 1.0},
+        ).lower()
+    )

@@ -12,8 +12,9 @@ from dermai.core import ood
 floats = st.floats(-50, 50, allow_nan=False, width=32)
 
 
-@given(st.lists(st.lists(floats, min_size=3, max_size=3), min_size=1, max_size=20),
-       st.floats(0.2, 5))
+@given(
+    st.lists(st.lists(floats, min_size=3, max_size=3), min_size=1, max_size=20), st.floats(0.2, 5)
+)
 @settings(max_examples=50, deadline=None)
 def test_energy_and_max_softmax_match_the_definitions(rows, t):
     z = np.array(rows, dtype=np.float64)
@@ -65,15 +66,30 @@ def test_fit_keeps_the_requested_share_of_validation_and_round_trips_through_jso
     xv = means[np.repeat(np.arange(3), 20)] + rng.normal(0, 1, (60, 20))
     logits, lv = x @ rng.normal(0, 1, (20, 3)), xv @ rng.normal(0, 1, (20, 3))
     for method in ood.METHODS:
-        g = ood.fit(method, train_logits=logits, train_features=x, train_labels=y,
-                    val_logits=lv, val_features=xv, keep=0.95, n_components=8)
+        g = ood.fit(
+            method,
+            train_logits=logits,
+            train_features=x,
+            train_labels=y,
+            val_logits=lv,
+            val_features=xv,
+            keep=0.95,
+            n_components=8,
+        )
         assert g.accept(lv, xv).mean() >= 0.95
         assert g.space == ("features" if method == "mahalanobis" else "logits")
         back = ood.Guard.from_dict(json.loads(json.dumps(g.to_dict())))
         assert back.method == method and back.threshold == g.threshold
         assert back.score(lv, xv) == pytest.approx(g.score(lv, xv), rel=1e-4, abs=1e-4)
-    g = ood.fit("mahalanobis", train_logits=logits, train_features=x, train_labels=y,
-                val_logits=lv, val_features=xv, space="logits")
+    g = ood.fit(
+        "mahalanobis",
+        train_logits=logits,
+        train_features=x,
+        train_labels=y,
+        val_logits=lv,
+        val_features=xv,
+        space="logits",
+    )
     assert g.space == "logits" and g.accept(lv, None).mean() >= 0.95
     with pytest.raises(ValueError, match="not an OOD guard"):
         ood.Guard.from_dict({"method": "vibes", "space": "logits"})

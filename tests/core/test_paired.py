@@ -57,8 +57,9 @@ def test_matches_the_exact_bootstrap_distribution_by_enumeration():
     pb = np.eye(2)[[0, 0, 1, 1, 1]].astype(float)  # B right on 0, 1, 2, 3
     da = (pa.argmax(1) == y).astype(float)
     db = (pb.argmax(1) == y).astype(float)
-    exact = np.array([db[list(t)].mean() - da[list(t)].mean()
-                      for t in itertools.product(range(5), repeat=5)])
+    exact = np.array(
+        [db[list(t)].mean() - da[list(t)].mean() for t in itertools.product(range(5), repeat=5)]
+    )
     lo, hi = np.percentile(exact, [2.5, 97.5])
     acc = {"accuracy": headline_metrics(2)["accuracy"]}
     ci = paired_bootstrap(acc, y, pa, pb, n_resamples=4000, seed=0)["accuracy"]
@@ -116,8 +117,13 @@ def test_mcnemar_chi_square_hand_case_and_no_discordance():
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, 40), k=st.integers(2, 6),
-       decimals=st.sampled_from([1, 2, 6]), chunk=st.integers(1, 50))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 40),
+    k=st.integers(2, 6),
+    decimals=st.sampled_from([1, 2, 6]),
+    chunk=st.integers(1, 50),
+)
 def test_vectorised_headline_path_equals_the_generic_loop(seed, n, k, decimals, chunk):
     """Oracle: the weighted, vectorised resamples give the generic loop's intervals, with ties
     (rounded probabilities) and classes missing from small resamples."""

@@ -84,15 +84,19 @@ def test_reliability_rows_keep_non_empty_bins_and_name_both_curves_with_ece():
 
 
 def test_training_rows_mark_phase_and_only_the_kept_epoch():
-    hist = [(0, 1, {"train/loss": 1.2, "train/accuracy": 0.5, "val/accuracy": 0.4}),
-            (1, 1, {"train/loss": 1.0, "train/accuracy": 0.6, "val/accuracy": float("nan")}),
-            (2, 2, {"train/loss": 0.8, "train/accuracy": 0.7, "val/balanced_accuracy": 0.6})]
+    hist = [
+        (0, 1, {"train/loss": 1.2, "train/accuracy": 0.5, "val/accuracy": 0.4}),
+        (1, 1, {"train/loss": 1.0, "train/accuracy": 0.6, "val/accuracy": float("nan")}),
+        (2, 2, {"train/loss": 0.8, "train/accuracy": 0.7, "val/balanced_accuracy": 0.6}),
+    ]
     rows = P.training_rows(hist, kept_step=2)
-    assert {(r["step"], r["phase"]) for r in rows} == {(0, "head"), (1, "head"),
-                                                        (2, "fine-tune")}
+    assert {(r["step"], r["phase"]) for r in rows} == {(0, "head"), (1, "head"), (2, "fine-tune")}
     assert {r["step"] for r in rows if r["kept"]} == {2}
     assert {(r["split"], r["metric"]) for r in rows} == {
-        ("train", "loss"), ("train", "accuracy"), ("validation", "accuracy"),
-        ("validation", "balanced accuracy")}
+        ("train", "loss"),
+        ("train", "accuracy"),
+        ("validation", "accuracy"),
+        ("validation", "balanced accuracy"),
+    }
     # NaN is a gap, not a point.
     assert not any(r["step"] == 1 and r["split"] == "validation" for r in rows)

@@ -35,9 +35,9 @@ def marked(width: int, height: int, box: tuple[int, int, int, int]) -> Image.Ima
 def expected_output() -> np.ndarray:
     arr = np.empty((H, W, 3), dtype=np.uint8)
     arr[: H // 2, : W // 2] = QUADRANTS[0]
-    arr[: H // 2, W // 2:] = QUADRANTS[1]
-    arr[H // 2:, : W // 2] = QUADRANTS[2]
-    arr[H // 2:, W // 2:] = QUADRANTS[3]
+    arr[: H // 2, W // 2 :] = QUADRANTS[1]
+    arr[H // 2 :, : W // 2] = QUADRANTS[2]
+    arr[H // 2 :, W // 2 :] = QUADRANTS[3]
     return arr
 
 
@@ -53,8 +53,9 @@ CASES = {
 
 
 @pytest.mark.parametrize(("size", "box"), CASES.values(), ids=CASES.keys())
-def test_fit_centre_crops_the_hand_computed_box(size: tuple[int, int],
-                                                box: tuple[int, int, int, int]) -> None:
+def test_fit_centre_crops_the_hand_computed_box(
+    size: tuple[int, int], box: tuple[int, int, int, int]
+) -> None:
     out = fit(marked(*size, box), H, W)
     assert out.size == (W, H)
     got = np.asarray(out).astype(int)
@@ -62,18 +63,19 @@ def test_fit_centre_crops_the_hand_computed_box(size: tuple[int, int],
     # Resampling blurs a pixel or two at each colour edge; everywhere else it is exact.
     interior = np.ones((H, W), dtype=bool)
     for y in (0, H // 2, H):
-        interior[max(0, y - 3):y + 3, :] = False
+        interior[max(0, y - 3) : y + 3, :] = False
     for x in (0, W // 2, W):
-        interior[:, max(0, x - 3):x + 3] = False
+        interior[:, max(0, x - 3) : x + 3] = False
     assert np.abs(got - want)[interior].max() <= 2
     # Nothing of the border survives anywhere (bicubic overshoot near edges stays far from it).
-    near_border = (np.abs(got - np.array(BORDER)).sum(axis=-1) < 60)
+    near_border = np.abs(got - np.array(BORDER)).sum(axis=-1) < 60
     assert not near_border.any(), f"border colour in {near_border.sum()} output pixels"
 
 
 @pytest.mark.parametrize(("size", "box"), CASES.values(), ids=CASES.keys())
-def test_fit_equals_cropping_the_box_then_resizing(size: tuple[int, int],
-                                                   box: tuple[int, int, int, int]) -> None:
+def test_fit_equals_cropping_the_box_then_resizing(
+    size: tuple[int, int], box: tuple[int, int, int, int]
+) -> None:
     """On a smooth image, fit() matches an explicit crop of the hand-computed box, then resize."""
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]

@@ -120,9 +120,14 @@ def test_fold_plan(fr, plan):
     assert fold_plan(fr) == plan
 
 
-@pytest.mark.parametrize("fr", [{"train": 0.8, "val": 0.1, "test": 0.2},
-                                {"train": 1.0, "val": 0.0, "test": 0.0},
-                                {"train": 0.8, "val": 0.2}])
+@pytest.mark.parametrize(
+    "fr",
+    [
+        {"train": 0.8, "val": 0.1, "test": 0.2},
+        {"train": 1.0, "val": 0.0, "test": 0.0},
+        {"train": 0.8, "val": 0.2},
+    ],
+)
 def test_fold_plan_rejects_bad_fractions(fr):
     with pytest.raises(ValueError):
         fold_plan(fr)

@@ -20,15 +20,23 @@ from deploy import lesion, live_server, tiny_keras, tiny_tflite
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),  # Chromium start-up and two viewports on a loaded machine
-    pytest.mark.skipif(not CHROMIUM.is_file(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)",
+    ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 
@@ -84,8 +92,14 @@ def test_upload_shows_predictions_notice_and_errors(browser, server, files, view
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("request", lambda r: None if r.url.startswith(server)
-            or r.url.startswith(("data:", "blob:")) else problems.append(f"off-site: {r.url}"))
+    page.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith(server) or r.url.startswith(("data:", "blob:"))
+            else problems.append(f"off-site: {r.url}")
+        ),
+    )
     try:
         page.goto(server + "/")
         expect(page.locator("#disclaimer")).to_contain_text("Not a medical diagnosis")

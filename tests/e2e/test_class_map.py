@@ -12,24 +12,36 @@ from pipeline import make_project, sh
 pytestmark = pytest.mark.e2e
 
 # HAM's seven sample classes -> four own classes; vasc dropped with a stated reason.
-CLASS_MAP = {"akiec": "keratinocytic", "bcc": "keratinocytic", "bkl": "benign", "df": "benign",
-             "nv": "naevus", "mel": "melanoma", "vasc": "drop"}
+CLASS_MAP = {
+    "akiec": "keratinocytic",
+    "bcc": "keratinocytic",
+    "bkl": "benign",
+    "df": "benign",
+    "nv": "naevus",
+    "mel": "melanoma",
+    "vasc": "drop",
+}
 CLASSES = ["benign", "keratinocytic", "melanoma", "naevus"]
 
 
 def test_own_four_classes_flow_from_index_to_export(tmp_path: Path):
-    project = make_project(tmp_path / "proj", {
-        "base": {"classes": []},
-        "sample": {"n_images": 120},
-        "index": {"class_map": CLASS_MAP},
-    })
+    project = make_project(
+        tmp_path / "proj",
+        {
+            "base": {"classes": []},
+            "sample": {"n_images": 120},
+            "index": {"class_map": CLASS_MAP},
+        },
+    )
     sh("dvc", "repro", cwd=project)
     summary = json.loads((project / "data/reports/index_summary.json").read_text())
     assert summary["classes"] == CLASSES
     assert set(summary["by_condition"]) == set(CLASSES)
     assert summary["dropped_by_class_map"]["vasc"] > 0
-    assert summary["rejects_by_reason"]["dropped by index.class_map"] == \
-        summary["dropped_by_class_map"]["vasc"]
+    assert (
+        summary["rejects_by_reason"]["dropped by index.class_map"]
+        == summary["dropped_by_class_map"]["vasc"]
+    )
     assert json.loads((project / "data/index/classes.json").read_text()) == {"classes": CLASSES}
     gates = json.loads((project / "data/reports/validation/summary.json").read_text())
     assert gates["success"]

@@ -22,14 +22,20 @@ pytestmark = pytest.mark.e2e
 def lock_hashes(project: Path) -> dict[str, str]:
     """stage/out -> md5 of every out recorded in dvc.lock."""
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    return {f"{stage}:{out['path']}": out.get("md5", "")
-            for stage, body in lock["stages"].items() for out in body.get("outs", [])}
+    return {
+        f"{stage}:{out['path']}": out.get("md5", "")
+        for stage, body in lock["stages"].items()
+        for out in body.get("outs", [])
+    }
 
 
 def metric_files(project: Path) -> dict[str, object]:
     out = {}
-    for path in sorted(project.glob("dvclive/**/metrics.json")) + sorted(
-            project.glob("data/reports/**/*.json")) + [project / "reports/export.json"]:
+    for path in (
+        sorted(project.glob("dvclive/**/metrics.json"))
+        + sorted(project.glob("data/reports/**/*.json"))
+        + [project / "reports/export.json"]
+    ):
         if path.is_file():
             out[str(path.relative_to(project))] = json.loads(path.read_text())
     return out

@@ -24,15 +24,33 @@ def test_head_experiments_skip_features_and_run_cache_reuses_it(project: Path) -
 
     lr = sh("dvc", "exp", "run", "-S", "train.lr=0.002", "train", cwd=project).stdout
     assert ran("train", lr) and not ran("features", lr)
-    phase2 = sh("dvc", "exp", "run", "-S", "train.finetune_lr=0.001", "-S",
-                "train.finetune_epochs=2", "train", cwd=project).stdout
+    phase2 = sh(
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        "train.finetune_lr=0.001",
+        "-S",
+        "train.finetune_epochs=2",
+        "train",
+        cwd=project,
+    ).stdout
     assert ran("train", phase2) and not ran("features", phase2)
 
     # A param the cache depends on reruns it...
     two = sh("dvc", "exp", "run", "-S", "train.cache_variants=2", "train", cwd=project).stdout
     assert ran("features", two) and ran("train", two)
     # ...and going back to the committed value restores the first cache from the run cache.
-    back = sh("dvc", "exp", "run", "-S", "train.cache_variants=1", "-S", "train.lr=0.003",
-              "train", cwd=project).stdout
+    back = sh(
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        "train.cache_variants=1",
+        "-S",
+        "train.lr=0.003",
+        "train",
+        cwd=project,
+    ).stdout
     assert not ran("features", back) and ran("train", back)
     assert "Stage 'features' is cached - skipping run" in back

@@ -35,8 +35,15 @@ from deploy import lesion, tiny_tflite
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 NPM = ROOT / "web-ondevice" / "node_modules"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 N_PARITY = 100
 # int8 models: the browser runs the same int8 kernels (XNNPack in WASM) as Python LiteRT, so the
 # measured difference is 0 or one output quantum; the bound allows a few quanta of the logits.
@@ -45,19 +52,25 @@ PROB_TOL = {"float32": 1e-3, "int8": 2e-2}
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),  # Chromium start-up, model load and viewports on a loaded machine
-    pytest.mark.skipif(not CHROMIUM.is_file(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install -y chromium)"),
-    pytest.mark.skipif(not (NPM / "@litertjs" / "core").is_dir(),
-                       reason="needs LiteRT.js from npm: run `make web-deps`"),
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)",
+    ),
+    pytest.mark.skipif(
+        not (NPM / "@litertjs" / "core").is_dir(),
+        reason="needs LiteRT.js from npm: run `make web-deps`",
+    ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map: ClassVar[dict[str, str]] = {
-        **http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
-        ".js": "text/javascript", ".webmanifest": "application/manifest+json"}
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",
+        ".js": "text/javascript",
+        ".webmanifest": "application/manifest+json",
+    }
 
     def log_message(self, *args: object) -> None:  # keep the test output clean
         pass
@@ -66,7 +79,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def static_server(folder: Path) -> Iterator[tuple[str, http.server.ThreadingHTTPServer]]:
     httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+    )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -84,8 +98,12 @@ def model_path(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ondevice-model")
     classes = ["bcc", "mel", "nv"]
     keras_path = tinymodel.save(tinymodel.build(classes), tmp, classes)
-    rep = np.stack([np.asarray(lesion(c, seed=i, height=tinymodel.H, width=tinymodel.W),
-                               dtype=np.float32) for i, c in enumerate(classes * 6)])
+    rep = np.stack(
+        [
+            np.asarray(lesion(c, seed=i, height=tinymodel.H, width=tinymodel.W), dtype=np.float32)
+            for i, c in enumerate(classes * 6)
+        ]
+    )
     return tiny_tflite(keras_path, tmp, ("int8",), temperature=1.3, representative=rep)["int8"]
 
 
@@ -95,8 +113,9 @@ def site(model_path, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("site")
     wasm = os.environ.get("DERMAI_ONDEVICE_WASM", WASM)  # e.g. litert_wasm_internal (relaxed SIMD)
-    for rel, data in build(model_path.read_bytes(), NPM, "synthetic sample images", model_path.name,
-                           wasm).items():
+    for rel, data in build(
+        model_path.read_bytes(), NPM, "synthetic sample images", model_path.name, wasm
+    ).items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
     return out
@@ -119,10 +138,22 @@ def shots() -> Path:
 def watch(page, problems: list[str], base: str) -> None:
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     # the WASM runtime writes its INFO/WARNING log lines to stderr, i.e. console.error
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error"
-            and not m.text.startswith(("INFO: ", "WARNING: ")) else None)
-    page.on("request", lambda r: None if r.url.startswith(base)
-            or r.url.startswith(("data:", "blob:")) else problems.append(f"off-site: {r.url}"))
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(m.text)
+            if m.type == "error" and not m.text.startswith(("INFO: ", "WARNING: "))
+            else None
+        ),
+    )
+    page.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith(base) or r.url.startswith(("data:", "blob:"))
+            else problems.append(f"off-site: {r.url}")
+        ),
+    )
 
 
 def wait_ready(page) -> None:
@@ -157,14 +188,17 @@ def test_browser_matches_python_litert(browser, site, model_path):
             page.goto(base + "/")
             wait_ready(page)
             ready_s = time.perf_counter() - t0
-            first = page.evaluate("""async ([b64, h, w]) => {
+            first = page.evaluate(
+                """async ([b64, h, w]) => {
                 const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
                 const r = await window.dermai.model.predict({data: bytes, width: w, height: h});
                 return [r.probabilities, performance.now()]; }""",
-                [base64.b64encode(x[0].tobytes()).decode(), ref.height, ref.width])
+                [base64.b64encode(x[0].tobytes()).decode(), ref.height, ref.width],
+            )
             first_s = time.perf_counter() - t0
             first, first_page_ms = first
-            out = page.evaluate("""async ([b64, n, h, w]) => {
+            out = page.evaluate(
+                """async ([b64, n, h, w]) => {
                 const all = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
                 const size = h * w * 3, probs = [], ms = [];
                 for (let i = 0; i < n; i++) {
@@ -174,7 +208,8 @@ def test_browser_matches_python_litert(browser, site, model_path):
                 }
                 return {probs, ms, meta: window.dermai.model.meta,
                         warmupMs: window.dermai.model.warmupMs, d: window.dermai}; }""",
-                [base64.b64encode(x.tobytes()).decode(), N_PARITY, ref.height, ref.width])
+                [base64.b64encode(x.tobytes()).decode(), N_PARITY, ref.height, ref.width],
+            )
             assert problems == []
         finally:
             ctx.close()
@@ -184,14 +219,16 @@ def test_browser_matches_python_litert(browser, site, model_path):
     agree = float(np.mean(got.argmax(1) == want.argmax(1)))
     diff = float(np.abs(got - want).max())
     ms = np.array(out["ms"])
-    print(f"\n[ondevice] {kind} {model_path.name}: top-1 agreement {agree:.3f} on {N_PARITY} "
-          f"images, max |prob diff| {diff:.2e}; browser inference median {np.median(ms):.1f} ms "
-          f"(p90 {np.percentile(ms, 90):.1f} ms) per image; first prediction after load "
-          f"{first_page_ms / 1000:.2f} s after navigation start in the page ({first_s:.2f} s "
-          f"by the test's clock; ready after {ready_s:.2f} s, which includes a "
-          f"{out['warmupMs']:.0f} ms warm-up run; in the page: script start "
-          f"{out['d']['scriptStartMs']:.0f} ms, WASM runtime {out['d']['runtimeMs']:.0f} ms, "
-          f"model fetch+compile+warm-up {out['d']['loadMs'] - out['d']['runtimeMs']:.0f} ms)")
+    print(
+        f"\n[ondevice] {kind} {model_path.name}: top-1 agreement {agree:.3f} on {N_PARITY} "
+        f"images, max |prob diff| {diff:.2e}; browser inference median {np.median(ms):.1f} ms "
+        f"(p90 {np.percentile(ms, 90):.1f} ms) per image; first prediction after load "
+        f"{first_page_ms / 1000:.2f} s after navigation start in the page ({first_s:.2f} s "
+        f"by the test's clock; ready after {ready_s:.2f} s, which includes a "
+        f"{out['warmupMs']:.0f} ms warm-up run; in the page: script start "
+        f"{out['d']['scriptStartMs']:.0f} ms, WASM runtime {out['d']['runtimeMs']:.0f} ms, "
+        f"model fetch+compile+warm-up {out['d']['loadMs'] - out['d']['runtimeMs']:.0f} ms)"
+    )
     assert agree >= 0.99
     assert diff <= PROB_TOL[kind]
 
@@ -202,8 +239,14 @@ def test_browser_resize_matches_pillow(browser, site):
     from dermai.core.preprocess import fit
 
     # HAM's 450x600, upscaling, odd shapes, and Pillow's reduce-first path (>= 6x smaller)
-    cases = [(450, 600, 150, 200), (75, 100, 150, 200), (601, 333, 24, 32),
-             (97, 131, 150, 200), (1000, 1000, 24, 32), (400, 602, 24, 32)]
+    cases = [
+        (450, 600, 150, 200),
+        (75, 100, 150, 200),
+        (601, 333, 24, 32),
+        (97, 131, 150, 200),
+        (1000, 1000, 24, 32),
+        (400, 602, 24, 32),
+    ]
     _, b = browser
     with static_server(site) as (base, _):
         ctx = b.new_context()
@@ -214,15 +257,18 @@ def test_browser_resize_matches_pillow(browser, site):
             for i, (h, w, th, tw) in enumerate(cases):
                 src = lesion("bcc", seed=i, height=h, width=w)
                 want = np.asarray(fit(src, th, tw))
-                got = page.evaluate("""([b64, h, w, th, tw]) => {
+                got = page.evaluate(
+                    """([b64, h, w, th, tw]) => {
                     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
                     const r = window.dermai.fit({data: bytes, width: w, height: h}, th, tw);
                     return btoa(String.fromCharCode(...r.data)); }""",
-                    [base64.b64encode(np.asarray(src).tobytes()).decode(), h, w, th, tw])
+                    [base64.b64encode(np.asarray(src).tobytes()).decode(), h, w, th, tw],
+                )
                 got = np.frombuffer(base64.b64decode(got), np.uint8).reshape(th, tw, 3)
                 assert np.array_equal(got, want), (
                     f"{w}x{h} -> {tw}x{th}: {int((got != want).sum())} values differ, max "
-                    f"{int(np.abs(got.astype(int) - want).max())}")
+                    f"{int(np.abs(got.astype(int) - want).max())}"
+                )
                 assert isinstance(src, Image.Image)
         finally:
             ctx.close()
@@ -234,8 +280,11 @@ def test_installable_and_works_offline(browser, site, tmp_path, viewport):
     photo = tmp_path / "spot.jpg"
     lesion("mel", seed=7, height=600, width=800).save(photo, "JPEG", quality=92)
     p, b = browser
-    opts = p.devices["Pixel 7"] if viewport == "phone" else {"viewport": {"width": 1280,
-                                                                            "height": 800}}
+    opts = (
+        p.devices["Pixel 7"]
+        if viewport == "phone"
+        else {"viewport": {"width": 1280, "height": 800}}
+    )
     with static_server(site) as (base, httpd):
         ctx = b.new_context(**opts)
         page = ctx.new_page()
@@ -266,7 +315,8 @@ def test_installable_and_works_offline(browser, site, tmp_path, viewport):
             expect(items).to_have_count(3, timeout=30_000)
             for i in range(3):
                 expect(items.nth(i).locator(".value")).to_have_text(
-                    re.compile(r"^[<>]?\d+(\.\d)?%$"))
+                    re.compile(r"^[<>]?\d+(\.\d)?%$")
+                )
             expect(page.locator("#result .notice")).to_contain_text("Not a medical diagnosis")
             expect(page.locator("#timing")).to_contain_text("nothing was uploaded")
             expect(page.locator("#status")).to_have_text("Done.")
@@ -288,18 +338,24 @@ def probe_images(height: int, width: int) -> dict[str, np.ndarray]:
 
     from dermai.core.preprocess import fit
 
-    out = {f"lesion-{i}": np.asarray(lesion(c, seed=50 + i, height=height, width=width))
-           for i, c in enumerate(["bcc", "mel", "nv", "bkl", "df", "vasc"])}
-    for name, rgb in {"flat-white": (255, 255, 255), "flat-red": (200, 20, 30),
-                      "flat-grey": (128, 128, 128)}.items():
+    out = {
+        f"lesion-{i}": np.asarray(lesion(c, seed=50 + i, height=height, width=width))
+        for i, c in enumerate(["bcc", "mel", "nv", "bkl", "df", "vasc"])
+    }
+    for name, rgb in {
+        "flat-white": (255, 255, 255),
+        "flat-red": (200, 20, 30),
+        "flat-grey": (128, 128, 128),
+    }.items():
         out[name] = np.full((height, width, 3), rgb, np.uint8)
     rng = np.random.default_rng(13)
     out["noise"] = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     page = Image.new("RGB", (400, 300), "white")
     draw = ImageDraw.Draw(page)
     for k in range(12):
-        draw.text((10, 8 + 24 * k), "Lorem ipsum dolor sit amet, consectetur 0123456789",
-                  fill="black")
+        draw.text(
+            (10, 8 + 24 * k), "Lorem ipsum dolor sit amet, consectetur 0123456789", fill="black"
+        )
     out["text"] = np.asarray(fit(page, height, width))
     for name in ("chelsea", "astronaut", "coffee"):
         out[name] = np.asarray(fit(Image.fromarray(getattr(skdata, name)()), height, width))
@@ -345,14 +401,25 @@ def fitted_guard(model_path: Path, method: str):
     if method == "embedded":
         doc = ref.meta.get("ood")
         if doc is None:
-            pytest.skip("the model carries no guard (the tiny stand-in; set "
-                        "DERMAI_ONDEVICE_MODEL=models/model_int8.tflite)")
+            pytest.skip(
+                "the model carries no guard (the tiny stand-in; set "
+                "DERMAI_ONDEVICE_MODEL=models/model_int8.tflite)"
+            )
         return ref, Guard.from_dict(doc), doc
     x = sample_images(40, ref.height, ref.width).astype(np.float32)
     z = ref(x)
     y = np.arange(len(x)) % len(ref.classes)
-    g = ood.fit(method, train_logits=z, train_features=z, train_labels=y, val_logits=z,
-                val_features=z, temperature=ref.temperature, n_components=8, space="logits")
+    g = ood.fit(
+        method,
+        train_logits=z,
+        train_features=z,
+        train_labels=y,
+        val_logits=z,
+        val_features=z,
+        temperature=ref.temperature,
+        n_components=8,
+        space="logits",
+    )
     probes = probe_images(ref.height, ref.width)
     scores = g.score(ref(np.stack(list(probes.values())).astype(np.float32)))
     g.threshold = float(np.median(scores))
@@ -360,8 +427,7 @@ def fitted_guard(model_path: Path, method: str):
 
 
 @pytest.mark.parametrize("method", ["embedded", "energy", "max_softmax", "mahalanobis"])
-def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, tmp_path,
-                                                            method):
+def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, tmp_path, method):
     from dermai.runtime.inference import load_guard
 
     ref, guard, doc = fitted_guard(model_path, method)
@@ -381,15 +447,17 @@ def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, 
         try:
             page.goto(base + "/")
             wait_ready(page)
-            got = page.evaluate("""async ([b64, n, h, w]) => {
+            got = page.evaluate(
+                """async ([b64, n, h, w]) => {
                 const all = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
                 const size = h * w * 3, out = [];
                 for (let i = 0; i < n; i++) {
                   const img = {data: all.subarray(i * size, (i + 1) * size), width: w, height: h};
                   out.push((await window.dermai.model.predict(img)).ood);
                 }
-                return out; }""", [base64.b64encode(x.tobytes()).decode(), len(x), ref.height,
-                                  ref.width])
+                return out; }""",
+                [base64.b64encode(x.tobytes()).decode(), len(x), ref.height, ref.width],
+            )
             info = page.locator("#guard-info")
             sync_api.expect(info).to_have_attribute("data-guard", guard.method)
             sync_api.expect(info).to_contain_text("get no answer")
@@ -402,17 +470,20 @@ def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, 
     assert np.abs(score - want).max() <= 1e-4
     if method != "embedded":
         assert any(inside) and not all(inside)  # both decisions were compared
-    print(f"\n[ondevice] guard {guard.method}: max |score diff| JS vs Python "
-          f"{np.abs(score - want).max():.1e}; accepted "
-          + ", ".join(f"{k}={'yes' if a else 'no'}" for k, a in zip(probes, inside, strict=True)))
+    print(
+        f"\n[ondevice] guard {guard.method}: max |score diff| JS vs Python "
+        f"{np.abs(score - want).max():.1e}; accepted "
+        + ", ".join(f"{k}={'yes' if a else 'no'}" for k, a in zip(probes, inside, strict=True))
+    )
 
 
 def test_a_guard_the_browser_cannot_compute_is_not_claimed(browser, model_path, tmp_path):
     from dermai.core.ood import Guard, Mahalanobis
 
     rng = np.random.default_rng(0)
-    maha = Mahalanobis(rng.normal(size=16), rng.normal(size=(4, 16)), rng.normal(size=(3, 4)),
-                       np.eye(4))
+    maha = Mahalanobis(
+        rng.normal(size=16), rng.normal(size=(4, 16)), rng.normal(size=(3, 4)), np.eye(4)
+    )
     doc = guard_doc(Guard("mahalanobis", -5.0, 0.95, "features", 1.0, maha))
     site = site_for(with_guard(model_path, doc, tmp_path / "model.tflite"), tmp_path / "site")
     _, b = browser
@@ -427,8 +498,11 @@ def test_a_guard_the_browser_cannot_compute_is_not_claimed(browser, model_path, 
             sync_api.expect(info).to_contain_text("does not check whether a photo looks like")
             sync_api.expect(info).to_contain_text("internal features")
             h, w = page.evaluate("[window.dermai.model.height, window.dermai.model.width]")
-            r = page.evaluate("""async ([h, w]) => (await window.dermai.model.predict(
-                {data: new Uint8Array(h * w * 3), width: w, height: h})).ood""", [h, w])
+            r = page.evaluate(
+                """async ([h, w]) => (await window.dermai.model.predict(
+                {data: new Uint8Array(h * w * 3), width: w, height: h})).ood""",
+                [h, w],
+            )
             assert r is None
         finally:
             ctx.close()
@@ -447,14 +521,22 @@ def guarded_phone_model(model_path: Path, tmp_path: Path) -> Path:
     x = sample_images(60, ref.height, ref.width).astype(np.float32)
     z = ref(x)
     y = np.arange(len(x)) % len(ref.classes)
-    g = ood.fit("mahalanobis", train_logits=z, train_features=z, train_labels=y, val_logits=z,
-                val_features=z, temperature=ref.temperature, n_components=8, space="logits",
-                keep=0.95)
+    g = ood.fit(
+        "mahalanobis",
+        train_logits=z,
+        train_features=z,
+        train_labels=y,
+        val_logits=z,
+        val_features=z,
+        temperature=ref.temperature,
+        n_components=8,
+        space="logits",
+        keep=0.95,
+    )
     return with_guard(model_path, guard_doc(g), tmp_path / "guarded.tflite")
 
 
-def test_phone_screenshots_of_a_prediction_and_of_the_guard_tripping(browser, model_path,
-                                                                     tmp_path):
+def test_phone_screenshots_of_a_prediction_and_of_the_guard_tripping(browser, model_path, tmp_path):
     """Pixel 7: a sample-like lesion gets its top 3; a cat photo gets the refusal and no
     probabilities, as Python decides for the same files. Screenshots for the README."""
     from PIL import Image
@@ -470,8 +552,10 @@ def test_phone_screenshots_of_a_prediction_and_of_the_guard_tripping(browser, mo
     model = guarded_phone_model(model_path, tmp_path)
     predictor = inference.load(model, num_threads=1)
     guard, _ = inference.load_guard(model)
-    py = {p.name: bool(guard.accept(predictor.logits(predictor.prepare(read(p))[None]))[0])
-          for p in (spot, cat)}
+    py = {
+        p.name: bool(guard.accept(predictor.logits(predictor.prepare(read(p))[None]))[0])
+        for p in (spot, cat)
+    }
     assert py == {"spot.png": True, "cat.png": False}, py
     site = site_for(model, tmp_path / "site")
     p, b = browser

@@ -68,8 +68,13 @@ def test_repro_push_pull_roundtrip(project: Path, tmp_path: Path):
     sh("git", "add", "-A", cwd=project)
     sh("git", "commit", "-qm", "pipeline outputs", cwd=project)
     outputs = tracked_outputs(project)
-    assert {"models/model.keras", "models/model_int8.tflite", "reports/evaluate",
-            "data/reports/validation/summary.json", "dvclive/train/metrics.json"} <= set(outputs)
+    assert {
+        "models/model.keras",
+        "models/model_int8.tflite",
+        "reports/evaluate",
+        "data/reports/validation/summary.json",
+        "dvclive/train/metrics.json",
+    } <= set(outputs)
     before = digest(project, outputs)
     assert len(before) >= len(outputs)
 
@@ -161,4 +166,5 @@ def test_queue_two_learning_rates_then_compare(project: Path):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1] == (
         "dermai compare: error: 'no-such-exp' is neither a predictions file nor a known "
-        "experiment or Git revision in .")
+        "experiment or Git revision in ."
+    )

@@ -23,16 +23,24 @@ from dermai.core.evaluation import calibration_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 EVAL = "dvclive/evaluate/plots/custom"
 TRAIN = "dvclive/train/plots/custom/training.json"
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.is_file(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)",
+    ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 
@@ -43,8 +51,7 @@ def copy_project(dst: Path) -> Path:
         (dst / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, dst / f)
     shutil.copytree(ROOT / ".dvc/plots", dst / ".dvc/plots")
-    shutil.copytree(ROOT / "dvclive", dst / "dvclive",
-                    ignore=shutil.ignore_patterns("*.tsv"))
+    shutil.copytree(ROOT / "dvclive", dst / "dvclive", ignore=shutil.ignore_patterns("*.tsv"))
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     return dst
 
@@ -66,24 +73,32 @@ def write_made_up_classes(dst: Path, classes: list[str]) -> None:
         out = dst / EVAL / split
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        for name, rows in (("confusion", P.confusion_rows(m.tolist(), classes)),
-                           ("roc", P.roc_rows(y, proba, classes)),
-                           ("precision_recall", P.pr_rows(y, proba, classes)),
-                           ("reliability", P.reliability_rows(cal))):
+        for name, rows in (
+            ("confusion", P.confusion_rows(m.tolist(), classes)),
+            ("roc", P.roc_rows(y, proba, classes)),
+            ("precision_recall", P.pr_rows(y, proba, classes)),
+            ("reliability", P.reliability_rows(cal)),
+        ):
             (out / f"{name}.json").write_text(json.dumps(rows))
 
 
 def dermai_plots(repo: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "dermai.cli", "plots", "--repo", str(repo),
-                           *extra], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dermai.cli", "plots", "--repo", str(repo), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def dvc_plots_show(repo: Path) -> Path:
     """Plain `dvc plots show` (no flags): the page comes from the config's html_template."""
     dvc = Path(sys.executable).with_name("dvc")
-    subprocess.run([str(dvc), "plots", "show"], cwd=repo, check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(
+        [str(dvc), "plots", "show"], cwd=repo, check=True, capture_output=True, timeout=300
+    )
     return repo / "dvc_plots" / "index.html"
 
 
@@ -129,8 +144,9 @@ def render(page_file: Path, shots: Path | None) -> dict:
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.goto(page_file.as_uri())
-            page.wait_for_function("document.readyState === 'complete' && "
-                                   "window.dermaiPending === 0", timeout=60_000)
+            page.wait_for_function(
+                "document.readyState === 'complete' && window.dermaiPending === 0", timeout=60_000
+            )
             result = page.evaluate(PROBE)
             if shots is not None:
                 shots.mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,20 @@ sys.exit(main(sys.argv[1:]))
 
 
 def dermai(cwd: Path, *argv: str, kill_at_rename: bool = False) -> subprocess.CompletedProcess:
-    code = KILL_AT_RENAME if kill_at_rename else "import sys; from dermai.cli import main; " \
-        "sys.exit(main(sys.argv[1:]))"
+    code = (
+        KILL_AT_RENAME
+        if kill_at_rename
+        else "import sys; from dermai.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def temps(folder: Path, name: str) -> list[str]:
@@ -51,8 +60,15 @@ def test_killed_stages_leave_temps_that_the_next_run_removes(tmp_path: Path):
 
     # file outputs (atomic_path): data/index/.index.csv.<pid>.<rand>.tmp
     index_dir = tmp_path / "data" / "index"
-    argv = ("index", "--out", str(index_dir / "index.csv"), "--rejects",
-            str(tmp_path / "rejects.csv"), "--summary", str(tmp_path / "index_summary.json"))
+    argv = (
+        "index",
+        "--out",
+        str(index_dir / "index.csv"),
+        "--rejects",
+        str(tmp_path / "rejects.csv"),
+        "--summary",
+        str(tmp_path / "index_summary.json"),
+    )
     killed = dermai(tmp_path, *argv, kill_at_rename=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert temps(index_dir, "index.csv"), "the kill left no temp: the test did not kill mid-write"

@@ -20,7 +20,11 @@ def test_expand_find_and_read(tmp_path: Path):
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     found = expand([tmp_path / "a", tmp_path / "bad.jpg", tmp_path / "missing.jpg"])
     assert [p.relative_to(tmp_path).as_posix() for p in found] == [
-        "a/x.jpg", "a/b/y.PNG", "bad.jpg", "missing.jpg"]
+        "a/x.jpg",
+        "a/b/y.PNG",
+        "bad.jpg",
+        "missing.jpg",
+    ]
     assert read(found[0]).mode == "RGB"
     with pytest.raises(ImageRejected, match="not an image"):
         read(found[2])

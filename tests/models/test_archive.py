@@ -19,6 +19,7 @@ def test_two_saves_seconds_apart_are_identical_and_load(tmp_path: Path, monkeypa
     archive.save_keras(model, tmp_path / "a.keras")
     # a save a whole day later: everything time-dependent would differ
     import time as time_mod
+
     real = time_mod.time
     monkeypatch.setattr(time_mod, "time", lambda: real() + 86_400)
     monkeypatch.setattr(time_mod, "localtime", lambda t=None: time_mod.gmtime(real() + 86_400))
@@ -38,9 +39,17 @@ def test_two_saves_seconds_apart_are_identical_and_load(tmp_path: Path, monkeypa
 
 
 def test_shared_object_ids_are_renumbered_by_first_appearance() -> None:
-    config = {"layers": [{"init": {"shared_object_id": 140068613968976}},
-                         {"init": {"shared_object_id": 99}},
-                         {"again": [{"shared_object_id": 140068613968976}]}]}
+    config = {
+        "layers": [
+            {"init": {"shared_object_id": 140068613968976}},
+            {"init": {"shared_object_id": 99}},
+            {"again": [{"shared_object_id": 140068613968976}]},
+        ]
+    }
     assert archive.renumber_shared_ids(config) == {
-        "layers": [{"init": {"shared_object_id": 1}}, {"init": {"shared_object_id": 2}},
-                   {"again": [{"shared_object_id": 1}]}]}
+        "layers": [
+            {"init": {"shared_object_id": 1}},
+            {"init": {"shared_object_id": 2}},
+            {"again": [{"shared_object_id": 1}]},
+        ]
+    }

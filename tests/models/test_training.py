@@ -75,8 +75,7 @@ def _models(seed: int = 0, with_upper: bool = True):
     keras.utils.set_random_seed(seed)
     lower = keras.Sequential([keras.Input(CUT)], name="lower")  # stands for the frozen part
     if not with_upper:
-        pool = keras.Sequential([keras.Input(CUT), layers.GlobalAveragePooling2D()],
-                                name="lower")
+        pool = keras.Sequential([keras.Input(CUT), layers.GlobalAveragePooling2D()], name="lower")
         return pool, None, build_head(CUT[-1], N_CLASSES, 0.2, 0.0)
     t = inp = keras.Input(CUT)
     t = layers.Conv2D(8, 3, padding="same", name="block7a_conv")(t)
@@ -87,13 +86,21 @@ def _models(seed: int = 0, with_upper: bool = True):
 
 
 def _cfg(**kw: Any) -> TrainParams:
-    base = dict(batch_size=16, head_epochs=3, finetune_epochs=3, lr=3e-2, finetune_lr=1e-2,
-                imbalance="class_weight", class_weight_power=1.0)
+    base = dict(
+        batch_size=16,
+        head_epochs=3,
+        finetune_epochs=3,
+        lr=3e-2,
+        finetune_lr=1e-2,
+        imbalance="class_weight",
+        class_weight_power=1.0,
+    )
     return TrainParams(**{**base, **kw})
 
 
-def _fit(cfg: TrainParams, seed: int = 0, live: Any = None,
-         with_upper: bool = True) -> tuple[Recorder, Any, Any]:
+def _fit(
+    cfg: TrainParams, seed: int = 0, live: Any = None, with_upper: bool = True
+) -> tuple[Recorder, Any, Any]:
     T.setup_tf(cfg, seed)
     lower, upper, head = _models(seed, with_upper)
     parts = [m for m in (upper, head) if m is not None]
@@ -102,8 +109,9 @@ def _fit(cfg: TrainParams, seed: int = 0, live: Any = None,
     if not with_upper:
         train = (lower.predict(train[0].astype(np.float32), verbose=0), train[1])
         val = (lower.predict(val[0].astype(np.float32), verbose=0), val[1])
-    T.fit_cached(lower, upper, head, train, val, cfg=cfg, n_classes=N_CLASSES, seed=seed,
-                 tracker=tracker)
+    T.fit_cached(
+        lower, upper, head, train, val, cfg=cfg, n_classes=N_CLASSES, seed=seed, tracker=tracker
+    )
     return tracker, upper, head
 
 
@@ -122,9 +130,21 @@ def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str)
     kernel, bias = head.get_layer("logits").get_weights()
     cfg = _cfg(imbalance=imbalance, batch_size=len(y), class_weight_power=1.0)
     tracker = T.Tracker(FakeLive(), N_CLASSES)
-    T.train_epochs(head, feats, y, xv.astype(np.float32).mean(axis=(1, 2)), yv, epochs=1,
-                   lr=0.0, cfg=cfg, n_classes=N_CLASSES, seed=0, tracker=tracker, phase=1,
-                   weights_of=head)
+    T.train_epochs(
+        head,
+        feats,
+        y,
+        xv.astype(np.float32).mean(axis=(1, 2)),
+        yv,
+        epochs=1,
+        lr=0.0,
+        cfg=cfg,
+        n_classes=N_CLASSES,
+        seed=0,
+        tracker=tracker,
+        phase=1,
+        weights_of=head,
+    )
     logits = feats.astype(np.float64) @ kernel + bias
     logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     ce = -logp[np.arange(len(y)), y]
@@ -162,8 +182,10 @@ def test_head_only_run_keeps_the_best_head() -> None:
     tracker, _, head = _fit(_cfg(head_epochs=4), with_upper=False)
     best = int(np.argmax(tracker.scores))
     assert tracker.best_epoch == best
-    assert all(np.array_equal(a, b)
-               for a, b in zip(head.get_weights(), tracker.snapshots[best], strict=True))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(head.get_weights(), tracker.snapshots[best], strict=True)
+    )
 
 
 def test_metrics_file_reports_the_kept_epoch(run) -> None:
@@ -178,14 +200,14 @@ def test_metrics_file_reports_the_kept_epoch(run) -> None:
 
 
 @pytest.mark.parametrize("with_upper", [True, False])
-def test_zero_epochs_do_not_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  with_upper: bool) -> None:
+def test_zero_epochs_do_not_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_upper: bool
+) -> None:
     from dvclive import Live
 
     monkeypatch.chdir(tmp_path)
     live = Live("live", dvcyaml=False, save_dvc_exp=False, report=None)
-    tracker, _, _ = _fit(_cfg(head_epochs=0, finetune_epochs=0), live=live,
-                         with_upper=with_upper)
+    tracker, _, _ = _fit(_cfg(head_epochs=0, finetune_epochs=0), live=live, with_upper=with_upper)
     tracker.summarise(48)
     live.end()
     out = json.loads((tmp_path / "live" / "metrics.json").read_text())
@@ -201,8 +223,9 @@ def test_two_runs_give_identical_weights(run) -> None:
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def test_epoch_log_says_k_of_n_elapsed_and_time_left(caplog: pytest.LogCaptureFixture,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_epoch_log_says_k_of_n_elapsed_and_time_left(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = iter([0.0, 100.0, 110.0, 120.0, 150.0])  # start, phase 1 begins, 2 epochs, 1 more
     monkeypatch.setattr(T.time, "monotonic", lambda: next(clock))
     tracker = T.Tracker(FakeLive(), 2, total_epochs=3)
@@ -230,18 +253,32 @@ def test_two_processes_train_byte_identical_archives(tmp_path: Path) -> None:
     import sys
 
     here = Path(__file__).resolve().parent
-    code = ("import sys; sys.path[:0] = [sys.argv[3], sys.argv[4]]\n"
-            "import test_training as t\nfrom dermai.models.archive import save_keras\n"
-            "_, upper, head = t._fit(t._cfg(head_epochs=2, finetune_epochs=1))\n"
-            "save_keras(head, sys.argv[1]); save_keras(upper, sys.argv[2])\n")
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[3], sys.argv[4]]\n"
+        "import test_training as t\nfrom dermai.models.archive import save_keras\n"
+        "_, upper, head = t._fit(t._cfg(head_epochs=2, finetune_epochs=1))\n"
+        "save_keras(head, sys.argv[1]); save_keras(upper, sys.argv[2])\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(here.parents[1] / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     for run_ in ("a", "b"):
-        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{run_}_head.keras"),
-                        str(tmp_path / f"{run_}_upper.keras"), str(here), str(here.parent)],
-                       check=True, env=env, timeout=600)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(tmp_path / f"{run_}_head.keras"),
+                str(tmp_path / f"{run_}_upper.keras"),
+                str(here),
+                str(here.parent),
+            ],
+            check=True,
+            env=env,
+            timeout=600,
+        )
     for part in ("head", "upper"):
-        assert (tmp_path / f"a_{part}.keras").read_bytes() == \
-            (tmp_path / f"b_{part}.keras").read_bytes(), part
+        assert (tmp_path / f"a_{part}.keras").read_bytes() == (
+            tmp_path / f"b_{part}.keras"
+        ).read_bytes(), part
 
 
 def test_curves_file_has_every_epoch_with_its_phase_and_the_kept_epoch(run) -> None:
@@ -253,7 +290,10 @@ def test_curves_file_has_every_epoch_with_its_phase_and_the_kept_epoch(run) -> N
     assert {r["step"] for r in rows if r["kept"]} == {tracker.best_epoch}
     for r in rows:
         assert r["phase"] == ("head" if r["step"] < cfg.head_epochs else "fine-tune")
-    val = {r["step"]: r["value"] for r in rows
-           if (r["split"], r["metric"]) == ("validation", "balanced accuracy")}
+    val = {
+        r["step"]: r["value"]
+        for r in rows
+        if (r["split"], r["metric"]) == ("validation", "balanced accuracy")
+    }
     assert val == {i: pytest.approx(s, abs=1e-5) for i, s in enumerate(tracker.scores)}
     assert {r["split"] for r in rows} == {"train", "validation"}

@@ -24,8 +24,9 @@ def test_heatmap_shape_range_and_logits(batch, with_upper):
     model = tinymodel.build(CLASSES, with_upper=with_upper)
     cam = GradCam(model)
     # The gradient model is the same network: identical logits.
-    np.testing.assert_allclose(cam.model(batch)[1].numpy(), logits_model(model)(batch).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        cam.model(batch)[1].numpy(), logits_model(model)(batch).numpy(), rtol=1e-5, atol=1e-5
+    )
     for c in range(len(CLASSES)):
         heat = cam.heatmap(batch[0], c)
         assert heat.shape == (24, 32) and heat.dtype == np.float32

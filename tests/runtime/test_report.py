@@ -25,8 +25,18 @@ def test_publish_writes_calibrated_predictions_and_the_core_report(tmp_path: Pat
     ids = [f"i{k:02d}" for k in range(60)]
     settings = EvalSettings(n_bootstrap=30, ece_bins=5, seed=1, errors_per_class=0)
     live = live_session(tmp_path / "live")
-    rep = publish("test", y=y, logits=logits, classes=CLASSES, temperature=t, ids=ids,
-                  groups={}, live=live, out_dir=tmp_path, settings=settings)
+    rep = publish(
+        "test",
+        y=y,
+        logits=logits,
+        classes=CLASSES,
+        temperature=t,
+        ids=ids,
+        groups={},
+        live=live,
+        out_dir=tmp_path,
+        settings=settings,
+    )
     live.end()
 
     want = report(y, logits, CLASSES, temperature=t, groups={}, n_bootstrap=30, seed=1, bins=5)
@@ -38,7 +48,6 @@ def test_publish_writes_calibrated_predictions_and_the_core_report(tmp_path: Pat
     assert pred[[f"p_{c}" for c in CLASSES]].to_numpy() == pytest.approx(calibrated, abs=1e-6)
     assert pred["confidence"].to_numpy() == pytest.approx(calibrated.max(axis=1), abs=1e-6)
     # the case tells calibrated from raw confidences apart
-    assert not np.allclose(softmax(logits, axis=1).max(axis=1), calibrated.max(axis=1),
-                           atol=1e-3)
+    assert not np.allclose(softmax(logits, axis=1).max(axis=1), calibrated.max(axis=1), atol=1e-3)
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert metrics["test"]["macro_auc"] == pytest.approx(want["macro_auc"])

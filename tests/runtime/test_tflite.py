@@ -13,22 +13,31 @@ from dermai.errors import DermaiError
 
 
 def representative() -> np.ndarray:
-    return np.stack([np.asarray(lesion(c, seed=i, height=H, width=W), dtype=np.float32)
-                     for i, c in enumerate(CLASSES * 4)])
+    return np.stack(
+        [
+            np.asarray(lesion(c, seed=i, height=H, width=W), dtype=np.float32)
+            for i, c in enumerate(CLASSES * 4)
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("tflite")
     keras_path = tiny_keras(tmp)
-    paths = tiny_tflite(keras_path, tmp, ("float32", "int8"), temperature=1.7,
-                        representative=representative())
+    paths = tiny_tflite(
+        keras_path, tmp, ("float32", "int8"), temperature=1.7, representative=representative()
+    )
     return {"keras": keras_path, **paths}
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:
-    return np.stack([np.asarray(lesion(CLASSES[i % 3], seed=seed + i, height=H, width=W),
-                                dtype=np.float32) for i in range(n)])
+    return np.stack(
+        [
+            np.asarray(lesion(CLASSES[i % 3], seed=seed + i, height=H, width=W), dtype=np.float32)
+            for i in range(n)
+        ]
+    )
 
 
 def keras_logits(path: Path, x: np.ndarray) -> np.ndarray:
@@ -114,7 +123,7 @@ def test_batches_larger_than_a_chunk_equal_one_by_one(tiny):
     model = TfliteModel(tiny["int8"])
     x = images(MAX_BATCH + 3, seed=11)
     whole = model(x)
-    single = np.concatenate([model(x[i:i + 1]) for i in range(len(x))])
+    single = np.concatenate([model(x[i : i + 1]) for i in range(len(x))])
     np.testing.assert_array_equal(whole, single)
     assert model(x[:0]).shape == (0, 3)
     with pytest.raises(DermaiError, match="expected N x 24 x 32 x 3"):
@@ -151,7 +160,12 @@ def test_inference_load_uses_the_embedded_temperature(tiny, tmp_path):
 
 
 def test_conversion_is_byte_deterministic(tiny, tmp_path):
-    again = tiny_tflite(tiny["keras"], tmp_path, ("float32", "int8"), temperature=1.7,
-                        representative=representative())
+    again = tiny_tflite(
+        tiny["keras"],
+        tmp_path,
+        ("float32", "int8"),
+        temperature=1.7,
+        representative=representative(),
+    )
     for kind in ("float32", "int8"):
         assert again[kind].read_bytes() == tiny[kind].read_bytes(), kind

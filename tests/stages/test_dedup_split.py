@@ -52,18 +52,67 @@ def make_raw(root: Path) -> dict[str, str]:
 
 def run_stages(tmp: Path, raw: Path, seed: int = 42, policy: str = "group") -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    prm = {"base": {"seed": seed}, "index": {"raw_root": str(raw), "workers": 1},
-           "split": {"duplicate_policy": policy}}
+    prm = {
+        "base": {"seed": seed},
+        "index": {"raw_root": str(raw), "workers": 1},
+        "split": {"duplicate_policy": policy},
+    }
     (tmp / "params.yaml").write_text(yaml.safe_dump(prm))
     p = ["--params", str(tmp / "params.yaml")]
     d = tmp / "data"
-    assert main(["index", *p, "--out", f"{d}/index.csv", "--rejects", f"{d}/rejects.csv",
-                 "--summary", f"{d}/index_summary.json"]) == 0
-    assert main(["dedup", *p, "--index", f"{d}/index.csv", "--pairs", f"{d}/duplicates.csv",
-                 "--groups", f"{d}/groups.csv", "--summary", f"{d}/dedup_summary.json"]) == 0
-    assert main(["split", *p, "--index", f"{d}/index.csv", "--groups", f"{d}/groups.csv",
-                 "--pairs", f"{d}/duplicates.csv", "--out", f"{d}/splits",
-                 "--summary", f"{d}/split_summary.csv", "--leakage", f"{d}/leakage.json"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                *p,
+                "--out",
+                f"{d}/index.csv",
+                "--rejects",
+                f"{d}/rejects.csv",
+                "--summary",
+                f"{d}/index_summary.json",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "dedup",
+                *p,
+                "--index",
+                f"{d}/index.csv",
+                "--pairs",
+                f"{d}/duplicates.csv",
+                "--groups",
+                f"{d}/groups.csv",
+                "--summary",
+                f"{d}/dedup_summary.json",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "split",
+                *p,
+                "--index",
+                f"{d}/index.csv",
+                "--groups",
+                f"{d}/groups.csv",
+                "--pairs",
+                f"{d}/duplicates.csv",
+                "--out",
+                f"{d}/splits",
+                "--summary",
+                f"{d}/split_summary.csv",
+                "--leakage",
+                f"{d}/leakage.json",
+            ]
+        )
+        == 0
+    )
     return d
 
 
@@ -79,11 +128,14 @@ def test_known_copies_found_and_unrelated_images_not(built):
     _, _, copies, d = built
     pairs = pd.read_csv(d / "duplicates.csv", dtype={"a": str, "b": str})
     found = {tuple(sorted(x)): k for *x, k in pairs[["a", "b", "kind"]].itertuples(index=False)}
-    expected = {tuple(sorted((c, o))): ("exact" if c == "exact" else "perceptual")
-                for c, o in copies.items()}
+    expected = {
+        tuple(sorted((c, o))): ("exact" if c == "exact" else "perceptual")
+        for c, o in copies.items()
+    }
     assert found == expected  # every copy found at the default radius, no unrelated pair
-    assert (pairs.loc[pairs["kind"] == "perceptual", "distance"]
-            <= DEFAULTS.dedup.dhash_max_distance).all()
+    assert (
+        pairs.loc[pairs["kind"] == "perceptual", "distance"] <= DEFAULTS.dedup.dhash_max_distance
+    ).all()
 
 
 def test_groups_and_summary(built):
@@ -116,8 +168,16 @@ def test_split_keeps_groups_whole_and_reports_leakage(built):
 def test_same_seed_byte_identical_other_seed_differs(built, tmp_path):
     _, raw, _, d = built
     again = run_stages(tmp_path / "b", raw)
-    for name in ("index.csv", "duplicates.csv", "groups.csv", "split_summary.csv",
-                 "leakage.json", "splits/train.csv", "splits/val.csv", "splits/test.csv"):
+    for name in (
+        "index.csv",
+        "duplicates.csv",
+        "groups.csv",
+        "split_summary.csv",
+        "leakage.json",
+        "splits/train.csv",
+        "splits/val.csv",
+        "splits/test.csv",
+    ):
         assert (d / name).read_bytes() == (again / name).read_bytes(), name
     other = run_stages(tmp_path / "c", raw, seed=7)
     assert (d / "splits/test.csv").read_bytes() != (other / "splits/test.csv").read_bytes()
@@ -131,12 +191,25 @@ def test_train_policy_puts_crossing_groups_in_train(built, tmp_path):
 
 
 def test_missing_groups_is_one_line_error(tmp_path, capsys):
-    rc = main(["split", "--index", str(tmp_path / "none.csv"), "--groups", "x", "--pairs", "y",
-               "--out", "z", "--summary", "s", "--leakage", "l"])
+    rc = main(
+        [
+            "split",
+            "--index",
+            str(tmp_path / "none.csv"),
+            "--groups",
+            "x",
+            "--pairs",
+            "y",
+            "--out",
+            "z",
+            "--summary",
+            "s",
+            "--leakage",
+            "l",
+        ]
+    )
     assert rc == 1
     assert "index not found" in capsys.readouterr().err
-
-
 
 
 def test_group_keys_union_with_duplicates_and_are_counted_per_key(built, tmp_path):
@@ -144,15 +217,34 @@ def test_group_keys_union_with_duplicates_and_are_counted_per_key(built, tmp_pat
     _, _, _, d = built
     index = pd.read_csv(d / "index.csv", dtype=str, keep_default_na=False)
     # img000-img001 share a lesion; img000, img002 and img004 share a patient.
-    cells = {"img000": "lesion_id=L1;patient_id=P1", "img001": "lesion_id=L1",
-             "img002": "patient_id=P1", "img004": "lesion_id=L9;patient_id=P1"}
+    cells = {
+        "img000": "lesion_id=L1;patient_id=P1",
+        "img001": "lesion_id=L1",
+        "img002": "patient_id=P1",
+        "img004": "lesion_id=L9;patient_id=P1",
+    }
     index["groups"] = [cells.get(i, "") for i in index["image_id"]]
     e = tmp_path / "e"
     e.mkdir()
     index.to_csv(e / "index.csv", index=False)
     p = ["--params", str(d.parent / "params.yaml")]
-    assert main(["dedup", *p, "--index", f"{e}/index.csv", "--pairs", f"{e}/duplicates.csv",
-                 "--groups", f"{e}/groups.csv", "--summary", f"{e}/dedup.json"]) == 0
+    assert (
+        main(
+            [
+                "dedup",
+                *p,
+                "--index",
+                f"{e}/index.csv",
+                "--pairs",
+                f"{e}/duplicates.csv",
+                "--groups",
+                f"{e}/groups.csv",
+                "--summary",
+                f"{e}/dedup.json",
+            ]
+        )
+        == 0
+    )
     groups = pd.read_csv(e / "groups.csv", dtype=str).set_index("image_id")["leakage_group"]
     assert len({groups[i] for i in ("img000", "img001", "img002", "img004")}) == 1
     before = pd.read_csv(d / "groups.csv", dtype=str)["leakage_group"].nunique()
@@ -160,10 +252,29 @@ def test_group_keys_union_with_duplicates_and_are_counted_per_key(built, tmp_pat
     summary = json.loads((e / "dedup.json").read_text())
     assert summary["metadata_groups_by_key"] == {
         "lesion_id": {"groups": 2, "images_sharing": 2},
-        "patient_id": {"groups": 1, "images_sharing": 3}}
-    assert main(["split", *p, "--index", f"{e}/index.csv", "--groups", f"{e}/groups.csv",
-                 "--pairs", f"{e}/duplicates.csv", "--out", f"{e}/splits",
-                 "--summary", f"{e}/split_summary.csv", "--leakage", f"{e}/leakage.json"]) == 0
+        "patient_id": {"groups": 1, "images_sharing": 3},
+    }
+    assert (
+        main(
+            [
+                "split",
+                *p,
+                "--index",
+                f"{e}/index.csv",
+                "--groups",
+                f"{e}/groups.csv",
+                "--pairs",
+                f"{e}/duplicates.csv",
+                "--out",
+                f"{e}/splits",
+                "--summary",
+                f"{e}/split_summary.csv",
+                "--leakage",
+                f"{e}/leakage.json",
+            ]
+        )
+        == 0
+    )
     leak = json.loads((e / "leakage.json").read_text())
     assert leak["after"]["cross_split_groups_by_key"] == {"lesion_id": 0, "patient_id": 0}
     assert set(leak["before"]["cross_split_groups_by_key"]) == {"lesion_id", "patient_id"}

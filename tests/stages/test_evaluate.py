@@ -28,49 +28,111 @@ def project(tmp_path_factory) -> Path:
         rel = f"{src}/{cond}/{age}/i{k:03d}.png"
         (raw / rel).parent.mkdir(parents=True, exist_ok=True)
         (raw / rel).write_bytes(encode(tinymodel.tinted(k), "PNG"))
-        rows.append({"image_id": f"i{k:03d}", "path": rel, "condition": cond, "age_group": age,
-                     "source": src, "group_id": "", "leakage_group": f"g{k}",
-                     "sha1": f"{k:040x}"})
+        rows.append(
+            {
+                "image_id": f"i{k:03d}",
+                "path": rel,
+                "condition": cond,
+                "age_group": age,
+                "source": src,
+                "group_id": "",
+                "leakage_group": f"g{k}",
+                "sha1": f"{k:040x}",
+            }
+        )
     df = pd.DataFrame(rows)
     sp = tmp / "splits"
     sp.mkdir()
     df.iloc[:12].to_csv(sp / "train.csv", index=False)
     df.iloc[12:36].to_csv(sp / "val.csv", index=False)
     df.iloc[36:].to_csv(sp / "test.csv", index=False)
-    (tmp / "params.yaml").write_text(yaml.safe_dump({
-        "base": {"classes": CLASSES}, "index": {"raw_root": str(raw), "workers": 1},
-        "model": {"image_height": tinymodel.H, "image_width": tinymodel.W},
-        "evaluate": {"bootstrap": 200, "ece_bins": 10}}))
-    assert main(["tfrecords", "--params", str(tmp / "params.yaml"), "--splits", str(sp),
-                 "--out", str(tmp / "tfrecords")]) == 0
+    (tmp / "params.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "base": {"classes": CLASSES},
+                "index": {"raw_root": str(raw), "workers": 1},
+                "model": {"image_height": tinymodel.H, "image_width": tinymodel.W},
+                "evaluate": {"bootstrap": 200, "ece_bins": 10},
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "tfrecords",
+                "--params",
+                str(tmp / "params.yaml"),
+                "--splits",
+                str(sp),
+                "--out",
+                str(tmp / "tfrecords"),
+            ]
+        )
+        == 0
+    )
     tinymodel.save(tinymodel.build(CLASSES), tmp / "models", CLASSES)
     reports = tmp / "data_reports"
     reports.mkdir()
-    pd.DataFrame([{"split": s, "condition": c, "age_group": "0-29", "count": 4}
-                  for s in ("train", "val", "test") for c in CLASSES]).to_csv(
-        reports / "split_summary.csv", index=False)
-    (reports / "leakage.json").write_text(json.dumps({
-        "before": {"cross_split_exact_pairs": 3, "method": "naive", "sizes": {"test": 24}},
-        "after": {"cross_split_exact_pairs": 0, "method": "policy=group",
-                  "sizes": {"test": 24}}}))
-    (reports / "index_summary.json").write_text(json.dumps({"by_source": {"s1": 30, "s2": 30},
-                                                            "rejected": 0}))
+    pd.DataFrame(
+        [
+            {"split": s, "condition": c, "age_group": "0-29", "count": 4}
+            for s in ("train", "val", "test")
+            for c in CLASSES
+        ]
+    ).to_csv(reports / "split_summary.csv", index=False)
+    (reports / "leakage.json").write_text(
+        json.dumps(
+            {
+                "before": {"cross_split_exact_pairs": 3, "method": "naive", "sizes": {"test": 24}},
+                "after": {
+                    "cross_split_exact_pairs": 0,
+                    "method": "policy=group",
+                    "sizes": {"test": 24},
+                },
+            }
+        )
+    )
+    (reports / "index_summary.json").write_text(
+        json.dumps({"by_source": {"s1": 30, "s2": 30}, "rejected": 0})
+    )
     return tmp
 
 
 def evaluate(tmp: Path, name: str) -> Path:
     out = tmp / name
     r = tmp / "data_reports"
-    assert main(["evaluate", "--params", str(tmp / "params.yaml"),
-                 "--model", str(tmp / "models" / "model.keras"),
-                 "--tfrecords", str(tmp / "tfrecords"),
-                 "--split-summary", str(r / "split_summary.csv"),
-                 "--leakage", str(r / "leakage.json"),
-                 "--index-summary", str(r / "index_summary.json"),
-                 "--calibration", str(out / "calibration.json"),
-                 "--out", str(out / "reports"), "--card", str(out / "model_card.md"),
-                 "--live", str(out / "live"), "--ood", str(out / "ood.json"),
-                 "--card-json", str(out / "model_card.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--params",
+                str(tmp / "params.yaml"),
+                "--model",
+                str(tmp / "models" / "model.keras"),
+                "--tfrecords",
+                str(tmp / "tfrecords"),
+                "--split-summary",
+                str(r / "split_summary.csv"),
+                "--leakage",
+                str(r / "leakage.json"),
+                "--index-summary",
+                str(r / "index_summary.json"),
+                "--calibration",
+                str(out / "calibration.json"),
+                "--out",
+                str(out / "reports"),
+                "--card",
+                str(out / "model_card.md"),
+                "--live",
+                str(out / "live"),
+                "--ood",
+                str(out / "ood.json"),
+                "--card-json",
+                str(out / "model_card.json"),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -103,8 +165,9 @@ def test_evaluate_outputs_and_determinism(project, caplog):
     roc = json.loads((plots / "roc.json").read_text())
     assert {r["class"] for r in roc} == set(CLASSES)
     assert all("AUC" in r["legend"] for r in roc)
-    assert {r["class"] for r in json.loads((plots / "precision_recall.json").read_text())} \
-        == set(CLASSES)
+    assert {r["class"] for r in json.loads((plots / "precision_recall.json").read_text())} == set(
+        CLASSES
+    )
     reliability = json.loads((plots / "reliability.json").read_text())
     assert {r["curve_index"] for r in reliability} == {0, 1}
     cal = json.loads((a / "calibration.json").read_text())
@@ -123,8 +186,9 @@ def test_evaluate_outputs_and_determinism(project, caplog):
     # Per-image test predictions, what `dermai compare` pairs: fixed-format calibrated
     # probabilities whose argmax and accuracy match the report.
     lines = (a / "reports" / "predictions_test.csv").read_text().splitlines()
-    assert lines[0] == ",".join(["image_id", "label", "predicted", "confidence",
-                                 *(f"p_{c}" for c in CLASSES)])
+    assert lines[0] == ",".join(
+        ["image_id", "label", "predicted", "confidence", *(f"p_{c}" for c in CLASSES)]
+    )
     rows = [r.split(",") for r in lines[1:]]
     assert len(rows) == 24 and len({r[0] for r in rows}) == 24
     for r in rows:

@@ -12,9 +12,15 @@ from deploy import CLASSES, H, W, tiny_keras, tiny_tfrecords
 from dermai.cli import main
 
 # an energy guard as `dermai evaluate` writes it (core.ood.Guard.to_dict)
-GUARD = {"method": "energy", "space": "logits", "threshold": 1.25, "keep": 0.95,
-         "temperature": 1.5, "measured": {"accepted_val": 0.95},
-         "rule": "in distribution when score >= threshold"}
+GUARD = {
+    "method": "energy",
+    "space": "logits",
+    "threshold": 1.25,
+    "keep": 0.95,
+    "temperature": 1.5,
+    "measured": {"accepted_val": 0.95},
+    "rule": "in distribution when score >= threshold",
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +33,38 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     (models / "calibration.json").write_text(json.dumps({"temperature": 1.5}))
     ood = tmp / "ood.json"  # not beside the model: --ood names it
     ood.write_text(json.dumps(GUARD))
-    out = {"float32": models / "model_float32.tflite", "int8": models / "model_int8.tflite",
-           "metrics": tmp / "reports" / "export.json", "tfrecords": tfr, "params": prm,
-           "keras": keras_path}
-    assert main(["export", "--params", str(prm), "--model", str(keras_path),
-                 "--calibration", str(models / "calibration.json"), "--ood", str(ood),
-                 "--tfrecords", str(tfr),
-                 "--float-out", str(out["float32"]), "--int8-out", str(out["int8"]),
-                 "--metrics", str(out["metrics"])]) == 0
+    out = {
+        "float32": models / "model_float32.tflite",
+        "int8": models / "model_int8.tflite",
+        "metrics": tmp / "reports" / "export.json",
+        "tfrecords": tfr,
+        "params": prm,
+        "keras": keras_path,
+    }
+    assert (
+        main(
+            [
+                "export",
+                "--params",
+                str(prm),
+                "--model",
+                str(keras_path),
+                "--calibration",
+                str(models / "calibration.json"),
+                "--ood",
+                str(ood),
+                "--tfrecords",
+                str(tfr),
+                "--float-out",
+                str(out["float32"]),
+                "--int8-out",
+                str(out["int8"]),
+                "--metrics",
+                str(out["metrics"]),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -50,8 +80,12 @@ def test_metrics_report_parity_sizes_and_latencies(exported):
         assert all(v > 0 for v in m[kind]["latency_ms"].values())
         assert 0.0 <= m[kind]["balanced_accuracy"] <= 1.0
     assert m["int8_vs_float32"]["size_ratio"] < 0.5
-    assert set(m["goals_met"]) == {"float32_agreement", "int8_agreement", "int8_size_ratio",
-                                   "int8_not_slower"}
+    assert set(m["goals_met"]) == {
+        "float32_agreement",
+        "int8_agreement",
+        "int8_size_ratio",
+        "int8_not_slower",
+    }
 
 
 def test_each_tflite_alone_predicts_with_its_classes_and_temperature(exported, tmp_path):
@@ -67,8 +101,7 @@ def test_each_tflite_alone_predicts_with_its_classes_and_temperature(exported, t
         assert (p.classes, p.height, p.width, p.temperature) == (CLASSES, H, W, 1.5)
         # the OOD guard travels too, with the kind of training images and the refusal text
         kind = "images like its training data"  # tiny_keras's train_params name no data
-        assert meta["ood"] == GUARD | {"image_kind": kind,
-                                       "message": inference.ood_message(kind)}
+        assert meta["ood"] == GUARD | {"image_kind": kind, "message": inference.ood_message(kind)}
         assert meta["training_data"]["image_kind"] == kind
         (tmp_path / "ood.json").write_text(json.dumps(GUARD | {"threshold": -99.0}))
         guard, features_fn = inference.load_guard(alone)  # the embedded one wins
@@ -94,18 +127,45 @@ def test_class_mismatch_is_refused(exported, tmp_path):
     other = tmp_path / "m"
     other.mkdir()
     keras_path = tiny_keras(other, classes=["akiec", "df"])
-    rc = main(["export", "--params", str(exported["params"]), "--model", str(keras_path),
-               "--tfrecords", str(exported["tfrecords"]), "--float-out", str(other / "f.tflite"),
-               "--int8-out", str(other / "q.tflite"), "--metrics", str(other / "m.json")])
+    rc = main(
+        [
+            "export",
+            "--params",
+            str(exported["params"]),
+            "--model",
+            str(keras_path),
+            "--tfrecords",
+            str(exported["tfrecords"]),
+            "--float-out",
+            str(other / "f.tflite"),
+            "--int8-out",
+            str(other / "q.tflite"),
+            "--metrics",
+            str(other / "m.json"),
+        ]
+    )
     assert rc == 1 and not (other / "f.tflite").exists()
 
 
 def test_a_named_guard_that_is_missing_or_invalid_is_refused(exported, tmp_path, capsys):
     models = exported["keras"].parent
-    base = ["export", "--params", str(exported["params"]), "--model", str(exported["keras"]),
-            "--calibration", str(models / "calibration.json"),
-            "--tfrecords", str(exported["tfrecords"]), "--float-out", str(tmp_path / "f.tflite"),
-            "--int8-out", str(tmp_path / "q.tflite"), "--metrics", str(tmp_path / "m.json")]
+    base = [
+        "export",
+        "--params",
+        str(exported["params"]),
+        "--model",
+        str(exported["keras"]),
+        "--calibration",
+        str(models / "calibration.json"),
+        "--tfrecords",
+        str(exported["tfrecords"]),
+        "--float-out",
+        str(tmp_path / "f.tflite"),
+        "--int8-out",
+        str(tmp_path / "q.tflite"),
+        "--metrics",
+        str(tmp_path / "m.json"),
+    ]
     assert main([*base, "--ood", str(tmp_path / "nope.json")]) == 1
     assert "OOD guard not found" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text(json.dumps({"method": "crystal-ball"}))

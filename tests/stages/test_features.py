@@ -28,15 +28,31 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("features")
     records, prm = tiny_tfrecords(tmp)
     params = yaml.safe_load(prm.read_text())
-    params["train"] = {"cache_variants": VARIANTS, "unfreeze_blocks": 6, "head_epochs": 1,
-                       "finetune_epochs": 1, "batch_size": 16}
+    params["train"] = {
+        "cache_variants": VARIANTS,
+        "unfreeze_blocks": 6,
+        "head_epochs": 1,
+        "finetune_epochs": 1,
+        "batch_size": 16,
+    }
     prm.write_text(yaml.safe_dump(params))
     return records, prm
 
 
 def features(records: Path, prm: Path, out: Path) -> int:
-    return main(["features", "--params", str(prm), "--tfrecords", str(records),
-                 "--pretrained", "unused.weights.h5", "--out", str(out)])
+    return main(
+        [
+            "features",
+            "--params",
+            str(prm),
+            "--tfrecords",
+            str(records),
+            "--pretrained",
+            "unused.weights.h5",
+            "--out",
+            str(out),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +75,12 @@ def test_cache_holds_the_lower_backbones_activations(tiny, cache: Path) -> None:
     n_train = tf_meta["splits"]["train"]["images"]
     n_val = tf_meta["splits"]["val"]["images"]
     assert sorted(p.name for p in cache.iterdir()) == [
-        "meta.json", "x_train.npy", "x_val.npy", "y_train.npy", "y_val.npy"]
+        "meta.json",
+        "x_train.npy",
+        "x_val.npy",
+        "y_train.npy",
+        "y_val.npy",
+    ]
     x_tr, y_tr = np.load(cache / "x_train.npy"), np.load(cache / "y_train.npy")
     x_va, y_va = np.load(cache / "x_val.npy"), np.load(cache / "y_val.npy")
     assert x_tr.dtype == np.float16 and y_tr.dtype == np.int64
@@ -72,8 +93,13 @@ def test_cache_holds_the_lower_backbones_activations(tiny, cache: Path) -> None:
     keras.utils.set_random_seed(42)
     backbone = build_backbone("efficientnet_lite0", "none", (24, 32, 3))
     lower, _ = split_backbone(backbone, 6)
-    xs, ys = zip(*[(lower(x, training=False).numpy(), y.numpy())
-                   for x, y in data.dataset(records, "val", 64)], strict=True)
+    xs, ys = zip(
+        *[
+            (lower(x, training=False).numpy(), y.numpy())
+            for x, y in data.dataset(records, "val", 64)
+        ],
+        strict=True,
+    )
     np.testing.assert_array_equal(y_va, np.concatenate(ys))
     np.testing.assert_array_equal(x_va, np.concatenate(xs).astype(np.float16))
     assert np.abs(x_va.astype(np.float32)).max() > 0  # not vacuous
@@ -104,9 +130,21 @@ def test_no_feature_cache_writes_only_the_meta(tiny, tmp_path: Path) -> None:
 
 
 def train(records: Path, prm: Path, cache: Path | None, out: Path) -> int:
-    argv = ["train", "--params", str(prm), "--tfrecords", str(records),
-            "--pretrained", "unused.weights.h5", "--model", str(out / "model.keras"),
-            "--train-params", str(out / "train_params.json"), "--live", str(out / "live")]
+    argv = [
+        "train",
+        "--params",
+        str(prm),
+        "--tfrecords",
+        str(records),
+        "--pretrained",
+        "unused.weights.h5",
+        "--model",
+        str(out / "model.keras"),
+        "--train-params",
+        str(out / "train_params.json"),
+        "--live",
+        str(out / "live"),
+    ]
     return main(argv + (["--features", str(cache)] if cache is not None else []))
 
 
@@ -119,14 +157,17 @@ def test_train_trains_from_the_cache(tiny, cache: Path, tmp_path: Path) -> None:
     assert (tmp_path / "model.keras").stat().st_size > 0
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ({"train": {"unfreeze_blocks": 2}}, "cut_layer"),
-    ({"train": {"cache_variants": 3}}, "variants"),
-    ({"base": {"seed": 7}}, "lower_weights_sha256"),  # another random init of the backbone
-])
-def test_train_refuses_a_cache_made_for_other_settings(tiny, cache: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture,
-                                                       change: dict, named: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"train": {"unfreeze_blocks": 2}}, "cut_layer"),
+        ({"train": {"cache_variants": 3}}, "variants"),
+        ({"base": {"seed": 7}}, "lower_weights_sha256"),  # another random init of the backbone
+    ],
+)
+def test_train_refuses_a_cache_made_for_other_settings(
+    tiny, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture, change: dict, named: str
+) -> None:
     records, prm = tiny
     params = yaml.safe_load(prm.read_text())
     for section, values in change.items():
@@ -140,8 +181,9 @@ def test_train_refuses_a_cache_made_for_other_settings(tiny, cache: Path, tmp_pa
     assert not (tmp_path / "model.keras").exists()
 
 
-def test_train_without_features_folder_says_so(tiny, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture) -> None:
+def test_train_without_features_folder_says_so(
+    tiny, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     records, prm = tiny
     assert train(records, prm, None, tmp_path) == 1
     assert "--features" in capsys.readouterr().err

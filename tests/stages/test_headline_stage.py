@@ -17,10 +17,16 @@ def args(tmp_path, **over):
         "--index-summary": write(tmp_path / "index.json", {"indexed": 80, "rejected": 3}),
         "--leakage": write(tmp_path / "leak.json", {"after": {"cross_split_leakage_groups": 0}}),
         "--gate": write(tmp_path / "passed.json", {"gate": "passed"}),
-        "--test-report": write(tmp_path / "report_test.json", {
-            "accuracy": 0.5, "balanced_accuracy": 0.4, "macro_auc": 0.7,
-            "ci": {"accuracy": {"low": 0.3, "high": 0.7}},
-            "calibration": {"ece_after": 0.1}}),
+        "--test-report": write(
+            tmp_path / "report_test.json",
+            {
+                "accuracy": 0.5,
+                "balanced_accuracy": 0.4,
+                "macro_auc": 0.7,
+                "ci": {"accuracy": {"low": 0.3, "high": 0.7}},
+                "calibration": {"ece_after": 0.1},
+            },
+        ),
         "--export": write(tmp_path / "export.json", {"int8": {"agreement": 0.97}}),
         "--out": str(tmp_path / "metrics.json"),
     }
@@ -42,6 +48,7 @@ def test_writes_the_headline_file_byte_identically(tmp_path):
 def test_missing_input_is_a_one_line_error(tmp_path, capsys):
     rc = main(args(tmp_path, **{"--export": str(tmp_path / "nope.json")}))
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and err == [f"dermai headline: error: headline input not found: "
-                               f"{tmp_path / 'nope.json'}"]
+    assert rc == 1 and err == [
+        f"dermai headline: error: headline input not found: {tmp_path / 'nope.json'}"
+    ]
     assert not (tmp_path / "metrics.json").exists()

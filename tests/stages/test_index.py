@@ -21,16 +21,35 @@ def write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def run_index(tmp: Path, raw: Path, layout: str = "folders", workers: int = 2,
-              extra: dict | None = None) -> tuple[list[dict], list[dict], dict, int]:
-    params = {"index": {"raw_root": str(raw), "layout": layout, "workers": workers,
-                        "chunksize": 2, **(extra or {})}}
+def run_index(
+    tmp: Path, raw: Path, layout: str = "folders", workers: int = 2, extra: dict | None = None
+) -> tuple[list[dict], list[dict], dict, int]:
+    params = {
+        "index": {
+            "raw_root": str(raw),
+            "layout": layout,
+            "workers": workers,
+            "chunksize": 2,
+            **(extra or {}),
+        }
+    }
     tmp.mkdir(parents=True, exist_ok=True)
     pfile = tmp / "params.yaml"
     pfile.write_text(yaml.safe_dump(params))
     out = tmp / "out"
-    rc = main(["index", "--params", str(pfile), "--out", str(out / "index.csv"),
-               "--rejects", str(out / "rejects.csv"), "--summary", str(out / "summary.json")])
+    rc = main(
+        [
+            "index",
+            "--params",
+            str(pfile),
+            "--out",
+            str(out / "index.csv"),
+            "--rejects",
+            str(out / "rejects.csv"),
+            "--summary",
+            str(out / "summary.json"),
+        ]
+    )
     if rc:
         return [], [], {}, rc
     rows = list(csv.DictReader((out / "index.csv").read_text().splitlines()))
@@ -63,10 +82,21 @@ def test_folders_layout_rows_and_rejects(tmp_path, folders):
     assert [r["image_id"] for r in rows] == ["a2", "a1", "b1"]  # sorted by path
     a1 = next(r for r in rows if r["image_id"] == "a1")
     assert a1 == {
-        "image_id": "a1", "path": "clinic_a/nv/30-59/a1.jpg", "condition": "nv",
-        "age_group": "30-59", "source": "clinic_a", "group_id": "", "sha1": a1["sha1"],
-        "dhash": a1["dhash"], "phash": a1["phash"], "width": "40", "height": "30", "format": "JPEG",
-        "bytes": str(len(GOOD_JPEG)), "groups": "", "image_type": "",
+        "image_id": "a1",
+        "path": "clinic_a/nv/30-59/a1.jpg",
+        "condition": "nv",
+        "age_group": "30-59",
+        "source": "clinic_a",
+        "group_id": "",
+        "sha1": a1["sha1"],
+        "dhash": a1["dhash"],
+        "phash": a1["phash"],
+        "width": "40",
+        "height": "30",
+        "format": "JPEG",
+        "bytes": str(len(GOOD_JPEG)),
+        "groups": "",
+        "image_type": "",
     }
     reasons = {Path(r["path"]).name: r["reason"] for r in rejects}
     assert reasons["zero.jpg"].startswith("empty file")
@@ -92,10 +122,10 @@ def test_output_is_deterministic_across_worker_counts(tmp_path, folders):
 
 def test_special_images_are_indexed(tmp_path):
     raw = tmp_path / "raw"
-    write(raw / "s/nv/30-59/alpha.png",
-          encode(Image.new("RGBA", (20, 10), (255, 0, 0, 128)), "PNG"))
-    write(raw / "s/nv/30-59/gray16.png",
-          encode(Image.new("I;16", (20, 10), 40000), "PNG"))
+    write(
+        raw / "s/nv/30-59/alpha.png", encode(Image.new("RGBA", (20, 10), (255, 0, 0, 128)), "PNG")
+    )
+    write(raw / "s/nv/30-59/gray16.png", encode(Image.new("I;16", (20, 10), 40000), "PNG"))
     write(raw / "s/nv/30-59/cmyk.jpg", encode(gradient(20, 10).convert("CMYK"), "JPEG"))
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -123,8 +153,9 @@ def manifest_root(tmp_path: Path) -> Path:
         ("L6", "I1", "nv", "20", "vidir"),  # repeated image_id
     ]
     lines = ["lesion_id,image_id,dx,dx_type,age,sex,localization,dataset"]
-    lines += [f"{lesion},{iid},{dx},histo,{age},male,back,{src}"
-              for lesion, iid, dx, age, src in rows]
+    lines += [
+        f"{lesion},{iid},{dx},histo,{age},male,back,{src}" for lesion, iid, dx, age, src in rows
+    ]
     write(raw / "metadata.csv", ("\n".join(lines) + "\n").encode())
     for i, iid in enumerate(["I1", "I2", "I3", "I4", "I6"]):
         write(raw / f"images/{iid}.jpg", encode(gradient(40, 30, seed=i), "JPEG"))
@@ -136,8 +167,10 @@ def test_manifest_layout(tmp_path):
     raw = manifest_root(tmp_path)
     rows, rejects, summary, rc = run_index(tmp_path, raw, layout="manifest")
     assert rc == 0
-    got = {r["image_id"]: (r["condition"], r["age_group"], r["source"], r["group_id"],
-                           r["path"]) for r in rows}
+    got = {
+        r["image_id"]: (r["condition"], r["age_group"], r["source"], r["group_id"], r["path"])
+        for r in rows
+    }
     assert got == {
         "I2": ("nv", "30-59", "vidir", "L1", "images/I2.jpg"),
         "I3": ("mel", "unknown", "rosendahl", "L2", "images/I3.jpg"),
@@ -154,8 +187,9 @@ def test_manifest_layout(tmp_path):
 
 def test_manifest_missing_column_is_one_line_error(tmp_path, capsys):
     raw = manifest_root(tmp_path)
-    _, _, _, rc = run_index(tmp_path, raw, layout="manifest",
-                            extra={"manifest": {"condition": "diagnosis"}})
+    _, _, _, rc = run_index(
+        tmp_path, raw, layout="manifest", extra={"manifest": {"condition": "diagnosis"}}
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1
     assert err[-1].startswith("dermai index: error: manifest metadata.csv lacks column(s)")
@@ -198,11 +232,13 @@ def test_ham10000_subset_through_the_manifest_layout(tmp_path, ham10000):
     for m in subset.to_dict("records"):
         r = by_id[m["image_id"]]
         assert r["path"] == f"images/{m['image_id']}.jpg"
-        assert (r["condition"], r["group_id"], r["source"]) == (m["dx"], m["lesion_id"],
-                                                                m["dataset"])
+        assert (r["condition"], r["group_id"], r["source"]) == (
+            m["dx"],
+            m["lesion_id"],
+            m["dataset"],
+        )
         age = float(m["age"]) if m["age"] else 0.0
-        want = ("unknown" if age <= 0 else "0-29" if age < 30 else "30-59" if age < 60
-                else "60+")
+        want = "unknown" if age <= 0 else "0-29" if age < 30 else "30-59" if age < 60 else "60+"
         assert r["age_group"] == want, m
         assert (r["width"], r["height"], r["format"]) == ("200", "150", "JPEG")
         assert len(r["sha1"]) == 40 and len(r["dhash"]) == 16

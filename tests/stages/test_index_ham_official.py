@@ -25,8 +25,19 @@ def index(tmp: Path, raw: Path, layout: str) -> tuple[list[dict], dict]:
     pfile = tmp / f"{layout}.yaml"
     pfile.write_text(yaml.safe_dump({"index": {"raw_root": str(raw), "layout": layout}}))
     out = tmp / layout
-    rc = main(["index", "--params", str(pfile), "--out", str(out / "index.csv"),
-               "--rejects", str(out / "rejects.csv"), "--summary", str(out / "summary.json")])
+    rc = main(
+        [
+            "index",
+            "--params",
+            str(pfile),
+            "--out",
+            str(out / "index.csv"),
+            "--rejects",
+            str(out / "rejects.csv"),
+            "--summary",
+            str(out / "summary.json"),
+        ]
+    )
     assert rc == 0
     rows = list(csv.DictReader((out / "index.csv").read_text().splitlines()))
     return rows, json.loads((out / "summary.json").read_text())
@@ -48,8 +59,9 @@ def test_official_layout_gives_the_manifest_rows(tmp_path):
     assert s_off["rejected"] == s_man["rejected"] == 0
 
     def key(rows: list[dict]) -> list[dict]:
-        return sorted(({**r, "path": Path(r["path"]).name} for r in rows),
-                      key=lambda r: r["image_id"])
+        return sorted(
+            ({**r, "path": Path(r["path"]).name} for r in rows), key=lambda r: r["image_id"]
+        )
 
     assert key(official) == key(prepared)
     parts = {Path(r["path"]).parent.name for r in official}

@@ -21,9 +21,16 @@ def splits(tmp_path_factory) -> tuple[Path, Path, Path]:
     counts = {"bcc": 6, "mel": 10, "nv": 40}
     raw, sp = write_splits(tmp, counts, lambda _cond, k: gradient(64, 48, seed=k))
     prm = tmp / "params.yaml"
-    prm.write_text(yaml.safe_dump({
-        "base": {"classes": CLASSES}, "index": {"raw_root": str(raw), "workers": 2},
-        "tfrecords": {"shard_size": 8}, "model": {"image_height": 24, "image_width": 32}}))
+    prm.write_text(
+        yaml.safe_dump(
+            {
+                "base": {"classes": CLASSES},
+                "index": {"raw_root": str(raw), "workers": 2},
+                "tfrecords": {"shard_size": 8},
+                "model": {"image_height": 24, "image_width": 32},
+            }
+        )
+    )
     return tmp, sp, prm
 
 
@@ -79,8 +86,7 @@ def test_oversampled_batches_are_balanced(splits):
 
     tmp, sp, prm = splits
     out = write(tmp, sp, prm, "os")
-    ds = tfdata.dataset(out, "train", 64, training=True, seed=0,
-                        oversample_weights=[1 / 3] * 3)
+    ds = tfdata.dataset(out, "train", 64, training=True, seed=0, oversample_weights=[1 / 3] * 3)
     labels = np.concatenate([y.numpy() for _, y in ds.take(10)])
     share = np.bincount(labels, minlength=3) / len(labels)
     assert np.all(np.abs(share - 1 / 3) < 0.06), share  # natural shares: 0.11 / 0.18 / 0.71

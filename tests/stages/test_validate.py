@@ -24,8 +24,20 @@ from dermai.stages import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTATIONS = ROOT / "expectations"
-INDEX_COLUMNS = ["image_id", "path", "condition", "age_group", "source", "group_id", "sha1",
-                 "dhash", "width", "height", "format", "bytes"]
+INDEX_COLUMNS = [
+    "image_id",
+    "path",
+    "condition",
+    "age_group",
+    "source",
+    "group_id",
+    "sha1",
+    "dhash",
+    "width",
+    "height",
+    "format",
+    "bytes",
+]
 PARAMS = """\
 base:
   classes: [akiec, bcc, bkl, df, mel, nv, vasc]
@@ -52,13 +64,22 @@ def make_frames(n: int = N) -> Frames:
     rows = []
     for i in range(n):
         iid = image_id(i)
-        rows.append({
-            "image_id": iid, "path": f"images/{iid}.jpg", "condition": ["nv", "mel", "bcc"][i % 3],
-            "age_group": ["0-29", "30-59", "60+", "unknown"][i % 4], "source": "synthetic",
-            "group_id": "", "sha1": hashlib.sha1(iid.encode()).hexdigest(),
-            "dhash": hashlib.md5(iid.encode()).hexdigest()[:16], "width": "100", "height": "75",
-            "format": "JPEG", "bytes": str(1000 + i),
-        })
+        rows.append(
+            {
+                "image_id": iid,
+                "path": f"images/{iid}.jpg",
+                "condition": ["nv", "mel", "bcc"][i % 3],
+                "age_group": ["0-29", "30-59", "60+", "unknown"][i % 4],
+                "source": "synthetic",
+                "group_id": "",
+                "sha1": hashlib.sha1(iid.encode()).hexdigest(),
+                "dhash": hashlib.md5(iid.encode()).hexdigest()[:16],
+                "width": "100",
+                "height": "75",
+                "format": "JPEG",
+                "bytes": str(1000 + i),
+            }
+        )
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     index.loc[[0, 1], ["condition", "group_id"]] = ["df", "lesion-1"]
     index.loc[3, "sha1"] = index.loc[2, "sha1"]
@@ -66,13 +87,16 @@ def make_frames(n: int = N) -> Frames:
     groups = pd.DataFrame({"image_id": index["image_id"], "leakage_group": "G" + index["image_id"]})
     for a, b in [(0, 1), (2, 3), (4, 5)]:
         groups.loc[b, "leakage_group"] = groups.loc[a, "leakage_group"]
-    duplicates = pd.DataFrame([
-        {"a": image_id(2), "b": image_id(3), "kind": "exact", "distance": 0},
-        {"a": image_id(4), "b": image_id(5), "kind": "perceptual", "distance": 3},
-    ])
+    duplicates = pd.DataFrame(
+        [
+            {"a": image_id(2), "b": image_id(3), "kind": "exact", "distance": 0},
+            {"a": image_id(4), "b": image_id(5), "kind": "perceptual", "distance": 3},
+        ]
+    )
     full = index.merge(groups, on="image_id")
-    which = pd.Series(["test" if i % 10 == 9 else "val" if i % 10 == 8 else "train"
-                       for i in range(n)])
+    which = pd.Series(
+        ["test" if i % 10 == 9 else "val" if i % 10 == 8 else "train" for i in range(n)]
+    )
     frames = {"index": index, "groups": groups, "duplicates": duplicates}
     for s in ("train", "val", "test"):
         frames[s] = full[which == s].reset_index(drop=True)
@@ -88,24 +112,42 @@ def write_dataset(root: Path, frames: Frames, *extra: str) -> argparse.Namespace
         frames[s].to_csv(root / "splits" / f"{s}.csv", index=False)
     parser = argparse.ArgumentParser()
     validate.add_arguments(parser)
-    return parser.parse_args([
-        "--params", str(root / "params.yaml"), "--index", str(root / "index.csv"),
-        "--groups", str(root / "groups.csv"), "--duplicates", str(root / "duplicates.csv"),
-        "--splits", str(root / "splits"), "--expectations", str(EXPECTATIONS),
-        "--out", str(root / "out"), *extra,
-    ])
+    return parser.parse_args(
+        [
+            "--params",
+            str(root / "params.yaml"),
+            "--index",
+            str(root / "index.csv"),
+            "--groups",
+            str(root / "groups.csv"),
+            "--duplicates",
+            str(root / "duplicates.csv"),
+            "--splits",
+            str(root / "splits"),
+            "--expectations",
+            str(EXPECTATIONS),
+            "--out",
+            str(root / "out"),
+            *extra,
+        ]
+    )
 
 
 def run_gate(root: Path, frames: Frames, build_docs: bool = True) -> dict:
     args = write_dataset(root, frames)
     return validate.validate(
-        index_path=Path(args.index), groups_path=Path(args.groups),
-        duplicates_path=Path(args.duplicates), splits_dir=Path(args.splits),
-        expectations_dir=EXPECTATIONS, out_dir=Path(args.out),
+        index_path=Path(args.index),
+        groups_path=Path(args.groups),
+        duplicates_path=Path(args.duplicates),
+        splits_dir=Path(args.splits),
+        expectations_dir=EXPECTATIONS,
+        out_dir=Path(args.out),
         classes=["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"],
         age_groups=["0-29", "30-59", "60+", "unknown"],
         fractions={"train": 0.8, "val": 0.1, "test": 0.1},
-        size_rel_tolerance=0.015, size_abs_tolerance=3, min_groups_for_presence=3,
+        size_rel_tolerance=0.015,
+        size_abs_tolerance=3,
+        min_groups_for_presence=3,
         build_docs=build_docs,
     )
 
@@ -129,8 +171,10 @@ def set_value(frames: Frames, iid: str, column: str, value: str) -> None:
 
 
 def suite_hashes() -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(EXPECTATIONS.glob("*.json"))}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(EXPECTATIONS.glob("*.json"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +187,12 @@ def valid_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dic
 
 def test_valid_dataset_passes(valid_run: tuple[Path, dict, dict[str, str]]) -> None:
     out, summary, _ = valid_run
-    failed = {f"{s}.{n}" for s, b in summary["suites"].items()
-              for n, e in b["expectations"].items() if not e["success"]}
+    failed = {
+        f"{s}.{n}"
+        for s, b in summary["suites"].items()
+        for n, e in b["expectations"].items()
+        if not e["success"]
+    }
     assert summary["success"], failed
     assert json.loads((out / "passed.json").read_text())["gate"] == "passed"
     on_disk = json.loads((out / "summary.json").read_text())
@@ -152,8 +200,10 @@ def test_valid_dataset_passes(valid_run: tuple[Path, dict, dict[str, str]]) -> N
     assert on_disk["suites"]["splits"]["parameters"]["train_min_rows"] == 61
     assert on_disk["suites"]["splits"]["expectations"]["train_size"]["observed_value"] == 64
     # presence rows: nv/mel/bcc x 3 splits; df (one leakage group) is exempt
-    assert on_disk["suites"]["splits"]["expectations"]["condition_in_every_split"][
-        "element_count"] == 9
+    assert (
+        on_disk["suites"]["splits"]["expectations"]["condition_in_every_split"]["element_count"]
+        == 9
+    )
 
 
 def test_full_results_written_without_volatile_fields(
@@ -171,7 +221,8 @@ def test_full_results_written_without_volatile_fields(
 
 
 def test_same_input_gives_same_result_bytes(
-    valid_run: tuple[Path, dict, dict[str, str]], tmp_path: Path,
+    valid_run: tuple[Path, dict, dict[str, str]],
+    tmp_path: Path,
 ) -> None:
     out, _, _ = valid_run
     run_gate(tmp_path, make_frames(), build_docs=False)
@@ -260,40 +311,84 @@ def _val_too_small(f: Frames) -> None:
 
 BREAKAGES: list[tuple[str, Callable[[Frames], None], list[str], list[str]]] = [
     # id, mutation, expectations that must be named, expectations that must not
-    ("duplicate_sha1_in_test", _dup_into_test,
-     ["splits.cross_split_sha1 (2 unexpected)", "splits.cross_split_leakage_group"],
-     ["splits.test_size"]),
-    ("lesion_across_splits", _lesion_across,
-     ["splits.cross_split_leakage_group (2 unexpected)"], ["splits.cross_split_sha1"]),
-    ("wrong_sizes", _wrong_sizes,
-     ["splits.train_size (observed 56, expected 61..67)",
-      "splits.test_size (observed 16, expected 5..11)"], ["splits.cross_split"]),
+    (
+        "duplicate_sha1_in_test",
+        _dup_into_test,
+        ["splits.cross_split_sha1 (2 unexpected)", "splits.cross_split_leakage_group"],
+        ["splits.test_size"],
+    ),
+    (
+        "lesion_across_splits",
+        _lesion_across,
+        ["splits.cross_split_leakage_group (2 unexpected)"],
+        ["splits.cross_split_sha1"],
+    ),
+    (
+        "wrong_sizes",
+        _wrong_sizes,
+        [
+            "splits.train_size (observed 56, expected 61..67)",
+            "splits.test_size (observed 16, expected 5..11)",
+        ],
+        ["splits.cross_split"],
+    ),
     ("unknown_label", _unknown_label, ["index.condition_in_set (1 unexpected)"], ["splits."]),
-    ("image_missing_from_splits", _missing_image,
-     ["splits.image_in_a_split (1 unexpected)"], ["index."]),
-    ("perceptual_pair_across_splits", _perceptual_across,
-     ["splits.cross_split_perceptual_pair (2 unexpected)"], ["splits.cross_split_sha1"]),
-    ("condition_missing_from_split", _condition_missing,
-     ["splits.condition_in_every_split (1 unexpected)"], ["index."]),
+    (
+        "image_missing_from_splits",
+        _missing_image,
+        ["splits.image_in_a_split (1 unexpected)"],
+        ["index."],
+    ),
+    (
+        "perceptual_pair_across_splits",
+        _perceptual_across,
+        ["splits.cross_split_perceptual_pair (2 unexpected)"],
+        ["splits.cross_split_sha1"],
+    ),
+    (
+        "condition_missing_from_split",
+        _condition_missing,
+        ["splits.condition_in_every_split (1 unexpected)"],
+        ["index."],
+    ),
     ("malformed_sha1", _bad_sha1, ["index.sha1_format (1 unexpected)"], []),
-    ("split_row_disagrees_with_groups", _stale_split_row,
-     ["splits.row_matches_index (1 unexpected)"], []),
+    (
+        "split_row_disagrees_with_groups",
+        _stale_split_row,
+        ["splits.row_matches_index (1 unexpected)"],
+        [],
+    ),
     ("image_in_two_splits", _image_twice, ["splits.image_in_one_split (2 unexpected)"], []),
-    ("patient_across_splits", _patient_across,
-     ["splits.cross_split_metadata_group (2 unexpected)"], ["splits.cross_split_leakage_group"]),
+    (
+        "patient_across_splits",
+        _patient_across,
+        ["splits.cross_split_metadata_group (2 unexpected)"],
+        ["splits.cross_split_leakage_group"],
+    ),
     # a row naming no indexed image cannot match its index row either
-    ("split_row_not_in_index", _unindexed_split_row,
-     ["splits.image_in_index (1 unexpected)", "splits.row_matches_index (1 unexpected)"],
-     ["index.", "splits.val_size"]),
-    ("val_too_small", _val_too_small, ["splits.val_size (observed 4, expected 5..11)"],
-     ["splits.train_size", "splits.test_size", "splits.condition_in_every_split"]),
+    (
+        "split_row_not_in_index",
+        _unindexed_split_row,
+        ["splits.image_in_index (1 unexpected)", "splits.row_matches_index (1 unexpected)"],
+        ["index.", "splits.val_size"],
+    ),
+    (
+        "val_too_small",
+        _val_too_small,
+        ["splits.val_size (observed 4, expected 5..11)"],
+        ["splits.train_size", "splits.test_size", "splits.condition_in_every_split"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "named", "not_named"),
-                         [b[1:] for b in BREAKAGES], ids=[b[0] for b in BREAKAGES])
+@pytest.mark.parametrize(
+    ("mutate", "named", "not_named"), [b[1:] for b in BREAKAGES], ids=[b[0] for b in BREAKAGES]
+)
 def test_breakage_fails_gate_naming_expectation(
-    tmp_path: Path, mutate: Callable[[Frames], None], named: list[str], not_named: list[str],
+    tmp_path: Path,
+    mutate: Callable[[Frames], None],
+    named: list[str],
+    not_named: list[str],
 ) -> None:
     frames = make_frames()
     mutate(frames)
@@ -364,11 +459,31 @@ def test_cli_offline_quiet_and_home_untouched(tmp_path: Path) -> None:
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GX_", "XDG_"))}
     env.update(HOME=str(home), PYTHONPATH=str(ROOT / "src"))
-    argv = ["validate", "--params", args.params, "--index", args.index, "--groups", args.groups,
-            "--duplicates", args.duplicates, "--splits", args.splits,
-            "--expectations", args.expectations, "--out", args.out]
-    proc = subprocess.run([sys.executable, "-c", _NO_NETWORK_RUNNER, *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    argv = [
+        "validate",
+        "--params",
+        args.params,
+        "--index",
+        args.index,
+        "--groups",
+        args.groups,
+        "--duplicates",
+        args.duplicates,
+        "--splits",
+        args.splits,
+        "--expectations",
+        args.expectations,
+        "--out",
+        args.out,
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_NETWORK_RUNNER, *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "NETWORK ATTEMPT" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
@@ -382,10 +497,17 @@ def test_cli_offline_quiet_and_home_untouched(tmp_path: Path) -> None:
 
 
 def test_gx_not_imported_by_module_import_or_help() -> None:
-    code = ("import sys; import dermai.stages.validate; from dermai.cli import build_parser; "
-            "build_parser(); print('great_expectations' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    code = (
+        "import sys; import dermai.stages.validate; from dermai.cli import build_parser; "
+        "build_parser(); print('great_expectations' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=120,
+    )
     assert proc.stdout.strip() == "False", proc.stderr
 
 
@@ -399,21 +521,28 @@ def test_crash_leaves_no_previous_summary(tmp_path: Path) -> None:
     Path(args.index).write_bytes(b"\x00\xff\xfe not a csv \x00\n\x01")
     with pytest.raises(Exception):  # noqa: B017 -- any failure; the point is what is left
         validate.validate(
-            index_path=Path(args.index), groups_path=Path(args.groups),
-            duplicates_path=Path(args.duplicates), splits_dir=Path(args.splits),
-            expectations_dir=EXPECTATIONS, out_dir=out,
+            index_path=Path(args.index),
+            groups_path=Path(args.groups),
+            duplicates_path=Path(args.duplicates),
+            splits_dir=Path(args.splits),
+            expectations_dir=EXPECTATIONS,
+            out_dir=out,
             classes=["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"],
             age_groups=["0-29", "30-59", "60+", "unknown"],
             fractions={"train": 0.8, "val": 0.1, "test": 0.1},
-            size_rel_tolerance=0.015, size_abs_tolerance=3, min_groups_for_presence=3,
+            size_rel_tolerance=0.015,
+            size_abs_tolerance=3,
+            min_groups_for_presence=3,
             build_docs=False,
         )
     assert not (out / "summary.json").exists() and not (out / "passed.json").exists()
 
 
 def suite_names(suite: str) -> list[str]:
-    return [e["meta"]["name"]
-            for e in json.loads((EXPECTATIONS / f"{suite}.json").read_text())["expectations"]]
+    return [
+        e["meta"]["name"]
+        for e in json.loads((EXPECTATIONS / f"{suite}.json").read_text())["expectations"]
+    ]
 
 
 def test_every_splits_expectation_has_a_breakage_that_names_it() -> None:
@@ -448,8 +577,21 @@ def _repeated_image_id(f: Frames) -> None:
 INDEX_BREAKAGES: dict[str, Callable[[Frames], None]] = {
     "columns": _drop_group_id,  # the one contract column no other expectation reads
     "image_id_not_null": _null_image_id,
-    **{f"{c}_not_null": _null(c) for c in ("path", "condition", "age_group", "source", "sha1",
-                                            "dhash", "width", "height", "format", "bytes")},
+    **{
+        f"{c}_not_null": _null(c)
+        for c in (
+            "path",
+            "condition",
+            "age_group",
+            "source",
+            "sha1",
+            "dhash",
+            "width",
+            "height",
+            "format",
+            "bytes",
+        )
+    },
     "image_id_unique": _repeated_image_id,
     "sha1_format": lambda f: set_value(f, image_id(7), "sha1", "XYZ"),
     "dhash_format": lambda f: set_value(f, image_id(7), "dhash", "0123456789abcdeG"),
@@ -467,7 +609,11 @@ def test_index_breakage_fails_exactly_its_expectation(tmp_path: Path, name: str)
     frames = make_frames()
     INDEX_BREAKAGES[name](frames)
     summary = run_gate(tmp_path, frames, build_docs=False)
-    failed = {f"{s}.{n}" for s, b in summary["suites"].items()
-              for n, e in b["expectations"].items() if not e["success"]}
+    failed = {
+        f"{s}.{n}"
+        for s, b in summary["suites"].items()
+        for n, e in b["expectations"].items()
+        if not e["success"]
+    }
     assert failed == {f"index.{name}"}
     assert name in suite_names("index")  # the expectation is still in the checked-in suite

@@ -67,8 +67,12 @@ def test_page_and_info_carry_the_disclaimer_and_security_headers(engine):
 
 
 def test_a_good_image_gets_three_calibrated_predictions_and_a_gradcam(engine):
-    r = call(app_for(engine), "POST", "/api/predict",
-             **upload(encode(lesion("mel", seed=1, height=120, width=160))))
+    r = call(
+        app_for(engine),
+        "POST",
+        "/api/predict",
+        **upload(encode(lesion("mel", seed=1, height=120, width=160))),
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     preds = body["predictions"]
@@ -90,11 +94,14 @@ def test_matches_the_predictor_directly(engine):
         assert prob == pytest.approx(float(expected[CLASSES.index(code)]), abs=1e-5)
 
 
-@pytest.mark.parametrize(("data", "status", "message"), [
-    (b"%PDF-1.4 definitely not a photo", 415, "not an image"),
-    (b"", 400, "empty"),
-    (encode(lesion("mel", seed=3))[:300], 422, "image"),  # a truncated JPEG
-])
+@pytest.mark.parametrize(
+    ("data", "status", "message"),
+    [
+        (b"%PDF-1.4 definitely not a photo", 415, "not an image"),
+        (b"", 400, "empty"),
+        (encode(lesion("mel", seed=3))[:300], 422, "image"),  # a truncated JPEG
+    ],
+)
 def test_bad_uploads_get_a_clear_json_error(engine, data, status, message):
     r = call(app_for(engine), "POST", "/api/predict", **upload(data))
     assert r.status_code == status, r.text
@@ -111,13 +118,18 @@ def test_oversize_uploads_are_refused_with_413(engine):
 
     async def chunked() -> Any:  # no Content-Length: the streamed byte count is checked
         boundary = b"xyz"
-        yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n"
+        yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
         for _ in range(5):
             yield b"\0" * 40_000
         yield b"\r\n--" + boundary + b"--\r\n"
 
-    r = call(app, "POST", "/api/predict", content=chunked(),
-             headers={"content-type": "multipart/form-data; boundary=xyz"})
+    r = call(
+        app,
+        "POST",
+        "/api/predict",
+        content=chunked(),
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
     assert r.status_code == 413
 
 
@@ -127,8 +139,13 @@ def test_malformed_or_missing_uploads_are_400_or_415(engine):
     assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]
     r = call(app, "POST", "/api/predict", files={"other": ("a.jpg", b"x", "image/jpeg")})
     assert r.status_code == 400 and "no image" in r.json()["error"]
-    r = call(app, "POST", "/api/predict", content=b"--b\r\nContent-Disposition: form-data",
-             headers={"content-type": "multipart/form-data; boundary=b"})
+    r = call(
+        app,
+        "POST",
+        "/api/predict",
+        content=b"--b\r\nContent-Disposition: form-data",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
     assert r.status_code == 400 and "malformed" in r.json()["error"]
 
 
@@ -190,8 +207,10 @@ def test_beyond_workers_plus_queue_requests_get_503_and_the_rest_complete():
 
     async def scenario() -> list[int]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
-                                     timeout=30) as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", timeout=30
+        ) as c:
+
             def send() -> Any:
                 return c.post("/api/predict", **upload(b"x"))
 
@@ -219,11 +238,25 @@ def test_the_page_names_the_model_its_data_classes_metrics_and_offers_examples(m
 
     model = tmp_path / "model_float32.tflite"
     shutil.copy(models["float32"], model)
-    (tmp_path / "model_card.json").write_text(json.dumps({
-        "data": {"name": "synthetic sample (generated)", "synthetic": True,
-                 "image_kind": "synthetic dermoscopy-like lesion pictures"},
-        "classes": CLASSES, "metrics": {"set": "test", "n": 31, "accuracy": 0.9,
-                                        "balanced_accuracy": 0.8, "accuracy_ci": [0.7, 0.95]}}))
+    (tmp_path / "model_card.json").write_text(
+        json.dumps(
+            {
+                "data": {
+                    "name": "synthetic sample (generated)",
+                    "synthetic": True,
+                    "image_kind": "synthetic dermoscopy-like lesion pictures",
+                },
+                "classes": CLASSES,
+                "metrics": {
+                    "set": "test",
+                    "n": 31,
+                    "accuracy": 0.9,
+                    "balanced_accuracy": 0.8,
+                    "accuracy_ci": [0.7, 0.95],
+                },
+            }
+        )
+    )
     app = app_for(build_engine(model, None))
     page = call(app, "GET", "/").text
     assert "Synthetic demo model" in page and "model_float32.tflite" in page
@@ -235,12 +268,14 @@ def test_the_page_names_the_model_its_data_classes_metrics_and_offers_examples(m
     for ex in info["examples"]:
         r = call(app, "GET", ex["url"])
         assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"  # JPEG
-        assert call(app, "POST", "/api/predict",
-                    **upload(r.content)).json()["predictions"]  # no guard here: answered
+        assert call(app, "POST", "/api/predict", **upload(r.content)).json()[
+            "predictions"
+        ]  # no guard here: answered
 
 
 def test_when_the_guard_trips_there_are_no_probabilities_and_the_message_names_the_kind(
-        models, tmp_path):
+    models, tmp_path
+):
     import json
     import shutil
 
@@ -249,8 +284,11 @@ def test_when_the_guard_trips_there_are_no_probabilities_and_the_message_names_t
 
     model = tmp_path / "model_float32.tflite"
     shutil.copy(models["float32"], model)
-    (tmp_path / "model_card.json").write_text(json.dumps({"data": {
-        "name": "HAM10000", "synthetic": False, "image_kind": "dermoscopic images"}}))
+    (tmp_path / "model_card.json").write_text(
+        json.dumps(
+            {"data": {"name": "HAM10000", "synthetic": False, "image_kind": "dermoscopic images"}}
+        )
+    )
     guard = Guard("energy", threshold=0.0, keep=0.95, space="logits")
     probe = build_engine(model, None)
     data = encode(lesion("mel", seed=7))
@@ -267,6 +305,7 @@ def test_when_the_guard_trips_there_are_no_probabilities_and_the_message_names_t
             assert len(body["predictions"]) == 3
         else:
             assert body["predictions"] == [] and "probabilit" not in json.dumps(body)
-            assert body["message"].startswith("This does not look like the images this model "
-                                              "was trained on (dermoscopic images)")
+            assert body["message"].startswith(
+                "This does not look like the images this model was trained on (dermoscopic images)"
+            )
             assert body["disclaimer"] == DISCLAIMER

@@ -21,9 +21,11 @@ from dermai.web.app import create_app
 
 class StubEngine:
     model: ClassVar[dict[str, Any]] = {
-        "name": "stub.tflite", "data": {"name": "synthetic sample", "synthetic": True,
-                                        "image_kind": "synthetic pictures"},
-        "classes": [{"code": "nv", "label": "Mole"}], "metrics": None}
+        "name": "stub.tflite",
+        "data": {"name": "synthetic sample", "synthetic": True, "image_kind": "synthetic pictures"},
+        "classes": [{"code": "nv", "label": "Mole"}],
+        "metrics": None,
+    }
 
     def analyse(self, data: bytes) -> dict[str, Any]:
         return {"predictions": [], "bytes": len(data)}
@@ -32,11 +34,11 @@ class StubEngine:
         return {"model": "stub.tflite"}
 
 
-def call(app: Any, method: str, url: str, base: str = "http://localhost", **kw: Any
-         ) -> httpx.Response:
+def call(
+    app: Any, method: str, url: str, base: str = "http://localhost", **kw: Any
+) -> httpx.Response:
     async def go() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=base) as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base) as c:
             return await c.request(method, url, **kw)
 
     return asyncio.run(go())
@@ -55,23 +57,37 @@ def test_other_host_names_get_421_unless_allowed():
     app = create_app(StubEngine())
     r = call(app, "GET", "/", headers={"host": "evil.example"})
     assert r.status_code == 421 and "host" in r.json()["error"]
-    assert call(app, "POST", "/api/predict", headers={"host": "evil.example:8000"},
-                **FILES).status_code == 421
+    assert (
+        call(
+            app, "POST", "/api/predict", headers={"host": "evil.example:8000"}, **FILES
+        ).status_code
+        == 421
+    )
     lan = create_app(StubEngine(), allowed_hosts=["localhost", "192.168.1.5"])
     assert call(lan, "GET", "/healthz", headers={"host": "192.168.1.5:8000"}).status_code == 200
-    assert call(create_app(StubEngine(), allowed_hosts=["*"]), "GET", "/healthz",
-                headers={"host": "anything"}).status_code == 200
+    assert (
+        call(
+            create_app(StubEngine(), allowed_hosts=["*"]),
+            "GET",
+            "/healthz",
+            headers={"host": "anything"},
+        ).status_code
+        == 200
+    )
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ({"origin": "http://evil.example"}, 403),
-    ({"origin": "null"}, 403),
-    ({"origin": "http://localhost:9999"}, 403),  # another local app: a different origin
-    ({"sec-fetch-site": "cross-site"}, 403),
-    ({"origin": "http://localhost"}, 200),  # the page itself
-    ({"sec-fetch-site": "same-origin"}, 200),
-    ({}, 200),  # curl, scripts: no browser, no ambient credentials to abuse
-])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"origin": "http://evil.example"}, 403),
+        ({"origin": "null"}, 403),
+        ({"origin": "http://localhost:9999"}, 403),  # another local app: a different origin
+        ({"sec-fetch-site": "cross-site"}, 403),
+        ({"origin": "http://localhost"}, 200),  # the page itself
+        ({"sec-fetch-site": "same-origin"}, 200),
+        ({}, 200),  # curl, scripts: no browser, no ambient credentials to abuse
+    ],
+)
 def test_cross_origin_posts_are_refused(headers, status):
     r = call(create_app(StubEngine()), "POST", "/api/predict", headers=headers, **FILES)
     assert r.status_code == status, r.text
@@ -81,9 +97,14 @@ def test_cross_origin_posts_are_refused(headers, status):
 
 def test_a_client_disconnect_is_one_info_line_without_traceback(caplog):
     app = create_app(StubEngine())
-    messages = [{"type": "http.request", "body": b"--b\r\nContent-Disposition: form-data; "
-                 b"name=\"file\"; filename=\"a\"\r\n\r\nxx", "more_body": True},
-                {"type": "http.disconnect"}]
+    messages = [
+        {
+            "type": "http.request",
+            "body": b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nxx',
+            "more_body": True,
+        },
+        {"type": "http.disconnect"},
+    ]
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -92,13 +113,20 @@ def test_a_client_disconnect_is_one_info_line_without_traceback(caplog):
     async def send(msg: dict) -> None:
         sent.append(msg)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": "/api/predict",
-             "raw_path": b"/api/predict",
-             "query_string": b"", "root_path": "", "server": ("127.0.0.1", 8000),
-             "client": ("127.0.0.1", 5555),
-             "headers": [(b"host", b"localhost"),
-                         (b"content-type", b"multipart/form-data; boundary=b")]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/predict",
+        "raw_path": b"/api/predict",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5555),
+        "headers": [(b"host", b"localhost"), (b"content-type", b"multipart/form-data; boundary=b")],
+    }
     with caplog.at_level(logging.DEBUG):
         asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
     mine = [r for r in caplog.records if "disconnect" in r.getMessage()]
@@ -110,9 +138,11 @@ def dribble(port: int, stop: threading.Event, result: dict) -> None:
     """A client that sends headers, then one body byte every 0.2 s, and reports the reply."""
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
-        s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n"
-                  b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
-                  b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n")
+        s.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+        )
         s.settimeout(0.2)
         reply = b""
         while not stop.is_set() and time.monotonic() - t0 < 15:

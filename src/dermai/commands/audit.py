@@ -26,22 +26,38 @@ from dermai.io.atomic import write_csv
 
 log = logging.getLogger(__name__)
 
-PAIR_COLUMNS = ["a_image_id", "a_path", "b_image_id", "b_path", "kind", "distance",
-                "verify_distance"]
+PAIR_COLUMNS = [
+    "a_image_id",
+    "a_path",
+    "b_image_id",
+    "b_path",
+    "kind",
+    "distance",
+    "verify_distance",
+]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="index CSV, split CSV or image folder")
     p.add_argument("b", help="index CSV, split CSV or image folder")
-    p.add_argument("--params", default="params.yaml",
-                   help="params file (dedup.*, index.extensions/max_pixels/workers); optional")
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file (dedup.*, index.extensions/max_pixels/workers); optional",
+    )
     p.add_argument("--out", default="reports/audit_pairs.csv", help="CSV of the pairs found")
-    p.add_argument("--dhash-max-distance", type=int, default=None,
-                   help="overrides dedup.dhash_max_distance")
-    p.add_argument("--verify-max-distance", type=int, default=None,
-                   help="overrides dedup.verify_max_distance")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes for hashing a folder (overrides index.workers; 0 = all cores)")
+    p.add_argument(
+        "--dhash-max-distance", type=int, default=None, help="overrides dedup.dhash_max_distance"
+    )
+    p.add_argument(
+        "--verify-max-distance", type=int, default=None, help="overrides dedup.verify_max_distance"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes for hashing a folder (overrides index.workers; 0 = all cores)",
+    )
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when a leak is found")
 
 
@@ -51,8 +67,7 @@ def settings(params_path: str) -> tuple[int, int, list[str], int, int]:
 
     prm = params_mod.load_or_defaults(params_path)
     d, i = prm.dedup, prm.index
-    return d.dhash_max_distance, d.verify_max_distance, list(i.extensions), i.max_pixels, \
-        i.workers
+    return d.dhash_max_distance, d.verify_max_distance, list(i.extensions), i.max_pixels, i.workers
 
 
 def hash_set(df: pd.DataFrame) -> HashSet:
@@ -62,21 +77,25 @@ def hash_set(df: pd.DataFrame) -> HashSet:
 def pairs_frame(a: pd.DataFrame, b: pd.DataFrame, radius: int, verify: int) -> pd.DataFrame:
     """One row per duplicate pair between A and B (sorted by A row, then B row)."""
     found = cross_duplicates(hash_set(a), hash_set(b), radius, verify)
-    return pd.DataFrame({
-        "a_image_id": a["image_id"].to_numpy()[found.a],
-        "a_path": a["path"].to_numpy()[found.a],
-        "b_image_id": b["image_id"].to_numpy()[found.b],
-        "b_path": b["path"].to_numpy()[found.b],
-        "kind": ["exact" if e else "perceptual" for e in found.exact],
-        "distance": found.distance,
-        "verify_distance": found.verify_distance,
-    }, columns=PAIR_COLUMNS)
+    return pd.DataFrame(
+        {
+            "a_image_id": a["image_id"].to_numpy()[found.a],
+            "a_path": a["path"].to_numpy()[found.a],
+            "b_image_id": b["image_id"].to_numpy()[found.b],
+            "b_path": b["path"].to_numpy()[found.b],
+            "kind": ["exact" if e else "perceptual" for e in found.exact],
+            "distance": found.distance,
+            "verify_distance": found.verify_distance,
+        },
+        columns=PAIR_COLUMNS,
+    )
 
 
 def shared_groups(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     """Group ids on both sides: every `key=value` of the index's `groups` column (lesion and
     patient ids, index.group_keys) when either side has one, else the plain `group_id`."""
     if (a["groups"] != "").any() or (b["groups"] != "").any():
+
         def tokens(df: pd.DataFrame) -> list[str]:
             return [t for cell in df["groups"] for t in cell.split(";") if "=" in t]
 
@@ -91,8 +110,7 @@ def _load(source: Path, extensions: list[str], max_pixels: int, workers: int) ->
     for path, reason in zip(rejects["path"], rejects["reason"], strict=True):
         log.warning("%s: skipped %s: %s", source, path, reason)
     if len(rejects):
-        log.warning("%s: %d file(s) could not be hashed and are not audited", source,
-                    len(rejects))
+        log.warning("%s: %d file(s) could not be hashed and are not audited", source, len(rejects))
     if table.empty:
         raise DermaiError(f"no hashable images in {source}")
     return table
@@ -120,24 +138,48 @@ def run(args: argparse.Namespace) -> None:
     n_near = len(pairs) - n_exact
     leak = bool(len(pairs) or shared)
     if shared:
-        log.info("shared group ids by key: %s", dict(sorted(collections.Counter(
-            t.split("=", 1)[0] if "=" in t else "group_id" for t in shared).items())))
-    log.info("loaded/hashed in %.2f s, searched in %.2f s (dHash <= %d, pHash <= %d); pairs in %s",
-             t1 - t0, t2 - t1, radius, verify, args.out)
-    print(f"audit: {n_exact} exact, {n_near} perceptual duplicates, {len(shared)} shared group "
-          f"ids between {args.a} (n={len(a)}) and {args.b} (n={len(b)}): "
-          f"{'LEAK' if leak else 'clean'}")
+        log.info(
+            "shared group ids by key: %s",
+            dict(
+                sorted(
+                    collections.Counter(
+                        t.split("=", 1)[0] if "=" in t else "group_id" for t in shared
+                    ).items()
+                )
+            ),
+        )
+    log.info(
+        "loaded/hashed in %.2f s, searched in %.2f s (dHash <= %d, pHash <= %d); pairs in %s",
+        t1 - t0,
+        t2 - t1,
+        radius,
+        verify,
+        args.out,
+    )
+    print(
+        f"audit: {n_exact} exact, {n_near} perceptual duplicates, {len(shared)} shared group "
+        f"ids between {args.a} (n={len(a)}) and {args.b} (n={len(b)}): "
+        f"{'LEAK' if leak else 'clean'}"
+    )
     if leak and args.fail_on_leak:
-        raise DermaiError(f"leak: {len(pairs)} duplicate pair(s), {len(shared)} shared group "
-                          f"id(s) between {args.a} and {args.b} (see {args.out})")
+        raise DermaiError(
+            f"leak: {len(pairs)} duplicate pair(s), {len(shared)} shared group "
+            f"id(s) between {args.a} and {args.b} (see {args.out})"
+        )
 
 
-EXCLUDED_COLUMNS = ["image", "kind", "distance", "verify_distance", "train_image_id",
-                    "train_path"]
+EXCLUDED_COLUMNS = ["image", "kind", "distance", "verify_distance", "train_image_id", "train_path"]
 
 
-def training_duplicates(folder: Path, names: list[str], train_index: Path, params_path: str,
-                        extensions: list[str], max_pixels: int, out_csv: Path) -> set[int]:
+def training_duplicates(
+    folder: Path,
+    names: list[str],
+    train_index: Path,
+    params_path: str,
+    extensions: list[str],
+    max_pixels: int,
+    out_csv: Path,
+) -> set[int]:
     """Positions in `names` of external images that duplicate an image of `train_index`.
 
     Each is logged and listed (with every training image it duplicates) in `out_csv`. Names
@@ -158,17 +200,32 @@ def training_duplicates(folder: Path, names: list[str], train_index: Path, param
     table, _ = hashtable.hash_files(folder, list(found), max_pixels)
     pos_of = {p.relative_to(folder).as_posix(): k for p, k in found.items()}
     pairs = pairs_frame(table, train, radius, verify)
-    listed = pd.DataFrame({
-        "image": [names[pos_of[p][0]] for p in pairs["a_path"]],
-        "kind": pairs["kind"], "distance": pairs["distance"],
-        "verify_distance": pairs["verify_distance"],
-        "train_image_id": pairs["b_image_id"], "train_path": pairs["b_path"],
-    }, columns=EXCLUDED_COLUMNS)
+    listed = pd.DataFrame(
+        {
+            "image": [names[pos_of[p][0]] for p in pairs["a_path"]],
+            "kind": pairs["kind"],
+            "distance": pairs["distance"],
+            "verify_distance": pairs["verify_distance"],
+            "train_image_id": pairs["b_image_id"],
+            "train_path": pairs["b_path"],
+        },
+        columns=EXCLUDED_COLUMNS,
+    )
     write_csv(out_csv, listed)
     excluded = {k for p in pairs["a_path"] for k in pos_of[p]}
     for image, grp in listed.groupby("image", sort=True):
-        log.warning("excluded %s: %s duplicate of training image(s) %s", image,
-                    "/".join(sorted(set(grp["kind"]))), ", ".join(grp["train_image_id"]))
-    log.info("excluded %d of %d external images as duplicates of %s (dHash <= %d, pHash <= %d)",
-             len(excluded), len(names), train_index, radius, verify)
+        log.warning(
+            "excluded %s: %s duplicate of training image(s) %s",
+            image,
+            "/".join(sorted(set(grp["kind"]))),
+            ", ".join(grp["train_image_id"]),
+        )
+    log.info(
+        "excluded %d of %d external images as duplicates of %s (dHash <= %d, pHash <= %d)",
+        len(excluded),
+        len(names),
+        train_index,
+        radius,
+        verify,
+    )
     return excluded

@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 # Written by `dermai evaluate` into its --out folder (dvc.yaml: reports/evaluate).
 DEFAULT_PREDICTIONS = "reports/evaluate/predictions_test.csv"
 PROBA_PREFIX = "p_"
-LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
-          "macro_auc": "macro AUC"}
+LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_auc": "macro AUC",
+}
 ALPHA = 0.05
 
 
@@ -43,14 +46,20 @@ class Predictions:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="baseline: experiment name, Git revision or predictions CSV")
     p.add_argument("b", help="candidate: experiment name, Git revision or predictions CSV")
-    p.add_argument("--path", default=DEFAULT_PREDICTIONS,
-                   help=f"predictions file inside an experiment/revision (default "
-                        f"{DEFAULT_PREDICTIONS})")
+    p.add_argument(
+        "--path",
+        default=DEFAULT_PREDICTIONS,
+        help=f"predictions file inside an experiment/revision (default {DEFAULT_PREDICTIONS})",
+    )
     p.add_argument("--repo", default=".", help="DVC repository for experiments/revisions")
-    p.add_argument("--params", default="params.yaml",
-                   help="params file for the defaults of --bootstrap (evaluate) and --seed (base)")
-    p.add_argument("--bootstrap", type=int, default=None, help="paired resamples (default: "
-                   "evaluate.bootstrap)")
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file for the defaults of --bootstrap (evaluate) and --seed (base)",
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=None, help="paired resamples (default: evaluate.bootstrap)"
+    )
     p.add_argument("--seed", type=int, default=None, help="resampling seed (default: base.seed)")
 
 
@@ -61,11 +70,13 @@ def _parse(name: str, text: str) -> Predictions:
         df = pd.read_csv(io.StringIO(text), dtype={"image_id": str, "label": str})
     except (ValueError, pd.errors.ParserError) as exc:
         raise DermaiError(f"{name}: not a predictions CSV ({exc})") from None
-    classes = [c[len(PROBA_PREFIX):] for c in df.columns if c.startswith(PROBA_PREFIX)]
+    classes = [c[len(PROBA_PREFIX) :] for c in df.columns if c.startswith(PROBA_PREFIX)]
     missing = [c for c in ("image_id", "label") if c not in df.columns]
     if missing or not classes:
-        raise DermaiError(f"{name}: not a predictions CSV (needs image_id, label and "
-                          f"{PROBA_PREFIX}<class> columns; missing {missing or 'p_*'})")
+        raise DermaiError(
+            f"{name}: not a predictions CSV (needs image_id, label and "
+            f"{PROBA_PREFIX}<class> columns; missing {missing or 'p_*'})"
+        )
     if df.empty:
         raise DermaiError(f"{name}: the predictions CSV has no rows")
     dup = df["image_id"][df["image_id"].duplicated()]
@@ -95,11 +106,14 @@ def load(spec: str, path: str, repo: str) -> Predictions:
         with dvc.api.open(path, repo=repo, rev=spec, encoding="utf-8") as fh:
             text = fh.read()
     except RevError:
-        raise DermaiError(f"{spec!r} is neither a predictions file nor a known experiment or "
-                          f"Git revision in {repo}") from None
+        raise DermaiError(
+            f"{spec!r} is neither a predictions file nor a known experiment or "
+            f"Git revision in {repo}"
+        ) from None
     except (PathMissingError, FileNotFoundError):
-        raise DermaiError(f"{spec}: no {path} at that experiment/revision (did evaluate run "
-                          "there?)") from None
+        raise DermaiError(
+            f"{spec}: no {path} at that experiment/revision (did evaluate run there?)"
+        ) from None
     except DvcException as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise DermaiError(f"{spec}: cannot read {path}: {first}") from None
@@ -110,22 +124,25 @@ def align(a: Predictions, b: Predictions) -> tuple[np.ndarray, np.ndarray, np.nd
     """Labels and both probability matrices in A's image order; refuses different image sets,
     classes or labels (a paired comparison needs the same test images)."""
     if a.classes != b.classes:
-        raise DermaiError(f"{a.name} and {b.name} have different classes: {a.classes} vs "
-                          f"{b.classes}")
+        raise DermaiError(
+            f"{a.name} and {b.name} have different classes: {a.classes} vs {b.classes}"
+        )
     sa, sb = set(a.ids), set(b.ids)
     if sa != sb:
         only_a, only_b = sorted(sa - sb), sorted(sb - sa)
         raise DermaiError(
             f"{a.name} and {b.name} cover different images ({len(only_a)} only in A, e.g. "
             f"{only_a[:1]}; {len(only_b)} only in B, e.g. {only_b[:1]}): a paired comparison "
-            "needs the same test set")
+            "needs the same test set"
+        )
     pos = {i: k for k, i in enumerate(b.ids)}
     order = np.array([pos[i] for i in a.ids])
     labels_b = [b.labels[k] for k in order]
     bad = [i for i, la, lb in zip(a.ids, a.labels, labels_b, strict=True) if la != lb]
     if bad:
-        raise DermaiError(f"{a.name} and {b.name} disagree on the label of {len(bad)} images "
-                          f"(e.g. {bad[0]!r})")
+        raise DermaiError(
+            f"{a.name} and {b.name} disagree on the label of {len(bad)} images (e.g. {bad[0]!r})"
+        )
     index = {c: k for k, c in enumerate(a.classes)}
     y = np.array([index[v] for v in a.labels], dtype=np.int64)
     return y, a.proba, b.proba[order]
@@ -144,10 +161,13 @@ def report(a: Predictions, b: Predictions, n_resamples: int, seed: int) -> str:
     y, pa, pb = align(a, b)
     cis = paired_bootstrap_headline(y, pa, pb, n_resamples=n_resamples, seed=seed)
     mc = mcnemar(pa.argmax(1) == y, pb.argmax(1) == y)
-    lines = [f"dermai compare: B - A on the same {len(y)} test images",
-             f"  A = {a.name}", f"  B = {b.name}", "",
-             f"{'metric':<18} {'A':>7} {'B':>7} {'B - A':>8}   95% CI (paired, "
-             f"{n_resamples} resamples)"]
+    lines = [
+        f"dermai compare: B - A on the same {len(y)} test images",
+        f"  A = {a.name}",
+        f"  B = {b.name}",
+        "",
+        f"{'metric':<18} {'A':>7} {'B':>7} {'B - A':>8}   95% CI (paired, {n_resamples} resamples)",
+    ]
     beyond = []
     for k, ci in cis.items():
         if ci.exceeds_noise:
@@ -157,22 +177,35 @@ def report(a: Predictions, b: Predictions, n_resamples: int, seed: int) -> str:
             verdict = "within noise (CI contains 0)"
         else:
             verdict = "undefined"
-        lines.append(f"{LABELS[k]:<18} {_fmt(ci.a):>7} {_fmt(ci.b):>7} "
-                     f"{_fmt(ci.diff, True):>8}   [{_fmt(ci.low, True)}, {_fmt(ci.high, True)}]"
-                     f"  {verdict}")
+        lines.append(
+            f"{LABELS[k]:<18} {_fmt(ci.a):>7} {_fmt(ci.b):>7} "
+            f"{_fmt(ci.diff, True):>8}   [{_fmt(ci.low, True)}, {_fmt(ci.high, True)}]"
+            f"  {verdict}"
+        )
     test = "exact binomial" if mc.method == "exact" else "chi-square, continuity-corrected"
-    lines += ["", f"McNemar on top-1 ({test}): only A right on {mc.a_only}, only B right on "
-              f"{mc.b_only} images; p = {mc.p_value:.4g}"
-              + (" < 0.05" if mc.p_value < ALPHA else " (not significant at 0.05)")]
+    lines += [
+        "",
+        f"McNemar on top-1 ({test}): only A right on {mc.a_only}, only B right on "
+        f"{mc.b_only} images; p = {mc.p_value:.4g}"
+        + (" < 0.05" if mc.p_value < ALPHA else " (not significant at 0.05)"),
+    ]
     if beyond:
-        lines.append(f"Verdict: the difference exceeds the noise ({', '.join(beyond)}; 95% CI "
-                     "excludes 0).")
+        lines.append(
+            f"Verdict: the difference exceeds the noise ({', '.join(beyond)}; 95% CI excludes 0)."
+        )
     else:
-        lines.append("Verdict: no difference beyond the noise: every 95% CI contains 0"
-                     + (", though McNemar alone rejects equal top-1 accuracy."
-                        if mc.p_value < ALPHA else " and McNemar does not reject."))
-    lines.append("These intervals cover test-image sampling only, not run-to-run training "
-                 "variation (seeds, machines).")
+        lines.append(
+            "Verdict: no difference beyond the noise: every 95% CI contains 0"
+            + (
+                ", though McNemar alone rejects equal top-1 accuracy."
+                if mc.p_value < ALPHA
+                else " and McNemar does not reject."
+            )
+        )
+    lines.append(
+        "These intervals cover test-image sampling only, not run-to-run training "
+        "variation (seeds, machines)."
+    )
     lines.append(DISCLAIMER)
     return "\n".join(lines)
 

@@ -33,24 +33,43 @@ BATCH = 32
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml",
-                   help="params file (evaluate.*, base.seed, index.extensions); optional")
-    p.add_argument("--model", default=None,
-                   help=".keras (calibration.json beside) or .tflite (default: the train "
-                        "stage's --model in dvc.yaml, models/model.keras)")
-    p.add_argument("--train-params", default=None,
-                   help="train_params.json of a .keras model (default: beside the model)")
-    p.add_argument("--calibration", default=None,
-                   help="calibration.json of a .keras model (default: beside the model; "
-                        "none: uncalibrated)")
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file (evaluate.*, base.seed, index.extensions); optional",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help=".keras (calibration.json beside) or .tflite (default: the train "
+        "stage's --model in dvc.yaml, models/model.keras)",
+    )
+    p.add_argument(
+        "--train-params",
+        default=None,
+        help="train_params.json of a .keras model (default: beside the model)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="calibration.json of a .keras model (default: beside the model; none: uncalibrated)",
+    )
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
-    p.add_argument("--labels", required=True,
-                   help="CSV: image,<one-hot class columns> or image,label")
-    p.add_argument("--out", default="reports/external",
-                   help="output folder: metrics.json, plots/, report, predictions, errors/")
-    p.add_argument("--exclude-duplicates-of", default=None, metavar="INDEX_CSV",
-                   help="drop images duplicating any image of this index/split CSV "
-                        "(dedup.* thresholds); listed in <out>/excluded_duplicates.csv")
+    p.add_argument(
+        "--labels", required=True, help="CSV: image,<one-hot class columns> or image,label"
+    )
+    p.add_argument(
+        "--out",
+        default="reports/external",
+        help="output folder: metrics.json, plots/, report, predictions, errors/",
+    )
+    p.add_argument(
+        "--exclude-duplicates-of",
+        default=None,
+        metavar="INDEX_CSV",
+        help="drop images duplicating any image of this index/split CSV "
+        "(dedup.* thresholds); listed in <out>/excluded_duplicates.csv",
+    )
 
 
 def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
@@ -60,17 +79,22 @@ def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
     return settings_from(prm), list(prm.index.extensions), prm.index.max_pixels
 
 
-def load_images(predictor: Any, folder: Path, names: list[str], extensions: list[str],
-                max_pixels: int,
-                ) -> tuple[list[int], np.ndarray, list[dict[str, str]], list[str]]:
+def load_images(
+    predictor: Any,
+    folder: Path,
+    names: list[str],
+    extensions: list[str],
+    max_pixels: int,
+) -> tuple[list[int], np.ndarray, list[dict[str, str]], list[str]]:
     """(row indices kept, N x H x W x 3 uint8 fitted images, skipped rows with reasons,
     images in the folder that no labels row names)."""
     from tqdm import tqdm
 
     index = FolderIndex(folder, extensions)
     kept, arrays, skipped, used = [], [], [], set()
-    for i, name in enumerate(tqdm(names, unit="img", file=sys.stderr, desc="read",
-                                  disable=len(names) < 200)):
+    for i, name in enumerate(
+        tqdm(names, unit="img", file=sys.stderr, desc="read", disable=len(names) < 200)
+    ):
         try:
             path = index.find(name)
             used.add(path)
@@ -83,8 +107,7 @@ def load_images(predictor: Any, folder: Path, names: list[str], extensions: list
         arrays.append(np.clip(np.round(arr), 0, 255).astype(np.uint8))
     shape = (0, predictor.height, predictor.width, 3)
     unlabelled = sorted(p.relative_to(folder).as_posix() for p in index.files() if p not in used)
-    return (kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped,
-            unlabelled)
+    return (kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped, unlabelled)
 
 
 def keras_gradcam(model_path: Path) -> Any | None:
@@ -114,14 +137,18 @@ def run(args: argparse.Namespace) -> None:
 
     args.model = pipeline_file("train", "--model", args.model)
     df = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
-    predictor = inference.load(args.model, train_params=args.train_params,
-                               calibration=args.calibration)
+    predictor = inference.load(
+        args.model, train_params=args.train_params, calibration=args.calibration
+    )
     classes = list(predictor.classes)
     names, y, fmt = L.parse(df, classes)
     rows, repeats = L.dedupe(names, y, classes, f"labels CSV {labels_path.name}")
     if repeats:
-        log.warning("%d image(s) listed more than once with the same label, counted once: %s",
-                    len(repeats), ", ".join(sorted(repeats)[:10]))
+        log.warning(
+            "%d image(s) listed more than once with the same label, counted once: %s",
+            len(repeats),
+            ", ".join(sorted(repeats)[:10]),
+        )
     df, names, y = df.iloc[rows].reset_index(drop=True), [names[i] for i in rows], y[rows]
     log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))
     out = Path(args.out)
@@ -129,36 +156,66 @@ def run(args: argparse.Namespace) -> None:
     if args.exclude_duplicates_of:
         from dermai.commands.audit import training_duplicates
 
-        excluded = training_duplicates(folder, names, Path(args.exclude_duplicates_of),
-                                       args.params, extensions, max_pixels,
-                                       out / "excluded_duplicates.csv")
-    kept, images, skipped, unlabelled = load_images(predictor, folder, names, extensions,
-                                                    max_pixels)
+        excluded = training_duplicates(
+            folder,
+            names,
+            Path(args.exclude_duplicates_of),
+            args.params,
+            extensions,
+            max_pixels,
+            out / "excluded_duplicates.csv",
+        )
+    kept, images, skipped, unlabelled = load_images(
+        predictor, folder, names, extensions, max_pixels
+    )
     write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["image", "error"]))
     write_csv(out / "unlabelled.csv", pd.DataFrame({"image": unlabelled}))
     if unlabelled:
-        log.warning("%d image(s) in %s have no row in the labels CSV (listed in %s)",
-                    len(unlabelled), folder, out / "unlabelled.csv")
+        log.warning(
+            "%d image(s) in %s have no row in the labels CSV (listed in %s)",
+            len(unlabelled),
+            folder,
+            out / "unlabelled.csv",
+        )
     if excluded:
         keep = np.array([i not in excluded for i in kept], dtype=bool)
         if kept and not keep.any():
-            raise DermaiError(f"every readable image duplicates an image of "
-                              f"{args.exclude_duplicates_of} (see {out})")
+            raise DermaiError(
+                f"every readable image duplicates an image of "
+                f"{args.exclude_duplicates_of} (see {out})"
+            )
         kept, images = [i for i in kept if i not in excluded], images[keep]
     if not kept:
-        raise DermaiError(f"none of the {len(names)} labelled images could be read "
-                          f"(see {out / 'skipped.csv'})")
+        raise DermaiError(
+            f"none of the {len(names)} labelled images could be read (see {out / 'skipped.csv'})"
+        )
     if skipped:
-        log.warning("skipped %d of %d images (listed in %s)", len(skipped), len(names),
-                    out / "skipped.csv")
-    logits = np.concatenate([predictor.logits(images[s:s + BATCH].astype(np.float32))
-                             for s in range(0, len(images), BATCH)])
+        log.warning(
+            "skipped %d of %d images (listed in %s)", len(skipped), len(names), out / "skipped.csv"
+        )
+    logits = np.concatenate(
+        [
+            predictor.logits(images[s : s + BATCH].astype(np.float32))
+            for s in range(0, len(images), BATCH)
+        ]
+    )
     groups = {k: [v[i] for i in kept] for k, v in L.groups(df).items()}
     live = live_session(out)
-    publish(NAME, y=y[kept], logits=logits, classes=classes,
-            temperature=predictor.temperature, ids=[names[i] for i in kept], groups=groups,
-            live=live, out_dir=out, settings=settings, image_of=lambda i: images[i],
-            cam=keras_gradcam(Path(args.model)), errors_dir=out / "errors")
+    publish(
+        NAME,
+        y=y[kept],
+        logits=logits,
+        classes=classes,
+        temperature=predictor.temperature,
+        ids=[names[i] for i in kept],
+        groups=groups,
+        live=live,
+        out_dir=out,
+        settings=settings,
+        image_of=lambda i: images[i],
+        cam=keras_gradcam(Path(args.model)),
+        errors_dir=out / "errors",
+    )
     live.summary[NAME]["skipped"] = len(skipped)
     live.summary[NAME]["unlabelled_images"] = len(unlabelled)
     live.summary[NAME]["collapsed_repeats"] = len(repeats)

@@ -41,14 +41,21 @@ DEFAULT_IMAGE_KIND = "dermoscopic images of single skin lesions (HAM10000-style)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="exported .tflite with dermai metadata "
-                   "(e.g. models/model_int8.tflite)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="exported .tflite with dermai metadata (e.g. models/model_int8.tflite)",
+    )
     p.add_argument("--out", required=True, help="output folder (replaced whole), e.g. site/")
-    p.add_argument("--npm-dir", default=str(NPM_DIR),
-                   help="node_modules with @litertjs/core (`make web-deps`)")
-    p.add_argument("--image-kind", default=None,
-                   help="what the model was trained on, shown to the user (default: from the "
-                        "model's embedded metadata, else HAM10000-style dermoscopic images)")
+    p.add_argument(
+        "--npm-dir", default=str(NPM_DIR), help="node_modules with @litertjs/core (`make web-deps`)"
+    )
+    p.add_argument(
+        "--image-kind",
+        default=None,
+        help="what the model was trained on, shown to the user (default: from the "
+        "model's embedded metadata, else HAM10000-style dermoscopic images)",
+    )
 
 
 # --------------------------------------------------------------------------- model
@@ -132,7 +139,7 @@ def manifest() -> dict[str, Any]:
         "name": "DermAI on-device demo (not a diagnosis)",
         "short_name": "DermAI",
         "description": "Research prototype that runs a skin-lesion image classifier on this "
-                       "device. NOT a medical diagnostic tool.",
+        "device. NOT a medical diagnostic tool.",
         "start_url": "./",
         "scope": "./",
         "display": "standalone",
@@ -148,8 +155,13 @@ def manifest() -> dict[str, Any]:
 def litert_files(npm_dir: Path, wasm: str = WASM) -> tuple[dict[str, bytes], str]:
     """The LiteRT.js files the site serves (site path -> bytes) and the package version."""
     core, utils = npm_dir / "@litertjs" / "core", npm_dir / "@litertjs" / "wasm-utils"
-    need = [core / "package.json", core / "dist" / "index.js", utils / "dist" / "index.js",
-            core / "wasm" / f"{wasm}.js", core / "wasm" / f"{wasm}.wasm"]
+    need = [
+        core / "package.json",
+        core / "dist" / "index.js",
+        utils / "dist" / "index.js",
+        core / "wasm" / f"{wasm}.js",
+        core / "wasm" / f"{wasm}.wasm",
+    ]
     missing = [str(p) for p in need if not p.is_file()]
     if missing:
         raise DermaiError(f"LiteRT.js is not installed ({missing[0]} missing): run `make web-deps`")
@@ -167,8 +179,9 @@ def litert_files(npm_dir: Path, wasm: str = WASM) -> tuple[dict[str, bytes], str
     return files, version
 
 
-def build(model: bytes, npm_dir: Path, image_kind: str | None, model_name: str,
-          wasm: str = WASM) -> dict[str, bytes]:
+def build(
+    model: bytes, npm_dir: Path, image_kind: str | None, model_name: str, wasm: str = WASM
+) -> dict[str, bytes]:
     """Every file of the site: relative path -> bytes. `image_kind` None: the kind the model's
     metadata names (its training data or its OOD guard)."""
     from dermai import DISCLAIMER, __version__
@@ -176,11 +189,16 @@ def build(model: bytes, npm_dir: Path, image_kind: str | None, model_name: str,
 
     meta = read_metadata(model)
     if not meta:
-        raise DermaiError("the model has no 'dermai' metadata (classes, input size): export it "
-                          "with `dermai export`")
+        raise DermaiError(
+            "the model has no 'dermai' metadata (classes, input size): export it "
+            "with `dermai export`"
+        )
     if image_kind is None:
-        image_kind = ((meta.get("training_data") or {}).get("image_kind")
-                      or (meta.get("ood") or {}).get("image_kind") or DEFAULT_IMAGE_KIND)
+        image_kind = (
+            (meta.get("training_data") or {}).get("image_kind")
+            or (meta.get("ood") or {}).get("image_kind")
+            or DEFAULT_IMAGE_KIND
+        )
     files, litert_version = litert_files(npm_dir, wasm)
     files["model.tflite"] = float_io(model)
     files["manifest.webmanifest"] = (json.dumps(manifest(), indent=2) + "\n").encode()
@@ -191,10 +209,14 @@ def build(model: bytes, npm_dir: Path, image_kind: str | None, model_name: str,
     map_hash = base64.b64encode(hashlib.sha256(IMPORT_MAP.encode()).digest()).decode()
     page = (SOURCES / "index.html").read_text(encoding="utf-8")
     for key, value in {
-        "{{DISCLAIMER}}": html.escape(DISCLAIMER), "{{VERSION}}": html.escape(__version__),
-        "{{IMAGE_KIND}}": html.escape(image_kind), "{{MODEL_FILE}}": html.escape(model_name),
-        "{{LITERT_VERSION}}": html.escape(litert_version), "{{IMPORT_MAP}}": IMPORT_MAP,
-        "{{IMPORT_MAP_HASH}}": f"'sha256-{map_hash}'", "{{WASM}}": f"litert/wasm/{wasm}.js",
+        "{{DISCLAIMER}}": html.escape(DISCLAIMER),
+        "{{VERSION}}": html.escape(__version__),
+        "{{IMAGE_KIND}}": html.escape(image_kind),
+        "{{MODEL_FILE}}": html.escape(model_name),
+        "{{LITERT_VERSION}}": html.escape(litert_version),
+        "{{IMPORT_MAP}}": IMPORT_MAP,
+        "{{IMPORT_MAP_HASH}}": f"'sha256-{map_hash}'",
+        "{{WASM}}": f"litert/wasm/{wasm}.js",
     }.items():
         page = page.replace(key, value)
     files["index.html"] = page.encode("utf-8")
@@ -204,7 +226,8 @@ def build(model: bytes, npm_dir: Path, image_kind: str | None, model_name: str,
     cached = ["./", *sorted(files)]
     sw = (SOURCES / "sw.js").read_text(encoding="utf-8")
     sw = sw.replace("{{SITE_HASH}}", digest.hexdigest()[:16]).replace(
-        "{{FILES}}", json.dumps(cached, indent=2))
+        "{{FILES}}", json.dumps(cached, indent=2)
+    )
     files["sw.js"] = sw.encode("utf-8")
     return files
 
@@ -220,5 +243,11 @@ def run(args: argparse.Namespace) -> None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
     total = sum(len(b) for b in files.values())
-    log.info("wrote %d files (%.1f MB) to %s; serve it with any static host, e.g. "
-             "`python -m http.server -d %s`", len(files), total / 1e6, args.out, args.out)
+    log.info(
+        "wrote %d files (%.1f MB) to %s; serve it with any static host, e.g. "
+        "`python -m http.server -d %s`",
+        len(files),
+        total / 1e6,
+        args.out,
+        args.out,
+    )

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", default=".", help="the DVC project (default: current folder)")
-    p.add_argument("--out", default=None,
-                   help="page folder (default: DVC's plots.out_dir, dvc_plots)")
+    p.add_argument(
+        "--out", default=None, help="page folder (default: DVC's plots.out_dir, dvc_plots)"
+    )
     p.add_argument("--check-only", action="store_true", help="check the data, write no page")
 
 
@@ -59,9 +60,10 @@ def problems(repo_dir: str | Path) -> list[str]:
 
 
 def _sources(renderer: Any) -> str:
-    files = sorted({str(d.get("filename", "?")) for d in renderer.datapoints}
-                   | {str(y.get("filename")) for y in
-                      renderer.properties.get("anchors_y_definitions", [])})
+    files = sorted(
+        {str(d.get("filename", "?")) for d in renderer.datapoints}
+        | {str(y.get("filename")) for y in renderer.properties.get("anchors_y_definitions", [])}
+    )
     return ", ".join(f for f in files if f not in ("?", "None")) or renderer.name
 
 

@@ -34,18 +34,33 @@ TOP_K = 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml",
-                   help="params file, for index.extensions and index.max_pixels (optional)")
-    p.add_argument("--model", default=None,
-                   help=".keras (calibration.json beside) or .tflite (default: the train "
-                        "stage's --model in dvc.yaml, models/model.keras)")
-    p.add_argument("--train-params", default=None,
-                   help="train_params.json of a .keras model (default: beside the model)")
-    p.add_argument("--calibration", default=None,
-                   help="calibration.json of a .keras model (default: beside the model; "
-                        "none: uncalibrated)")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
-                   help="image files and/or folders (searched recursively)")
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file, for index.extensions and index.max_pixels (optional)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help=".keras (calibration.json beside) or .tflite (default: the train "
+        "stage's --model in dvc.yaml, models/model.keras)",
+    )
+    p.add_argument(
+        "--train-params",
+        default=None,
+        help="train_params.json of a .keras model (default: beside the model)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="calibration.json of a .keras model (default: beside the model; none: uncalibrated)",
+    )
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE_OR_DIR",
+        help="image files and/or folders (searched recursively)",
+    )
     p.add_argument("--out", default=None, help="write a CSV here instead of JSON to stdout")
     p.add_argument("--batch-size", type=int, default=BATCH, help="images per model call")
 
@@ -63,9 +78,16 @@ def top_k(proba: np.ndarray, classes: list[str], k: int = TOP_K) -> list[tuple[s
     return [(classes[i], float(proba[i])) for i in order]
 
 
-def predict_files(predictor: Predictor, paths: list[Path], *, batch_size: int = BATCH,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, guard: Guard | None = None,
-                  features_fn: LogitsFn | None = None, message: str = "") -> list[dict[str, Any]]:
+def predict_files(
+    predictor: Predictor,
+    paths: list[Path],
+    *,
+    batch_size: int = BATCH,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    guard: Guard | None = None,
+    features_fn: LogitsFn | None = None,
+    message: str = "",
+) -> list[dict[str, Any]]:
     """One record per path, in order: probabilities, or the reason it could not be read.
 
     With an OOD `guard` (`core.ood.Guard`), an image it refuses gets `in_distribution` False,
@@ -75,10 +97,15 @@ def predict_files(predictor: Predictor, paths: list[Path], *, batch_size: int = 
     from dermai.runtime.inference import softmax
 
     records: list[dict[str, Any]] = []
-    bar = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=len(paths) < 2 * batch_size,
-               desc="predict")
+    bar = tqdm(
+        total=len(paths),
+        unit="img",
+        file=sys.stderr,
+        disable=len(paths) < 2 * batch_size,
+        desc="predict",
+    )
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
+        chunk = paths[start : start + batch_size]
         arrays, ok = [], []
         recs: list[dict[str, Any]] = []
         for p in chunk:
@@ -94,15 +121,19 @@ def predict_files(predictor: Predictor, paths: list[Path], *, batch_size: int = 
             x = np.stack(arrays)
             logits = np.asarray(predictor.logits(x))
             proba = softmax(logits, predictor.temperature)
-            inside = (np.ones(len(x), bool) if guard is None else guard.accept(
-                logits, features_fn(x) if features_fn is not None else None))
+            inside = (
+                np.ones(len(x), bool)
+                if guard is None
+                else guard.accept(logits, features_fn(x) if features_fn is not None else None)
+            )
             for rec, pr, ins in zip(ok, proba, inside, strict=True):
                 rec["in_distribution"] = bool(ins)
                 if not ins:
                     rec["message"] = message
                     continue
-                rec["probabilities"] = {c: float(v) for c, v in zip(predictor.classes, pr,
-                                                                      strict=True)}
+                rec["probabilities"] = {
+                    c: float(v) for c, v in zip(predictor.classes, pr, strict=True)
+                }
                 rec["top"] = top_k(pr, predictor.classes)
         records += recs
         bar.update(len(chunk))
@@ -130,8 +161,11 @@ def to_frame(records: list[dict[str, Any]], classes: list[str]) -> Any:
 
     rows = []
     for rec in records:
-        row: dict[str, Any] = {"image": rec["image"], "error": rec["error"],
-                               "in_distribution": rec.get("in_distribution")}
+        row: dict[str, Any] = {
+            "image": rec["image"],
+            "error": rec["error"],
+            "in_distribution": rec.get("in_distribution"),
+        }
         top = rec.get("top", [])
         for k in range(TOP_K):
             row[f"top{k + 1}"] = top[k][0] if k < len(top) else ""
@@ -140,10 +174,16 @@ def to_frame(records: list[dict[str, Any]], classes: list[str]) -> Any:
             p = rec.get("probabilities", {}).get(c)
             row[f"p_{c}"] = None if p is None else round(p, 6)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["image", "error", "in_distribution",
-                                       *[f"top{k + 1}{s}" for k in range(TOP_K)
-                                         for s in ("", "_probability")],
-                                       *[f"p_{c}" for c in classes]])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "image",
+            "error",
+            "in_distribution",
+            *[f"top{k + 1}{s}" for k in range(TOP_K) for s in ("", "_probability")],
+            *[f"p_{c}" for c in classes],
+        ],
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -157,25 +197,45 @@ def run(args: argparse.Namespace) -> None:
     from dermai.io.pipeline import pipeline_file
 
     args.model = pipeline_file("train", "--model", args.model)
-    predictor = inference.load(args.model, train_params=args.train_params,
-                               calibration=args.calibration)
+    predictor = inference.load(
+        args.model, train_params=args.train_params, calibration=args.calibration
+    )
     guard, features_fn = inference.load_guard(args.model)
     if guard is None:
-        log.warning("no %s beside the model: images unlike the training data are not flagged",
-                    inference.OOD_FILE)
+        log.warning(
+            "no %s beside the model: images unlike the training data are not flagged",
+            inference.OOD_FILE,
+        )
     message = inference.ood_message(inference.training_image_kind(args.model))
-    records = predict_files(predictor, paths, batch_size=max(1, args.batch_size),
-                            max_pixels=max_pixels, guard=guard, features_fn=features_fn,
-                            message=message)
+    records = predict_files(
+        predictor,
+        paths,
+        batch_size=max(1, args.batch_size),
+        max_pixels=max_pixels,
+        guard=guard,
+        features_fn=features_fn,
+        message=message,
+    )
     failed = sum(1 for r in records if r["error"])
     refused = sum(1 for r in records if r.get("in_distribution") is False)
     if refused:
-        log.warning("%d image(s) do not look like the training data: no probabilities for "
-                    "them (in_distribution = False)", refused)
-    log.info("predicted %d image(s), %d skipped (T=%.4f). %s", len(records) - failed, failed,
-             predictor.temperature, DISCLAIMER)
-    meta = {"model": Path(args.model).name, "temperature": round(predictor.temperature, 6),
-            "disclaimer": DISCLAIMER}
+        log.warning(
+            "%d image(s) do not look like the training data: no probabilities for "
+            "them (in_distribution = False)",
+            refused,
+        )
+    log.info(
+        "predicted %d image(s), %d skipped (T=%.4f). %s",
+        len(records) - failed,
+        failed,
+        predictor.temperature,
+        DISCLAIMER,
+    )
+    meta = {
+        "model": Path(args.model).name,
+        "temperature": round(predictor.temperature, 6),
+        "disclaimer": DISCLAIMER,
+    }
     if args.out:
         write_csv(args.out, to_frame(records, predictor.classes))
         log.info("wrote %s", args.out)
@@ -186,5 +246,7 @@ def run(args: argparse.Namespace) -> None:
         json.dump({**meta, "predictions": [to_json(r) for r in records]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     if failed == len(records):  # the report above says why for each; the exit code says "none"
-        raise DermaiError(f"predicted nothing: all {failed} image(s) failed "
-                          f"(first: {records[0]['image']}: {records[0]['error']})")
+        raise DermaiError(
+            f"predicted nothing: all {failed} image(s) failed "
+            f"(first: {records[0]['image']}: {records[0]['error']})"
+        )

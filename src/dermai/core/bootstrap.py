@@ -22,8 +22,13 @@ class CI:
     n_resamples: int
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"point": self.point, "low": self.low, "high": self.high, "level": self.level,
-                "n_resamples": self.n_resamples}
+        return {
+            "point": self.point,
+            "low": self.low,
+            "high": self.high,
+            "level": self.level,
+            "n_resamples": self.n_resamples,
+        }
 
 
 def resample_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -32,9 +37,13 @@ def resample_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
     return rng.integers(0, n_items, size=(n_resamples, n_items))
 
 
-def bootstrap_cis(metrics: Mapping[str, Callable[..., float]], *arrays: np.ndarray,
-                  n_resamples: int = 1000, seed: int = 0,
-                  level: float = 0.95) -> dict[str, CI]:
+def bootstrap_cis(
+    metrics: Mapping[str, Callable[..., float]],
+    *arrays: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, CI]:
     """Percentile CIs for several metrics `fn(*arrays) -> float`, on the same resamples.
 
     Resamples where a metric is undefined (NaN, e.g. an AUC with a class missing) are dropped
@@ -65,8 +74,14 @@ def bootstrap_cis(metrics: Mapping[str, Callable[..., float]], *arrays: np.ndarr
     return out
 
 
-def bootstrap_ci(metric: Callable[..., float], *arrays: np.ndarray, n_resamples: int = 1000,
-                 seed: int = 0, level: float = 0.95) -> CI:
+def bootstrap_ci(
+    metric: Callable[..., float],
+    *arrays: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> CI:
     """Percentile CI for one metric `fn(*arrays) -> float`."""
-    return bootstrap_cis({"m": metric}, *arrays, n_resamples=n_resamples, seed=seed,
-                         level=level)["m"]
+    return bootstrap_cis({"m": metric}, *arrays, n_resamples=n_resamples, seed=seed, level=level)[
+        "m"
+    ]

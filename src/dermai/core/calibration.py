@@ -30,15 +30,19 @@ def nll(logits: np.ndarray, y_true: np.ndarray, temperature: float = 1.0) -> flo
     return float(-np.mean(lp[np.arange(len(y)), y]))
 
 
-def fit_temperature(logits: np.ndarray, y_true: np.ndarray,
-                    bounds: tuple[float, float] = T_BOUNDS) -> float:
+def fit_temperature(
+    logits: np.ndarray, y_true: np.ndarray, bounds: tuple[float, float] = T_BOUNDS
+) -> float:
     """The T in `bounds` minimising validation NLL (bounded scalar search over log T)."""
     if len(y_true) == 0:
         return 1.0
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    res = minimize_scalar(lambda log_t: nll(logits, y_true, float(np.exp(log_t))),
-                          bounds=(lo, hi), method="bounded",
-                          options={"xatol": 1e-6, "maxiter": 500})
+    res = minimize_scalar(
+        lambda log_t: nll(logits, y_true, float(np.exp(log_t))),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-6, "maxiter": 500},
+    )
     t = float(np.exp(res.x))
     # Never return something worse than leaving the model alone.
     return t if nll(logits, y_true, t) <= nll(logits, y_true, 1.0) else 1.0
@@ -64,8 +68,13 @@ def reliability(proba: np.ndarray, y_true: np.ndarray, bins: int = 15) -> dict[s
         conf = np.where(count > 0, conf_sum / np.maximum(count, 1), np.nan)
         acc = np.where(count > 0, acc_sum / np.maximum(count, 1), np.nan)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    return {"lower": edges[:-1], "upper": edges[1:], "confidence": conf, "accuracy": acc,
-            "count": count}
+    return {
+        "lower": edges[:-1],
+        "upper": edges[1:],
+        "confidence": conf,
+        "accuracy": acc,
+        "count": count,
+    }
 
 
 def ece(proba: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:

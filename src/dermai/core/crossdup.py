@@ -98,16 +98,22 @@ def cross_duplicates_bruteforce(a: HashSet, b: HashSet, radius: int, verify: int
         for j in range(len(b)):
             if a.sha1[i] == b.sha1[j]:
                 is_exact = True
-            elif ((int(a.dhash[i], 16) ^ int(b.dhash[j], 16)).bit_count() <= radius
-                  and (int(a.phash[i], 16) ^ int(b.phash[j], 16)).bit_count() <= verify):
+            elif (int(a.dhash[i], 16) ^ int(b.dhash[j], 16)).bit_count() <= radius and (
+                int(a.phash[i], 16) ^ int(b.phash[j], 16)
+            ).bit_count() <= verify:
                 is_exact = False
             else:
                 continue
             ia.append(i)
             ib.append(j)
             exact.append(is_exact)
-    return _finish(np.array(ia, dtype=np.int64), np.array(ib, dtype=np.int64),
-                   np.array(exact, dtype=bool), _concat(a, b), len(a))
+    return _finish(
+        np.array(ia, dtype=np.int64),
+        np.array(ib, dtype=np.int64),
+        np.array(exact, dtype=bool),
+        _concat(a, b),
+        len(a),
+    )
 
 
 def shared_keys(a: Sequence[str], b: Sequence[str]) -> list[str]:

@@ -63,13 +63,21 @@ def _ci_fns(n_classes: int) -> dict[str, Any]:
 def per_class(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     rep = M.per_class_report(y, proba.argmax(axis=1), len(classes))
     auc = M.per_class_auc(y, proba)
-    return {c: {"precision": rep["precision"][i], "recall": rep["recall"][i],
-                "f1": rep["f1"][i], "support": int(rep["support"][i]), "auc": auc[i]}
-            for i, c in enumerate(classes)}
+    return {
+        c: {
+            "precision": rep["precision"][i],
+            "recall": rep["recall"][i],
+            "f1": rep["f1"][i],
+            "support": int(rep["support"][i]),
+            "auc": auc[i],
+        }
+        for i, c in enumerate(classes)
+    }
 
 
-def calibration_report(y: np.ndarray, logits: np.ndarray, temperature: float,
-                       bins: int) -> dict[str, Any]:
+def calibration_report(
+    y: np.ndarray, logits: np.ndarray, temperature: float, bins: int
+) -> dict[str, Any]:
     before = C.probabilities(logits, 1.0)
     after = C.probabilities(logits, temperature)
     return {
@@ -84,8 +92,9 @@ def calibration_report(y: np.ndarray, logits: np.ndarray, temperature: float,
     }
 
 
-def subgroup_report(y: np.ndarray, proba: np.ndarray, groups: Mapping[str, Sequence[str]],
-                    min_size: int = 1) -> dict[str, dict[str, Any]]:
+def subgroup_report(
+    y: np.ndarray, proba: np.ndarray, groups: Mapping[str, Sequence[str]], min_size: int = 1
+) -> dict[str, dict[str, Any]]:
     """Headline metrics (no CIs: subgroups are small, read them as indications) per value of
     each grouping column, e.g. {"age_group": {"0-29": {...}}, "source": {...}}."""
     out: dict[str, dict[str, Any]] = {}
@@ -100,34 +109,52 @@ def subgroup_report(y: np.ndarray, proba: np.ndarray, groups: Mapping[str, Seque
     return out
 
 
-def report(y: np.ndarray, logits: np.ndarray, classes: Sequence[str], *, temperature: float,
-           groups: Mapping[str, Sequence[str]] | None = None, n_bootstrap: int = 1000,
-           seed: int = 0, bins: int = 15) -> dict[str, Any]:
+def report(
+    y: np.ndarray,
+    logits: np.ndarray,
+    classes: Sequence[str],
+    *,
+    temperature: float,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    bins: int = 15,
+) -> dict[str, Any]:
     """Everything for one labelled set, from the calibrated probabilities (what users see).
     Temperature leaves the argmax, so accuracy and F1, unchanged; one-vs-rest AUCs can move a
     little because softmax(z / T) re-ranks a class's scores across images."""
     y = np.asarray(y, dtype=np.int64)
     logits = np.asarray(logits, dtype=np.float64)
     proba = C.probabilities(logits, temperature)
-    cis = bootstrap_cis({k: f for k, f in _ci_fns(len(classes)).items() if k in WITH_CI},
-                        y, proba, n_resamples=n_bootstrap, seed=seed)
+    cis = bootstrap_cis(
+        {k: f for k, f in _ci_fns(len(classes)).items() if k in WITH_CI},
+        y,
+        proba,
+        n_resamples=n_bootstrap,
+        seed=seed,
+    )
     pred = proba.argmax(axis=1)
     out = {
         "n": len(y),
         **headline(y, proba),
-        "ci": {k: {"low": ci.low, "high": ci.high, "level": ci.level,
-                   "n_resamples": ci.n_resamples} for k, ci in cis.items()},
+        "ci": {
+            k: {"low": ci.low, "high": ci.high, "level": ci.level, "n_resamples": ci.n_resamples}
+            for k, ci in cis.items()
+        },
         "per_class": per_class(y, proba, classes),
-        "confusion_matrix": {"labels": list(classes),
-                             "matrix": M.confusion_matrix(y, pred, len(classes))},
+        "confusion_matrix": {
+            "labels": list(classes),
+            "matrix": M.confusion_matrix(y, pred, len(classes)),
+        },
         "calibration": calibration_report(y, logits, temperature, bins),
         "subgroups": subgroup_report(y, proba, groups or {}),
     }
     return json_safe(out)
 
 
-def most_confident_mistakes(y: np.ndarray, proba: np.ndarray, n_classes: int,
-                            per_class_k: int) -> dict[int, list[int]]:
+def most_confident_mistakes(
+    y: np.ndarray, proba: np.ndarray, n_classes: int, per_class_k: int
+) -> dict[int, list[int]]:
     """For each true class, indices of its misclassified samples, most confident first
     (ties broken by index so the selection is deterministic)."""
     y = np.asarray(y)

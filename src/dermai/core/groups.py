@@ -14,8 +14,13 @@ def exact_pairs(sha1: Sequence[str]) -> np.ndarray:
     order: dict[str, list[int]] = {}
     for i, h in enumerate(sha1):
         order.setdefault(h, []).append(i)
-    out = [(a, b) for idx in order.values() if len(idx) > 1
-           for k, a in enumerate(idx) for b in idx[k + 1:]]
+    out = [
+        (a, b)
+        for idx in order.values()
+        if len(idx) > 1
+        for k, a in enumerate(idx)
+        for b in idx[k + 1 :]
+    ]
     arr = np.array(sorted(out), dtype=np.int64).reshape(-1, 2)
     return arr
 
@@ -24,17 +29,16 @@ def parse_groups(cells: Sequence[str]) -> dict[str, list[str]]:
     """Index `groups` cells ("lesion_id=L1;patient_id=P1") -> key -> value per row ("" = none).
 
     Keys come in order of first appearance, so the result depends only on the cells."""
-    parsed = [dict(tok.split("=", 1) for tok in c.split(";") if "=" in tok) if c else {}
-              for c in cells]
+    parsed = [
+        dict(tok.split("=", 1) for tok in c.split(";") if "=" in tok) if c else {} for c in cells
+    ]
     keys: dict[str, None] = {}
     for d in parsed:
         keys.update(dict.fromkeys(d))
     return {k: [d.get(k, "") for d in parsed] for k in keys}
 
 
-def leakage_components(
-    n: int, pairs: np.ndarray, *group_columns: Sequence[str]
-) -> np.ndarray:
+def leakage_components(n: int, pairs: np.ndarray, *group_columns: Sequence[str]) -> np.ndarray:
     """Component number per item, numbered 0.. in order of each component's first item.
 
     Items are joined when a pair links them or when they share a non-empty value in any one

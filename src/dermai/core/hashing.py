@@ -98,13 +98,15 @@ def _open(data: bytes) -> Image.Image:
 def too_large(width: int, height: int, max_pixels: int) -> str | None:
     """The reject reason for a header size over the limit, or None."""
     if width * height > max_pixels:
-        return (f"image too large: {width}x{height} = {width * height:,} pixels > "
-                f"limit {max_pixels:,}")
+        return (
+            f"image too large: {width}x{height} = {width * height:,} pixels > limit {max_pixels:,}"
+        )
     return None
 
 
-def decode(data: bytes, max_pixels: int,
-           draft: tuple[int, int] | None = None) -> tuple[Image.Image, str]:
+def decode(
+    data: bytes, max_pixels: int, draft: tuple[int, int] | None = None
+) -> tuple[Image.Image, str]:
     """Fully decode `data` to an oriented RGB image, or raise ImageRejected with a reason.
 
     With `draft` (width, height), a JPEG at least twice that size is decoded scaled down, to no
@@ -113,8 +115,11 @@ def decode(data: bytes, max_pixels: int,
     return img, fmt
 
 
-def decode_sized(data: bytes, max_pixels: int, draft: tuple[int, int] | None = None,
-                 ) -> tuple[Image.Image, str, tuple[int, int]]:
+def decode_sized(
+    data: bytes,
+    max_pixels: int,
+    draft: tuple[int, int] | None = None,
+) -> tuple[Image.Image, str, tuple[int, int]]:
     """`decode`, plus the oriented full-resolution (width, height) of the file.
 
     The pixel limit is checked on the header before any pixel is decoded."""
@@ -144,8 +149,9 @@ def decode_sized(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"image too large (decompression-bomb limit {max_pixels:,} "
-                            f"pixels): {exc}") from exc
+        raise ImageRejected(
+            f"image too large (decompression-bomb limit {max_pixels:,} pixels): {exc}"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected("not an image (Pillow cannot identify the format)") from exc
     except OSError as exc:
@@ -162,8 +168,11 @@ def phash_hex(img: Image.Image) -> str:
     return str(imagehash.phash(img, hash_size=PHASH_SIZE))
 
 
-def inspect(data: bytes, max_pixels: int, draft: tuple[int, int] | None = HASH_DRAFT,
-            ) -> ImageInfo:
+def inspect(
+    data: bytes,
+    max_pixels: int,
+    draft: tuple[int, int] | None = HASH_DRAFT,
+) -> ImageInfo:
     """Everything the index needs from one file's bytes (width and height at full size)."""
     img, fmt, (width, height) = decode_sized(data, max_pixels, draft)
     return ImageInfo(

@@ -32,9 +32,14 @@ def _ci(ci: Mapping[str, Any] | None) -> str | None:
     return None if lo is None or hi is None else f"{lo:.2f}-{hi:.2f}"
 
 
-def headline(*, test_report: Mapping[str, Any], export: Mapping[str, Any],
-             leakage: Mapping[str, Any], index_summary: Mapping[str, Any],
-             gate_passed: bool) -> dict[str, Any]:
+def headline(
+    *,
+    test_report: Mapping[str, Any],
+    export: Mapping[str, Any],
+    leakage: Mapping[str, Any],
+    index_summary: Mapping[str, Any],
+    gate_passed: bool,
+) -> dict[str, Any]:
     """The headline dict from the evaluate test report, the export metrics, the leakage report
     and the index summary (as the stages write them)."""
     out: dict[str, Any] = {}

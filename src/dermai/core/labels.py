@@ -19,8 +19,17 @@ IMAGE_COLUMNS = ("image", "image_id", "image_name", "filename", "file")
 LABEL_COLUMNS = ("label", "dx", "diagnosis", "class", "condition")
 # Optional columns used as subgroups (not classes) when present.
 GROUP_COLUMNS = ("age_group", "source")
-IGNORED_COLUMNS = ("age", "sex", "age_approx", "anatom_site", "anatom_site_general",
-                   "lesion_id", "dataset", "localization", "dx_type")
+IGNORED_COLUMNS = (
+    "age",
+    "sex",
+    "age_approx",
+    "anatom_site",
+    "anatom_site_general",
+    "lesion_id",
+    "dataset",
+    "localization",
+    "dx_type",
+)
 
 
 def _find(columns: Sequence[str], wanted: Sequence[str]) -> str | None:
@@ -39,8 +48,10 @@ def parse(df: pd.DataFrame, classes: Sequence[str]) -> tuple[list[str], np.ndarr
     cols = [str(c) for c in df.columns]
     img_col = _find(cols, IMAGE_COLUMNS)
     if img_col is None:
-        raise DermaiError(f"labels CSV needs an image column (one of {', '.join(IMAGE_COLUMNS)});"
-                          f" found: {', '.join(cols)}")
+        raise DermaiError(
+            f"labels CSV needs an image column (one of {', '.join(IMAGE_COLUMNS)});"
+            f" found: {', '.join(cols)}"
+        )
     names = [str(v).strip() for v in df[img_col].tolist()]
     if any(not n or n.lower() == "nan" for n in names):
         row = next(i for i, n in enumerate(names) if not n or n.lower() == "nan")
@@ -53,8 +64,10 @@ def parse(df: pd.DataFrame, classes: Sequence[str]) -> tuple[list[str], np.ndarr
         if bad:
             i, v = bad[0]
             more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
-            raise DermaiError(f"labels CSV row {i + 2} ({names[i]}): label {v!r} is not one of "
-                              f"the model's classes ({_known(classes)}){more}")
+            raise DermaiError(
+                f"labels CSV row {i + 2} ({names[i]}): label {v!r} is not one of "
+                f"the model's classes ({_known(classes)}){more}"
+            )
         return names, np.array([index[v.lower()] for v in raw], dtype=np.int64), "plain"
 
     skip = {img_col.lower(), *GROUP_COLUMNS, *IGNORED_COLUMNS}
@@ -64,8 +77,10 @@ def parse(df: pd.DataFrame, classes: Sequence[str]) -> tuple[list[str], np.ndarr
     try:
         values = df[onehot].apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
     except (ValueError, TypeError) as exc:
-        raise DermaiError(f"labels CSV one-hot columns ({', '.join(onehot)}) must be numeric "
-                          f"0/1; use `image,label` for class names") from exc
+        raise DermaiError(
+            f"labels CSV one-hot columns ({', '.join(onehot)}) must be numeric "
+            f"0/1; use `image,label` for class names"
+        ) from exc
     if np.isnan(values).any():
         row = int(np.flatnonzero(np.isnan(values).any(axis=1))[0])
         raise DermaiError(f"labels CSV row {row + 2} ({names[row]}): missing one-hot value")
@@ -84,8 +99,10 @@ def parse(df: pd.DataFrame, classes: Sequence[str]) -> tuple[list[str], np.ndarr
         if c is None:
             n_bad = sum(col_class[j] is None for j in best)
             more = f" (and {n_bad - 1} more rows)" if n_bad > 1 else ""
-            raise DermaiError(f"labels CSV row {i + 2} ({names[i]}): label {onehot[b]!r} is not "
-                              f"one of the model's classes ({_known(classes)}){more}")
+            raise DermaiError(
+                f"labels CSV row {i + 2} ({names[i]}): label {onehot[b]!r} is not "
+                f"one of the model's classes ({_known(classes)}){more}"
+            )
         labels.append(c)
     return names, np.array(labels, dtype=np.int64), "onehot"
 
@@ -96,8 +113,10 @@ def groups(df: pd.DataFrame) -> dict[str, list[str]]:
     for g in GROUP_COLUMNS:
         col = _find([str(c) for c in df.columns], (g,))
         if col is not None:
-            out[g] = ["unknown" if pd.isna(v) or not str(v).strip() else str(v).strip()
-                      for v in df[col].tolist()]
+            out[g] = [
+                "unknown" if pd.isna(v) or not str(v).strip() else str(v).strip()
+                for v in df[col].tolist()
+            ]
     return out
 
 
@@ -140,8 +159,9 @@ def conflict_message(conflicts: dict[str, list[str]], where: str = "labels CSV")
     return f"{where}: {len(items)} id(s) listed with different labels: {shown}{more}"
 
 
-def dedupe(names: Sequence[str], y: np.ndarray, classes: Sequence[str],
-           where: str = "labels CSV") -> tuple[list[int], dict[str, int]]:
+def dedupe(
+    names: Sequence[str], y: np.ndarray, classes: Sequence[str], where: str = "labels CSV"
+) -> tuple[list[int], dict[str, int]]:
     """(row positions to keep, collapsed repeats) for a parsed labels table.
 
     An image listed twice with different labels is an error naming the images: counting it

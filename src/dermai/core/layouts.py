@@ -69,24 +69,50 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "ham10000": Preset(
-        "ham10000", ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_metadata"),
-        image_id="image_id", label=("dx",), age="age", source="dataset",
-        group_keys=("lesion_id",), sep={".tab": "\t", "": "\t"}),
+        "ham10000",
+        ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_metadata"),
+        image_id="image_id",
+        label=("dx",),
+        age="age",
+        source="dataset",
+        group_keys=("lesion_id",),
+        sep={".tab": "\t", "": "\t"},
+    ),
     "isic2019": Preset(
-        "isic2019", ("ISIC_2019_Training_GroundTruth.csv",), image_id="image",
-        onehot_skip=("image",), age="age_approx", default_source="isic2019",
-        group_keys=("lesion_id",), extra_tables=("ISIC_2019_Training_Metadata.csv",),
-        suffixes=("_downsampled",)),
+        "isic2019",
+        ("ISIC_2019_Training_GroundTruth.csv",),
+        image_id="image",
+        onehot_skip=("image",),
+        age="age_approx",
+        default_source="isic2019",
+        group_keys=("lesion_id",),
+        extra_tables=("ISIC_2019_Training_Metadata.csv",),
+        suffixes=("_downsampled",),
+    ),
     "isic2020": Preset(
-        "isic2020", ("train.csv", "ISIC_2020_Training_GroundTruth_v2.csv",
-                     "ISIC_2020_Training_GroundTruth.csv"),
-        image_id="image_name", label=("diagnosis",), age="age_approx",
-        default_source="isic2020", group_keys=("patient_id",)),
+        "isic2020",
+        (
+            "train.csv",
+            "ISIC_2020_Training_GroundTruth_v2.csv",
+            "ISIC_2020_Training_GroundTruth.csv",
+        ),
+        image_id="image_name",
+        label=("diagnosis",),
+        age="age_approx",
+        default_source="isic2020",
+        group_keys=("patient_id",),
+    ),
     "isic_archive": Preset(
-        "isic_archive", ("metadata.csv",), image_id="isic_id",
-        label=("diagnosis", "diagnosis_3", "diagnosis_2", "diagnosis_1"), age="age_approx",
-        source="attribution", default_source="isic_archive",
-        group_keys=("lesion_id", "patient_id"), image_type="image_type"),
+        "isic_archive",
+        ("metadata.csv",),
+        image_id="isic_id",
+        label=("diagnosis", "diagnosis_3", "diagnosis_2", "diagnosis_1"),
+        age="age_approx",
+        source="attribution",
+        default_source="isic_archive",
+        group_keys=("lesion_id", "patient_id"),
+        image_type="image_type",
+    ),
 }
 
 
@@ -144,21 +170,31 @@ def _onehot_labels(df: pd.DataFrame, skip: set[str]) -> tuple[list[str], list[st
             rejects.append("")
         else:
             labels.append("")
-            rejects.append("no class marked in the one-hot table" if not marked else
-                           f"more than one class marked ({', '.join(marked)})")
+            rejects.append(
+                "no class marked in the one-hot table"
+                if not marked
+                else f"more than one class marked ({', '.join(marked)})"
+            )
     return labels, rejects
 
 
-def records(preset: Preset, table: pd.DataFrame, extra: pd.DataFrame | None,
-            group_keys: Sequence[str], age_edges: list[int]) -> list[Task]:
+def records(
+    preset: Preset,
+    table: pd.DataFrame,
+    extra: pd.DataFrame | None,
+    group_keys: Sequence[str],
+    age_edges: list[int],
+) -> list[Task]:
     """One task per table row (path not yet known), with raw labels, ages, groups, image type."""
     missing = [c for c in (preset.image_id,) if c not in table.columns]
     label_col = next((c for c in preset.label if c in table.columns), None)
     if preset.label and label_col is None:
         missing.append(" or ".join(preset.label))
     if missing:
-        raise LayoutError(f"layout {preset.name}: table lacks column(s) {', '.join(missing)}; "
-                          f"it has {', '.join(table.columns)}")
+        raise LayoutError(
+            f"layout {preset.name}: table lacks column(s) {', '.join(missing)}; "
+            f"it has {', '.join(table.columns)}"
+        )
     ids = _col(table, preset.image_id)
     if label_col is not None:
         labels, bad = _col(table, label_col), [""] * len(ids)
@@ -167,8 +203,10 @@ def records(preset: Preset, table: pd.DataFrame, extra: pd.DataFrame | None,
     meta = table
     if extra is not None:
         if preset.image_id not in extra.columns:
-            raise LayoutError(f"layout {preset.name}: metadata table lacks column "
-                              f"{preset.image_id}; it has {', '.join(extra.columns)}")
+            raise LayoutError(
+                f"layout {preset.name}: metadata table lacks column "
+                f"{preset.image_id}; it has {', '.join(extra.columns)}"
+            )
         extra = extra.drop_duplicates(preset.image_id).set_index(preset.image_id)
         extra = extra.drop(columns=[c for c in extra.columns if c in table.columns])
         meta = table.join(extra, on=preset.image_id)
@@ -182,17 +220,30 @@ def records(preset: Preset, table: pd.DataFrame, extra: pd.DataFrame | None,
     for i, image_id in enumerate(ids):
         pairs = [(k, v[i]) for k, v in key_values.items() if v[i]]
         first = key_values[keys[0]][i] if keys and keys[0] in key_values else ""
-        out.append(Task(path="", image_id=image_id, condition=labels[i].lower(),
-                        age_group=bin_age(ages[i], age_edges), source=sources[i] or
-                        preset.default_source, group_id=first,
-                        groups=";".join(f"{k}={v}" for k, v in pairs),
-                        image_type=types[i].lower(), raw_label=labels[i].lower(),
-                        reject=bad[i]))
+        out.append(
+            Task(
+                path="",
+                image_id=image_id,
+                condition=labels[i].lower(),
+                age_group=bin_age(ages[i], age_edges),
+                source=sources[i] or preset.default_source,
+                group_id=first,
+                groups=";".join(f"{k}={v}" for k, v in pairs),
+                image_type=types[i].lower(),
+                raw_label=labels[i].lower(),
+                reject=bad[i],
+            )
+        )
     return out
 
 
-def match(rows: Sequence[Task], files: Sequence[str], exts: set[str], suffixes: Sequence[str],
-          ignore: Iterable[str] = ()) -> list[Task]:
+def match(
+    rows: Sequence[Task],
+    files: Sequence[str],
+    exts: set[str],
+    suffixes: Sequence[str],
+    ignore: Iterable[str] = (),
+) -> list[Task]:
     """Pair listed rows with walked files by id: one task per listed id and per file.
 
     Rejected: an id listed with different labels (once per id, with its file if found), a
@@ -209,9 +260,14 @@ def match(rows: Sequence[Task], files: Sequence[str], exts: set[str], suffixes: 
         if name.startswith("."):
             out.append(Task(path=rel, reject="hidden file, not an image"))
         elif ext not in exts:
-            out.append(Task(path=rel, reject=f"unsupported extension "
-                                             f"'{PurePosixPath(rel).suffix}' (allowed: "
-                                             f"{sorted(exts)})"))
+            out.append(
+                Task(
+                    path=rel,
+                    reject=f"unsupported extension "
+                    f"'{PurePosixPath(rel).suffix}' (allowed: "
+                    f"{sorted(exts)})",
+                )
+            )
         else:
             by_id.setdefault(file_id(rel, suffixes), []).append(rel)
     empty = [r for r in rows if not r.image_id]
@@ -222,11 +278,15 @@ def match(rows: Sequence[Task], files: Sequence[str], exts: set[str], suffixes: 
     listed = {r.image_id for r in rows}
     for image_id in sorted(rep.conflicts):
         paths = by_id.get(image_id, [""])
-        out.append(Task(path=paths[0], image_id=image_id,
-                        reject=conflict_reason(rows, image_id)))
-        out.extend(Task(path=p, image_id=image_id, reject=f"second file for image id "
-                                                          f"'{image_id}' (first: {paths[0]})")
-                   for p in paths[1:])
+        out.append(Task(path=paths[0], image_id=image_id, reject=conflict_reason(rows, image_id)))
+        out.extend(
+            Task(
+                path=p,
+                image_id=image_id,
+                reject=f"second file for image id '{image_id}' (first: {paths[0]})",
+            )
+            for p in paths[1:]
+        )
     for image_id, pos in rep.keep.items():
         row = rows[pos]
         found = by_id.get(image_id)
@@ -234,12 +294,19 @@ def match(rows: Sequence[Task], files: Sequence[str], exts: set[str], suffixes: 
             out.append(replace(row, reject=row.reject or "listed id has no image file"))
             continue
         out.append(replace(row, path=found[0]))
-        out.extend(Task(path=p, image_id=image_id, reject=f"second file for image id "
-                                                          f"'{image_id}' (first: {found[0]})")
-                   for p in found[1:])
+        out.extend(
+            Task(
+                path=p,
+                image_id=image_id,
+                reject=f"second file for image id '{image_id}' (first: {found[0]})",
+            )
+            for p in found[1:]
+        )
     for image_id in sorted(set(by_id) - listed):
-        out.extend(Task(path=p, image_id=image_id, reject="image has no label (id not listed)")
-                   for p in by_id[image_id])
+        out.extend(
+            Task(path=p, image_id=image_id, reject="image has no label (id not listed)")
+            for p in by_id[image_id]
+        )
     return sorted(out, key=lambda t: (t.path == "", t.path, t.image_id))
 
 
@@ -258,12 +325,19 @@ def conflict_reason(rows: Sequence[Task], image_id: str) -> str:
     labels = sorted({r.raw_label for r in same})
     if len(labels) > 1:
         return f"image id listed {len(same)} times with different labels: {', '.join(labels)}"
-    return (f"image id listed {len(same)} times with the same label but different age, "
-            f"source, groups or image type")
+    return (
+        f"image id listed {len(same)} times with the same label but different age, "
+        f"source, groups or image type"
+    )
 
 
-def apply_labels(task: Task, classes: Sequence[str], class_map: Mapping[str, str],
-                 image_types: Sequence[str], ages: set[str]) -> Task:
+def apply_labels(
+    task: Task,
+    classes: Sequence[str],
+    class_map: Mapping[str, str],
+    image_types: Sequence[str],
+    ages: set[str],
+) -> Task:
     """Map the raw label (class_map, `drop`), filter image types, check class and age group."""
     if task.reject:
         return task
@@ -271,20 +345,22 @@ def apply_labels(task: Task, classes: Sequence[str], class_map: Mapping[str, str
     mapped = {k.lower(): v for k, v in class_map.items()}.get(raw.lower(), raw)
     task = replace(task, raw_label=raw, condition=mapped)
     if mapped == DROP:
-        return replace(task, drop="class_map",
-                       reject=f"label '{raw}' dropped by index.class_map")
+        return replace(task, drop="class_map", reject=f"label '{raw}' dropped by index.class_map")
     if image_types and (task.image_type or UNKNOWN_TYPE) not in image_types:
-        return replace(task, drop="image_type",
-                       reject=f"image_type '{task.image_type or UNKNOWN_TYPE}' not in "
-                              f"index.image_types {list(image_types)}")
+        return replace(
+            task,
+            drop="image_type",
+            reject=f"image_type '{task.image_type or UNKNOWN_TYPE}' not in "
+            f"index.image_types {list(image_types)}",
+        )
     if classes and mapped not in classes:
-        return replace(task, reject=f"label '{mapped}' not in configured classes "
-                                    f"{sorted(classes)}")
+        return replace(task, reject=f"label '{mapped}' not in configured classes {sorted(classes)}")
     if not mapped:
         return replace(task, reject="empty label")
     if task.age_group not in ages:
-        return replace(task, reject=f"age group '{task.age_group}' not in configured age "
-                                    f"groups {sorted(ages)}")
+        return replace(
+            task, reject=f"age group '{task.age_group}' not in configured age groups {sorted(ages)}"
+        )
     return task
 
 

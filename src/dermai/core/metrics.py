@@ -82,21 +82,27 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0.0))
 
 
-def per_class_report(y_true: np.ndarray, y_pred: np.ndarray,
-                     n_classes: int) -> dict[str, np.ndarray]:
+def per_class_report(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+) -> dict[str, np.ndarray]:
     """Precision, recall, F1 and support per class index. Precision is NaN for a class never
     predicted, recall and F1 NaN for a class with no true samples (undefined, not zero)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(n_classes))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels,
-                                                 zero_division=np.nan)
+    p, r, f, s = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=np.nan
+    )
     support = np.asarray(s, dtype=np.int64)
     predicted = np.bincount(y_pred.astype(np.int64), minlength=n_classes)[:n_classes]
     f = np.where(support > 0, np.nan_to_num(f, nan=0.0), np.nan)
     r = np.where(support > 0, r, np.nan)
     p = np.where(predicted > 0, p, np.nan)
-    return {"precision": p.astype(np.float64), "recall": r.astype(np.float64),
-            "f1": f.astype(np.float64), "support": support}
+    return {
+        "precision": p.astype(np.float64),
+        "recall": r.astype(np.float64),
+        "f1": f.astype(np.float64),
+        "support": support,
+    }
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

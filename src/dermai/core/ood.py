@@ -51,8 +51,7 @@ class Mahalanobis:
     precision: np.ndarray  # k x k: inverse of the shared covariance (Ledoit-Wolf shrunk)
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, n_components: int = 32
-            ) -> Mahalanobis:
+    def fit(cls, features: np.ndarray, labels: np.ndarray, n_components: int = 32) -> Mahalanobis:
         from sklearn.covariance import LedoitWolf
 
         x = np.asarray(features, dtype=np.float64)
@@ -77,9 +76,14 @@ class Mahalanobis:
         return -dist.min(axis=1)
 
 
-def scores(method: str, *, logits: np.ndarray | None = None,
-           features: np.ndarray | None = None, model: Mahalanobis | None = None,
-           temperature: float = 1.0) -> np.ndarray:
+def scores(
+    method: str,
+    *,
+    logits: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+    model: Mahalanobis | None = None,
+    temperature: float = 1.0,
+) -> np.ndarray:
     """Scores for one method; higher = more like the training data."""
     if method == "energy":
         assert logits is not None
@@ -122,27 +126,41 @@ class Guard:
     mahalanobis: Mahalanobis | None = None
     measured: dict[str, Any] = field(default_factory=dict)
 
-    def score(self, logits: np.ndarray | None = None, features: np.ndarray | None = None
-              ) -> np.ndarray:
+    def score(
+        self, logits: np.ndarray | None = None, features: np.ndarray | None = None
+    ) -> np.ndarray:
         """Mahalanobis scores `features` or `logits` (its `space`); the others, logits."""
         if self.space == "logits":
             features = logits
-        return scores(self.method, logits=logits, features=features, model=self.mahalanobis,
-                      temperature=self.temperature)
+        return scores(
+            self.method,
+            logits=logits,
+            features=features,
+            model=self.mahalanobis,
+            temperature=self.temperature,
+        )
 
-    def accept(self, logits: np.ndarray | None = None, features: np.ndarray | None = None
-               ) -> np.ndarray:
+    def accept(
+        self, logits: np.ndarray | None = None, features: np.ndarray | None = None
+    ) -> np.ndarray:
         return self.score(logits, features) >= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.method, "space": self.space,
-                               "threshold": self.threshold, "keep": self.keep,
-                               "temperature": self.temperature, "measured": self.measured,
-                               "rule": "in distribution when score >= threshold"}
+        out: dict[str, Any] = {
+            "method": self.method,
+            "space": self.space,
+            "threshold": self.threshold,
+            "keep": self.keep,
+            "temperature": self.temperature,
+            "measured": self.measured,
+            "rule": "in distribution when score >= threshold",
+        }
         if self.mahalanobis is not None:
             m = self.mahalanobis
-            out["mahalanobis"] = {k: np.asarray(getattr(m, k)).astype(np.float32).tolist()
-                                  for k in ("center", "components", "means", "precision")}
+            out["mahalanobis"] = {
+                k: np.asarray(getattr(m, k)).astype(np.float32).tolist()
+                for k in ("center", "components", "means", "precision")
+            }
         return out
 
     @classmethod
@@ -150,17 +168,40 @@ class Guard:
         if d.get("method") not in METHODS or d.get("space") not in SPACES:
             raise ValueError(f"not an OOD guard: method {d.get('method')!r}")
         m = d.get("mahalanobis")
-        maha = None if m is None else Mahalanobis(
-            *(np.asarray(m[k], dtype=np.float64) for k in ("center", "components", "means",
-                                                          "precision")))
-        return cls(d["method"], float(d["threshold"]), float(d["keep"]), d["space"],
-                   float(d.get("temperature", 1.0)), maha, dict(d.get("measured", {})))
+        maha = (
+            None
+            if m is None
+            else Mahalanobis(
+                *(
+                    np.asarray(m[k], dtype=np.float64)
+                    for k in ("center", "components", "means", "precision")
+                )
+            )
+        )
+        return cls(
+            d["method"],
+            float(d["threshold"]),
+            float(d["keep"]),
+            d["space"],
+            float(d.get("temperature", 1.0)),
+            maha,
+            dict(d.get("measured", {})),
+        )
 
 
-def fit(method: str, *, train_logits: np.ndarray, train_features: np.ndarray,
-        train_labels: np.ndarray, val_logits: np.ndarray, val_features: np.ndarray,
-        keep: float = 0.95, temperature: float = 1.0, n_components: int = 32,
-        space: str = "features") -> Guard:
+def fit(
+    method: str,
+    *,
+    train_logits: np.ndarray,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_logits: np.ndarray,
+    val_features: np.ndarray,
+    keep: float = 0.95,
+    temperature: float = 1.0,
+    n_components: int = 32,
+    space: str = "features",
+) -> Guard:
     """A guard fitted on TRAIN (class means, covariance) with its threshold set on VAL.
 
     `space` matters for Mahalanobis only: "features" (penultimate) or "logits" (which every

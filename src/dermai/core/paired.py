@@ -63,9 +63,16 @@ def headline_metrics(n_classes: int) -> dict[str, Metric]:
     }
 
 
-def paired_bootstrap(metrics: Mapping[str, Metric], y: np.ndarray, proba_a: np.ndarray,
-                     proba_b: np.ndarray, *, n_resamples: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> dict[str, DiffCI]:
+def paired_bootstrap(
+    metrics: Mapping[str, Metric],
+    y: np.ndarray,
+    proba_a: np.ndarray,
+    proba_b: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, DiffCI]:
     """Percentile CIs of metric(B) - metric(A), both scored on the same seeded resamples of
     image indices. Resamples where a difference is undefined (NaN) are dropped for that metric."""
     y = np.asarray(y)
@@ -102,8 +109,7 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     if n == 0:
         return McNemar(b, c, 0.0, 1.0, "exact")
     if n < EXACT_BELOW:
-        return McNemar(b, c, float(min(b, c)), float(binomtest(min(b, c), n, 0.5).pvalue),
-                       "exact")
+        return McNemar(b, c, float(min(b, c)), float(binomtest(min(b, c), n, 0.5).pvalue), "exact")
     stat = max(abs(b - c) - 1.0, 0.0) ** 2 / n
     return McNemar(b, c, float(stat), float(chi2.sf(stat, 1)), "chi2")
 
@@ -135,8 +141,9 @@ def _weighted_auc(pos: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarr
         return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
 
-def _headline_weighted(y: np.ndarray, proba: np.ndarray, w: np.ndarray,
-                       n_classes: int) -> dict[str, np.ndarray]:
+def _headline_weighted(
+    y: np.ndarray, proba: np.ndarray, w: np.ndarray, n_classes: int
+) -> dict[str, np.ndarray]:
     """Accuracy, balanced accuracy and macro AUC of `proba` on each weighted resample (`w`:
     n images x R resamples)."""
     correct = (proba.argmax(axis=1) == y).astype(np.float64)
@@ -153,16 +160,25 @@ def _headline_weighted(y: np.ndarray, proba: np.ndarray, w: np.ndarray,
         a = np.stack(rows, axis=1)
         ok = np.isfinite(a)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(ok.any(axis=1), np.where(ok, a, 0).sum(axis=1) / ok.sum(axis=1),
-                            np.nan)
+            return np.where(ok.any(axis=1), np.where(ok, a, 0).sum(axis=1) / ok.sum(axis=1), np.nan)
 
-    return {"accuracy": wc.sum(axis=0) / w.sum(axis=0),
-            "balanced_accuracy": nanmean(recalls), "macro_auc": nanmean(aucs)}
+    return {
+        "accuracy": wc.sum(axis=0) / w.sum(axis=0),
+        "balanced_accuracy": nanmean(recalls),
+        "macro_auc": nanmean(aucs),
+    }
 
 
-def paired_bootstrap_headline(y: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray, *,
-                              n_resamples: int = 1000, seed: int = 0, level: float = 0.95,
-                              chunk: int = 250) -> dict[str, DiffCI]:
+def paired_bootstrap_headline(
+    y: np.ndarray,
+    proba_a: np.ndarray,
+    proba_b: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    chunk: int = 250,
+) -> dict[str, DiffCI]:
     """`paired_bootstrap(headline_metrics(k), ...)`, same resamples and result, vectorised."""
     y = np.asarray(y)
     proba_a, proba_b = np.asarray(proba_a, dtype=np.float64), np.asarray(proba_b, np.float64)
@@ -170,12 +186,19 @@ def paired_bootstrap_headline(y: np.ndarray, proba_a: np.ndarray, proba_b: np.nd
     if proba_a.shape != proba_b.shape or len(proba_a) != n:
         raise ValueError(f"shapes differ: y {y.shape}, A {proba_a.shape}, B {proba_b.shape}")
     if not n or n_resamples <= 0:
-        return paired_bootstrap(headline_metrics(k), y, proba_a, proba_b,
-                                n_resamples=n_resamples, seed=seed, level=level)
+        return paired_bootstrap(
+            headline_metrics(k),
+            y,
+            proba_a,
+            proba_b,
+            n_resamples=n_resamples,
+            seed=seed,
+            level=level,
+        )
     idx = resample_indices(n, n_resamples, seed)
     diffs: dict[str, list[np.ndarray]] = {m: [] for m in headline_metrics(k)}
     for start in range(0, n_resamples, chunk):
-        part = idx[start:start + chunk]
+        part = idx[start : start + chunk]
         flat = (np.arange(len(part))[:, None] * n + part).ravel()
         w = np.bincount(flat, minlength=len(part) * n).reshape(len(part), n).T.astype(np.float64)
         ma, mb = _headline_weighted(y, proba_a, w, k), _headline_weighted(y, proba_b, w, k)

@@ -7,8 +7,21 @@ SPLITS = ("train", "val", "test")
 
 # data/index/index.csv, in file order (written by `dermai index`).
 INDEX_COLUMNS = (
-    "image_id", "path", "condition", "age_group", "source", "group_id",
-    "sha1", "dhash", "phash", "width", "height", "format", "bytes", "groups", "image_type",
+    "image_id",
+    "path",
+    "condition",
+    "age_group",
+    "source",
+    "group_id",
+    "sha1",
+    "dhash",
+    "phash",
+    "width",
+    "height",
+    "format",
+    "bytes",
+    "groups",
+    "image_type",
 )
 # data/reports/rejects.csv
 REJECT_COLUMNS = ("path", "reason", "image_id", "condition")

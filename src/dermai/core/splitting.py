@@ -48,7 +48,7 @@ def stratified_image_split(
         counts = _allocate(len(idx), [fractions[x] for x in SPLITS], rng)
         start = 0
         for split, c in zip(SPLITS, counts, strict=True):
-            out[idx[start:start + c]] = split
+            out[idx[start : start + c]] = split
             start += c
     return out
 
@@ -127,7 +127,10 @@ def small_strata(strata: Sequence[str], n_splits: int = len(SPLITS)) -> dict[str
 
 
 def ensure_presence(
-    assign: np.ndarray, labels: Sequence[str], groups: Sequence[str], min_groups: int,
+    assign: np.ndarray,
+    labels: Sequence[str],
+    groups: Sequence[str],
+    min_groups: int,
     seed: int,
 ) -> tuple[np.ndarray, list[str]]:
     """Move whole groups so every label with >= `min_groups` groups appears in every split.

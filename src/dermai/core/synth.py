@@ -23,7 +23,13 @@ CONFUSABLE = 0.25
 
 # Shaped like HAM10000 (nv dominant, long tail) but with a floor so every class can be split.
 SHARES: dict[str, float] = {
-    "nv": 0.40, "mel": 0.15, "bkl": 0.15, "bcc": 0.10, "akiec": 0.08, "vasc": 0.06, "df": 0.06,
+    "nv": 0.40,
+    "mel": 0.15,
+    "bkl": 0.15,
+    "bcc": 0.10,
+    "akiec": 0.08,
+    "vasc": 0.06,
+    "df": 0.06,
 }
 
 

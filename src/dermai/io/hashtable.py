@@ -33,8 +33,10 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DermaiError(f"cannot read {path}: {exc}") from exc
     missing = [c for c in HASH_COLUMNS if c not in df.columns]
     if missing:
-        raise DermaiError(f"{path} lacks column(s) {', '.join(missing)}: not an index or split "
-                          "CSV written by `dermai index` / `dermai split`")
+        raise DermaiError(
+            f"{path} lacks column(s) {', '.join(missing)}: not an index or split "
+            "CSV written by `dermai index` / `dermai split`"
+        )
     for col in ("group_id", "groups"):  # groups: "lesion_id=L1;patient_id=P1" (index.group_keys)
         if col not in df.columns:
             df[col] = ""
@@ -52,35 +54,48 @@ def _hash_one(args: tuple[str, str, int]) -> tuple[str, dict | None, str]:
     return rel, {"sha1": info.sha1, "dhash": info.dhash, "phash": info.phash}, ""
 
 
-def hash_files(root: Path, files: list[Path], max_pixels: int = DEFAULT_MAX_PIXELS,
-               workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def hash_files(
+    root: Path, files: list[Path], max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(hash table, rejects[path, reason]) for `files` under `root`, in the given order."""
-    jobs = [(str(f), f.relative_to(root).as_posix() if f.is_relative_to(root) else str(f),
-             max_pixels) for f in files]
+    jobs = [
+        (str(f), f.relative_to(root).as_posix() if f.is_relative_to(root) else str(f), max_pixels)
+        for f in files
+    ]
     if workers > 1 and len(jobs) > 64:
         ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
         with ctx.Pool(workers) as pool:
             results = pool.map(_hash_one, jobs, chunksize=32)
     else:
         results = [_hash_one(j) for j in jobs]
-    rows = [{"image_id": Path(rel).stem, "path": rel, **info, "group_id": "",
-             "groups": ""}
-            for rel, info, _ in results if info is not None]
+    rows = [
+        {"image_id": Path(rel).stem, "path": rel, **info, "group_id": "", "groups": ""}
+        for rel, info, _ in results
+        if info is not None
+    ]
     rejects = [{"path": rel, "reason": why} for rel, info, why in results if info is None]
-    return (pd.DataFrame(rows, columns=TABLE_COLUMNS),
-            pd.DataFrame(rejects, columns=["path", "reason"]))
+    return (
+        pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        pd.DataFrame(rejects, columns=["path", "reason"]),
+    )
 
 
-def hash_folder(folder: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS,
-                max_pixels: int = DEFAULT_MAX_PIXELS,
-                workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def hash_folder(
+    folder: Path,
+    extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hash every image file under `folder` (recursively, sorted); see :func:`hash_files`."""
     return hash_files(folder, walk(folder, extensions), max_pixels, workers)
 
 
-def load(source: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS,
-         max_pixels: int = DEFAULT_MAX_PIXELS,
-         workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load(
+    source: Path,
+    extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A folder is hashed; a file is read as an index or split CSV (no rejects)."""
     if source.is_dir():
         return hash_folder(source, extensions, max_pixels, workers)

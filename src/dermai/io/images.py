@@ -32,8 +32,9 @@ def walk(folder: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> list[P
     return out
 
 
-def expand(inputs: Iterable[str | Path],
-           extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> list[Path]:
+def expand(
+    inputs: Iterable[str | Path], extensions: Iterable[str] = DEFAULT_EXTENSIONS
+) -> list[Path]:
     """Files as given (whatever their extension) and image files found under directories.
 
     A path that does not exist is kept, so the caller reports it like any unreadable image.

@@ -20,10 +20,16 @@ def stage_option(stage: str, option: str, dvc_yaml: str | Path = DVC_YAML) -> st
 
     path = Path(dvc_yaml)
     if not path.is_file():
-        raise DermaiError(f"no {option} given and no {path} here to take the pipeline's "
-                          f"{stage} {option} from; pass {option} or run from the project root")
-    cmd = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {}) \
-        .get(stage, {}).get("cmd", "")
+        raise DermaiError(
+            f"no {option} given and no {path} here to take the pipeline's "
+            f"{stage} {option} from; pass {option} or run from the project root"
+        )
+    cmd = (
+        (yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        .get("stages", {})
+        .get(stage, {})
+        .get("cmd", "")
+    )
     argv = shlex.split(" ".join(cmd) if isinstance(cmd, list) else str(cmd))
     for i, word in enumerate(argv):
         if word == option and i + 1 < len(argv):
@@ -39,6 +45,8 @@ def pipeline_file(stage: str, option: str, given: str | None) -> str:
         return given
     path = stage_option(stage, option)
     if not Path(path).exists():
-        raise DermaiError(f"{path} not found (the {stage} stage's {option} in {DVC_YAML}); "
-                          f"run `dvc repro {stage}` or pass {option}")
+        raise DermaiError(
+            f"{path} not found (the {stage} stage's {option} in {DVC_YAML}); "
+            f"run `dvc repro {stage}` or pass {option}"
+        )
     return path

@@ -15,16 +15,23 @@ from dermai.core.schema import DUPLICATES_COLUMNS, GROUPS_COLUMNS, SPLITS
 from dermai.errors import DermaiError
 
 
-def read_table(path: str | Path, required: Sequence[str], what: str, *, hint: str = "",
-               empty_as_null: bool = False) -> pd.DataFrame:
+def read_table(
+    path: str | Path,
+    required: Sequence[str],
+    what: str,
+    *,
+    hint: str = "",
+    empty_as_null: bool = False,
+) -> pd.DataFrame:
     """A CSV with all columns as strings; a one-line error if it is missing, unreadable or
     lacks a `required` column. `empty_as_null` makes empty fields null (for the data gates)."""
     path = Path(path)
     if not path.is_file():
         raise DermaiError(f"{what} not found: {path}{f' ({hint})' if hint else ''}")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False,
-                         na_values=[""] if empty_as_null else None)
+        df = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""] if empty_as_null else None
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise DermaiError(f"{what} {path} is not a readable CSV: {first}") from exc
@@ -49,5 +56,9 @@ def read_duplicates(path: str | Path) -> pd.DataFrame:
 def read_split(folder: str | Path, split: str) -> pd.DataFrame:
     if split not in SPLITS:
         raise DermaiError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    return read_table(Path(folder) / f"{split}.csv", ("image_id", "condition"),
-                      f"split file {split}.csv", hint="run `dermai split` first")
+    return read_table(
+        Path(folder) / f"{split}.csv",
+        ("image_id", "condition"),
+        f"split file {split}.csv",
+        hint="run `dermai split` first",
+    )

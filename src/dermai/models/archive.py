@@ -68,8 +68,10 @@ def normalise_archive(src: str | Path, dst: str | Path) -> None:
 def save_keras(model: keras.Model, path: str | Path) -> None:
     """Atomic, deterministic `model.save` (Keras insists on the .keras suffix for the temp)."""
     path = Path(path)
-    with tempfile.TemporaryDirectory(prefix="dermai-keras-") as raw_dir, \
-            atomic_path(path, suffix=".keras") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="dermai-keras-") as raw_dir,
+        atomic_path(path, suffix=".keras") as tmp,
+    ):
         raw = Path(raw_dir) / path.name
         model.save(raw)
         normalise_archive(raw, tmp)

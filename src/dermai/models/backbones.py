@@ -87,8 +87,9 @@ def cut_layer_name(backbone: keras.Model, unfreeze_blocks: int) -> str | None:
     return names[-1]
 
 
-def split_backbone(backbone: keras.Model, unfreeze_blocks: int) -> tuple[keras.Model,
-                                                                         keras.Model | None]:
+def split_backbone(
+    backbone: keras.Model, unfreeze_blocks: int
+) -> tuple[keras.Model, keras.Model | None]:
     """(lower, upper): lower stays frozen; upper holds the stages that phase 2 trains."""
     cut = cut_layer_name(backbone, unfreeze_blocks)
     if cut is None:
@@ -96,5 +97,7 @@ def split_backbone(backbone: keras.Model, unfreeze_blocks: int) -> tuple[keras.M
     import keras
 
     t = backbone.get_layer(cut).output
-    return (keras.Model(backbone.input, t, name="lower"),
-            keras.Model(t, backbone.output, name="upper"))
+    return (
+        keras.Model(backbone.input, t, name="lower"),
+        keras.Model(t, backbone.output, name="upper"),
+    )

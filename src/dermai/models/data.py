@@ -41,13 +41,16 @@ def decode(height: int, width: int):
 
     def _decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
         ex = tf.io.parse_single_example(serialized, FEATURES)
-        img = tf.cast(tf.io.decode_image(ex["image"], channels=3, expand_animations=False),
-                      tf.float32)
+        img = tf.cast(
+            tf.io.decode_image(ex["image"], channels=3, expand_animations=False), tf.float32
+        )
         shape = tf.shape(img)
         # Shards written with encoding=resized are already at the input size: skip the resize.
-        img = tf.cond(tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width)),
-                      lambda: img,
-                      lambda: tf.image.resize(img, (height, width), antialias=True))
+        img = tf.cond(
+            tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width)),
+            lambda: img,
+            lambda: tf.image.resize(img, (height, width), antialias=True),
+        )
         img = tf.ensure_shape(img, (height, width, 3))
         meta = {k: ex[k] for k in ("age_group", "source", "image_id")}
         return img, ex["label"], meta
@@ -103,18 +106,19 @@ def dataset(
     ds = ds.map(decode(h, w), num_parallel_calls=AUTOTUNE, deterministic=True)
     if oversample_weights is not None:
         n_classes = len(oversample_weights)
-        per_class = [ds.filter(lambda _i, y, _m, c=c: tf.equal(y, c)).repeat()
-                     for c in range(n_classes)]
-        ds = tf.data.Dataset.sample_from_datasets(per_class, weights=oversample_weights,
-                                                  seed=seed)
+        per_class = [
+            ds.filter(lambda _i, y, _m, c=c: tf.equal(y, c)).repeat() for c in range(n_classes)
+        ]
+        ds = tf.data.Dataset.sample_from_datasets(per_class, weights=oversample_weights, seed=seed)
     elif repeat:
         ds = ds.repeat()
     if training:
         counter = tf.data.Dataset.counter()
         ds = tf.data.Dataset.zip((ds, counter)).map(
-            lambda ex, i: (augment(ex[0], tf.stack([tf.cast(seed, tf.int64), i])),
-                           ex[1], ex[2]),
-            num_parallel_calls=AUTOTUNE, deterministic=True)
+            lambda ex, i: (augment(ex[0], tf.stack([tf.cast(seed, tf.int64), i])), ex[1], ex[2]),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
     if not with_meta:
         ds = ds.map(lambda x, y, m: (x, y), num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
@@ -132,10 +136,12 @@ def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
     n = min(n, total)
     chosen = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
     keep = tf.constant(chosen, dtype=tf.int64)
-    ds = (tf.data.TFRecordDataset(files(folder, "train"))  # sequential: stable order
-          .enumerate()
-          .filter(lambda i, _r: tf.reduce_any(tf.equal(i, keep)))
-          .map(lambda _i, r: decode(meta["image_height"], meta["image_width"])(r)[0]))
+    ds = (
+        tf.data.TFRecordDataset(files(folder, "train"))  # sequential: stable order
+        .enumerate()
+        .filter(lambda i, _r: tf.reduce_any(tf.equal(i, keep)))
+        .map(lambda _i, r: decode(meta["image_height"], meta["image_width"])(r)[0])
+    )
     return np.stack([x.numpy() for x in ds]).astype(np.float32)
 
 

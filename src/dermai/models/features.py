@@ -28,8 +28,19 @@ META = "meta.json"
 SPLITS = ("train", "val")
 BATCH = 64  # forward-pass batch; does not change the activations
 # The keys `dermai train` compares with its own set-up (the counts are informative only).
-CHECKED = ("backbone", "weights", "lower_weights_sha256", "input_shape", "unfreeze_blocks",
-           "cut_layer", "activation_shape", "variants", "seed", "max_train_images", "classes")
+CHECKED = (
+    "backbone",
+    "weights",
+    "lower_weights_sha256",
+    "input_shape",
+    "unfreeze_blocks",
+    "cut_layer",
+    "activation_shape",
+    "variants",
+    "seed",
+    "max_train_images",
+    "classes",
+)
 
 
 def array_files(split: str) -> tuple[str, str]:
@@ -48,9 +59,19 @@ def weights_sha256(model: Any) -> str:
     return h.hexdigest()
 
 
-def describe(lower: Any, *, backbone: str, weights: str, input_shape: tuple[int, int, int],
-             unfreeze_blocks: int, cut_layer: str | None, variants: int, seed: int,
-             max_train_images: int, classes: list[str]) -> dict[str, Any]:
+def describe(
+    lower: Any,
+    *,
+    backbone: str,
+    weights: str,
+    input_shape: tuple[int, int, int],
+    unfreeze_blocks: int,
+    cut_layer: str | None,
+    variants: int,
+    seed: int,
+    max_train_images: int,
+    classes: list[str],
+) -> dict[str, Any]:
     """What a cache computed by `lower` with these settings must say in its meta.json (the
     CHECKED keys); both the `features` and the `train` stage build it here."""
     return {
@@ -70,8 +91,16 @@ def describe(lower: Any, *, backbone: str, weights: str, input_shape: tuple[int,
     }
 
 
-def compute(lower: Any, folder: str | Path, split: str, *, variants: int, seed: int,
-            limit: int = 0, batch: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+def compute(
+    lower: Any,
+    folder: str | Path,
+    split: str,
+    *,
+    variants: int,
+    seed: int,
+    limit: int = 0,
+    batch: int = BATCH,
+) -> tuple[np.ndarray, np.ndarray]:
     """Lower-backbone activations (float16) for `variants` copies of each image of `split`,
     and the labels (int64).
 
@@ -86,8 +115,9 @@ def compute(lower: Any, folder: str | Path, split: str, *, variants: int, seed: 
     xs, ys = [], []
     for v in range(variants):
         # A capped run takes a seeded random subset, not the first rows of the file.
-        ds = data.dataset(folder, split, batch, training=v > 0, seed=seed * 1000 + v,
-                          shuffle=bool(limit))
+        ds = data.dataset(
+            folder, split, batch, training=v > 0, seed=seed * 1000 + v, shuffle=bool(limit)
+        )
         if limit:
             ds = ds.unbatch().take(limit).batch(batch)
         t0, n = time.time(), 0
@@ -95,8 +125,15 @@ def compute(lower: Any, folder: str | Path, split: str, *, variants: int, seed: 
             xs.append(forward(x).numpy().astype(np.float16))
             ys.append(y.numpy())
             n += len(y)
-        log.info("cached %s copy %d/%d: %d images in %.0f s (%.1f img/s)", split, v + 1,
-                 variants, n, time.time() - t0, n / max(time.time() - t0, 1e-9))
+        log.info(
+            "cached %s copy %d/%d: %d images in %.0f s (%.1f img/s)",
+            split,
+            v + 1,
+            variants,
+            n,
+            time.time() - t0,
+            n / max(time.time() - t0, 1e-9),
+        )
         del ds
     if not xs:
         raise DermaiError(f"no {split} images in the TFRecords to cache")
@@ -105,12 +142,12 @@ def compute(lower: Any, folder: str | Path, split: str, *, variants: int, seed: 
 
 def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
     """Sorted keys and a trailing newline: equal content gives equal bytes."""
-    (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
-                               encoding="utf-8")
+    (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def write(out: str | Path, meta: dict[str, Any],
-          arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+def write(
+    out: str | Path, meta: dict[str, Any], arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
     """Replace folder `out` atomically with the arrays ({split: (x, y)}) and meta.json.
 
     .npy files hold a fixed header and the raw bytes, so the same activations give the same
@@ -141,17 +178,24 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
 def check(meta: dict[str, Any], expected: dict[str, Any]) -> None:
     """One-line error naming each CHECKED key where the cache differs from `expected`."""
     if not meta.get("feature_cache"):
-        raise DermaiError("the feature cache was written with train.feature_cache: false; "
-                          "rerun `dermai features` with the same params as train")
-    diffs = [f"{k} {meta.get(k)!r} != {expected.get(k)!r}" for k in CHECKED
-             if meta.get(k) != expected.get(k)]
+        raise DermaiError(
+            "the feature cache was written with train.feature_cache: false; "
+            "rerun `dermai features` with the same params as train"
+        )
+    diffs = [
+        f"{k} {meta.get(k)!r} != {expected.get(k)!r}"
+        for k in CHECKED
+        if meta.get(k) != expected.get(k)
+    ]
     if diffs:
-        raise DermaiError("feature cache was made with another backbone/cut/params ("
-                          + "; ".join(diffs) + "); rerun `dermai features`")
+        raise DermaiError(
+            "feature cache was made with another backbone/cut/params ("
+            + "; ".join(diffs)
+            + "); rerun `dermai features`"
+        )
 
 
-def read(folder: str | Path, expected: dict[str, Any]
-         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read(folder: str | Path, expected: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{split: (float16 activations, int64 labels)} after checking the meta against `expected`."""
     meta = read_meta(folder)
     check(meta, expected)
@@ -161,9 +205,10 @@ def read(folder: str | Path, expected: dict[str, Any]
         x = np.load(Path(folder) / fx, allow_pickle=False)
         y = np.load(Path(folder) / fy, allow_pickle=False)
         shape = [int(d) for d in x.shape[1:]]
-        if len(x) != len(y) or len(y) != meta["rows"][split] or \
-                shape != meta["activation_shape"]:
-            raise DermaiError(f"feature cache {folder}/{fx} does not match its meta.json "
-                              f"({len(x)} x {shape}, {len(y)} labels); rerun `dermai features`")
+        if len(x) != len(y) or len(y) != meta["rows"][split] or shape != meta["activation_shape"]:
+            raise DermaiError(
+                f"feature cache {folder}/{fx} does not match its meta.json "
+                f"({len(x)} x {shape}, {len(y)} labels); rerun `dermai features`"
+            )
         out[split] = (x, y)
     return out

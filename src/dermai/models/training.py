@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The per-epoch values logged to dvclive (the summary reports those of the kept epoch).
-LOGGED = ("train/loss", "train/accuracy", "val/accuracy", "val/balanced_accuracy",
-          "val/macro_auc")
+LOGGED = ("train/loss", "train/accuracy", "val/accuracy", "val/balanced_accuracy", "val/macro_auc")
 
 
 def setup_tf(cfg: params_mod.TrainParams, seed: int) -> tf.distribute.Strategy:
@@ -81,19 +80,42 @@ class Tracker:
         self.epoch = 0
         self.history: list[tuple[int, int, dict[str, float]]] = []  # for the curves chart
 
-    def end_epoch(self, val_proba: np.ndarray, y_val: np.ndarray, logs: dict[str, float],
-                  phase: int, weights_of: keras.Model) -> None:
+    def end_epoch(
+        self,
+        val_proba: np.ndarray,
+        y_val: np.ndarray,
+        logs: dict[str, float],
+        phase: int,
+        weights_of: keras.Model,
+    ) -> None:
         m = M.summary(y_val, val_proba)
-        logged = dict(zip(LOGGED, (float(logs.get("loss", np.nan)),
-                                   float(logs.get("accuracy", np.nan)), m["accuracy"],
-                                   m["balanced_accuracy"], m["macro_auc"]), strict=True))
+        logged = dict(
+            zip(
+                LOGGED,
+                (
+                    float(logs.get("loss", np.nan)),
+                    float(logs.get("accuracy", np.nan)),
+                    m["accuracy"],
+                    m["balanced_accuracy"],
+                    m["macro_auc"],
+                ),
+                strict=True,
+            )
+        )
         for name, value in logged.items():
             self.live.log_metric(name, value)
         self.live.log_metric("phase", phase, plot=False)
         self.history.append((self.epoch, phase, logged))
-        log.info("epoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
-                 self._progress_label(), phase, logs.get("loss", np.nan), m["accuracy"],
-                 m["balanced_accuracy"], m["macro_auc"], self._timing(phase))
+        log.info(
+            "epoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
+            self._progress_label(),
+            phase,
+            logs.get("loss", np.nan),
+            m["accuracy"],
+            m["balanced_accuracy"],
+            m["macro_auc"],
+            self._timing(phase),
+        )
         if m["balanced_accuracy"] > self.best:
             self.best = m["balanced_accuracy"]
             self.best_weights = weights_of.get_weights()
@@ -138,22 +160,30 @@ class Tracker:
         summary["best_epoch"] = self.best_epoch
         # Train and validation curves in one chart, with the phase and the kept epoch
         # (long format; drawn by .dvc/plots/dermai_training.json).
-        self.live.log_plot("training", plotdata.training_rows(self.history, self.best_epoch),
-                           x="step", y="value", template=None)
+        self.live.log_plot(
+            "training",
+            plotdata.training_rows(self.history, self.best_epoch),
+            x="step",
+            y="value",
+            template=None,
+        )
         summary["train_images"] = n_train
         if self.best_metrics is not None:
             summary["best_val_balanced_accuracy"] = self.best
             summary["best_val_accuracy"] = self.best_metrics["accuracy"]
             summary["best_val_macro_auc"] = self.best_metrics["macro_auc"]
         else:
-            log.warning("no training epoch ran (train.head_epochs and finetune_epochs are 0): "
-                        "the saved model is untrained")
+            log.warning(
+                "no training epoch ran (train.head_epochs and finetune_epochs are 0): "
+                "the saved model is untrained"
+            )
 
 
 def predict_batches(model: keras.Model, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """Predict slice by slice: `model.predict` on a whole array copies it to float32 first."""
-    out = [model.predict_on_batch(x[i:i + batch].astype(np.float32))
-           for i in range(0, len(x), batch)]
+    out = [
+        model.predict_on_batch(x[i : i + batch].astype(np.float32)) for i in range(0, len(x), batch)
+    ]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
@@ -164,8 +194,14 @@ class _Batches(keras.utils.PyDataset):
     tensors again); gathering one batch at a time keeps training memory near the cache size.
     """
 
-    def __init__(self, x: np.ndarray, targets: np.ndarray, order: np.ndarray, batch: int,
-                 sample_weight: np.ndarray | None) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        targets: np.ndarray,
+        order: np.ndarray,
+        batch: int,
+        sample_weight: np.ndarray | None,
+    ) -> None:
         super().__init__()
         self.x, self.targets, self.order, self.batch = x, targets, order, batch
         self.sample_weight = sample_weight
@@ -174,30 +210,47 @@ class _Batches(keras.utils.PyDataset):
         return -(-len(self.order) // self.batch)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
-        sel = self.order[i * self.batch:(i + 1) * self.batch]
+        sel = self.order[i * self.batch : (i + 1) * self.batch]
         xb, yb = self.x[sel].astype(np.float32), self.targets[sel]
         if self.sample_weight is None:
             return xb, yb
         return xb, yb, self.sample_weight[sel]
 
 
-def array_batches(x: np.ndarray, targets: np.ndarray, order: np.ndarray, batch: int,
-                  sample_weight: np.ndarray | None) -> keras.utils.PyDataset:
+def array_batches(
+    x: np.ndarray,
+    targets: np.ndarray,
+    order: np.ndarray,
+    batch: int,
+    sample_weight: np.ndarray | None,
+) -> keras.utils.PyDataset:
     return _Batches(x, targets, order, batch, sample_weight)
 
 
-def compile_for(model: keras.Model, cfg: params_mod.TrainParams, lr: float,
-                steps: int) -> None:
+def compile_for(model: keras.Model, cfg: params_mod.TrainParams, lr: float, steps: int) -> None:
     """Adam on a cosine schedule over `steps`, with the configured loss."""
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1), alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(cfg),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule), loss=make_loss(cfg), metrics=["accuracy"]
+    )
 
 
-def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
-                 y_val: np.ndarray, *, epochs: int, lr: float, cfg: params_mod.TrainParams,
-                 n_classes: int, seed: int, tracker: Tracker, phase: int,
-                 weights_of: keras.Model) -> None:
+def train_epochs(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    cfg: params_mod.TrainParams,
+    n_classes: int,
+    seed: int,
+    tracker: Tracker,
+    phase: int,
+    weights_of: keras.Model,
+) -> None:
     """Fit on in-memory arrays, one epoch at a time, with the configured imbalance handling."""
     if epochs <= 0:
         return
@@ -216,18 +269,27 @@ def train_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.nda
             idx = np.array([rng.choice(per_class[c]) for c in cls])
         else:
             idx = rng.permutation(len(y))
-        batches = array_batches(x, onehot[y], idx, cfg.batch_size,
-                                None if w is None else w[y].astype(np.float32))
+        batches = array_batches(
+            x, onehot[y], idx, cfg.batch_size, None if w is None else w[y].astype(np.float32)
+        )
         hist = model.fit(batches, epochs=1, verbose=0)
         logs = {k: v[-1] for k, v in hist.history.items()}
         proba = predict_batches(model, x_val)
         tracker.end_epoch(proba, y_val, logs, phase, weights_of)
 
 
-def fit_cached(lower: keras.Model, upper: keras.Model | None, head: keras.Model,
-               train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
-               cfg: params_mod.TrainParams, n_classes: int, seed: int,
-               tracker: Tracker) -> None:
+def fit_cached(
+    lower: keras.Model,
+    upper: keras.Model | None,
+    head: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    cfg: params_mod.TrainParams,
+    n_classes: int,
+    seed: int,
+    tracker: Tracker,
+) -> None:
     """Both phases from cached lower-backbone activations; leaves the best weights in place.
 
     Phase 1 trains the head on the pooled output of the frozen upper stages; phase 2 trains the
@@ -239,8 +301,21 @@ def fit_cached(lower: keras.Model, upper: keras.Model | None, head: keras.Model,
     else:
         f_tr, f_va = x_tr.astype(np.float32), x_va.astype(np.float32)
     set_phase(lower, upper, head, 1)
-    train_epochs(head, f_tr, y_tr, f_va, y_va, epochs=cfg.head_epochs, lr=cfg.lr, cfg=cfg,
-                 n_classes=n_classes, seed=seed, tracker=tracker, phase=1, weights_of=head)
+    train_epochs(
+        head,
+        f_tr,
+        y_tr,
+        f_va,
+        y_va,
+        epochs=cfg.head_epochs,
+        lr=cfg.lr,
+        cfg=cfg,
+        n_classes=n_classes,
+        seed=seed,
+        tracker=tracker,
+        phase=1,
+        weights_of=head,
+    )
     del f_tr, f_va
 
     if upper is not None and cfg.finetune_epochs > 0:
@@ -249,28 +324,60 @@ def fit_cached(lower: keras.Model, upper: keras.Model | None, head: keras.Model,
         top = keras.Model(upper.input, head(upper.output), name="top")
         set_phase(lower, upper, head, 2)
         tracker.best_weights = top.get_weights()  # compare phase 2 against phase 1's best
-        train_epochs(top, x_tr, y_tr, x_va, y_va, epochs=cfg.finetune_epochs,
-                     lr=cfg.finetune_lr, cfg=cfg, n_classes=n_classes, seed=seed,
-                     tracker=tracker, phase=2, weights_of=top)
+        train_epochs(
+            top,
+            x_tr,
+            y_tr,
+            x_va,
+            y_va,
+            epochs=cfg.finetune_epochs,
+            lr=cfg.finetune_lr,
+            cfg=cfg,
+            n_classes=n_classes,
+            seed=seed,
+            tracker=tracker,
+            phase=2,
+            weights_of=top,
+        )
         top.set_weights(tracker.best_weights)
     elif tracker.best_weights is not None:
         head.set_weights(tracker.best_weights)
 
 
-def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: float,
-                        cfg: params_mod.TrainParams, n_classes: int, seed: int,
-                        tracker: Tracker, phase: int, y_train: np.ndarray,
-                        val: tuple[tf.data.Dataset, np.ndarray]) -> None:
+def train_epochs_images(
+    model: keras.Model,
+    folder: str,
+    *,
+    epochs: int,
+    lr: float,
+    cfg: params_mod.TrainParams,
+    n_classes: int,
+    seed: int,
+    tracker: Tracker,
+    phase: int,
+    y_train: np.ndarray,
+    val: tuple[tf.data.Dataset, np.ndarray],
+) -> None:
     """Fit from the TFRecords with on-the-fly augmentation (the GPU path)."""
     if epochs <= 0:
         return
     tracker.begin_phase(phase)
     steps = max(1, -(-len(y_train) // cfg.batch_size))
     compile_for(model, cfg, lr, steps * epochs)
-    weights = (sampling_weights(y_train, n_classes, cfg.oversample_power).tolist()
-               if cfg.imbalance == "oversample" else None)
-    ds = data.dataset(folder, "train", cfg.batch_size, training=True, seed=seed + phase,
-                      oversample_weights=weights, repeat=True)
+    weights = (
+        sampling_weights(y_train, n_classes, cfg.oversample_power).tolist()
+        if cfg.imbalance == "oversample"
+        else None
+    )
+    ds = data.dataset(
+        folder,
+        "train",
+        cfg.batch_size,
+        training=True,
+        seed=seed + phase,
+        oversample_weights=weights,
+        repeat=True,
+    )
     ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
     cw = None
     if cfg.imbalance == "class_weight":
@@ -284,29 +391,49 @@ def train_epochs_images(model: keras.Model, folder: str, *, epochs: int, lr: flo
             tracker.end_epoch(proba, y_val, logs or {}, phase, model)
 
     # One fit call: a new call would restart the seeded shuffle from its first order.
-    model.fit(ds, steps_per_epoch=steps, epochs=epochs, class_weight=cw, verbose=0,
-              callbacks=[_Val()])
+    model.fit(
+        ds, steps_per_epoch=steps, epochs=epochs, class_weight=cw, verbose=0, callbacks=[_Val()]
+    )
 
 
-def fit_images(folder: str, lower: keras.Model, upper: keras.Model | None, head: keras.Model,
-               shape: tuple[int, int, int], classes: list[str], *,
-               cfg: params_mod.TrainParams, seed: int, tracker: Tracker) -> tuple[keras.Model,
-                                                                                  int]:
+def fit_images(
+    folder: str,
+    lower: keras.Model,
+    upper: keras.Model | None,
+    head: keras.Model,
+    shape: tuple[int, int, int],
+    classes: list[str],
+    *,
+    cfg: params_mod.TrainParams,
+    seed: int,
+    tracker: Tracker,
+) -> tuple[keras.Model, int]:
     """Both phases on the full model, fed from the TFRecords; returns (best model, n_train)."""
     n = len(classes)
     y_tr = np.concatenate([y.numpy() for _, y in data.dataset(folder, "train", 512)])
     val_ds = data.dataset(folder, "val", cfg.batch_size)
     y_va = np.concatenate([y.numpy() for _, y in val_ds])
     model = assemble(lower, upper, head, shape, classes)
-    for phase, epochs, lr in ((1, cfg.head_epochs, cfg.lr),
-                              (2, cfg.finetune_epochs if upper is not None else 0,
-                               cfg.finetune_lr)):
+    for phase, epochs, lr in (
+        (1, cfg.head_epochs, cfg.lr),
+        (2, cfg.finetune_epochs if upper is not None else 0, cfg.finetune_lr),
+    ):
         set_phase(lower, upper, head, phase)
         if tracker.best_weights is not None:
             model.set_weights(tracker.best_weights)
-        train_epochs_images(model, folder, epochs=epochs, lr=lr, cfg=cfg, n_classes=n,
-                            seed=seed, tracker=tracker, phase=phase, y_train=y_tr,
-                            val=(val_ds, y_va))
+        train_epochs_images(
+            model,
+            folder,
+            epochs=epochs,
+            lr=lr,
+            cfg=cfg,
+            n_classes=n,
+            seed=seed,
+            tracker=tracker,
+            phase=phase,
+            y_train=y_tr,
+            val=(val_ds, y_va),
+        )
     if tracker.best_weights is not None:
         model.set_weights(tracker.best_weights)
     return model, len(y_tr)

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 KINDS = ("float32", "int8")
 
 
-def convert(logits_model: keras.Model, kind: str, representative: np.ndarray | None = None
-            ) -> bytes:
+def convert(
+    logits_model: keras.Model, kind: str, representative: np.ndarray | None = None
+) -> bytes:
     """Keras logits model -> .tflite bytes (float32, or full-integer int8 with int8 I/O)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(logits_model)
     if kind == "int8":
@@ -34,7 +35,7 @@ def convert(logits_model: keras.Model, kind: str, representative: np.ndarray | N
 
         def samples():
             for i in range(len(representative)):
-                yield [representative[i:i + 1]]
+                yield [representative[i : i + 1]]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = samples
@@ -52,17 +53,30 @@ def convert(logits_model: keras.Model, kind: str, representative: np.ndarray | N
     return bytes(out)
 
 
-def export_bytes(keras_model: keras.Model, classes: list[str], temperature: float,
-                 representative: np.ndarray | None,
-                 kinds: tuple[str, ...] = KINDS, *, ood: dict[str, Any] | None = None,
-                 training_data: dict[str, Any] | None = None) -> dict[str, bytes]:
+def export_bytes(
+    keras_model: keras.Model,
+    classes: list[str],
+    temperature: float,
+    representative: np.ndarray | None,
+    kinds: tuple[str, ...] = KINDS,
+    *,
+    ood: dict[str, Any] | None = None,
+    training_data: dict[str, Any] | None = None,
+) -> dict[str, bytes]:
     """The .tflite files (logits out), metadata embedded (with the OOD guard when given)."""
     h, w = (int(d) for d in keras_model.inputs[0].shape[1:3])
     lm = logits_model(keras_model)
     out = {}
     for kind in kinds:
         raw = convert(lm, kind, representative if kind == "int8" else None)
-        meta = make_metadata(classes, h, w, temperature=temperature, quantization=kind,
-                             ood=ood, training_data=training_data)
+        meta = make_metadata(
+            classes,
+            h,
+            w,
+            temperature=temperature,
+            quantization=kind,
+            ood=ood,
+            training_data=training_data,
+        )
         out[kind] = embed_metadata(raw, meta)
     return out

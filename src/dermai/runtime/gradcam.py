@@ -68,9 +68,8 @@ def gradient_model(model: keras.Model, conv_layer: str = CONV_LAYER) -> keras.Mo
     for layer in model.layers[1:pos]:
         x = layer(x)
     conv, x = split(x)
-    for layer in model.layers[pos + 1:]:
-        if getattr(layer, "layers", None) and any(s.name == "probabilities"
-                                                  for s in layer.layers):
+    for layer in model.layers[pos + 1 :]:
+        if getattr(layer, "layers", None) and any(s.name == "probabilities" for s in layer.layers):
             for s in layer.layers[1:]:
                 if s.name == "probabilities":
                     break

@@ -33,25 +33,47 @@ def guard_inputs(model: Any, folder: str, split: str) -> dict[str, np.ndarray]:
         ys.append(y.numpy())
     if not ys:
         raise DermaiError(f"TFRecords split {split!r} in {folder} is empty")
-    return {"features": np.concatenate(feats), "logits": np.concatenate(logits),
-            "y": np.concatenate(ys).astype(np.int64)}
+    return {
+        "features": np.concatenate(feats),
+        "logits": np.concatenate(logits),
+        "y": np.concatenate(ys).astype(np.int64),
+    }
 
 
-def fit_guard(model: Any, folder: str, cfg: params_mod.EvaluateParams,
-              temperature: float) -> dict[str, Any]:
+def fit_guard(
+    model: Any, folder: str, cfg: params_mod.EvaluateParams, temperature: float
+) -> dict[str, Any]:
     """The OOD guard (`core.ood`): fitted on TRAIN features, threshold keeping `ood_keep` of
     VAL; its acceptance of TEST is recorded with it."""
     d = {s: guard_inputs(model, folder, s) for s in ("train", "val", "test")}
-    g = ood.fit(cfg.ood_method, train_logits=d["train"]["logits"],
-                train_features=d["train"]["features"], train_labels=d["train"]["y"],
-                val_logits=d["val"]["logits"], val_features=d["val"]["features"],
-                keep=cfg.ood_keep, temperature=temperature, n_components=cfg.ood_components,
-                space=cfg.ood_space)
-    acc = {s: round(float(g.accept(d[s]["logits"], d[s]["features"]).mean()), 6)
-           for s in ("val", "test")}
-    g.measured = {"accepted_val": acc["val"], "accepted_test": acc["test"],
-                  "fitted_on": "train (means, covariance); threshold on val",
-                  "n_train": len(d["train"]["y"])}
-    log.info("OOD guard %s (%s): threshold %.4f keeps %.1f%% of val, %.1f%% of test",
-             g.method, g.space, g.threshold, 100 * acc["val"], 100 * acc["test"])
+    g = ood.fit(
+        cfg.ood_method,
+        train_logits=d["train"]["logits"],
+        train_features=d["train"]["features"],
+        train_labels=d["train"]["y"],
+        val_logits=d["val"]["logits"],
+        val_features=d["val"]["features"],
+        keep=cfg.ood_keep,
+        temperature=temperature,
+        n_components=cfg.ood_components,
+        space=cfg.ood_space,
+    )
+    acc = {
+        s: round(float(g.accept(d[s]["logits"], d[s]["features"]).mean()), 6)
+        for s in ("val", "test")
+    }
+    g.measured = {
+        "accepted_val": acc["val"],
+        "accepted_test": acc["test"],
+        "fitted_on": "train (means, covariance); threshold on val",
+        "n_train": len(d["train"]["y"]),
+    }
+    log.info(
+        "OOD guard %s (%s): threshold %.4f keeps %.1f%% of val, %.1f%% of test",
+        g.method,
+        g.space,
+        g.threshold,
+        100 * acc["val"],
+        100 * acc["test"],
+    )
     return g.to_dict()

@@ -105,16 +105,16 @@ class Predictor:
         return self.predict_arrays(np.stack([self.prepare(im) for im in images]))
 
 
-def _keras_fn(path: Path, train_params: str | Path | None = None
-              ) -> tuple[LogitsFn, list[str], int, int]:
+def _keras_fn(
+    path: Path, train_params: str | Path | None = None
+) -> tuple[LogitsFn, list[str], int, int]:
     model, meta = loader.load_keras(path, train_params)
     h, w, _ = meta["input_shape"]
     lm = logits_model(model)
     return (lambda x: lm.predict(x, batch_size=64, verbose=0)), meta["classes"], h, w
 
 
-def _tflite_fn(path: Path, num_threads: int | None = None
-               ) -> tuple[LogitsFn, list[str], int, int]:
+def _tflite_fn(path: Path, num_threads: int | None = None) -> tuple[LogitsFn, list[str], int, int]:
     from dermai.runtime.tflite import load_tflite
 
     return load_tflite(path, num_threads=num_threads)
@@ -128,9 +128,13 @@ def tflite_temperature(path: Path) -> float | None:
     return None if t is None else float(t)
 
 
-def load(path: str | Path, *, num_threads: int | None = None,
-         train_params: str | Path | None = None, calibration: str | Path | None = None
-         ) -> Predictor:
+def load(
+    path: str | Path,
+    *,
+    num_threads: int | None = None,
+    train_params: str | Path | None = None,
+    calibration: str | Path | None = None,
+) -> Predictor:
     """A Predictor for a `.keras` or `.tflite` model file.
 
     A .tflite's own embedded temperature wins over a calibration file (the .tflite is meant to
@@ -163,8 +167,9 @@ def embedded_guard(model_path: str | Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def load_guard(model_path: str | Path, keras_model: keras.Model | None = None
-               ) -> tuple[Guard | None, LogitsFn | None]:
+def load_guard(
+    model_path: str | Path, keras_model: keras.Model | None = None
+) -> tuple[Guard | None, LogitsFn | None]:
     """(guard, features_fn) for a model; (None, None) without a guard.
 
     An exported .tflite's embedded guard wins (the file travels alone, and the browser reads the
@@ -192,8 +197,10 @@ def load_guard(model_path: str | Path, keras_model: keras.Model | None = None
     if keras_model is None:
         beside = Path(model_path).with_name("model.keras")
         if not beside.is_file():
-            raise DermaiError(f"the OOD guard in {where} scores the model's features: it needs "
-                              "models/model.keras beside the model (or --keras)")
+            raise DermaiError(
+                f"the OOD guard in {where} scores the model's features: it needs "
+                "models/model.keras beside the model (or --keras)"
+            )
         import keras
 
         keras_model = keras.saving.load_model(beside, compile=False)
@@ -210,8 +217,10 @@ def training_image_kind(model_path: str | Path) -> str:
     doc = embedded_guard(model_path)
     if doc is not None and doc.get("image_kind"):
         return str(doc["image_kind"])
-    for name, get in (("model_card.json", lambda d: d["data"]["image_kind"]),
-                      (loader.TRAIN_PARAMS_FILE, lambda d: dataset_of(d["params"])["image_kind"])):
+    for name, get in (
+        ("model_card.json", lambda d: d["data"]["image_kind"]),
+        (loader.TRAIN_PARAMS_FILE, lambda d: dataset_of(d["params"])["image_kind"]),
+    ):
         f = Path(model_path).with_name(name)
         try:
             return str(get(json.loads(f.read_text("utf-8"))))
@@ -222,5 +231,7 @@ def training_image_kind(model_path: str | Path) -> str:
 
 def ood_message(kind: str) -> str:
     """What every runtime says when the guard trips (the page and `dermai predict`)."""
-    return (f"This does not look like the images this model was trained on ({kind}), so it "
-            "gives no answer.")
+    return (
+        f"This does not look like the images this model was trained on ({kind}), so it "
+        "gives no answer."
+    )

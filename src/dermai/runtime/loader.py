@@ -35,13 +35,13 @@ def calibration_path(model: str | Path, calibration: str | Path | None = None) -
     return Path(calibration) if calibration else Path(model).with_name(CALIBRATION_FILE)
 
 
-def read_train_params(model: str | Path, train_params: str | Path | None = None
-                      ) -> dict[str, Any]:
+def read_train_params(model: str | Path, train_params: str | Path | None = None) -> dict[str, Any]:
     """The model's train_params.json (it names the classes and the input shape)."""
     f = train_params_path(model, train_params)
     if not f.is_file():
-        raise DermaiError(f"{f} not found (it names the model's classes; written by "
-                          "`dermai train`)")
+        raise DermaiError(
+            f"{f} not found (it names the model's classes; written by `dermai train`)"
+        )
     try:
         meta = json.loads(f.read_text())
     except json.JSONDecodeError as exc:
@@ -51,8 +51,9 @@ def read_train_params(model: str | Path, train_params: str | Path | None = None
     return meta
 
 
-def read_temperature(model: str | Path, calibration: str | Path | None = None, *,
-                     required: bool = False) -> float:
+def read_temperature(
+    model: str | Path, calibration: str | Path | None = None, *, required: bool = False
+) -> float:
     """The fitted temperature, or 1.0 (uncalibrated) when there is no calibration file and
     none was `required`."""
     f = calibration_path(model, calibration)
@@ -71,8 +72,9 @@ def read_temperature(model: str | Path, calibration: str | Path | None = None, *
     return t
 
 
-def load_keras(model: str | Path, train_params: str | Path | None = None
-               ) -> tuple[keras.Model, dict[str, Any]]:
+def load_keras(
+    model: str | Path, train_params: str | Path | None = None
+) -> tuple[keras.Model, dict[str, Any]]:
     """(Keras model, its train_params) with one-line errors for missing files."""
     path = Path(model)
     if not path.is_file():

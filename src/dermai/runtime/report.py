@@ -44,8 +44,12 @@ class EvalSettings:
 def settings_from(prm: Params) -> EvalSettings:
     """The `evaluate` section (and base seed) as report settings."""
     ev = prm.evaluate
-    return EvalSettings(n_bootstrap=ev.bootstrap, ece_bins=ev.ece_bins, seed=prm.base.seed,
-                        errors_per_class=ev.errors_per_class)
+    return EvalSettings(
+        n_bootstrap=ev.bootstrap,
+        ece_bins=ev.ece_bins,
+        seed=prm.base.seed,
+        errors_per_class=ev.errors_per_class,
+    )
 
 
 def live_session(folder: str | Path) -> Live:
@@ -69,8 +73,14 @@ def _scalar(live: Live, name: str, value: float | None) -> None:
         live.log_metric(name, value, plot=False)
 
 
-def log_report(live: Live, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
-               logits: np.ndarray, classes: Sequence[str]) -> None:
+def log_report(
+    live: Live,
+    prefix: str,
+    rep: Mapping[str, Any],
+    y: np.ndarray,
+    logits: np.ndarray,
+    classes: Sequence[str],
+) -> None:
     """Scalars via log_metric, structured metrics nested in the summary, and the plots:
     confusion matrix, one-vs-rest ROC and PR per class, reliability before/after T."""
     for k in HEADLINE:
@@ -80,8 +90,9 @@ def log_report(live: Live, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
     for k in ("temperature", "ece_before", "ece_after", "nll_before", "nll_after"):
         _scalar(live, f"{prefix}/calibration/{k}", cal[k])
     live.summary.setdefault(prefix, {})
-    live.summary[prefix]["ci"] = {k: {"low": v["low"], "high": v["high"]}
-                                  for k, v in rep["ci"].items()}
+    live.summary[prefix]["ci"] = {
+        k: {"low": v["low"], "high": v["high"]} for k, v in rep["ci"].items()
+    }
     live.summary[prefix]["per_class"] = rep["per_class"]
     live.summary[prefix]["subgroups"] = rep["subgroups"]
 
@@ -90,8 +101,12 @@ def log_report(live: Live, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
     # Long-format plot data, one file per chart with the class in a field, drawn by the
     # templates in .dvc/plots/ (dvc.yaml `plots:`); x/y only label the data for dvclive.
     for kind, rows, x, y_field in (
-        ("confusion", P.confusion_rows(rep["confusion_matrix"]["matrix"], classes),
-         "actual", "predicted"),
+        (
+            "confusion",
+            P.confusion_rows(rep["confusion_matrix"]["matrix"], classes),
+            "actual",
+            "predicted",
+        ),
         ("roc", P.roc_rows(y, proba, classes), "fpr", "tpr"),
         ("precision_recall", P.pr_rows(y, proba, classes), "recall", "precision"),
         ("reliability", P.reliability_rows(cal), "confidence", "accuracy"),
@@ -99,8 +114,9 @@ def log_report(live: Live, prefix: str, rep: Mapping[str, Any], y: np.ndarray,
         live.log_plot(f"{prefix}/{kind}", rows, x=x, y=y_field, template=None)
 
 
-def write_predictions(path: Path, ids: Sequence[str], y: np.ndarray, proba: np.ndarray,
-                      classes: Sequence[str]) -> None:
+def write_predictions(
+    path: Path, ids: Sequence[str], y: np.ndarray, proba: np.ndarray, classes: Sequence[str]
+) -> None:
     """Per image: id, true label, top-1, confidence and the calibrated probability per class
     (`p_<class>`, what `dermai compare` reads). Fixed "%.6f" text, so equal probabilities give
     equal bytes and no value turns into 1e-06 notation."""
@@ -111,9 +127,14 @@ def write_predictions(path: Path, ids: Sequence[str], y: np.ndarray, proba: np.n
     def fixed(v: np.ndarray) -> list[str]:
         return [f"{x:.6f}" for x in np.asarray(v, dtype=np.float64)]
 
-    df = pd.DataFrame({"image_id": list(ids), "label": [classes[i] for i in y],
-                       "predicted": [classes[i] for i in pred],
-                       "confidence": fixed(proba.max(axis=1))})
+    df = pd.DataFrame(
+        {
+            "image_id": list(ids),
+            "label": [classes[i] for i in y],
+            "predicted": [classes[i] for i in pred],
+            "confidence": fixed(proba.max(axis=1)),
+        }
+    )
     for c, cls in enumerate(classes):
         df[f"p_{cls}"] = fixed(proba[:, c])
     write_csv(path, df)
@@ -123,10 +144,18 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
 
 
-def error_gallery(out_dir: Path, *, title: str, classes: Sequence[str], y: np.ndarray,
-                  proba: np.ndarray, ids: Sequence[str],
-                  image_of: Callable[[int], np.ndarray], cam: GradCam | None,
-                  per_class_k: int) -> Path:
+def error_gallery(
+    out_dir: Path,
+    *,
+    title: str,
+    classes: Sequence[str],
+    y: np.ndarray,
+    proba: np.ndarray,
+    ids: Sequence[str],
+    image_of: Callable[[int], np.ndarray],
+    cam: GradCam | None,
+    per_class_k: int,
+) -> Path:
     """Per true class, the most confident mistakes as PNG tiles (image | Grad-CAM of the
     predicted class) on one HTML page. Returns the page's path."""
     from dermai.runtime.gradcam import overlay
@@ -141,9 +170,10 @@ def error_gallery(out_dir: Path, *, title: str, classes: Sequence[str], y: np.nd
     heats: dict[int, np.ndarray] = {}
     if cam is not None and chosen:
         for start in range(0, len(chosen), 16):
-            part = chosen[start:start + 16]
-            maps = cam.heatmaps(np.stack([images[i] for i in part]).astype(np.float32),
-                                [int(pred[i]) for i in part])
+            part = chosen[start : start + 16]
+            maps = cam.heatmaps(
+                np.stack([images[i] for i in part]).astype(np.float32), [int(pred[i]) for i in part]
+            )
             heats.update(zip(part, maps, strict=True))
     sections = []
     for c, cls in enumerate(classes):
@@ -151,8 +181,11 @@ def error_gallery(out_dir: Path, *, title: str, classes: Sequence[str], y: np.nd
         for rank, i in enumerate(sel[c]):
             img = Image.fromarray(images[i])
             tiles = [img] + ([overlay(img, heats[i])] if i in heats else [])
-            tile = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1),
-                                     img.height), (255, 255, 255))
+            tile = Image.new(
+                "RGB",
+                (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), img.height),
+                (255, 255, 255),
+            )
             x = 0
             for t in tiles:
                 tile.paste(t, (x, 0))
@@ -160,17 +193,26 @@ def error_gallery(out_dir: Path, *, title: str, classes: Sequence[str], y: np.nd
             fname = f"{_safe(cls)}_{rank:02d}_{_safe(str(ids[i]))}.png"
             with atomic_path(out_dir / fname) as tmp:
                 tile.save(tmp, format="PNG", optimize=False)
-            cap = (f"{html.escape(str(ids[i]))}<br>true <b>{html.escape(cls)}</b> "
-                   f"(p={proba[i, c]:.3f}), predicted <b>{html.escape(classes[pred[i]])}</b> "
-                   f"(p={proba[i, pred[i]]:.3f})")
-            figures.append(f'<figure><img src="{html.escape(fname)}" alt="{html.escape(fname)}">'
-                           f"<figcaption>{cap}</figcaption></figure>")
+            cap = (
+                f"{html.escape(str(ids[i]))}<br>true <b>{html.escape(cls)}</b> "
+                f"(p={proba[i, c]:.3f}), predicted <b>{html.escape(classes[pred[i]])}</b> "
+                f"(p={proba[i, pred[i]]:.3f})"
+            )
+            figures.append(
+                f'<figure><img src="{html.escape(fname)}" alt="{html.escape(fname)}">'
+                f"<figcaption>{cap}</figcaption></figure>"
+            )
         n_wrong = int(((y == c) & (pred != c)).sum())
         body = "\n".join(figures) if figures else "<p>No mistakes.</p>"
-        sections.append(f"<h2>{html.escape(cls)}: {n_wrong} of {int((y == c).sum())} "
-                        f"misclassified</h2>\n<div class=\"grid\">\n{body}\n</div>")
-    cam_note = ("Right tile: Grad-CAM of the predicted class (where the model looked, not why)."
-                if cam is not None else "Grad-CAM is not available for this model format.")
+        sections.append(
+            f"<h2>{html.escape(cls)}: {n_wrong} of {int((y == c).sum())} "
+            f'misclassified</h2>\n<div class="grid">\n{body}\n</div>'
+        )
+    cam_note = (
+        "Right tile: Grad-CAM of the predicted class (where the model looked, not why)."
+        if cam is not None
+        else "Grad-CAM is not available for this model format."
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} .grid{{display:flex;flex-wrap:wrap;gap:12px}}
@@ -189,32 +231,69 @@ figure{{margin:0;font-size:12px;max-width:420px}} .disclaimer{{background:#fee;p
     return index
 
 
-def publish(name: str, *, y: np.ndarray, logits: np.ndarray, classes: Sequence[str],
-            temperature: float, ids: Sequence[str], groups: Mapping[str, Sequence[str]],
-            live: Live, out_dir: Path, settings: EvalSettings,
-            image_of: Callable[[int], np.ndarray] | None = None, cam: GradCam | None = None,
-            errors_dir: Path | None = None) -> dict[str, Any]:
+def publish(
+    name: str,
+    *,
+    y: np.ndarray,
+    logits: np.ndarray,
+    classes: Sequence[str],
+    temperature: float,
+    ids: Sequence[str],
+    groups: Mapping[str, Sequence[str]],
+    live: Live,
+    out_dir: Path,
+    settings: EvalSettings,
+    image_of: Callable[[int], np.ndarray] | None = None,
+    cam: GradCam | None = None,
+    errors_dir: Path | None = None,
+) -> dict[str, Any]:
     """Compute, log and write everything for one labelled set; returns the report dict."""
     y = np.asarray(y, dtype=np.int64)
     logits = np.asarray(logits, dtype=np.float64)
-    rep = report(y, logits, classes, temperature=temperature, groups=groups,
-                 n_bootstrap=settings.n_bootstrap, seed=settings.seed, bins=settings.ece_bins)
+    rep = report(
+        y,
+        logits,
+        classes,
+        temperature=temperature,
+        groups=groups,
+        n_bootstrap=settings.n_bootstrap,
+        seed=settings.seed,
+        bins=settings.ece_bins,
+    )
     log_report(live, name, rep, y, logits, classes)
     proba = C.probabilities(logits, temperature)
     write_predictions(out_dir / f"predictions_{name}.csv", ids, y, proba, classes)
     write_json(out_dir / f"report_{name}.json", rep)
     if image_of is not None and errors_dir is not None and settings.errors_per_class > 0:
-        page = error_gallery(errors_dir, title=f"DermAI most confident mistakes ({name})",
-                             classes=classes, y=y, proba=proba, ids=ids, image_of=image_of,
-                             cam=cam, per_class_k=settings.errors_per_class)
+        page = error_gallery(
+            errors_dir,
+            title=f"DermAI most confident mistakes ({name})",
+            classes=classes,
+            y=y,
+            proba=proba,
+            ids=ids,
+            image_of=image_of,
+            cam=cam,
+            per_class_k=settings.errors_per_class,
+        )
         log.info("error gallery: %s", page)
+
     def f(v: float | None) -> float:
         return float("nan") if v is None else float(v)
 
-    log.info("%s: n=%d acc %.4f [%.4f, %.4f] bal acc %.4f macro F1 %.4f macro AUC %.4f; "
-             "ECE %.4f -> %.4f (T=%.3f)", name, rep["n"], f(rep["accuracy"]),
-             f(rep["ci"]["accuracy"]["low"]), f(rep["ci"]["accuracy"]["high"]),
-             f(rep["balanced_accuracy"]), f(rep["macro_f1"]), f(rep["macro_auc"]),
-             f(rep["calibration"]["ece_before"]), f(rep["calibration"]["ece_after"]),
-             temperature)
+    log.info(
+        "%s: n=%d acc %.4f [%.4f, %.4f] bal acc %.4f macro F1 %.4f macro AUC %.4f; "
+        "ECE %.4f -> %.4f (T=%.3f)",
+        name,
+        rep["n"],
+        f(rep["accuracy"]),
+        f(rep["ci"]["accuracy"]["low"]),
+        f(rep["ci"]["accuracy"]["high"]),
+        f(rep["balanced_accuracy"]),
+        f(rep["macro_f1"]),
+        f(rep["macro_auc"]),
+        f(rep["calibration"]["ece_before"]),
+        f(rep["calibration"]["ece_after"]),
+        temperature,
+    )
     return rep

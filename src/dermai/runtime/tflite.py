@@ -33,9 +33,16 @@ MAX_BATCH = 64  # larger batches are run in chunks (bounded memory)
 # --------------------------------------------------------------------------- metadata
 
 
-def make_metadata(classes: list[str], height: int, width: int, *, temperature: float,
-                  quantization: str, ood: dict[str, Any] | None = None,
-                  training_data: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_metadata(
+    classes: list[str],
+    height: int,
+    width: int,
+    *,
+    temperature: float,
+    quantization: str,
+    ood: dict[str, Any] | None = None,
+    training_data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The document embedded in every exported model (no timestamps: equal inputs, equal bytes).
 
     `ood` is the out-of-distribution guard (`core.ood.Guard.to_dict()` plus `image_kind` and
@@ -47,11 +54,15 @@ def make_metadata(classes: list[str], height: int, width: int, *, temperature: f
         "format": METADATA_FORMAT,
         "classes": list(classes),
         "input": {
-            "height": int(height), "width": int(width), "channels": 3, "color": "RGB",
-            "range": [0, 255], "dtype": "float32 (quantized models: see the input tensor)",
+            "height": int(height),
+            "width": int(width),
+            "channels": 3,
+            "color": "RGB",
+            "range": [0, 255],
+            "dtype": "float32 (quantized models: see the input tensor)",
             "normalization": "none outside the model: it applies (x - 127) / 128 itself",
             "resize": "scale to cover height x width keeping aspect ratio (bicubic), then "
-                      "centre-crop (dermai.core.preprocess.fit)",
+            "centre-crop (dermai.core.preprocess.fit)",
             "orientation": "apply EXIF orientation before resizing; ignore other EXIF",
         },
         "output": "logits",
@@ -102,7 +113,7 @@ def _metadata_bytes(data: bytes | bytearray | memoryview, name: str) -> bytes | 
             continue
         buf = model.Buffers(entry.Buffer())
         if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
-            return bytes(data[buf.Offset(): buf.Offset() + buf.Size()])
+            return bytes(data[buf.Offset() : buf.Offset() + buf.Size()])
         arr = buf.DataAsNumpy()
         return arr.tobytes() if isinstance(arr, np.ndarray) else b""
     return None
@@ -112,8 +123,10 @@ def read_metadata(source: str | Path | bytes, name: str = METADATA_NAME) -> dict
     """The embedded `dermai` document of a .tflite file (or its bytes); {} when absent."""
     data = source if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
     if len(data) < 8 or bytes(data[4:8]) != b"TFL3":
-        raise DermaiError(f"{source if not isinstance(source, bytes) else 'data'} is not a "
-                          "LiteRT/TFLite flatbuffer")
+        raise DermaiError(
+            f"{source if not isinstance(source, bytes) else 'data'} is not a "
+            "LiteRT/TFLite flatbuffer"
+        )
     raw = _metadata_bytes(data, name)
     if raw is None:
         return {}
@@ -126,8 +139,7 @@ def read_metadata(source: str | Path | bytes, name: str = METADATA_NAME) -> dict
 # --------------------------------------------------------------------------- quantization
 
 
-def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: type[np.integer]
-             ) -> np.ndarray:
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: type[np.integer]) -> np.ndarray:
     """float -> integer tensor values: round(x / scale + zero_point), clipped to the dtype."""
     if scale <= 0:
         raise DermaiError(f"quantized tensor has no usable scale ({scale})")
@@ -137,8 +149,9 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: type[np.intege
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    return ((np.asarray(q, dtype=np.float32) - np.float32(zero_point))
-            * np.float32(scale)).astype(np.float32)
+    return ((np.asarray(q, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(
+        np.float32
+    )
 
 
 # --------------------------------------------------------------------------- runner
@@ -176,11 +189,15 @@ class TfliteModel:
         self._in, self._out = inp[0], out[0]
         shape = [int(d) for d in self._in["shape"]]
         if shape[1:] != [self.height, self.width, 3]:
-            raise DermaiError(f"{self.path.name}: input tensor {shape} does not match its "
-                              f"metadata ({self.height}x{self.width}x3)")
+            raise DermaiError(
+                f"{self.path.name}: input tensor {shape} does not match its "
+                f"metadata ({self.height}x{self.width}x3)"
+            )
         if int(self._out["shape"][-1]) != len(self.classes):
-            raise DermaiError(f"{self.path.name}: {self._out['shape'][-1]} outputs but "
-                              f"{len(self.classes)} classes in its metadata")
+            raise DermaiError(
+                f"{self.path.name}: {self._out['shape'][-1]} outputs but "
+                f"{len(self.classes)} classes in its metadata"
+            )
         self._dynamic = int(self._in["shape_signature"][0]) == -1
         self._batch = shape[0]
         self._lock = threading.Lock()
@@ -220,31 +237,33 @@ class TfliteModel:
         """x: N x H x W x 3 float raw RGB in [0, 255] -> N x classes float32 logits."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (self.height, self.width, 3):
-            raise DermaiError(f"expected N x {self.height} x {self.width} x 3 images, "
-                              f"got {x.shape}")
+            raise DermaiError(
+                f"expected N x {self.height} x {self.width} x 3 images, got {x.shape}"
+            )
         outs = []
         with self._lock:
             if self._dynamic:
                 for s in range(0, len(x), MAX_BATCH):
-                    chunk = x[s:s + MAX_BATCH]
+                    chunk = x[s : s + MAX_BATCH]
                     self._set_batch(len(chunk))
                     outs.append(self._run(chunk))
             else:  # fixed batch (e.g. 1): one image at a time
                 self._set_batch(self._batch)
-                outs = [self._run(x[i:i + self._batch]) for i in range(0, len(x), self._batch)]
-        return (np.concatenate(outs) if outs
-                else np.zeros((0, len(self.classes)), dtype=np.float32))
+                outs = [self._run(x[i : i + self._batch]) for i in range(0, len(x), self._batch)]
+        return np.concatenate(outs) if outs else np.zeros((0, len(self.classes)), dtype=np.float32)
 
 
-def load_tflite(path: str | Path, num_threads: int | None = None
-                ) -> tuple[TfliteModel, list[str], int, int]:
+def load_tflite(
+    path: str | Path, num_threads: int | None = None
+) -> tuple[TfliteModel, list[str], int, int]:
     """(fn: N x H x W x 3 raw RGB -> N x classes logits, classes, height, width)."""
     model = TfliteModel(path, num_threads)
     return model, model.classes, model.height, model.width
 
 
-def latency_ms(path: str | Path, x: np.ndarray, *, threads: int, runs: int = 50,
-               warmup: int = 5) -> float:
+def latency_ms(
+    path: str | Path, x: np.ndarray, *, threads: int, runs: int = 50, warmup: int = 5
+) -> float:
     """Median wall time (ms) of one single-image inference, after `warmup` untimed runs.
 
     Includes input quantization and output dequantization, i.e. what a caller pays.

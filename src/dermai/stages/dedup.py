@@ -41,11 +41,15 @@ def find_pairs(index: pd.DataFrame, radius: int, verify: int) -> pd.DataFrame:
     j = np.concatenate([ex[:, 1], near[keep, 1]])
     kind = ["exact"] * len(ex) + ["perceptual"] * int(keep.sum())
     a, b = np.minimum(ids[i], ids[j]), np.maximum(ids[i], ids[j])
-    df = pd.DataFrame({
-        "a": a.astype(str), "b": b.astype(str), "kind": kind,
-        "distance": np.bitwise_count(hashes[i] ^ hashes[j]).astype(np.int64),
-        "verify_distance": phash_distances(index["phash"].tolist(), i, j),
-    })
+    df = pd.DataFrame(
+        {
+            "a": a.astype(str),
+            "b": b.astype(str),
+            "kind": kind,
+            "distance": np.bitwise_count(hashes[i] ^ hashes[j]).astype(np.int64),
+            "verify_distance": phash_distances(index["phash"].tolist(), i, j),
+        }
+    )
     return df.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
 
 
@@ -56,19 +60,24 @@ def group_keys(index: pd.DataFrame) -> dict[str, list[str]]:
 
 def build_groups(index: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     pos = {iid: k for k, iid in enumerate(index["image_id"])}
-    edges = np.array([(pos[a], pos[b]) for a, b in zip(pairs["a"], pairs["b"], strict=True)],
-                     dtype=np.int64).reshape(-1, 2)
-    comp = leakage_components(len(index), edges, index["group_id"].tolist(),
-                              *group_keys(index).values())
+    edges = np.array(
+        [(pos[a], pos[b]) for a, b in zip(pairs["a"], pairs["b"], strict=True)], dtype=np.int64
+    ).reshape(-1, 2)
+    comp = leakage_components(
+        len(index), edges, index["group_id"].tolist(), *group_keys(index).values()
+    )
     width = max(6, len(str(int(comp.max()) if len(comp) else 0)))
-    return pd.DataFrame({
-        "image_id": index["image_id"],
-        "leakage_group": [f"LG{c:0{width}d}" for c in comp],
-    })
+    return pd.DataFrame(
+        {
+            "image_id": index["image_id"],
+            "leakage_group": [f"LG{c:0{width}d}" for c in comp],
+        }
+    )
 
 
-def summarise(index: pd.DataFrame, pairs: pd.DataFrame, groups: pd.DataFrame,
-              radius: int, verify: int) -> dict:
+def summarise(
+    index: pd.DataFrame, pairs: pd.DataFrame, groups: pd.DataFrame, radius: int, verify: int
+) -> dict:
     sizes = groups["leakage_group"].value_counts()
     largest = sizes.sort_index().sort_values(ascending=False, kind="stable")
     meta = index.loc[index["group_id"] != "", "group_id"]
@@ -81,12 +90,16 @@ def summarise(index: pd.DataFrame, pairs: pd.DataFrame, groups: pd.DataFrame,
         "multi_image_groups": int((sizes > 1).sum()),
         "images_in_multi_image_groups": int(sizes[sizes > 1].sum()),
         "largest_group": {"id": str(largest.index[0]), "size": int(largest.iloc[0])}
-        if len(largest) else None,
+        if len(largest)
+        else None,
         "metadata_groups": int(meta.nunique()),
         "metadata_groups_by_key": {
-            k: {"groups": len({x for x in v if x}),
-                "images_sharing": int(pd.Series([x for x in v if x]).duplicated(keep=False).sum())}
-            for k, v in sorted(group_keys(index).items())},
+            k: {
+                "groups": len({x for x in v if x}),
+                "images_sharing": int(pd.Series([x for x in v if x]).duplicated(keep=False).sum()),
+            }
+            for k, v in sorted(group_keys(index).items())
+        },
     }
 
 
@@ -101,6 +114,10 @@ def run(args: argparse.Namespace) -> None:
     write_csv(args.pairs, pairs)
     write_csv(args.groups, groups)
     write_json(args.summary, summary)
-    log.info("%d exact + %d perceptual pairs; %d leakage groups (largest %s)",
-             summary["pairs_by_kind"]["exact"], summary["pairs_by_kind"]["perceptual"],
-             summary["leakage_groups"], summary["largest_group"])
+    log.info(
+        "%d exact + %d perceptual pairs; %d leakage groups (largest %s)",
+        summary["pairs_by_kind"]["exact"],
+        summary["pairs_by_kind"]["perceptual"],
+        summary["leakage_groups"],
+        summary["largest_group"],
+    )

@@ -43,27 +43,41 @@ PROGRESS_EVERY_S = 10.0  # a progress line at most this often while predicting a
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (sections: base, evaluate)")
     p.add_argument("--model", required=True, help="trained .keras model")
-    p.add_argument("--train-params", default=None,
-                   help="the model's train_params.json (default: beside the model)")
+    p.add_argument(
+        "--train-params",
+        default=None,
+        help="the model's train_params.json (default: beside the model)",
+    )
     p.add_argument("--tfrecords", required=True, help="folder written by `dermai tfrecords`")
-    p.add_argument("--split-summary", required=True,
-                   help="split x condition x age group counts (data/reports/split_summary.csv)")
+    p.add_argument(
+        "--split-summary",
+        required=True,
+        help="split x condition x age group counts (data/reports/split_summary.csv)",
+    )
     p.add_argument("--leakage", required=True, help="leakage report (data/reports/leakage.json)")
-    p.add_argument("--index-summary", default=None,
-                   help="index summary (sources, rejects) for the model card")
-    p.add_argument("--calibration", default=None,
-                   help="where to save the temperature (default: calibration.json beside "
-                        "the model)")
-    p.add_argument("--out", required=True,
-                   help="report folder: report_{val,test}.json, predictions, errors/")
+    p.add_argument(
+        "--index-summary", default=None, help="index summary (sources, rejects) for the model card"
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="where to save the temperature (default: calibration.json beside the model)",
+    )
+    p.add_argument(
+        "--out", required=True, help="report folder: report_{val,test}.json, predictions, errors/"
+    )
     p.add_argument("--card", required=True, help="model card to write (Markdown)")
     p.add_argument("--live", required=True, help="dvclive output folder (metrics.json, plots/)")
-    p.add_argument("--ood", default=None,
-                   help="where to save the out-of-distribution guard (default: ood.json beside "
-                        "the model)")
-    p.add_argument("--card-json", default=None,
-                   help="machine-readable card for the demo (default: model_card.json beside "
-                        "the model)")
+    p.add_argument(
+        "--ood",
+        default=None,
+        help="where to save the out-of-distribution guard (default: ood.json beside the model)",
+    )
+    p.add_argument(
+        "--card-json",
+        default=None,
+        help="machine-readable card for the demo (default: model_card.json beside the model)",
+    )
 
 
 class SplitPredictions(TypedDict):
@@ -100,8 +114,9 @@ def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> Split
         done += len(y)
         if time.monotonic() - last_log >= PROGRESS_EVERY_S:
             last_log = time.monotonic()
-            log.info("predicting %s: %d/%s images, %.0f s", split, done, total or "?",
-                     last_log - started)
+            log.info(
+                "predicting %s: %d/%s images, %.0f s", split, done, total or "?", last_log - started
+            )
         arrays["y"].append(y.numpy())
         for k, col in (("age_group", "age_group"), ("source", "source"), ("id", "image_id")):
             out[k] += [v.decode("utf-8") for v in meta[col].numpy().tolist()]
@@ -113,11 +128,10 @@ def collect(logits_fn: Any, folder: str, split: str, keep_images: bool) -> Split
     return {
         "logits": np.concatenate(arrays["logits"]),
         "y": np.concatenate(arrays["y"]).astype(np.int64),
-        "groups": {"age_group": out["age_group"], "source": out["source"]}, "ids": out["id"],
+        "groups": {"age_group": out["age_group"], "source": out["source"]},
+        "ids": out["id"],
         "images": np.concatenate(arrays["images"]) if keep_images else None,
     }
-
-
 
 
 def read_split_rows(path: Path) -> list[dict[str, str]]:
@@ -149,13 +163,19 @@ def run(args: argparse.Namespace) -> None:
     data = {s: collect(lm, args.tfrecords, s, keep_images=s == "test") for s in SPLITS}
 
     t = C.fit_temperature(data["val"]["logits"], data["val"]["y"])
-    val_nll = (C.nll(data["val"]["logits"], data["val"]["y"], 1.0),
-               C.nll(data["val"]["logits"], data["val"]["y"], t))
+    val_nll = (
+        C.nll(data["val"]["logits"], data["val"]["y"], 1.0),
+        C.nll(data["val"]["logits"], data["val"]["y"], t),
+    )
     log.info("temperature %.4f fitted on val: NLL %.4f -> %.4f", t, *val_nll)
     if np.isclose(t, C.T_BOUNDS, rtol=1e-3).any():
-        log.warning("temperature %.4f is at its search bound %s: the validation set is "
-                    "(nearly) perfectly separated or tiny, so NLL keeps falling; treat the "
-                    "calibrated probabilities with suspicion", t, C.T_BOUNDS)
+        log.warning(
+            "temperature %.4f is at its search bound %s: the validation set is "
+            "(nearly) perfectly separated or tiny, so NLL keeps falling; treat the "
+            "calibrated probabilities with suspicion",
+            t,
+            C.T_BOUNDS,
+        )
 
     out = Path(args.out)
     live = live_session(args.live)
@@ -163,37 +183,66 @@ def run(args: argparse.Namespace) -> None:
     reports = {}
     for s in SPLITS:
         d = data[s]
-        log.info("%s: metrics with %d bootstrap resamples, subgroups, calibration%s", s,
-                 settings.n_bootstrap, ", Grad-CAM of the errors" if s == "test" else "")
+        log.info(
+            "%s: metrics with %d bootstrap resamples, subgroups, calibration%s",
+            s,
+            settings.n_bootstrap,
+            ", Grad-CAM of the errors" if s == "test" else "",
+        )
         reports[s] = publish(
-            s, y=d["y"], logits=d["logits"], classes=classes, temperature=t, ids=d["ids"],
-            groups=d["groups"], live=live, out_dir=out, settings=settings,
+            s,
+            y=d["y"],
+            logits=d["logits"],
+            classes=classes,
+            temperature=t,
+            ids=d["ids"],
+            groups=d["groups"],
+            live=live,
+            out_dir=out,
+            settings=settings,
             image_of=_row_getter(d["images"]),
-            cam=cam, errors_dir=out / "errors" if s == "test" else None)
+            cam=cam,
+            errors_dir=out / "errors" if s == "test" else None,
+        )
     live.summary["temperature"] = round(t, 6)
     live.end()
 
     test_cal = reports["test"]["calibration"]
-    cal = {"temperature": round(t, 6), "fitted_on": "val", "bins": settings.ece_bins,
-           "val_nll_before": round(val_nll[0], 6), "val_nll_after": round(val_nll[1], 6),
-           "test_ece_before": test_cal["ece_before"], "test_ece_after": test_cal["ece_after"],
-           "classes": classes, "model": model_path.name}
+    cal = {
+        "temperature": round(t, 6),
+        "fitted_on": "val",
+        "bins": settings.ece_bins,
+        "val_nll_before": round(val_nll[0], 6),
+        "val_nll_after": round(val_nll[1], 6),
+        "test_ece_before": test_cal["ece_before"],
+        "test_ece_after": test_cal["ece_after"],
+        "classes": classes,
+        "model": model_path.name,
+    }
     write_json(loader.calibration_path(model_path, args.calibration), cal)
 
     index_summary: dict[str, Any] = {}
     if args.index_summary:
         index_summary = json.loads(Path(args.index_summary).read_text())
     leakage = json.loads(Path(args.leakage).read_text())
-    card = render(disclaimer=DISCLAIMER, model=train_meta,
-                  split_rows=read_split_rows(Path(args.split_summary)),
-                  sources=index_summary.get("by_source", {}), leakage=leakage,
-                  reports=reports, calibration=cal, rejected=index_summary.get("rejected"))
+    card = render(
+        disclaimer=DISCLAIMER,
+        model=train_meta,
+        split_rows=read_split_rows(Path(args.split_summary)),
+        sources=index_summary.get("by_source", {}),
+        leakage=leakage,
+        reports=reports,
+        calibration=cal,
+        rejected=index_summary.get("rejected"),
+    )
     with atomic_open(args.card, "w", encoding="utf-8") as fh:
         fh.write(card)
     from dermai.core.modelcard import summary
 
-    write_json(Path(args.card_json) if args.card_json else model_path.with_name(
-        "model_card.json"), summary(train_meta, reports) | {"model": model_path.name})
+    write_json(
+        Path(args.card_json) if args.card_json else model_path.with_name("model_card.json"),
+        summary(train_meta, reports) | {"model": model_path.name},
+    )
     from dermai.runtime.guard import fit_guard
 
     guard = fit_guard(model, args.tfrecords, prm.evaluate, t)

@@ -31,20 +31,30 @@ GOALS = {"float32_agreement": 0.99, "int8_agreement": 0.97, "int8_size_ratio": 1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml",
-                   help="params file (sections: base, export)")
+    p.add_argument("--params", default="params.yaml", help="params file (sections: base, export)")
     p.add_argument("--model", required=True, help="trained .keras model")
-    p.add_argument("--train-params", default=None,
-                   help="the model's train_params.json (default: beside the model)")
-    p.add_argument("--calibration", default=None,
-                   help="calibration.json with the temperature (default: beside the model; "
-                        "none there: T = 1)")
-    p.add_argument("--ood", default=None,
-                   help="the out-of-distribution guard (ood.json, written by `dermai evaluate`) "
-                        "to embed in the models' metadata (default: beside the model; none "
-                        "there: no guard travels with the model)")
-    p.add_argument("--tfrecords", required=True,
-                   help="TFRecords folder: TRAIN gives the int8 representative set, TEST parity")
+    p.add_argument(
+        "--train-params",
+        default=None,
+        help="the model's train_params.json (default: beside the model)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="calibration.json with the temperature (default: beside the model; none there: T = 1)",
+    )
+    p.add_argument(
+        "--ood",
+        default=None,
+        help="the out-of-distribution guard (ood.json, written by `dermai evaluate`) "
+        "to embed in the models' metadata (default: beside the model; none "
+        "there: no guard travels with the model)",
+    )
+    p.add_argument(
+        "--tfrecords",
+        required=True,
+        help="TFRecords folder: TRAIN gives the int8 representative set, TEST parity",
+    )
     p.add_argument("--float-out", required=True, help="output float32 .tflite")
     p.add_argument("--int8-out", required=True, help="output full-integer int8 .tflite")
     p.add_argument("--metrics", required=True, help="output metrics JSON")
@@ -53,8 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- guard
 
 
-def read_guard(model_path: Path, ood_path: str | None, train_meta: dict[str, Any]
-               ) -> dict[str, Any] | None:
+def read_guard(
+    model_path: Path, ood_path: str | None, train_meta: dict[str, Any]
+) -> dict[str, Any] | None:
     """The guard document the .tflite files carry: `ood.json` as `evaluate` wrote it (method,
     its fitted state, threshold, temperature), plus the kind of training images and the exact
     refusal text, so a runtime needs nothing but the model file to apply the same rule."""
@@ -140,14 +151,25 @@ def run(args: argparse.Namespace) -> None:
     from dermai.core.modelcard import dataset_of
 
     guard = read_guard(model_path, args.ood, train_meta)
-    blobs = export_bytes(model, classes, temperature, rep, ood=guard,
-                         training_data=dataset_of(train_meta.get("params", {})))
+    blobs = export_bytes(
+        model,
+        classes,
+        temperature,
+        rep,
+        ood=guard,
+        training_data=dataset_of(train_meta.get("params", {})),
+    )
     paths = {"float32": Path(args.float_out), "int8": Path(args.int8_out)}
     for kind, blob in blobs.items():
         with atomic_open(paths[kind], "wb") as fh:
             fh.write(blob)
-        log.info("%s: %s (%d bytes, sha256 %s)", kind, paths[kind], len(blob),
-                 hashlib.sha256(blob).hexdigest()[:16])
+        log.info(
+            "%s: %s (%d bytes, sha256 %s)",
+            kind,
+            paths[kind],
+            len(blob),
+            hashlib.sha256(blob).hexdigest()[:16],
+        )
 
     x_test, y_test = tfdata.split_arrays(args.tfrecords, "test")
     from dermai.runtime.inference import logits_model
@@ -158,8 +180,10 @@ def run(args: argparse.Namespace) -> None:
         "test_images": len(y_test),
         "representative_images": len(rep),
         "temperature": temperature,
-        "keras": {"accuracy": M.accuracy(y_test, ref_pred),
-                  "balanced_accuracy": M.balanced_accuracy(y_test, ref_pred, len(classes))},
+        "keras": {
+            "accuracy": M.accuracy(y_test, ref_pred),
+            "balanced_accuracy": M.balanced_accuracy(y_test, ref_pred, len(classes)),
+        },
     }
     kinds: dict[str, KindReport] = {}
     for kind in KINDS:
@@ -168,14 +192,22 @@ def run(args: argparse.Namespace) -> None:
             **parity(ref, logits, y_test),
             "bytes": len(blobs[kind]),
             "latency_ms": {
-                f"threads_{t}": latency_ms(paths[kind], x_test[0], threads=t, runs=runs,
-                                           warmup=warmup) for t in threads},
+                f"threads_{t}": latency_ms(
+                    paths[kind], x_test[0], threads=t, runs=runs, warmup=warmup
+                )
+                for t in threads
+            },
         }
         report[kind] = kinds[kind] = entry
-        log.info("%s: agreement %.4f, balanced acc %.4f (Keras %.4f), %.2f MB, latency %s",
-                 kind, entry["agreement"], entry["balanced_accuracy"],
-                 report["keras"]["balanced_accuracy"], entry["bytes"] / 1e6,
-                 ", ".join(f"{k}={v:.2f} ms" for k, v in entry["latency_ms"].items()))
+        log.info(
+            "%s: agreement %.4f, balanced acc %.4f (Keras %.4f), %.2f MB, latency %s",
+            kind,
+            entry["agreement"],
+            entry["balanced_accuracy"],
+            report["keras"]["balanced_accuracy"],
+            entry["bytes"] / 1e6,
+            ", ".join(f"{k}={v:.2f} ms" for k, v in entry["latency_ms"].items()),
+        )
     f, q = kinds["float32"], kinds["int8"]
     size_ratio = q["bytes"] / f["bytes"]
     latency_ratio = {k: q["latency_ms"][k] / f["latency_ms"][k] for k in f["latency_ms"]}

@@ -24,15 +24,22 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml",
-                   help="params file (uses base.seed, model.backbone/weights/image_*, "
-                        "train.unfreeze_blocks/cache_variants/max_train_images/feature_cache)")
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file (uses base.seed, model.backbone/weights/image_*, "
+        "train.unfreeze_blocks/cache_variants/max_train_images/feature_cache)",
+    )
     p.add_argument("--tfrecords", required=True, help="folder written by `dermai tfrecords`")
-    p.add_argument("--pretrained", required=True,
-                   help="converted Lite0 ImageNet weights (.weights.h5)")
+    p.add_argument(
+        "--pretrained", required=True, help="converted Lite0 ImageNet weights (.weights.h5)"
+    )
     p.add_argument("--out", required=True, help="output folder (.npy arrays + meta.json)")
-    p.add_argument("--gate", default=None,
-                   help="file that `dermai validate` writes only when the data gates pass")
+    p.add_argument(
+        "--gate",
+        default=None,
+        help="file that `dermai validate` writes only when the data gates pass",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -64,20 +71,37 @@ def run(args: argparse.Namespace) -> None:
     t0 = time.time()
     backbone = build_backbone(mcfg.backbone, mcfg.weights, shape, args.pretrained)
     lower, _ = split_backbone(backbone, cfg.unfreeze_blocks)
-    info = F.describe(lower, backbone=mcfg.backbone, weights=mcfg.weights,
-                      input_shape=shape,
-                      unfreeze_blocks=cfg.unfreeze_blocks,
-                      cut_layer=cut_layer_name(backbone, cfg.unfreeze_blocks),
-                      variants=cfg.cache_variants, seed=prm.base.seed,
-                      max_train_images=cfg.max_train_images, classes=prm.base.classes)
+    info = F.describe(
+        lower,
+        backbone=mcfg.backbone,
+        weights=mcfg.weights,
+        input_shape=shape,
+        unfreeze_blocks=cfg.unfreeze_blocks,
+        cut_layer=cut_layer_name(backbone, cfg.unfreeze_blocks),
+        variants=cfg.cache_variants,
+        seed=prm.base.seed,
+        max_train_images=cfg.max_train_images,
+        classes=prm.base.classes,
+    )
     seed = prm.base.seed
     arrays = {
-        "train": F.compute(lower, args.tfrecords, "train", variants=cfg.cache_variants,
-                           seed=seed, limit=cfg.max_train_images),
+        "train": F.compute(
+            lower,
+            args.tfrecords,
+            "train",
+            variants=cfg.cache_variants,
+            seed=seed,
+            limit=cfg.max_train_images,
+        ),
         "val": F.compute(lower, args.tfrecords, "val", variants=1, seed=seed),
     }
     F.write(args.out, info, arrays)
-    log.info("feature cache: %d train rows (%d copies), %d val rows of %s at %s in %.0f s",
-             len(arrays["train"][1]), cfg.cache_variants, len(arrays["val"][1]),
-             info["activation_shape"], info["cut_layer"] or "the pooled output",
-             time.time() - t0)
+    log.info(
+        "feature cache: %d train rows (%d copies), %d val rows of %s at %s in %.0f s",
+        len(arrays["train"][1]),
+        cfg.cache_variants,
+        len(arrays["val"][1]),
+        info["activation_shape"],
+        info["cut_layer"] or "the pooled output",
+        time.time() - t0,
+    )

@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index-summary", required=True, help="data/reports/index_summary.json")
     p.add_argument("--leakage", required=True, help="data/reports/leakage.json")
-    p.add_argument("--gate", required=True,
-                   help="validate's passed.json (present only when every expectation held)")
+    p.add_argument(
+        "--gate",
+        required=True,
+        help="validate's passed.json (present only when every expectation held)",
+    )
     p.add_argument("--test-report", required=True, help="evaluate's report_test.json")
     p.add_argument("--export", required=True, help="export's metrics JSON (int8 agreement)")
     p.add_argument("--out", required=True, help="headline metrics JSON to write")
@@ -42,9 +45,13 @@ def _read(path: str) -> Any:
 
 def run(args: argparse.Namespace) -> None:
     try:
-        out = headline(test_report=_read(args.test_report), export=_read(args.export),
-                       leakage=_read(args.leakage), index_summary=_read(args.index_summary),
-                       gate_passed=Path(args.gate).is_file())
+        out = headline(
+            test_report=_read(args.test_report),
+            export=_read(args.export),
+            leakage=_read(args.leakage),
+            index_summary=_read(args.index_summary),
+            gate_passed=Path(args.gate).is_file(),
+        )
     except KeyError as exc:
         raise DermaiError(f"headline: an input lacks the field {exc}") from None
     write_json(args.out, out)

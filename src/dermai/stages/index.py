@@ -47,8 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--rejects", required=True)
     p.add_argument("--summary", required=True)
-    p.add_argument("--classes", default=None,
-                   help="write the resolved class list here (JSON); later stages read it")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="write the resolved class list here (JSON); later stages read it",
+    )
     p.add_argument("--workers", type=int, default=None, help="overrides index.workers")
 
 
@@ -77,8 +80,13 @@ def plan_folders(files: list[str], lab: Labelling) -> list[Task]:
             tasks.append(Task(path=rel, reject="hidden file, not an image"))
             continue
         if Path(name).suffix.lower() not in lab.exts:
-            tasks.append(Task(path=rel, reject=f"unsupported extension '{Path(name).suffix}' "
-                                               f"(allowed: {sorted(lab.exts)})"))
+            tasks.append(
+                Task(
+                    path=rel,
+                    reject=f"unsupported extension '{Path(name).suffix}' "
+                    f"(allowed: {sorted(lab.exts)})",
+                )
+            )
             continue
         if len(parts) != 4:
             tasks.append(Task(path=rel, reject=f"path does not match layout {LAYOUT_HINT}"))
@@ -102,14 +110,20 @@ def read_table(path: Path, sep: str = ",") -> pd.DataFrame:
         raise DermaiError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
 
 
-def plan_manifest(root: Path, files: list[str], cfg: params_mod.ManifestParams, lab: Labelling,
-                  edges: list[int]) -> tuple[list[Task], dict[str, int]]:
+def plan_manifest(
+    root: Path, files: list[str], cfg: params_mod.ManifestParams, lab: Labelling, edges: list[int]
+) -> tuple[list[Task], dict[str, int]]:
     manifest = root / cfg.file
     if not manifest.is_file():
         raise DermaiError(f"manifest not found: {manifest} (index.manifest.file)")
     df = read_table(manifest)
-    mapping = {"image_id": cfg.image_id, "condition": cfg.condition, "age": cfg.age,
-               "source": cfg.source, "group_id": cfg.group_id}
+    mapping = {
+        "image_id": cfg.image_id,
+        "condition": cfg.condition,
+        "age": cfg.age,
+        "source": cfg.source,
+        "group_id": cfg.group_id,
+    }
     missing = [f"{k}->{v}" for k, v in mapping.items() if v and v not in df.columns]
     if missing:
         raise DermaiError(
@@ -128,12 +142,18 @@ def plan_manifest(root: Path, files: list[str], cfg: params_mod.ManifestParams, 
             ) from exc
         group = row[cfg.group_id].strip() if cfg.group_id else ""
         label = row[cfg.condition].strip().lower()
-        rows.append(Task(
-            path=Path(rel).as_posix(), image_id=row[cfg.image_id].strip(), condition=label,
-            age_group=bin_age(row[cfg.age], edges) if cfg.age else "unknown",
-            source=row[cfg.source].strip() if cfg.source else "", group_id=group,
-            groups=f"{cfg.group_id}={group}" if group else "", raw_label=label,
-        ))
+        rows.append(
+            Task(
+                path=Path(rel).as_posix(),
+                image_id=row[cfg.image_id].strip(),
+                condition=label,
+                age_group=bin_age(row[cfg.age], edges) if cfg.age else "unknown",
+                source=row[cfg.source].strip() if cfg.source else "",
+                group_id=group,
+                groups=f"{cfg.group_id}={group}" if group else "",
+                raw_label=label,
+            )
+        )
     rep = L.repeats(rows)
     first = {t.image_id: pos for pos, t in reversed(list(enumerate(rows)))}
     tasks, listed = [], set()
@@ -159,16 +179,28 @@ def plan_manifest(root: Path, files: list[str], cfg: params_mod.ManifestParams, 
     return tasks, rep.repeats
 
 
-def plan_preset(root: Path, files: list[str], preset: L.Preset, group_keys: list[str],
-                lab: Labelling, edges: list[int]) -> tuple[list[Task], dict[str, int]]:
+def plan_preset(
+    root: Path,
+    files: list[str],
+    preset: L.Preset,
+    group_keys: list[str],
+    lab: Labelling,
+    edges: list[int],
+) -> tuple[list[Task], dict[str, int]]:
     table = L.find_table(preset.tables, files)
     if table is None:
-        raise DermaiError(f"layout {preset.name}: none of {', '.join(preset.tables)} found "
-                          f"under {root}")
+        raise DermaiError(
+            f"layout {preset.name}: none of {', '.join(preset.tables)} found under {root}"
+        )
     extra = L.find_table(preset.extra_tables, files) if preset.extra_tables else None
     try:
-        rows = L.records(preset, read_table(root / table, L.separator(preset, table)),
-                         read_table(root / extra) if extra else None, group_keys, edges)
+        rows = L.records(
+            preset,
+            read_table(root / table, L.separator(preset, table)),
+            read_table(root / extra) if extra else None,
+            group_keys,
+            edges,
+        )
     except L.LayoutError as exc:
         raise DermaiError(f"{exc} ({table})") from exc
     rep = L.repeats([t for t in rows if t.image_id])
@@ -205,18 +237,33 @@ def _process(task: Task) -> tuple[Task, ImageInfo | None]:
 
 
 def build_index(
-    root: Path, tasks: list[Task], out: Path, rejects: Path, max_pixels: int, workers: int,
+    root: Path,
+    tasks: list[Task],
+    out: Path,
+    rejects: Path,
+    max_pixels: int,
+    workers: int,
     chunksize: int,
 ) -> dict:
     """Decode all tasks in parallel, stream rows to `out` and rejects, return the summary."""
     counts: dict[str, collections.Counter] = {
-        k: collections.Counter() for k in ("condition", "age_group", "source", "reason",
-                                           "image_type", "class_map", "drop_image_type")
+        k: collections.Counter()
+        for k in (
+            "condition",
+            "age_group",
+            "source",
+            "reason",
+            "image_type",
+            "class_map",
+            "drop_image_type",
+        )
     }
     n_rows = n_rejects = 0
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
-    with atomic_open(out, "w", newline="", encoding="utf-8") as fi, \
-            atomic_open(rejects, "w", newline="", encoding="utf-8") as fr:
+    with (
+        atomic_open(out, "w", newline="", encoding="utf-8") as fi,
+        atomic_open(rejects, "w", newline="", encoding="utf-8") as fr,
+    ):
         wi = csv.writer(fi, lineterminator="\n")
         wr = csv.writer(fr, lineterminator="\n")
         wi.writerow(INDEX_COLUMNS)
@@ -230,8 +277,9 @@ def build_index(
             pool = ctx.Pool(workers, initializer=_init_worker, initargs=(str(root), max_pixels))
             results = pool.imap(_process, tasks, chunksize=chunksize)
         try:
-            for task, info in tqdm(results, total=len(tasks), desc="index", unit="img",
-                                   mininterval=1.0, disable=None):
+            for task, info in tqdm(
+                results, total=len(tasks), desc="index", unit="img", mininterval=1.0, disable=None
+            ):
                 if info is None:
                     wr.writerow([task.path, task.reject, task.image_id, task.condition])
                     if task.drop == "class_map":
@@ -244,10 +292,25 @@ def build_index(
                         counts["reason"][task.reject.split(":")[0].split(" (")[0]] += 1
                     n_rejects += 1
                     continue
-                wi.writerow([task.image_id, task.path, task.condition, task.age_group,
-                             task.source, task.group_id, info.sha1, info.dhash,
-                             info.phash, info.width, info.height, info.format,
-                             info.bytes, task.groups, task.image_type])
+                wi.writerow(
+                    [
+                        task.image_id,
+                        task.path,
+                        task.condition,
+                        task.age_group,
+                        task.source,
+                        task.group_id,
+                        info.sha1,
+                        info.dhash,
+                        info.phash,
+                        info.width,
+                        info.height,
+                        info.format,
+                        info.bytes,
+                        task.groups,
+                        task.image_type,
+                    ]
+                )
                 for key in ("condition", "age_group", "source", "image_type"):
                     counts[key][getattr(task, key)] += 1
                 n_rows += 1
@@ -278,15 +341,23 @@ def run(args: argparse.Namespace) -> None:
     layout = args.layout or cfg.layout
     if not root.is_dir():
         raise DermaiError(f"raw root is not a folder: {root} (index.raw_root or --raw)")
-    bad = sorted(set(cfg.class_map.values()) - {L.DROP} - set(prm.base.classes)) \
-        if prm.base.classes else []
+    bad = (
+        sorted(set(cfg.class_map.values()) - {L.DROP} - set(prm.base.classes))
+        if prm.base.classes
+        else []
+    )
     if bad:
-        raise DermaiError(f"index.class_map maps to {bad}, not in base.classes "
-                          f"{prm.base.classes} (leave base.classes empty to take them)")
-    lab = Labelling(classes=list(prm.base.classes), class_map=dict(cfg.class_map),
-                    image_types=[t.lower() for t in cfg.image_types],
-                    ages=set(all_age_groups(prm.base.age_edges)),
-                    exts={e.lower() for e in cfg.extensions})
+        raise DermaiError(
+            f"index.class_map maps to {bad}, not in base.classes "
+            f"{prm.base.classes} (leave base.classes empty to take them)"
+        )
+    lab = Labelling(
+        classes=list(prm.base.classes),
+        class_map=dict(cfg.class_map),
+        image_types=[t.lower() for t in cfg.image_types],
+        ages=set(all_age_groups(prm.base.age_edges)),
+        exts={e.lower() for e in cfg.extensions},
+    )
     files = walk_files(root)
     repeats: dict[str, int] = {}
     if layout == "folders":
@@ -294,19 +365,25 @@ def run(args: argparse.Namespace) -> None:
     elif layout == "manifest":
         tasks, repeats = plan_manifest(root, files, cfg.manifest, lab, prm.base.age_edges)
     else:
-        tasks, repeats = plan_preset(root, files, L.PRESETS[layout], list(cfg.group_keys), lab,
-                                     prm.base.age_edges)
+        tasks, repeats = plan_preset(
+            root, files, L.PRESETS[layout], list(cfg.group_keys), lab, prm.base.age_edges
+        )
     if not tasks:
         raise DermaiError(f"no files found under {root} (layout {layout})")
     if repeats:
-        log.warning("%d image id(s) listed more than once with the same label, collapsed: %s",
-                    len(repeats), ", ".join(sorted(repeats)[:10]))
+        log.warning(
+            "%d image id(s) listed more than once with the same label, collapsed: %s",
+            len(repeats),
+            ", ".join(sorted(repeats)[:10]),
+        )
     workers = args.workers if args.workers is not None else cfg.workers
     workers = workers or os.cpu_count() or 1
-    log.info("indexing %d files under %s (%s layout, %d workers)", len(tasks), root, layout,
-             workers)
-    summary = build_index(root, tasks, Path(args.out), Path(args.rejects), cfg.max_pixels,
-                          workers, cfg.chunksize)
+    log.info(
+        "indexing %d files under %s (%s layout, %d workers)", len(tasks), root, layout, workers
+    )
+    summary = build_index(
+        root, tasks, Path(args.out), Path(args.rejects), cfg.max_pixels, workers, cfg.chunksize
+    )
     summary["layout"] = layout
     summary["collapsed_repeats"] = len(repeats)
     classes = L.resolve_classes(prm.base.classes, summary["by_condition"])
@@ -316,5 +393,10 @@ def run(args: argparse.Namespace) -> None:
     if args.classes:
         write_json(args.classes, {"classes": classes})
     write_json(args.summary, summary)
-    log.info("indexed %d, rejected %d of %d files found; classes %s", summary["indexed"],
-             summary["rejected"], summary["files_found"], ", ".join(classes))
+    log.info(
+        "indexed %d, rejected %d of %d files found; classes %s",
+        summary["indexed"],
+        summary["rejected"],
+        summary["files_found"],
+        ", ".join(classes),
+    )

@@ -72,15 +72,17 @@ def leakage_counts(df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame) -> 
         "cross_split_perceptual_pairs": cross_pairs("perceptual"),
         "cross_split_metadata_groups": len(meta),
         "cross_split_groups_by_key": {
-            k: len(crossing_keys(assign.tolist(), v)) for k, v in sorted(keys.items())},
+            k: len(crossing_keys(assign.tolist(), v)) for k, v in sorted(keys.items())
+        },
         "cross_split_leakage_groups": len(leak),
         "images_in_cross_split_groups": int(df["leakage_group"].isin(leak).sum()),
         "sizes": {s: int((assign == s).sum()) for s in SPLITS},
     }
 
 
-def assign_splits(df: pd.DataFrame, fractions: dict[str, float], policy: str,
-                  seed: int, min_groups: int) -> tuple[pd.Series, list[str]]:
+def assign_splits(
+    df: pd.DataFrame, fractions: dict[str, float], policy: str, seed: int, min_groups: int
+) -> tuple[pd.Series, list[str]]:
     strata = (df["condition"] + "|" + df["age_group"]).tolist()
     groups = df["leakage_group"].tolist()
     if policy == "group":
@@ -102,11 +104,15 @@ def run(args: argparse.Namespace) -> None:
         raise DermaiError(f"{args.groups} does not cover the index exactly; rerun dedup")
     df = df.merge(groups, on="image_id", how="left", validate="one_to_one")
     try:
-        assign, moves = assign_splits(df, fractions, cfg.duplicate_policy, prm.base.seed,
-                                      prm.split.min_groups_for_presence)
-        naive = pd.Series(stratified_image_split(
-            (df["condition"] + "|" + df["age_group"]).tolist(), fractions, prm.base.seed),
-            index=df.index)
+        assign, moves = assign_splits(
+            df, fractions, cfg.duplicate_policy, prm.base.seed, prm.split.min_groups_for_presence
+        )
+        naive = pd.Series(
+            stratified_image_split(
+                (df["condition"] + "|" + df["age_group"]).tolist(), fractions, prm.base.seed
+            ),
+            index=df.index,
+        )
     except ValueError as exc:
         raise DermaiError(f"split: {exc}") from exc
 
@@ -116,13 +122,15 @@ def run(args: argparse.Namespace) -> None:
 
     summary = (
         df.assign(split=assign)
-        .groupby(["split", "condition", "age_group"], sort=True).size()
-        .rename("count").reset_index()
+        .groupby(["split", "condition", "age_group"], sort=True)
+        .size()
+        .rename("count")
+        .reset_index()
     )
     summary["split"] = pd.Categorical(summary["split"], SPLITS, ordered=True)
     write_csv(args.summary, summary.sort_values(["split", "condition", "age_group"]))
 
-    strata = (df["condition"] + "|" + df["age_group"])
+    strata = df["condition"] + "|" + df["age_group"]
     small = small_strata(strata.tolist())
     before = leakage_counts(df, naive, pairs)
     after = leakage_counts(df, assign, pairs)
@@ -135,18 +143,25 @@ def run(args: argparse.Namespace) -> None:
         "before": {"method": "naive per-image stratified split", **before},
         "after": {"method": f"policy={cfg.duplicate_policy}", **after},
         "presence_moves": moves,
-        "small_strata": {
-            s: {"images": c, "splits": placed[s]} for s, c in sorted(small.items())
-        },
+        "small_strata": {s: {"images": c, "splits": placed[s]} for s, c in sorted(small.items())},
     }
     write_json(args.leakage, report)
     for line in moves:
         log.info("moved so every condition is in every split: %s", line)
     for s in small:
-        log.info("stratum %s has %d image(s), fewer than %d splits: placed in %s",
-                 s, small[s], len(SPLITS), placed[s])
-    log.info("split sizes %s (targets %s); leakage before: %s groups, after: %s",
-             after["sizes"], report["targets"], before["cross_split_leakage_groups"],
-             after["cross_split_leakage_groups"])
+        log.info(
+            "stratum %s has %d image(s), fewer than %d splits: placed in %s",
+            s,
+            small[s],
+            len(SPLITS),
+            placed[s],
+        )
+    log.info(
+        "split sizes %s (targets %s); leakage before: %s groups, after: %s",
+        after["sizes"],
+        report["targets"],
+        before["cross_split_leakage_groups"],
+        after["cross_split_leakage_groups"],
+    )
     if after["cross_split_leakage_groups"]:  # pragma: no cover - guarded by construction
         raise DermaiError("split leaks: a leakage group crosses splits")

@@ -34,20 +34,28 @@ _CFG: dict = {}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml",
-                   help="params file (sections: base, index, tfrecords, model)")
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file (sections: base, index, tfrecords, model)",
+    )
     p.add_argument("--splits", required=True, help="folder with {train,val,test}.csv")
     p.add_argument("--raw", default=None, help="raw root; overrides index.raw_root")
-    p.add_argument("--classes", default=None,
-                   help="class list written by `dermai index` (default: base.classes)")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="class list written by `dermai index` (default: base.classes)",
+    )
     p.add_argument("--out", required=True, help="output folder (replaced whole)")
-    p.add_argument("--gate", default=None,
-                   help="file that `dermai validate` writes only when the data gates pass")
+    p.add_argument(
+        "--gate",
+        default=None,
+        help="file that `dermai validate` writes only when the data gates pass",
+    )
 
 
 def _init(raw: str, h: int, w: int, encoding: str, quality: int, max_pixels: int) -> None:
-    _CFG.update(raw=Path(raw), h=h, w=w, encoding=encoding, quality=quality,
-                max_pixels=max_pixels)
+    _CFG.update(raw=Path(raw), h=h, w=w, encoding=encoding, quality=quality, max_pixels=max_pixels)
 
 
 def encode_image(path: str) -> bytes:
@@ -84,22 +92,30 @@ def shard_names(split: str, n_rows: int, shard_size: int) -> list[str]:
     return [f"{split}-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
 
 
-def write_split(tf, pool, folder: Path, split: str, df: pd.DataFrame, classes: list[str],
-                shard_size: int) -> list[str]:
+def write_split(
+    tf, pool, folder: Path, split: str, df: pd.DataFrame, classes: list[str], shard_size: int
+) -> list[str]:
     """Encode the split's images in the worker pool and write them, in order, to shards."""
     names = shard_names(split, len(df), shard_size)
     rows = df.to_dict("records")
     images = pool.imap(encode_image, [r["path"] for r in rows], chunksize=32)
-    it = iter(tqdm(images, total=len(rows), desc=f"tfrecords {split}", unit="img",
-                   mininterval=1.0, disable=None))
+    it = iter(
+        tqdm(
+            images,
+            total=len(rows),
+            desc=f"tfrecords {split}",
+            unit="img",
+            mininterval=1.0,
+            disable=None,
+        )
+    )
     for k, name in enumerate(names):
         with tf.io.TFRecordWriter(str(folder / name)) as w:
-            for row in rows[k * shard_size:(k + 1) * shard_size]:
+            for row in rows[k * shard_size : (k + 1) * shard_size]:
                 try:
                     image = next(it)
                 except (ImageRejected, OSError) as exc:
-                    raise DermaiError(
-                        f"{row['path']}: {exc} (re-run `dermai index`)") from exc
+                    raise DermaiError(f"{row['path']}: {exc} (re-run `dermai index`)") from exc
                 w.write(_example(tf, image, row, classes.index(row["condition"])))
     return names
 
@@ -126,11 +142,25 @@ def run(args: argparse.Namespace) -> None:
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
     workers = prm.index.workers or os.cpu_count() or 1
     # The pool forks before TensorFlow is imported, so workers stay small and fork-safe.
-    pool = ctx.Pool(workers, initializer=_init,
-                    initargs=(str(raw), model.image_height, model.image_width, cfg.encoding,
-                              cfg.jpeg_quality, prm.index.max_pixels))
-    meta: dict = {"classes": classes, "image_height": model.image_height,
-                  "image_width": model.image_width, "encoding": cfg.encoding, "splits": {}}
+    pool = ctx.Pool(
+        workers,
+        initializer=_init,
+        initargs=(
+            str(raw),
+            model.image_height,
+            model.image_width,
+            cfg.encoding,
+            cfg.jpeg_quality,
+            prm.index.max_pixels,
+        ),
+    )
+    meta: dict = {
+        "classes": classes,
+        "image_height": model.image_height,
+        "image_width": model.image_width,
+        "encoding": cfg.encoding,
+        "splits": {},
+    }
     try:
         with atomic_dir(out) as tmp:
             import tensorflow as tf
@@ -138,11 +168,15 @@ def run(args: argparse.Namespace) -> None:
             for s, df in frames.items():
                 names = write_split(tf, pool, tmp, s, df, classes, cfg.shard_size)
                 counts = df["condition"].value_counts()
-                meta["splits"][s] = {"files": names, "images": len(df),
-                                     "by_class": {c: int(counts.get(c, 0)) for c in classes}}
+                meta["splits"][s] = {
+                    "files": names,
+                    "images": len(df),
+                    "by_class": {c: int(counts.get(c, 0)) for c in classes},
+                }
             write_json(tmp / "meta.json", meta)
     finally:
         pool.close()
         pool.join()
-    log.info("TFRecords written to %s: %s", out,
-             {s: v["images"] for s, v in meta["splits"].items()})
+    log.info(
+        "TFRecords written to %s: %s", out, {s: v["images"] for s, v in meta["splits"].items()}
+    )

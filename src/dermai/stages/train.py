@@ -33,20 +33,31 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml",
-                   help="params file (sections: base, model, train)")
+    p.add_argument(
+        "--params", default="params.yaml", help="params file (sections: base, model, train)"
+    )
     p.add_argument("--tfrecords", required=True, help="folder written by `dermai tfrecords`")
-    p.add_argument("--pretrained", required=True,
-                   help="converted Lite0 ImageNet weights (.weights.h5)")
-    p.add_argument("--features", default=None,
-                   help="folder written by `dermai features` (needed if train.feature_cache)")
+    p.add_argument(
+        "--pretrained", required=True, help="converted Lite0 ImageNet weights (.weights.h5)"
+    )
+    p.add_argument(
+        "--features",
+        default=None,
+        help="folder written by `dermai features` (needed if train.feature_cache)",
+    )
     p.add_argument("--model", required=True, help="output .keras model")
-    p.add_argument("--train-params", default=None,
-                   help="output: resolved params, classes and input shape of the model "
-                        "(default: train_params.json beside the model)")
+    p.add_argument(
+        "--train-params",
+        default=None,
+        help="output: resolved params, classes and input shape of the model "
+        "(default: train_params.json beside the model)",
+    )
     p.add_argument("--live", required=True, help="dvclive output folder")
-    p.add_argument("--gate", default=None,
-                   help="file that `dermai validate` writes only when the data gates pass")
+    p.add_argument(
+        "--gate",
+        default=None,
+        help="file that `dermai validate` writes only when the data gates pass",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -74,8 +85,9 @@ def run(args: argparse.Namespace) -> None:
     with strategy.scope():
         backbone = build_backbone(mcfg.backbone, mcfg.weights, shape, args.pretrained)
         lower, upper = split_backbone(backbone, cfg.unfreeze_blocks)
-        head = build_head(int(backbone.output.shape[-1]), len(classes), mcfg.dropout,
-                          cfg.weight_decay)
+        head = build_head(
+            int(backbone.output.shape[-1]), len(classes), mcfg.dropout, cfg.weight_decay
+        )
     live = Live(args.live, dvcyaml=False, save_dvc_exp=False, report=None)
     epochs = cfg.head_epochs + (cfg.finetune_epochs if upper is not None else 0)
     tracker = T.Tracker(live, len(classes), total_epochs=epochs)
@@ -83,29 +95,58 @@ def run(args: argparse.Namespace) -> None:
 
     if cfg.feature_cache:
         if args.features is None:
-            raise DermaiError("train.feature_cache needs --features (the folder that "
-                              "`dermai features` writes)")
-        expected = F.describe(lower, backbone=mcfg.backbone, weights=mcfg.weights,
-                              input_shape=shape, unfreeze_blocks=cfg.unfreeze_blocks,
-                              cut_layer=cut_layer_name(backbone, cfg.unfreeze_blocks),
-                              variants=cfg.cache_variants, seed=seed,
-                              max_train_images=cfg.max_train_images, classes=classes)
+            raise DermaiError(
+                "train.feature_cache needs --features (the folder that `dermai features` writes)"
+            )
+        expected = F.describe(
+            lower,
+            backbone=mcfg.backbone,
+            weights=mcfg.weights,
+            input_shape=shape,
+            unfreeze_blocks=cfg.unfreeze_blocks,
+            cut_layer=cut_layer_name(backbone, cfg.unfreeze_blocks),
+            variants=cfg.cache_variants,
+            seed=seed,
+            max_train_images=cfg.max_train_images,
+            classes=classes,
+        )
         cached = F.read(args.features, expected)
         train, val = cached["train"], cached["val"]
         log.info("feature cache read from %s in %.0f s", args.features, time.time() - t_start)
-        T.fit_cached(lower, upper, head, train, val, cfg=cfg, n_classes=len(classes),
-                     seed=seed, tracker=tracker)
+        T.fit_cached(
+            lower,
+            upper,
+            head,
+            train,
+            val,
+            cfg=cfg,
+            n_classes=len(classes),
+            seed=seed,
+            tracker=tracker,
+        )
         model = assemble(lower, upper, head, shape, classes)
         n_train = int(len(train[1]) // max(cfg.cache_variants, 1))
     else:
-        model, n_train = T.fit_images(args.tfrecords, lower, upper, head, shape, classes,
-                                      cfg=cfg, seed=seed, tracker=tracker)
+        model, n_train = T.fit_images(
+            args.tfrecords, lower, upper, head, shape, classes, cfg=cfg, seed=seed, tracker=tracker
+        )
 
     T.save_model(model, Path(args.model))
-    write_json(train_params_path(args.model, args.train_params), {
-        "params": params_mod.as_dict(prm), "classes": classes, "input_shape": list(shape),
-        "best_epoch": tracker.best_epoch, "disclaimer": DISCLAIMER})
+    write_json(
+        train_params_path(args.model, args.train_params),
+        {
+            "params": params_mod.as_dict(prm),
+            "classes": classes,
+            "input_shape": list(shape),
+            "best_epoch": tracker.best_epoch,
+            "disclaimer": DISCLAIMER,
+        },
+    )
     tracker.summarise(n_train)
     live.end()
-    log.info("trained in %.0f s; best epoch %d, val balanced acc %.4f",
-             time.time() - t_start, tracker.best_epoch, tracker.best)
+    log.info(
+        "trained in %.0f s; best epoch %d, val balanced acc %.4f",
+        time.time() - t_start,
+        tracker.best_epoch,
+        tracker.best,
+    )

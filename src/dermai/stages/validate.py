@@ -45,8 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--expectations", default="expectations", help="dir with the suite JSON files (read only)"
     )
     p.add_argument("--out", default="data/reports/validation", help="output dir")
-    p.add_argument("--classes", default=None,
-                   help="class list written by `dermai index` (default: base.classes)")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="class list written by `dermai index` (default: base.classes)",
+    )
     p.add_argument(
         "--no-docs", action="store_true", help="skip the Data Docs (faster; results still written)"
     )
@@ -105,8 +108,9 @@ def validate(
     index = read(index_path, "index", "index")
     groups = read(groups_path, "groups", "groups")
     duplicates = read(duplicates_path, "duplicates", "duplicates")
-    splits = {name: read(splits_dir / f"{name}.csv", f"split {name}", "split")
-              for name in fractions}
+    splits = {
+        name: read(splits_dir / f"{name}.csv", f"split {name}", "split") for name in fractions
+    }
     facts = gates.splits_facts(
         index,
         groups,

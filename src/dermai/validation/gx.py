@@ -116,16 +116,18 @@ def run_suites(
             definition = context.validation_definitions.add(
                 gx.ValidationDefinition(name=name, data=batch, suite=suite)
             )
-            checkpoint = context.checkpoints.add(gx.Checkpoint(
-                name=f"dermai-{name}",
-                validation_definitions=[definition],
-                actions=actions,
-                result_format={
-                    "result_format": "SUMMARY",
-                    "partial_unexpected_count": _PARTIAL_UNEXPECTED,
-                    "unexpected_index_column_names": ROW_IDS[name],
-                },
-            ))
+            checkpoint = context.checkpoints.add(
+                gx.Checkpoint(
+                    name=f"dermai-{name}",
+                    validation_definitions=[definition],
+                    actions=actions,
+                    result_format={
+                        "result_format": "SUMMARY",
+                        "partial_unexpected_count": _PARTIAL_UNEXPECTED,
+                        "unexpected_index_column_names": ROW_IDS[name],
+                    },
+                )
+            )
             outcome = checkpoint.run(
                 batch_parameters={"dataframe": frames[name]},
                 expectation_parameters=parameters[name],

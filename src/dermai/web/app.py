@@ -48,17 +48,21 @@ SECURITY_HEADERS = {
 }
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None
-                   ) -> JSONResponse:
-    return JSONResponse({"error": message, "disclaimer": DISCLAIMER}, status_code=status,
-                        headers={"Cache-Control": "no-store", **(headers or {})})
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "disclaimer": DISCLAIMER},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
 
 
 def host_name(value: str) -> str:
     """'Host' header or netloc -> lower-case host name without port or IPv6 brackets."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1:value.find("]")] if "]" in value else value
+        return value[1 : value.find("]")] if "]" in value else value
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
@@ -66,8 +70,11 @@ def _metric(m: dict[str, Any] | None) -> str:
     if not m:
         return "not recorded (run `dermai evaluate`)"
     parts = []
-    for key, name in (("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy"),
-                      ("macro_auc", "macro AUC")):
+    for key, name in (
+        ("balanced_accuracy", "balanced accuracy"),
+        ("accuracy", "accuracy"),
+        ("macro_auc", "macro AUC"),
+    ):
         if m.get(key) is not None:
             ci = m.get(key + "_ci")
             parts.append(f"{name} {m[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
@@ -81,12 +88,16 @@ def _page(engine: Any, max_upload_bytes: int, n_examples: int) -> str:
     synthetic = bool(data.get("synthetic"))
     kind = str(data.get("image_kind", "images like its training data"))
     name = str(card.get("name", "unknown"))
-    headline = ("Synthetic demo model: trained on generated pictures, it knows nothing about "
-                "real skin." if synthetic else f"Model: {name}")
+    headline = (
+        "Synthetic demo model: trained on generated pictures, it knows nothing about real skin."
+        if synthetic
+        else f"Model: {name}"
+    )
     examples = "".join(
         f'<button type="button" class="example" data-src="/examples/{i}.jpg">'
         f'<img src="/examples/{i}.jpg" alt="Example {i + 1}" width="80" height="60"></button>'
-        for i in range(n_examples))
+        for i in range(n_examples)
+    )
     fill = {
         "{{DISCLAIMER}}": html.escape(DISCLAIMER),
         "{{MAX_BYTES}}": str(int(max_upload_bytes)),
@@ -96,9 +107,12 @@ def _page(engine: Any, max_upload_bytes: int, n_examples: int) -> str:
         "{{MODEL_NAME}}": html.escape(name),
         "{{MODEL_DATA}}": html.escape(str(data.get("name", "unknown"))),
         "{{IMAGE_KIND}}": html.escape(kind),
-        "{{CLASSES}}": html.escape(", ".join(
-            f"{c['label']} ({c['code']})" if c["label"] != c["code"] else c["code"]
-            for c in card.get("classes", []))),
+        "{{CLASSES}}": html.escape(
+            ", ".join(
+                f"{c['label']} ({c['code']})" if c["label"] != c["code"] else c["code"]
+                for c in card.get("classes", [])
+            )
+        ),
         "{{METRICS}}": html.escape(_metric(card.get("metrics"))),
         "{{EXAMPLES}}": examples,
         "{{SYNTHETIC}}": "true" if synthetic else "false",
@@ -108,17 +122,30 @@ def _page(engine: Any, max_upload_bytes: int, n_examples: int) -> str:
     return text
 
 
-def create_app(engine: Any, *, max_upload_bytes: int = 16 * 1024 * 1024, workers: int = 1,
-               max_queue: int = 64, body_timeout: float = 30.0, max_readers: int = 256,
-               allowed_hosts: tuple[str, ...] | list[str] = LOCAL_HOSTS) -> FastAPI:
+def create_app(
+    engine: Any,
+    *,
+    max_upload_bytes: int = 16 * 1024 * 1024,
+    workers: int = 1,
+    max_queue: int = 64,
+    body_timeout: float = 30.0,
+    max_readers: int = 256,
+    allowed_hosts: tuple[str, ...] | list[str] = LOCAL_HOSTS,
+) -> FastAPI:
     """The ASGI app. `workers` inferences run at once; `max_queue` more may wait.
 
     `allowed_hosts`: host names (no port) this server answers to; "*" allows any.
     """
     if workers < 1 or max_queue < 0 or max_readers < 1 or body_timeout <= 0:
         raise ValueError("workers, max_readers >= 1, max_queue >= 0, body_timeout > 0")
-    app = FastAPI(title="DermAI demo", description=DISCLAIMER, version=__version__,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="DermAI demo",
+        description=DISCLAIMER,
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     state: dict[str, Any] = {"admitted": 0, "reading": 0, "loop": None, "slots": None}
     hosts = {host_name(h) for h in allowed_hosts}
     any_host = "*" in hosts
@@ -147,12 +174,16 @@ def create_app(engine: Any, *, max_upload_bytes: int = 16 * 1024 * 1024, workers
     async def guard_and_headers(request: Request, call_next: Any) -> Any:
         host = host_name(request.headers.get("host", ""))
         if not any_host and host not in hosts:
-            log.info("refused a request for host %r (allowed: %s)", host[:100],
-                     ", ".join(sorted(hosts)))
+            log.info(
+                "refused a request for host %r (allowed: %s)", host[:100], ", ".join(sorted(hosts))
+            )
             response: Any = error_response(421, "this server does not answer to that host name")
         elif request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
-            log.info("refused a cross-origin %s from %r", request.method,
-                     request.headers.get("origin", "")[:100])
+            log.info(
+                "refused a cross-origin %s from %r",
+                request.method,
+                request.headers.get("origin", "")[:100],
+            )
             response = error_response(403, "cross-origin requests are not accepted")
         else:
             response = await call_next(request)
@@ -170,23 +201,30 @@ def create_app(engine: Any, *, max_upload_bytes: int = 16 * 1024 * 1024, workers
 
     @app.get("/api/info")
     async def api_info() -> JSONResponse:
-        body = engine.info() | {"max_upload_bytes": max_upload_bytes,
-                                "examples": [{"url": f"/examples/{i}.jpg", "title": t}
-                                             for i, (t, _) in enumerate(examples)]}
+        body = engine.info() | {
+            "max_upload_bytes": max_upload_bytes,
+            "examples": [
+                {"url": f"/examples/{i}.jpg", "title": t} for i, (t, _) in enumerate(examples)
+            ],
+        }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/examples/{n}.jpg")
     async def example(n: int) -> Response:
         if not 0 <= n < len(examples):
             return error_response(404, "no such example")
-        return Response(examples[n][1], media_type="image/jpeg",
-                        headers={"Cache-Control": "public, max-age=3600"})
+        return Response(
+            examples[n][1],
+            media_type="image/jpeg",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
 
     @app.post("/api/predict")
     async def api_predict(request: Request) -> JSONResponse:
         if state["reading"] >= max_readers:
-            return error_response(503, "the demo is busy: try again in a few seconds",
-                                  {"Retry-After": "2"})
+            return error_response(
+                503, "the demo is busy: try again in a few seconds", {"Retry-After": "2"}
+            )
         state["reading"] += 1
         try:
             data = await read_upload(request, max_upload_bytes, body_timeout)
@@ -198,8 +236,9 @@ def create_app(engine: Any, *, max_upload_bytes: int = 16 * 1024 * 1024, workers
         finally:
             state["reading"] -= 1
         if state["admitted"] >= limit:
-            return error_response(503, "the demo is busy: try again in a few seconds",
-                                  {"Retry-After": "2"})
+            return error_response(
+                503, "the demo is busy: try again in a few seconds", {"Retry-After": "2"}
+            )
         state["admitted"] += 1
         try:
             async with slots():

@@ -93,15 +93,16 @@ def describe_model(model_path: Path, classes: list[str]) -> dict[str, Any]:
     data = card.get("data") or (dataset_of(train["params"]) if "params" in train else None)
     return {
         "name": model_path.name,
-        "data": data or {"name": "unknown", "image_kind": "images like its training data",
-                         "synthetic": False},
+        "data": data
+        or {"name": "unknown", "image_kind": "images like its training data", "synthetic": False},
         "classes": [{"code": c, "label": LABELS.get(c, c)} for c in classes],
         "metrics": card.get("metrics"),
     }
 
 
-def example_images(classes: list[str], size: tuple[int, int], n: int = N_EXAMPLES
-                   ) -> list[tuple[str, bytes]]:
+def example_images(
+    classes: list[str], size: tuple[int, int], n: int = N_EXAMPLES
+) -> list[tuple[str, bytes]]:
     """Synthetic lesion pictures to try the demo with (core/synth; never real images)."""
     from dermai.core.synth import STYLES, lesion_image
 
@@ -149,8 +150,9 @@ class Engine:
             "input": {"height": p.height, "width": p.width},
             "model": p.path.name,
             "model_card": self.model,
-            "ood_guard": None if self.guard is None else {
-                "method": self.guard.method, "keep": self.guard.keep},
+            "ood_guard": None
+            if self.guard is None
+            else {"method": self.guard.method, "keep": self.guard.keep},
             "temperature": p.temperature,
             "gradcam": self.gradcam is not None,
             "gradcam_note": self.gradcam_note,
@@ -184,8 +186,10 @@ class Engine:
         feats = None
         if self.guard.space == "features":
             if self.features_fn is None:
-                raise DermaiError("the OOD guard scores image features: the engine needs "
-                                  "features_fn (runtime.inference.load_guard gives both)")
+                raise DermaiError(
+                    "the OOD guard scores image features: the engine needs "
+                    "features_fn (runtime.inference.load_guard gives both)"
+                )
             feats = self.features_fn(x)
         score = float(self.guard.score(logits, feats)[0])
         return score >= self.guard.threshold, score
@@ -198,23 +202,43 @@ class Engine:
         p = self.predictor
         x = p.prepare(img)[None]
         logits = np.asarray(p.logits(x))
-        base = {"image": {"width": img.width, "height": img.height, "format": fmt},
-                "model": p.path.name, "temperature": p.temperature, "disclaimer": DISCLAIMER}
+        base = {
+            "image": {"width": img.width, "height": img.height, "format": fmt},
+            "model": p.path.name,
+            "temperature": p.temperature,
+            "disclaimer": DISCLAIMER,
+        }
         inside, score = self.check(x, logits)
-        ood = {"in_distribution": inside, "score": score,
-               "threshold": None if self.guard is None else self.guard.threshold,
-               "method": None if self.guard is None else self.guard.method}
+        ood = {
+            "in_distribution": inside,
+            "score": score,
+            "threshold": None if self.guard is None else self.guard.threshold,
+            "method": None if self.guard is None else self.guard.method,
+        }
         if not inside:
-            log.info("out-of-distribution image refused (score %.3f < %.3f)", score,
-                     ood["threshold"])
-            return {**base, "predictions": [], "gradcam": None, "gradcam_note": "",
-                    "ood": ood, "message": self.ood_message()}
+            log.info(
+                "out-of-distribution image refused (score %.3f < %.3f)", score, ood["threshold"]
+            )
+            return {
+                **base,
+                "predictions": [],
+                "gradcam": None,
+                "gradcam_note": "",
+                "ood": ood,
+                "message": self.ood_message(),
+            }
         from dermai.runtime.inference import softmax
 
         probs = softmax(logits, p.temperature)[0]
         order = np.argsort(-probs, kind="stable")[:TOP_K]
-        preds = [{"code": p.classes[i], "label": LABELS.get(p.classes[i], p.classes[i]),
-                  "probability": round(float(probs[i]), 6)} for i in order]
+        preds = [
+            {
+                "code": p.classes[i],
+                "label": LABELS.get(p.classes[i], p.classes[i]),
+                "probability": round(float(probs[i]), 6),
+            }
+            for i in order
+        ]
         cam: dict[str, Any] | None = None
         note = self.gradcam_note
         if self.gradcam is not None:
@@ -223,21 +247,29 @@ class Engine:
 
                 heat = self.gradcam.heatmap(x[0], int(order[0]))
                 shown = fit(img, p.height * DISPLAY_SCALE, p.width * DISPLAY_SCALE)
-                cam = {"code": p.classes[order[0]], "label": preds[0]["label"],
-                       "image": _png_data_url(overlay(shown, heat, alpha=0.4))}
-                note = ("Grad-CAM: where the model's evidence for its top answer lies. It is not "
-                        "an explanation a clinician can rely on.")
+                cam = {
+                    "code": p.classes[order[0]],
+                    "label": preds[0]["label"],
+                    "image": _png_data_url(overlay(shown, heat, alpha=0.4)),
+                }
+                note = (
+                    "Grad-CAM: where the model's evidence for its top answer lies. It is not "
+                    "an explanation a clinician can rely on."
+                )
             except Exception:  # the heatmap is an extra: never fail the prediction for it
                 log.exception("Grad-CAM failed")
                 note = "Grad-CAM failed for this image."
-        log.info("analysed one %s image (%d bytes, %dx%d)", fmt, len(data), img.width,
-                 img.height)
-        return {**base, "predictions": preds, "gradcam": cam, "gradcam_note": note,
-                "ood": ood}
+        log.info("analysed one %s image (%d bytes, %dx%d)", fmt, len(data), img.width, img.height)
+        return {**base, "predictions": preds, "gradcam": cam, "gradcam_note": note, "ood": ood}
 
 
-def build_engine(model: str | Path, keras_path: str | Path | None, *,
-                 threads: int | None = 1, max_pixels: int = 89_478_485) -> Engine:
+def build_engine(
+    model: str | Path,
+    keras_path: str | Path | None,
+    *,
+    threads: int | None = 1,
+    max_pixels: int = 89_478_485,
+) -> Engine:
     """Predictor (+ OOD guard, + Grad-CAM when a Keras model is available), ready to serve."""
     from dermai.runtime import inference
 
@@ -257,8 +289,10 @@ def build_engine(model: str | Path, keras_path: str | Path | None, *,
             km = keras.saving.load_model(Path(keras_path), compile=False)
             h, w = (int(d) for d in km.inputs[0].shape[1:3])
             if (h, w) != (predictor.height, predictor.width):
-                raise DermaiError(f"Keras model input {h}x{w} differs from the served model's "
-                                  f"{predictor.height}x{predictor.width}")
+                raise DermaiError(
+                    f"Keras model input {h}x{w} differs from the served model's "
+                    f"{predictor.height}x{predictor.width}"
+                )
             gradcam = GradCam(km)
         except (ImportError, OSError, ValueError, DermaiError) as exc:
             log.warning("Grad-CAM disabled: %s", str(exc).splitlines()[0] if str(exc) else exc)
@@ -266,9 +300,18 @@ def build_engine(model: str | Path, keras_path: str | Path | None, *,
             km = None
     guard, features_fn = inference.load_guard(model, km)
     if guard is None:
-        log.warning("no %s beside %s: the page cannot refuse non-skin images",
-                    inference.OOD_FILE, model.name)
-    engine = Engine(predictor, gradcam=gradcam, max_pixels=max_pixels, gradcam_note=note,
-                    guard=guard, features_fn=features_fn)
+        log.warning(
+            "no %s beside %s: the page cannot refuse non-skin images",
+            inference.OOD_FILE,
+            model.name,
+        )
+    engine = Engine(
+        predictor,
+        gradcam=gradcam,
+        max_pixels=max_pixels,
+        gradcam_note=note,
+        guard=guard,
+        features_fn=features_fn,
+    )
     engine.warmup()
     return engine

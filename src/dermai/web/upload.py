@@ -93,8 +93,9 @@ async def read_upload(request: Request, limit: int, deadline: float | None = Non
         with anyio.fail_after(deadline):
             return await _read_upload(request, limit)
     except TimeoutError as exc:
-        raise UploadError(408, f"the upload took longer than {deadline:g} s: "
-                               "check the connection and try again") from exc
+        raise UploadError(
+            408, f"the upload took longer than {deadline:g} s: check the connection and try again"
+        ) from exc
 
 
 async def _read_upload(request: Request, limit: int) -> bytes:
@@ -108,9 +109,19 @@ async def _read_upload(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit + SLACK:
         raise UploadError(413, f"image too large: the limit is {_mb(limit)}")
     sink = _Collector(limit)
-    callbacks = {name: getattr(sink, name) for name in (
-        "on_part_begin", "on_header_field", "on_header_value", "on_header_end",
-        "on_headers_finished", "on_part_data", "on_part_end", "on_end")}
+    callbacks = {
+        name: getattr(sink, name)
+        for name in (
+            "on_part_begin",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_part_data",
+            "on_part_end",
+            "on_end",
+        )
+    }
     try:
         parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
         total = 0
