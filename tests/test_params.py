@@ -49,7 +49,7 @@ def test_wrong_types_are_rejected(raw, match):
         ({"train": {"lr": 0}}, r"train.lr=0 is not in \(0, inf\)"),
         ({"model": {"dropout": 1.0}}, r"is not in \[0, 1\)"),
         ({"train": {"unfreeze_blocks": 8}}, r"is not in \[0, 7\]"),
-        ({"export": {"threads": [1, 0]}}, r"export.threads=\[1, 0\] is not in \[1, inf\]"),
+        ({"base": {"age_edges": [30, 0]}}, r"base.age_edges=\[30, 0\] is not in \[1, inf\]"),
         ({"split": {"min_groups_for_presence": 0}}, "split.min_groups_for_presence"),
     ],
 )

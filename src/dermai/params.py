@@ -73,7 +73,9 @@ class BaseParams:
     # Empty = the classes index finds after index.class_map, sorted (data/index/classes.json).
     classes: list[str] = field(default_factory=lambda: list(HAM_CLASSES))
     # Age-bin edges in years; labels are derived from them (see core.ages).
-    age_edges: list[int] = field(default_factory=lambda: [30, 60])
+    age_edges: list[int] = field(
+        default_factory=lambda: [30, 60], metadata={"interval": Interval(1, None)}
+    )
 
 
 @dataclass(frozen=True)
@@ -213,11 +215,6 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class ExportParams:
     representative_images: int = ranged(200, 1)  # drawn from train, seeded, for int8 calibration
-    latency_runs: int = ranged(50, 1)
-    latency_warmup: int = ranged(5, 0)
-    threads: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"interval": Interval(1, None)}
-    )
 
 
 @dataclass(frozen=True)

@@ -76,15 +76,13 @@ def test_metrics_report_parity_sizes_and_latencies(exported):
     assert 0.0 <= m["int8"]["agreement"] <= 1.0
     for kind in ("float32", "int8"):
         assert m[kind]["bytes"] == exported[kind].stat().st_size
-        assert set(m[kind]["latency_ms"]) == {"threads_1", "threads_2"}
-        assert all(v > 0 for v in m[kind]["latency_ms"].values())
+        assert "latency_ms" not in m[kind]  # a timing: bench/bench_tflite.py, not an output
         assert 0.0 <= m[kind]["balanced_accuracy"] <= 1.0
     assert m["int8_vs_float32"]["size_ratio"] < 0.5
     assert set(m["goals_met"]) == {
         "float32_agreement",
         "int8_agreement",
         "int8_size_ratio",
-        "int8_not_slower",
     }
 
 

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> None:
     if not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
     meta = data.read_meta(args.tfrecords)
-    if meta["classes"] != prm.base.classes:
+    # The class list comes from the TFRecords (index resolved it); base.classes, when set, agrees.
+    if prm.base.classes and meta["classes"] != prm.base.classes:
         raise DermaiError("TFRecords were written for other classes; rerun `dermai tfrecords`")
     shape = (meta["image_height"], meta["image_width"], 3)
     if (shape[0], shape[1]) != (mcfg.image_height, mcfg.image_width):
