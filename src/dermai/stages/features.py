@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> None:
         variants=cfg.cache_variants,
         seed=prm.base.seed,
         max_train_images=cfg.max_train_images,
-        classes=prm.base.classes,
+        classes=meta["classes"],
     )
     seed = prm.base.seed
     arrays = {
