@@ -204,8 +204,14 @@ def build(
     files["manifest.webmanifest"] = (json.dumps(manifest(), indent=2) + "\n").encode()
     files["icon-192.png"] = icon_png(192)
     files["icon-512.png"] = icon_png(512)
-    for name in ("ondevice.js", "app.js", "app.css"):
+    for name in ("ondevice.js", "app.js"):
         files[name] = (SOURCES / name).read_bytes()
+    # One stylesheet for both pages: the server page's, plus the on-device page's own rules.
+    files["app.css"] = (
+        (SOURCES.parent / "static" / "app.css").read_bytes()
+        + b"\n"
+        + (SOURCES / "page.css").read_bytes()
+    )
     map_hash = base64.b64encode(hashlib.sha256(IMPORT_MAP.encode()).digest()).decode()
     page = (SOURCES / "index.html").read_text(encoding="utf-8")
     for key, value in {
