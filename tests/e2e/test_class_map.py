@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import make_project, sh
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # a whole dvc repro; load varies
 
 # HAM's seven sample classes -> four own classes; vasc dropped with a stated reason.
 CLASS_MAP = {

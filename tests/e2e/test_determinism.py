@@ -16,7 +16,7 @@ import yaml
 
 from pipeline import sh
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # two pipeline runs; load varies
 
 
 def lock_hashes(project: Path) -> dict[str, str]:
