@@ -24,6 +24,7 @@ from dermai.core.hashing import ImageRejected
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
 from dermai.io.images import FolderIndex, read
+from dermai.runtime import loader
 from dermai.runtime.report import EvalSettings, live_session, publish, settings_from
 
 log = logging.getLogger(__name__)
@@ -38,22 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="params.yaml",
         help="params file (evaluate.*, base.seed, index.extensions); optional",
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help=".keras (calibration.json beside) or .tflite (default: the train "
-        "stage's --model in dvc.yaml, models/model.keras)",
-    )
-    p.add_argument(
-        "--train-params",
-        default=None,
-        help="train_params.json of a .keras model (default: beside the model)",
-    )
-    p.add_argument(
-        "--calibration",
-        default=None,
-        help="calibration.json of a .keras model (default: beside the model; none: uncalibrated)",
-    )
+    loader.add_model_arguments(p)
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument(
         "--labels", required=True, help="CSV: image,<one-hot class columns> or image,label"

@@ -22,6 +22,7 @@ from dermai import DISCLAIMER
 from dermai.core.hashing import ImageRejected
 from dermai.io.atomic import write_csv
 from dermai.io.images import DEFAULT_MAX_PIXELS, expand, read
+from dermai.runtime import loader
 
 if TYPE_CHECKING:
     from dermai.core.ood import Guard
@@ -39,22 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="params.yaml",
         help="params file, for index.extensions and index.max_pixels (optional)",
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help=".keras (calibration.json beside) or .tflite (default: the train "
-        "stage's --model in dvc.yaml, models/model.keras)",
-    )
-    p.add_argument(
-        "--train-params",
-        default=None,
-        help="train_params.json of a .keras model (default: beside the model)",
-    )
-    p.add_argument(
-        "--calibration",
-        default=None,
-        help="calibration.json of a .keras model (default: beside the model; none: uncalibrated)",
-    )
+    loader.add_model_arguments(p)
     p.add_argument(
         "images",
         nargs="+",

@@ -8,6 +8,7 @@ An exported .tflite carries both in its own metadata.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -83,3 +84,24 @@ def load_keras(
     import keras
 
     return keras.saving.load_model(path, compile=False), meta
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """`--model`, `--train-params` and `--calibration`, as every command that loads a trained
+    model takes them (the defaults are resolved by this module, beside the model)."""
+    p.add_argument(
+        "--model",
+        default=None,
+        help=".keras (calibration.json beside) or .tflite (default: the train "
+        "stage's --model in dvc.yaml, models/model.keras)",
+    )
+    p.add_argument(
+        "--train-params",
+        default=None,
+        help="train_params.json of a .keras model (default: beside the model)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="calibration.json of a .keras model (default: beside the model; none: uncalibrated)",
+    )
