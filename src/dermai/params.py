@@ -146,6 +146,9 @@ class SplitParams:
     duplicate_policy: Literal["group", "train"] = "group"
     # A condition with at least this many leakage groups is placed in every split.
     min_groups_for_presence: int = ranged(3, 1)
+    # Every image of these sources goes to an `external` split (never trained, tuned or
+    # calibrated on): the model's score on a site it never saw. [] = none.
+    external_source: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -192,13 +195,21 @@ class TrainParams:
     # training image and train the top stages from those cached activations.
     feature_cache: bool = True
     cache_variants: int = ranged(4, 1)
-    imbalance: Literal["class_weight", "oversample", "focal", "none"] = "class_weight"
+    imbalance: Literal["class_weight", "oversample", "focal", "logit_adjust", "none"] = (
+        "class_weight"
+    )
     class_weight_power: float = ranged(0.5, 0, 1)  # 1 = full inverse frequency, 0 = none
+    # Logit-adjusted cross-entropy (Menon et al., 2021): tau * log(class prior) added to the
+    # logits inside the loss only, so the trained logits target balanced error.
+    logit_adjust_tau: float = ranged(1.0, 0)
     oversample_power: float = ranged(0.5, 0, 1)  # 1 = balanced batches, 0 = natural frequencies
     focal_gamma: float = ranged(2.0, 0)
     label_smoothing: float = ranged(0.0, 0, 1, "left")
     mixed_precision: bool = False  # GPU only
     max_train_images: int = ranged(0, 0)  # 0 = all; a cap for quick experiments
+    # Weight init, batch order and dropout. Apart from base.seed (split, cache copies,
+    # bootstrap), so a seed spread re-trains on the same split and the same feature cache.
+    seed: int = ranged(42, 0)
 
 
 @dataclass(frozen=True)
@@ -210,6 +221,10 @@ class EvaluateParams:
     ood_space: str = "features"  # what Mahalanobis scores: penultimate features | logits
     ood_keep: float = 0.95  # share of validation images the OOD threshold keeps
     ood_components: int = 32  # principal components of the features Mahalanobis uses
+    # Test-time augmentation: none | flips (identity, left-right, up-down, both: any aspect)
+    # | dihedral (the 8 turns and flips; square inputs only). Probabilities are averaged
+    # before calibration, and the temperature is fitted on the averaged outputs.
+    tta: Literal["none", "flips", "dihedral"] = "none"
 
 
 @dataclass(frozen=True)

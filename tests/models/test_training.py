@@ -119,7 +119,7 @@ def _weights(*models: Any) -> list[np.ndarray]:
     return [w for m in models if m is not None for w in m.get_weights()]
 
 
-@pytest.mark.parametrize("imbalance", ["class_weight", "none"])
+@pytest.mark.parametrize("imbalance", ["class_weight", "none", "logit_adjust"])
 def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str) -> None:
     # One batch holding every sample and a zero learning rate: the epoch's reported loss is the
     # loss of the initial weights, which we can compute by hand.
@@ -128,7 +128,7 @@ def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str)
     keras.utils.set_random_seed(1)
     head = build_head(CUT[-1], N_CLASSES, 0.0, 0.0)
     kernel, bias = head.get_layer("logits").get_weights()
-    cfg = _cfg(imbalance=imbalance, batch_size=len(y), class_weight_power=1.0)
+    cfg = _cfg(imbalance=imbalance, batch_size=len(y), class_weight_power=1.0, logit_adjust_tau=0.7)
     tracker = T.Tracker(FakeLive(), N_CLASSES)
     T.train_epochs(
         head,
@@ -146,14 +146,19 @@ def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str)
         weights_of=head,
     )
     logits = feats.astype(np.float64) @ kernel + bias
+    if imbalance == "logit_adjust":  # Menon et al.: tau * log(training prior) inside the loss
+        prior = np.bincount(y, minlength=N_CLASSES) / len(y)
+        logits = logits + 0.7 * np.log(prior)
     logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     ce = -logp[np.arange(len(y)), y]
     w = class_weights(y, N_CLASSES, 1.0)[y] if imbalance == "class_weight" else np.ones(len(y))
     expected = float((w * ce).sum() / len(y))
     loss = dict(tracker.live.logged)["train/loss"]
     assert loss == pytest.approx(expected, rel=1e-4)
-    if imbalance == "class_weight":  # the weights really change it
-        assert abs(expected - ce.mean()) > 1e-3
+    if imbalance != "none":  # the weights or the prior shift really change it
+        plain = feats.astype(np.float64) @ kernel + bias
+        plain_ce = -(plain - np.log(np.exp(plain).sum(axis=1, keepdims=True)))[np.arange(len(y)), y]
+        assert abs(expected - plain_ce.mean()) > 1e-3
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,9 @@ graph that `dermai train` saves without importing a stage.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import keras
 from keras import layers
 
@@ -58,10 +61,53 @@ def assemble(
     return keras.Model(inp, head(x), name="dermai_" + "_".join(classes))
 
 
-def make_loss(cfg: params_mod.TrainParams) -> keras.losses.Loss:
-    """Cross-entropy, or focal loss when `train.imbalance: focal`."""
+class LogitAdjustedCrossentropy(keras.losses.Loss):
+    """Cross-entropy on logits shifted by `tau * log(prior)` (Menon et al., 2021, eq. 10).
+
+    The head outputs probabilities, so the logits are recovered as log p (softmax is
+    shift-invariant, so log p + tau log prior gives the same softmax as logits + tau log prior).
+    Only the loss sees the shift: the model keeps predicting with its own logits, which the
+    shifted loss pushes towards the balanced-error optimum.
+    """
+
+    def __init__(
+        self, prior: list[float], tau: float = 1.0, label_smoothing: float = 0.0, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prior = [float(p) for p in prior]
+        self.tau = float(tau)
+        self.label_smoothing = float(label_smoothing)
+        # An absent class gets a floor, not -inf (it has no samples to push against anyway).
+        self._offset = keras.ops.convert_to_tensor(
+            [self.tau * math.log(max(p, 1e-12)) for p in self.prior], dtype="float32"
+        )
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        logits = keras.ops.log(keras.ops.clip(y_pred, 1e-7, 1.0)) + self._offset
+        return keras.losses.categorical_crossentropy(
+            y_true, logits, from_logits=True, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "prior": self.prior,
+            "tau": self.tau,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+def make_loss(cfg: params_mod.TrainParams, prior: list[float] | None = None) -> keras.losses.Loss:
+    """Cross-entropy; focal loss when `train.imbalance: focal`; logit-adjusted cross-entropy
+    with the training class `prior` when `train.imbalance: logit_adjust`."""
     if cfg.imbalance == "focal":
         return keras.losses.CategoricalFocalCrossentropy(
             gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing
+        )
+    if cfg.imbalance == "logit_adjust":
+        if prior is None:
+            raise ValueError("logit_adjust needs the training class prior")
+        return LogitAdjustedCrossentropy(
+            prior, cfg.logit_adjust_tau, label_smoothing=cfg.label_smoothing
         )
     return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)

@@ -21,7 +21,7 @@ import tensorflow as tf
 from dermai import params as params_mod
 from dermai.core import metrics as M
 from dermai.core import plotdata
-from dermai.core.imbalance import class_weights, sampling_weights
+from dermai.core.imbalance import class_counts, class_weights, sampling_weights
 from dermai.models import data
 from dermai.models.archive import save_keras
 from dermai.models.classifier import assemble, make_loss, set_phase
@@ -227,11 +227,23 @@ def array_batches(
     return _Batches(x, targets, order, batch, sample_weight)
 
 
-def compile_for(model: keras.Model, cfg: params_mod.TrainParams, lr: float, steps: int) -> None:
-    """Adam on a cosine schedule over `steps`, with the configured loss."""
+def compile_for(
+    model: keras.Model,
+    cfg: params_mod.TrainParams,
+    lr: float,
+    steps: int,
+    y: np.ndarray,
+    n_classes: int,
+) -> None:
+    """Adam on a cosine schedule over `steps`, with the configured loss (the class prior of the
+    training labels `y` for the logit-adjusted loss)."""
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1), alpha=0.05)
+    counts = class_counts(y, n_classes)
+    prior = (counts / max(counts.sum(), 1)).tolist()
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule), loss=make_loss(cfg), metrics=["accuracy"]
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=make_loss(cfg, prior),
+        metrics=["accuracy"],
     )
 
 
@@ -255,7 +267,7 @@ def train_epochs(
     if epochs <= 0:
         return
     tracker.begin_phase(phase)
-    compile_for(model, cfg, lr, max(1, -(-len(x) // cfg.batch_size)) * epochs)
+    compile_for(model, cfg, lr, max(1, -(-len(x) // cfg.batch_size)) * epochs, y, n_classes)
     w = None
     if cfg.imbalance == "class_weight":
         w = class_weights(y, n_classes, cfg.class_weight_power)
@@ -363,7 +375,7 @@ def train_epochs_images(
         return
     tracker.begin_phase(phase)
     steps = max(1, -(-len(y_train) // cfg.batch_size))
-    compile_for(model, cfg, lr, steps * epochs)
+    compile_for(model, cfg, lr, steps * epochs, y_train, n_classes)
     weights = (
         sampling_weights(y_train, n_classes, cfg.oversample_power).tolist()
         if cfg.imbalance == "oversample"

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
     from dermai.models.backbones import build_backbone, cut_layer_name, split_backbone
     from dermai.models.classifier import assemble, build_head
 
-    strategy = T.setup_tf(cfg, prm.base.seed)
+    strategy = T.setup_tf(cfg, cfg.seed)
     meta = data.read_meta(args.tfrecords)
     classes = meta["classes"]
     # The class list comes from the TFRecords (index resolved it); base.classes, when set, agrees.
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
     live = Live(args.live, dvcyaml=False, save_dvc_exp=False, report=None)
     epochs = cfg.head_epochs + (cfg.finetune_epochs if upper is not None else 0)
     tracker = T.Tracker(live, len(classes), total_epochs=epochs)
-    seed = prm.base.seed
+    seed = cfg.seed  # training randomness; the cache is identified by base.seed
 
     if cfg.feature_cache:
         if args.features is None:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
             unfreeze_blocks=cfg.unfreeze_blocks,
             cut_layer=cut_layer_name(backbone, cfg.unfreeze_blocks),
             variants=cfg.cache_variants,
-            seed=seed,
+            seed=prm.base.seed,
             max_train_images=cfg.max_train_images,
             classes=classes,
         )
