@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> None:
         )
     logits = np.concatenate(
         [
-            predictor.logits(images[s : s + BATCH].astype(np.float32))
+            predictor.outputs(images[s : s + BATCH])[1]  # with the calibration's TTA
             for s in range(0, len(images), BATCH)
         ]
     )

@@ -105,8 +105,8 @@ def predict_files(
             recs.append(rec)
         if arrays:
             x = np.stack(arrays)
-            logits = np.asarray(predictor.logits(x))
-            proba = softmax(logits, predictor.temperature)
+            logits, scored = predictor.outputs(x)  # as given (the guard's), TTA (the answer's)
+            proba = softmax(scored, predictor.temperature)
             inside = (
                 np.ones(len(x), bool)
                 if guard is None
@@ -211,15 +211,17 @@ def run(args: argparse.Namespace) -> None:
             refused,
         )
     log.info(
-        "predicted %d image(s), %d skipped (T=%.4f). %s",
+        "predicted %d image(s), %d skipped (T=%.4f, tta %s). %s",
         len(records) - failed,
         failed,
         predictor.temperature,
+        predictor.tta,
         DISCLAIMER,
     )
     meta = {
         "model": Path(args.model).name,
         "temperature": round(predictor.temperature, 6),
+        **({"tta": predictor.tta} if predictor.tta != "none" else {}),
         "disclaimer": DISCLAIMER,
     }
     if args.out:

@@ -171,6 +171,21 @@ def subgroup_tables(rep: Mapping[str, Any]) -> str:
     return "\n\n".join(parts) if parts else "No subgroup columns."
 
 
+def _tta_line(calibration: Mapping[str, Any]) -> str:
+    """The card's test-time augmentation sentence; empty without TTA (the card is unchanged)."""
+    mode = calibration.get("tta", "none")
+    if mode == "none":
+        return ""
+    n = {"flips": "4 flips", "dihedral": "8 turns and flips"}.get(mode, mode)
+    return (
+        f"\n- Test-time augmentation: `{mode}`: every reported probability is the mean over the "
+        f"{n} of the image (temperature fitted on those means); `dermai predict` and `serve` "
+        "apply it to a .keras model, at that many model passes per image. The on-device "
+        "exports (TFLite, LiteRT.js) do NOT apply it: they score the image once, so their "
+        "outputs differ from the numbers below (cost: bench/bench_tta.py, docs/model.md)."
+    )
+
+
 def render(
     *,
     disclaimer: str,
@@ -225,7 +240,7 @@ def render(
   imbalance handling `{tp.get("imbalance", "n/a")}`; the epoch with the best validation balanced
   accuracy is kept (best epoch: {model.get("best_epoch", "n/a")}).
 - Calibration: temperature scaling, T = {_f(calibration.get("temperature"), 4)} fitted on the
-  validation set (saved with the model as `calibration.json`).
+  validation set (saved with the model as `calibration.json`).{_tta_line(calibration)}
 
 ## Intended use
 

@@ -2,6 +2,10 @@
 
 `evaluate` fits it and writes `models/ood.json`; `bench/ood_eval.py` compares the methods on the
 same inputs. The scoring rule itself is pure (`core.ood`), so every runtime applies it alike.
+It is fitted on the un-augmented images even when `evaluate.tta` averages the predictions over
+views: predict, serve and the on-device page all score the image as given (view 0 of any TTA,
+`Predictor.outputs`), so the threshold keeps the same share of val they see; only its
+temperature is the one fitted on the TTA outputs, and it is stored in the guard itself.
 """
 
 from __future__ import annotations

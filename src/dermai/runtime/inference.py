@@ -3,13 +3,16 @@
 The one place that knows how a model is fed: images are decoded with EXIF orientation applied,
 fitted with `core.preprocess.fit` exactly as the TFRecords were, and passed as raw [0, 255] RGB
 (the model scales its own input). Temperature scaling, when `calibration.json` sits next to the
-model, is applied to the logits.
+model, is applied to the logits. Test-time augmentation (`core.tta`), when `calibration.json`
+names a mode, averages the softmax over the views (`tta_outputs`); a .tflite never applies it
+(on-device runtimes do not either).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from dermai.core import tta as tta_mod
 from dermai.core.calibration import probabilities
 from dermai.core.preprocess import fit
 from dermai.errors import DermaiError
@@ -80,6 +84,46 @@ def features_and_logits(model: keras.Model) -> keras.Model:
     return keras.Model(fm.input, [fm.output, x], name="features_and_logits")
 
 
+def tta_view(x: Any, view: tta_mod.View) -> Any:
+    """`core.tta.apply` in TF ops (eager on numpy, or inside a tf.function)."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    if view.flip:
+        x = tf.reverse(x, axis=[2])
+    return tf.image.rot90(x, view.turns) if view.turns else x
+
+
+def tta_outputs(logits_fn: Callable[[Any], Any], x: Any, views: Sequence[tta_mod.View]) -> Any:
+    """(logits of view 0, the TTA logits) for a raw [0, 255] batch: the TTA logits are the log
+    of the mean softmax over the views, so softmax(them / T) is the temperature-scaled average
+    and the temperature is fitted on them like on plain logits. One view gives plain logits."""
+    import tensorflow as tf
+
+    zs = [tf.cast(logits_fn(tta_view(x, v)), tf.float32) for v in views]
+    if len(zs) == 1:
+        return zs[0], zs[0]
+    lp = tf.nn.log_softmax(tf.stack(zs), axis=-1)
+    return zs[0], tf.reduce_logsumexp(lp, axis=0) - math.log(len(zs))
+
+
+class TtaLogits:
+    """A Keras-like logits callable `(x, training=False)` giving the TTA logits of `mode`:
+    what `dermai evaluate` predicts the val and test splits with."""
+
+    def __init__(self, logits_model: Any, mode: str) -> None:
+        h, w = (int(d) for d in logits_model.input_shape[1:3])
+        self.model, self.views = logits_model, tta_mod.views(mode, h, w)
+
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        return tta_outputs(lambda v: self.model(v, training=training), x, self.views)[1]
+
+
+def with_tta(logits_model: Any, mode: str) -> Any:
+    """`logits_model` itself for tta none (unchanged outputs), else its `TtaLogits`."""
+    return logits_model if tta_mod.check_mode(mode) == "none" else TtaLogits(logits_model, mode)
+
+
 @dataclass
 class Predictor:
     """Calibrated probabilities for batches of images. Not a diagnosis."""
@@ -90,16 +134,31 @@ class Predictor:
     width: int
     temperature: float = 1.0
     _logits_fn: Any = field(default=None, repr=False)
+    tta: str = "none"  # core.tta mode, from calibration.json (the temperature was fitted with it)
+
+    def __post_init__(self) -> None:
+        self._views = tta_mod.views(self.tta, self.height, self.width)
 
     def prepare(self, img: Image.Image) -> np.ndarray:
         return np.asarray(fit(img.convert("RGB"), self.height, self.width), dtype=np.float32)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits of the images as given (no TTA): what the OOD guard scores."""
         return self._logits_fn(np.asarray(x, dtype=np.float32))
+
+    def outputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits of the images as given, the logits the probabilities come from): the same
+        array without TTA, else the TTA logits (`tta_outputs`) as the second."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.tta == "none":
+            z = np.asarray(self._logits_fn(x))
+            return z, z
+        plain, avg = tta_outputs(lambda v: self._logits_fn(np.ascontiguousarray(v)), x, self._views)
+        return np.asarray(plain), np.asarray(avg)
 
     def predict_arrays(self, x: np.ndarray) -> np.ndarray:
         """x: N x H x W x 3 raw RGB in [0, 255] -> N x classes calibrated probabilities."""
-        return softmax(self.logits(x), self.temperature)
+        return softmax(self.outputs(x)[1], self.temperature)
 
     def predict_images(self, images: list[Image.Image]) -> np.ndarray:
         return self.predict_arrays(np.stack([self.prepare(im) for im in images]))
@@ -138,15 +197,17 @@ def load(
     """A Predictor for a `.keras` or `.tflite` model file.
 
     A .tflite's own embedded temperature wins over a calibration file (the .tflite is meant to
-    travel alone); `num_threads` applies to .tflite models only. `train_params` and
+    travel alone) and a .tflite never applies the calibration's TTA (as on device);
+    `num_threads` applies to .tflite models only. `train_params` and
     `calibration` default to the files beside the model (see `runtime.loader`).
     """
     path = Path(path)
     if not path.is_file():
         raise DermaiError(f"model not found: {path}")
-    temperature = None
+    temperature, tta = None, "none"
     if path.suffix == ".keras":
         fn, classes, h, w = _keras_fn(path, train_params)
+        tta = loader.read_tta(path, calibration)
     elif path.suffix == ".tflite":
         fn, classes, h, w = _tflite_fn(path, num_threads)
         temperature = tflite_temperature(path)
@@ -154,7 +215,7 @@ def load(
         raise DermaiError(f"unsupported model file {path.name}: use .keras or .tflite")
     if temperature is None:
         temperature = loader.read_temperature(path, calibration)
-    return Predictor(path, classes, h, w, temperature, fn)
+    return Predictor(path, classes, h, w, temperature, fn, tta)
 
 
 def embedded_guard(model_path: str | Path) -> dict[str, Any] | None:

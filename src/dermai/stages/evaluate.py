@@ -6,7 +6,10 @@ source, with seeded bootstrap 95% intervals for accuracy, balanced accuracy and 
 Fits temperature scaling on validation logits, saves it next to the model (`calibration.json`,
 read by `dermai.runtime.inference`), and reports test ECE before and after. Metrics and plots go
 through dvclive; the most confident test mistakes are shown with Grad-CAM overlays; the model
-card is generated from the run. Not a diagnostic tool.
+card is generated from the run. With `evaluate.tta` the val and test logits are the test-time
+augmentation's (`runtime.inference.TtaLogits`), the temperature is fitted on them and the mode is
+saved in `calibration.json`; the OOD guard is fitted on the un-augmented images, as every runtime
+scores them. Not a diagnostic tool.
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> None:
     from dermai.models import data as tfdata
     from dermai.runtime import loader
     from dermai.runtime.gradcam import GradCam
-    from dermai.runtime.inference import logits_model
+    from dermai.runtime.inference import logits_model, with_tta
 
     keras.utils.set_random_seed(prm.base.seed)
     tf.config.experimental.enable_op_determinism()
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> None:
     classes = list(train_meta["classes"])
     if tfdata.read_meta(args.tfrecords)["classes"] != classes:
         raise DermaiError("TFRecords and model were made for different classes")
-    lm = logits_model(model)
+    lm = with_tta(logits_model(model), prm.evaluate.tta)  # TTA logits unless tta is none
     data = {s: collect(lm, args.tfrecords, s, keep_images=s == "test") for s in SPLITS}
 
     t = C.fit_temperature(data["val"]["logits"], data["val"]["y"])
@@ -219,6 +222,8 @@ def run(args: argparse.Namespace) -> None:
         "classes": classes,
         "model": model_path.name,
     }
+    if prm.evaluate.tta != "none":  # runtime.loader.read_tta: predict and serve apply it too
+        cal["tta"] = prm.evaluate.tta
     write_json(loader.calibration_path(model_path, args.calibration), cal)
 
     index_summary: dict[str, Any] = {}

@@ -154,6 +154,7 @@ class Engine:
             if self.guard is None
             else {"method": self.guard.method, "keep": self.guard.keep},
             "temperature": p.temperature,
+            "tta": p.tta,
             "gradcam": self.gradcam is not None,
             "gradcam_note": self.gradcam_note,
             "disclaimer": DISCLAIMER,
@@ -201,7 +202,7 @@ class Engine:
             raise _rejection(str(exc)) from exc
         p = self.predictor
         x = p.prepare(img)[None]
-        logits = np.asarray(p.logits(x))
+        logits, scored = p.outputs(x)  # as given (the guard's), with TTA (the answer's)
         base = {
             "image": {"width": img.width, "height": img.height, "format": fmt},
             "model": p.path.name,
@@ -229,7 +230,7 @@ class Engine:
             }
         from dermai.runtime.inference import softmax
 
-        probs = softmax(logits, p.temperature)[0]
+        probs = softmax(scored, p.temperature)[0]
         order = np.argsort(-probs, kind="stable")[:TOP_K]
         preds = [
             {
