@@ -190,3 +190,26 @@ def test_the_ood_guard_adds_in_distribution_and_withholds_probabilities(model, t
         df = pd.read_csv(csv)
         assert df["in_distribution"].tolist() == [inside, inside]
         assert df["p_mel"].notna().all() == inside
+
+
+def test_predict_applies_the_tta_named_in_the_calibration(tmp_path, capsys):
+    from dermai.core import tta
+    from dermai.runtime import inference
+
+    path = tinymodel.save(tinymodel.build(CLASSES), tmp_path / "m", CLASSES)
+    (path.parent / "calibration.json").write_text(json.dumps({"temperature": 2.0, "tta": "flips"}))
+    img = tmp_path / "one.png"
+    tinymodel.tinted(5).save(img)
+    assert main(["predict", "--model", str(path), str(img)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tta"] == "flips" and out["temperature"] == 2.0
+    pred = inference.load(path)
+    x = pred.prepare(tinymodel.tinted(5))[None]
+    views = [np.ascontiguousarray(tta.apply(v, x)) for v in tta.FLIPS]
+    p = np.mean([inference.softmax(pred.logits(v)) for v in views], axis=0).astype(np.float64)
+    q = p ** (1 / 2.0)  # temperature 2 on the log of the mean
+    expected = (q / q.sum(1, keepdims=True))[0]
+    got = [out["probabilities"][c] for c in CLASSES]
+    assert got == pytest.approx(expected.tolist(), abs=1e-5)
+    plain = inference.softmax(pred.logits(x), 2.0)[0]
+    assert not np.allclose(got, plain, atol=1e-4)  # the un-augmented answer differs

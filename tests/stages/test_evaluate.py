@@ -98,7 +98,7 @@ def project(tmp_path_factory) -> Path:
     return tmp
 
 
-def evaluate(tmp: Path, name: str) -> Path:
+def evaluate(tmp: Path, name: str, params: str = "params.yaml", code: int = 0) -> Path:
     out = tmp / name
     r = tmp / "data_reports"
     assert (
@@ -106,7 +106,7 @@ def evaluate(tmp: Path, name: str) -> Path:
             [
                 "evaluate",
                 "--params",
-                str(tmp / "params.yaml"),
+                str(tmp / params),
                 "--model",
                 str(tmp / "models" / "model.keras"),
                 "--tfrecords",
@@ -131,7 +131,7 @@ def evaluate(tmp: Path, name: str) -> Path:
                 str(out / "model_card.json"),
             ]
         )
-        == 0
+        == code
     )
     return out
 
@@ -205,3 +205,54 @@ def test_evaluate_outputs_and_determinism(project, caplog):
         assert inference.load(model_dir / "model.keras").temperature == cal["temperature"]
     finally:
         (model_dir / "calibration.json").unlink()
+
+
+def _with_tta(tmp: Path, mode: str) -> str:
+    """A params file like the project's, with `evaluate.tta: mode`."""
+    prm = yaml.safe_load((tmp / "params.yaml").read_text())
+    prm["evaluate"] = {**prm["evaluate"], "tta": mode}
+    (tmp / f"params_{mode}.yaml").write_text(yaml.safe_dump(prm))
+    return f"params_{mode}.yaml"
+
+
+def _test_probabilities(folder: Path) -> dict[str, list[float]]:
+    rows = (folder / "reports" / "predictions_test.csv").read_text().splitlines()[1:]
+    return {r.split(",")[0]: [float(v) for v in r.split(",")[4:]] for r in rows}
+
+
+def test_tta_flips_fits_the_temperature_on_tta_outputs_and_records_the_mode(project, capsys):
+    import tensorflow as tf
+
+    from dermai.models import data as tfdata
+    from dermai.runtime import inference
+
+    plain = evaluate(project, "plain")
+    flips = evaluate(project, "flips", _with_tta(project, "flips"))
+    cal = json.loads((flips / "calibration.json").read_text())
+    assert cal["tta"] == "flips"
+    assert "tta" not in json.loads((plain / "calibration.json").read_text())  # none: as before
+    card = (flips / "model_card.md").read_text()
+    assert "Test-time augmentation: `flips`" in card and "do NOT apply it" in card
+    assert "Test-time augmentation" not in (plain / "model_card.md").read_text()
+    # The guard scores the un-augmented image (as every runtime does) with the TTA temperature.
+    guard = json.loads((flips / "ood.json").read_text())
+    assert guard["temperature"] == pytest.approx(cal["temperature"], abs=1e-6)
+    assert guard["measured"]["accepted_val"] >= 0.95
+
+    # The runtime, given that calibration.json, reproduces the evaluated test probabilities.
+    got = _test_probabilities(flips)
+    assert got != _test_probabilities(plain)
+    pred = inference.load(
+        project / "models" / "model.keras", calibration=flips / "calibration.json"
+    )
+    assert pred.tta == "flips"
+    for x, _, meta in tfdata.dataset(str(project / "tfrecords"), "test", 64, with_meta=True):
+        ids = [v.decode() for v in meta["image_id"].numpy().tolist()]
+        proba = pred.predict_arrays(tf.cast(x, tf.float32).numpy())
+        for i, p in zip(ids, proba, strict=True):
+            assert got[i] == pytest.approx(p.tolist(), abs=1e-5), i
+
+    capsys.readouterr()
+    evaluate(project, "dihedral", _with_tta(project, "dihedral"), code=1)  # 24 x 32 input
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "tta=dihedral needs a square input" in err
