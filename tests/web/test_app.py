@@ -309,3 +309,28 @@ def test_when_the_guard_trips_there_are_no_probabilities_and_the_message_names_t
                 "This does not look like the images this model was trained on (dermoscopic images)"
             )
             assert body["disclaimer"] == DISCLAIMER
+
+
+def test_serve_applies_the_calibrations_tta_to_keras_but_a_tflite_never(models, tmp_path):
+    import json
+    import shutil
+
+    from dermai.runtime import inference
+    from dermai.web.engine import build_engine
+
+    for f in (models["keras"], models["keras"].with_name("train_params.json"), models["float32"]):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "calibration.json").write_text(json.dumps({"temperature": 1.1, "tta": "flips"}))
+    engine = build_engine(tmp_path / models["keras"].name, None, threads=1)
+    assert engine.predictor.tta == "flips" and engine.info()["tta"] == "flips"
+    img = lesion("bcc", seed=4, height=60, width=80)
+    r = call(app_for(engine), "POST", "/api/predict", **upload(encode(img, "PNG"), "a.png"))
+    expected = engine.predictor.predict_images([img])[0]
+    x = engine.predictor.prepare(img)[None]
+    assert not np.allclose(expected, inference.softmax(engine.predictor.logits(x), 1.1), atol=1e-5)
+    for p in r.json()["predictions"]:
+        assert p["probability"] == pytest.approx(
+            float(expected[CLASSES.index(p["code"])]), abs=1e-5
+        )
+    # The exported model scores the image once, as on device, whatever the calibration says.
+    assert inference.load(tmp_path / models["float32"].name).tta == "none"
