@@ -13,7 +13,7 @@ import pytest
 import tinymodel
 from dermai.core import tta
 from dermai.errors import DermaiError
-from dermai.runtime import inference, loader
+from dermai.runtime import inference
 
 CLASSES = ["bcc", "mel", "nv"]
 
@@ -115,10 +115,10 @@ def test_the_predictor_applies_the_calibrations_tta(model):
 def test_a_bad_or_impossible_tta_in_the_calibration_is_a_one_line_error(model):
     _calibrate(model, {"temperature": 1.0, "tta": "spin"})
     with pytest.raises(DermaiError, match="unknown tta 'spin'"):
-        loader.read_tta(model)
+        inference.read_tta(model)
     _calibrate(model, {"temperature": 1.0, "tta": "dihedral"})  # the tiny model is 24 x 32
     with pytest.raises(DermaiError, match="square") as exc:
         inference.load(model)
     assert "\n" not in str(exc.value)
     model.with_name("calibration.json").unlink()
-    assert loader.read_tta(model) == "none"
+    assert inference.read_tta(model) == "none"

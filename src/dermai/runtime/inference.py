@@ -37,6 +37,23 @@ LogitsFn = Callable[[np.ndarray], np.ndarray]
 OOD_FILE = "ood.json"  # the out-of-distribution guard (`core.ood`), written by `dermai evaluate`
 
 
+def read_tta(model: str | Path, calibration: str | Path | None = None) -> str:
+    """The test-time augmentation mode (`core.tta`) the temperature was fitted with: the
+    calibration file's `tta` (found as `runtime.loader` finds it), "none" when it names none or
+    there is no file. Kept here, not in the loader, so the train stage's code closure (which
+    reads the loader) does not change with inference-only logic."""
+    f = loader.calibration_path(model, calibration)
+    if not f.is_file():
+        return "none"
+    try:
+        mode = json.loads(f.read_text()).get("tta", "none")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise DermaiError(f"{f}: not a calibration document ({exc})") from exc
+    if mode not in tta_mod.MODES:
+        raise DermaiError(f"{f}: unknown tta {mode!r} (one of {', '.join(tta_mod.MODES)})")
+    return str(mode)
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Calibrated probabilities as float32 (the math is `core.calibration.probabilities`)."""
     return probabilities(logits, temperature).astype(np.float32)
@@ -207,7 +224,7 @@ def load(
     temperature, tta = None, "none"
     if path.suffix == ".keras":
         fn, classes, h, w = _keras_fn(path, train_params)
-        tta = loader.read_tta(path, calibration)
+        tta = read_tta(path, calibration)
     elif path.suffix == ".tflite":
         fn, classes, h, w = _tflite_fn(path, num_threads)
         temperature = tflite_temperature(path)

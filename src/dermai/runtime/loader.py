@@ -1,8 +1,7 @@
 """The one loader of a trained model and the files that travel with it.
 
 `dermai train` writes `train_params.json` (classes, input shape, resolved params) and `dermai
-evaluate` writes `calibration.json` (the fitted temperature, and the test-time augmentation it
-was fitted with when not none). Every reader of a model finds them
+evaluate` writes `calibration.json` (the fitted temperature). Every reader of a model finds them
 here: by the explicit `--train-params` / `--calibration` path when given, else beside the model.
 An exported .tflite carries both in its own metadata.
 """
@@ -72,23 +71,6 @@ def read_temperature(
     if not (math.isfinite(t) and t > 0):
         raise DermaiError(f"{f}: temperature must be a positive number, got {t}")
     return t
-
-
-def read_tta(model: str | Path, calibration: str | Path | None = None) -> str:
-    """The test-time augmentation mode (`core.tta`) the temperature was fitted with: the
-    calibration file's `tta`, "none" when it names none (or there is no file)."""
-    from dermai.core.tta import MODES
-
-    f = calibration_path(model, calibration)
-    if not f.is_file():
-        return "none"
-    try:
-        mode = json.loads(f.read_text()).get("tta", "none")
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise DermaiError(f"{f}: not a calibration document ({exc})") from exc
-    if mode not in MODES:
-        raise DermaiError(f"{f}: unknown tta {mode!r} (one of {', '.join(MODES)})")
-    return str(mode)
 
 
 def load_keras(

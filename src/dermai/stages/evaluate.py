@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> None:
         "classes": classes,
         "model": model_path.name,
     }
-    if prm.evaluate.tta != "none":  # runtime.loader.read_tta: predict and serve apply it too
+    if prm.evaluate.tta != "none":  # runtime.inference.read_tta: predict and serve apply it too
         cal["tta"] = prm.evaluate.tta
     write_json(loader.calibration_path(model_path, args.calibration), cal)
 
