@@ -11,6 +11,7 @@ from dermai.core.splitting import (
     SPLITS,
     crossing_keys,
     ensure_presence,
+    external_members,
     fold_plan,
     group_split,
     small_strata,
@@ -180,3 +181,27 @@ def test_ensure_presence_keeps_groups_whole_and_moves_only_whole_groups(data, mi
     for key in changed:  # a moved group moved entirely, from one split to one split
         assert len(set(out[g == key])) == 1 and len(set(before[g == key])) == 1
     assert len(changed) <= len(moves)
+
+
+@settings(max_examples=60, deadline=None)
+@given(datasets(max_n=120), st.integers(0, 2**31 - 1))
+def test_external_members_is_the_closure_of_the_held_out_sources(data, seed):
+    """Brute force: external = images of held-out sources + every image sharing a group with
+    one; no group crosses external and the rest; spanning = groups with both kinds."""
+    _, groups, _ = data
+    rng = np.random.default_rng(seed)
+    sources = [f"site{k}" for k in rng.integers(0, 3, len(groups))]
+    held = sorted(set(sources))[:1]
+    mask, spanning = external_members(sources, groups, held)
+    touched = {g for g, s in zip(groups, sources, strict=True) if s in held}
+    assert mask.tolist() == [g in touched for g in groups]
+    assert crossing_keys(np.where(mask, "external", "rest"), groups) == set()
+    pairs = list(zip(groups, sources, strict=True))
+    assert spanning == {g for g in touched if any(h == g and s not in held for h, s in pairs)}
+
+
+def test_external_members_unknown_source_names_known_ones():
+    with pytest.raises(ValueError, match=r"rosendahl; sources in the index: a, b"):
+        external_members(["a", "b"], ["g1", "g2"], ["rosendahl"])
+    mask, spanning = external_members(["a", "b"], ["g1", "g2"], [])
+    assert not mask.any() and spanning == set()

@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 SPLITS = ("train", "val", "test")
+# The held-out-site split (`split.external_source`): written only when that list is non-empty,
+# never trained, tuned or calibrated on.
+EXTERNAL = "external"
+ALL_SPLITS = (*SPLITS, EXTERNAL)
 
 # data/index/index.csv, in file order (written by `dermai index`).
 INDEX_COLUMNS = (

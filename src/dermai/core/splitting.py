@@ -163,3 +163,30 @@ def ensure_presence(
             out[group_arr == pick] = target
             moves.append(f"{label}: group {pick} ({sizes[pick]} images) {donor} -> {target}")
     return out, moves
+
+
+def external_members(
+    sources: Sequence[str], groups: Sequence[str], held_out: Sequence[str]
+) -> tuple[np.ndarray, set[str]]:
+    """Which images go to the `external` split, and the leakage groups that span it.
+
+    Every image of a held-out source is external; so is every image sharing a leakage group
+    (duplicate cluster, lesion, patient) with one, because a training image that duplicates an
+    external image would make the "unseen site" partly seen. Returns the boolean mask and the
+    groups that held both a held-out-source image and another source's image.
+    Raises ValueError naming the held-out sources that no image has.
+    """
+    src = np.asarray(sources, dtype=object)
+    grp = np.asarray(groups, dtype=object)
+    known = sorted(set(src.tolist()))
+    unknown = sorted(set(held_out) - set(known))
+    if unknown:
+        raise ValueError(
+            f"split.external_source names source(s) not in the index: {', '.join(unknown)}; "
+            f"sources in the index: {', '.join(known) or 'none'}"
+        )
+    of_source = np.isin(src, list(held_out))
+    touched = {g for g in grp[of_source].tolist() if g not in ("", None)}
+    mask = of_source | np.isin(grp, list(touched))
+    spanning = set(grp[mask & ~of_source].tolist())
+    return mask, spanning

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermai.core.schema import DUPLICATES_COLUMNS, GROUPS_COLUMNS, SPLITS
+from dermai.core.schema import ALL_SPLITS, DUPLICATES_COLUMNS, EXTERNAL, GROUPS_COLUMNS, SPLITS
 from dermai.errors import DermaiError
 
 
@@ -54,11 +54,17 @@ def read_duplicates(path: str | Path) -> pd.DataFrame:
 
 
 def read_split(folder: str | Path, split: str) -> pd.DataFrame:
-    if split not in SPLITS:
-        raise DermaiError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if split not in ALL_SPLITS:
+        raise DermaiError(f"unknown split {split!r}; use one of {', '.join(ALL_SPLITS)}")
     return read_table(
         Path(folder) / f"{split}.csv",
         ("image_id", "condition"),
         f"split file {split}.csv",
         hint="run `dermai split` first",
     )
+
+
+def split_names(folder: str | Path) -> tuple[str, ...]:
+    """train, val, test, plus `external` when the split stage wrote one (a held-out site)."""
+    held_out = (Path(folder) / f"{EXTERNAL}.csv").is_file()
+    return (*SPLITS, EXTERNAL) if held_out else SPLITS

@@ -4,6 +4,12 @@ Leakage groups (duplicates + lesion ids) are assigned whole. `split.duplicate_po
 `group` distributes whole groups by stratified group k-fold; `train` is the seed project's
 policy (naive split, then every crossing group moved into train). The leakage report compares the
 final split with a naive per-image stratified split.
+
+`split.external_source` holds whole sites out: every image of those sources goes to a fourth
+split, `external.csv`, and the fractions apply to the rest. A leakage group that holds an image
+of a held-out source goes to `external` whole, so no training image duplicates (or shows the same
+lesion as) an external one; such groups are counted in the leakage report. With the list empty
+no external.csv is written and every output is what it was before the option existed.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import pandas as pd
 
 from dermai import params as params_mod
 from dermai.core.groups import parse_groups
+from dermai.core.schema import EXTERNAL
 from dermai.core.splitting import (
     SPLITS,
     crossing_keys,
     crossing_pairs,
     ensure_presence,
+    external_members,
     group_split,
     small_strata,
     stratified_image_split,
@@ -39,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True)
     p.add_argument("--groups", required=True)
     p.add_argument("--pairs", required=True)
-    p.add_argument("--out", required=True, help="folder for {train,val,test}.csv")
+    p.add_argument("--out", required=True, help="folder for {train,val,test}.csv (+ external.csv)")
     p.add_argument("--summary", required=True)
     p.add_argument("--leakage", required=True)
 
@@ -56,7 +64,9 @@ class LeakageCounts(TypedDict):
     sizes: dict[str, int]
 
 
-def leakage_counts(df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame) -> LeakageCounts:
+def leakage_counts(
+    df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame, splits: tuple[str, ...] = SPLITS
+) -> LeakageCounts:
     """Cross-split exact pairs, perceptual pairs and groups for one assignment."""
     by_id = dict(zip(df["image_id"], assign, strict=True))
 
@@ -76,7 +86,7 @@ def leakage_counts(df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame) -> 
         },
         "cross_split_leakage_groups": len(leak),
         "images_in_cross_split_groups": int(df["leakage_group"].isin(leak).sum()),
-        "sizes": {s: int((assign == s).sum()) for s in SPLITS},
+        "sizes": {s: int((assign == s).sum()) for s in splits},
     }
 
 
@@ -103,22 +113,48 @@ def run(args: argparse.Namespace) -> None:
     if set(groups["image_id"]) != set(df["image_id"]) or len(groups) != len(df):
         raise DermaiError(f"{args.groups} does not cover the index exactly; rerun dedup")
     df = df.merge(groups, on="image_id", how="left", validate="one_to_one")
+    held_out = list(cfg.external_source)
+    try:
+        ext, spanning = external_members(
+            df["source"].tolist(), df["leakage_group"].tolist(), held_out
+        )
+    except ValueError as exc:
+        raise DermaiError(str(exc)) from exc
+    ext = pd.Series(ext, index=df.index)
+    # With nothing held out, `rest` is the index itself: the default split is unchanged.
+    rest = df[~ext] if held_out else df
+    if held_out and rest.empty:
+        raise DermaiError(
+            f"split.external_source {held_out} holds out every image; nothing is left to train on"
+        )
+    # The naive baseline holds out the sources only (blind to groups); the final split holds
+    # out their whole groups.
+    of_source = df["source"].isin(held_out)
+    naive_pool = df[~of_source] if held_out else df
     try:
         assign, moves = assign_splits(
-            df, fractions, cfg.duplicate_policy, prm.base.seed, prm.split.min_groups_for_presence
+            rest, fractions, cfg.duplicate_policy, prm.base.seed, prm.split.min_groups_for_presence
         )
         naive = pd.Series(
             stratified_image_split(
-                (df["condition"] + "|" + df["age_group"]).tolist(), fractions, prm.base.seed
+                (naive_pool["condition"] + "|" + naive_pool["age_group"]).tolist(),
+                fractions,
+                prm.base.seed,
             ),
-            index=df.index,
+            index=naive_pool.index,
         )
     except ValueError as exc:
         raise DermaiError(f"split: {exc}") from exc
+    splits = (*SPLITS, EXTERNAL) if held_out else SPLITS
+    if held_out:
+        assign = pd.concat([assign, pd.Series(EXTERNAL, index=df.index[ext])]).loc[df.index]
+        naive = pd.concat([naive, pd.Series(EXTERNAL, index=df.index[of_source])]).loc[df.index]
 
     out = Path(args.out)
-    for s in SPLITS:
+    for s in splits:
         write_csv(out / f"{s}.csv", df[assign == s])
+    if not held_out:
+        (out / f"{EXTERNAL}.csv").unlink(missing_ok=True)  # a previous run's held-out site
 
     summary = (
         df.assign(split=assign)
@@ -127,24 +163,33 @@ def run(args: argparse.Namespace) -> None:
         .rename("count")
         .reset_index()
     )
-    summary["split"] = pd.Categorical(summary["split"], SPLITS, ordered=True)
+    summary["split"] = pd.Categorical(summary["split"], splits, ordered=True)
     write_csv(args.summary, summary.sort_values(["split", "condition", "age_group"]))
 
-    strata = df["condition"] + "|" + df["age_group"]
+    strata = rest["condition"] + "|" + rest["age_group"]
     small = small_strata(strata.tolist())
-    before = leakage_counts(df, naive, pairs)
-    after = leakage_counts(df, assign, pairs)
-    placed = {s: sorted(set(assign[strata == s])) for s in small}
+    before = leakage_counts(df, naive, pairs, splits)
+    after = leakage_counts(df, assign, pairs, splits)
+    placed = {s: sorted(set(assign[strata.index][strata == s])) for s in small}
     report = {
         "policy": cfg.duplicate_policy,
         "seed": prm.base.seed,
         "images": len(df),
-        "targets": {s: round(fractions[s] * len(df), 1) for s in SPLITS},
+        "targets": {s: round(fractions[s] * len(rest), 1) for s in SPLITS},
         "before": {"method": "naive per-image stratified split", **before},
         "after": {"method": f"policy={cfg.duplicate_policy}", **after},
         "presence_moves": moves,
         "small_strata": {s: {"images": c, "splits": placed[s]} for s, c in sorted(small.items())},
     }
+    if held_out:
+        report[EXTERNAL] = {
+            "sources": sorted(held_out),
+            "rule": "a leakage group holding any image of a held-out source goes to external whole",
+            "images": int(ext.sum()),
+            "images_of_sources": int(df["source"].isin(held_out).sum()),
+            "images_pulled_by_groups": int((ext & ~df["source"].isin(held_out)).sum()),
+            "groups_spanning_sources": len(spanning),
+        }
     write_json(args.leakage, report)
     for line in moves:
         log.info("moved so every condition is in every split: %s", line)
