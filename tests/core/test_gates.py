@@ -31,7 +31,47 @@ def test_splits_parameters_names() -> None:
         "val_max_rows": 33,
         "test_min_rows": 27,
         "test_max_rows": 33,
+        "external_min_rows": 0,
+        "external_max_rows": 0,
     }
+
+
+def test_splits_parameters_with_a_held_out_site() -> None:
+    """Fractions apply to the 250 images left; the external size (50) is exact."""
+    params = gates.splits_parameters({"train": 0.8, "val": 0.1, "test": 0.1}, 300, 0.015, 3, 50)
+    assert (params["train_min_rows"], params["train_max_rows"]) == (197, 203)
+    assert (params["val_min_rows"], params["val_max_rows"]) == (22, 28)
+    assert (params["external_min_rows"], params["external_max_rows"]) == (50, 50)
+
+
+def test_external_ids_are_the_sources_and_their_groups() -> None:
+    index = pd.DataFrame(
+        {"image_id": ["a", "b", "c", "d", "e"], "source": ["s1", "s2", "s2", "s1", "s1"]}
+    )
+    groups = pd.DataFrame(
+        {"image_id": ["a", "b", "c", "d"], "leakage_group": ["G1", "G1", "G3", "G4"]}
+    )
+    assert gates.external_ids(index, groups, ["s2"]) == ["a", "b", "c"]  # a shares G1 with b
+    assert gates.external_ids(index, groups, []) == []
+    with pytest.raises(ValueError, match="not in the index: s9"):
+        gates.external_ids(index, groups, ["s9"])
+
+
+def test_held_out_rows_name_where_each_held_out_image_sits() -> None:
+    index = pd.DataFrame({"image_id": ["a", "b", "c"], "condition": ["nv", "nv", "nv"]})
+    groups = pd.DataFrame({"image_id": ["a", "b", "c"], "leakage_group": ["G1", "G2", "G3"]})
+    full = index.merge(groups)
+    splits = {"train": full[full.image_id == "a"], "external": full[full.image_id == "b"]}
+    facts = gates.splits_facts(
+        index,
+        groups,
+        pd.DataFrame(columns=["a", "b", "kind"]),
+        splits,
+        min_groups_for_presence=1,
+        held_out=["a", "b", "c"],
+    )
+    held = facts.query("check == 'held_out'").set_index("key")["split"]
+    assert held[["a", "b"]].tolist() == ["train", "external"] and pd.isna(held["c"])
 
 
 def _row(iid: str, cond: str, sha: str, group: str) -> dict[str, str]:

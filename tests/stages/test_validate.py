@@ -103,12 +103,43 @@ def make_frames(n: int = N) -> Frames:
     return frames
 
 
+HELD_OUT = "siteX"
+
+
+def make_external_frames(n: int = N) -> Frames:
+    """Valid data with a held-out site: images i % 10 == 7 come from siteX and sit in the
+    external split, and so does img016 (another source), which shares a leakage group with
+    siteX's img017. 9 held out; the remaining 71 -> train 55, val 8, test 8."""
+    frames = make_frames(n)
+    site = [image_id(i) for i in range(n) if i % 10 == 7]
+    for iid in site:
+        set_value(frames, iid, "source", HELD_OUT)
+    g = frames["groups"]
+    g.loc[g["image_id"] == image_id(16), "leakage_group"] = "G" + image_id(17)
+    frames["train"].loc[frames["train"]["image_id"] == image_id(16), "leakage_group"] = (
+        "G" + image_id(17)
+    )
+    frames["external"] = frames["train"].iloc[:0]
+    for iid in [*site, image_id(16)]:
+        move(frames, iid, "external")
+    return frames
+
+
+def split_names(frames: Frames) -> tuple[str, ...]:
+    return (
+        ("train", "val", "test", "external") if "external" in frames else ("train", "val", "test")
+    )
+
+
 def write_dataset(root: Path, frames: Frames, *extra: str) -> argparse.Namespace:
     (root / "splits").mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text(PARAMS)
+    params = PARAMS
+    if "external" in frames:
+        params = params.replace("presence: 3}", f"presence: 3, external_source: [{HELD_OUT}]}}")
+    (root / "params.yaml").write_text(params)
     for name in ("index", "groups", "duplicates"):
         frames[name].to_csv(root / f"{name}.csv", index=False)
-    for s in ("train", "val", "test"):
+    for s in split_names(frames):
         frames[s].to_csv(root / "splits" / f"{s}.csv", index=False)
     parser = argparse.ArgumentParser()
     validate.add_arguments(parser)
@@ -153,7 +184,7 @@ def run_gate(root: Path, frames: Frames, build_docs: bool = True) -> dict:
 
 
 def move(frames: Frames, iid: str, dst: str) -> None:
-    for s in ("train", "val", "test"):
+    for s in split_names(frames):
         hit = frames[s]["image_id"] == iid
         if hit.any():
             row = frames[s][hit]
@@ -165,7 +196,7 @@ def move(frames: Frames, iid: str, dst: str) -> None:
 
 def set_value(frames: Frames, iid: str, column: str, value: str) -> None:
     """Change a value in the index and in the split row, so the two still agree."""
-    for name in ("index", "train", "val", "test"):
+    for name in ("index", *split_names(frames)):
         df = frames[name]
         df.loc[df["image_id"] == iid, column] = value
 
@@ -198,12 +229,38 @@ def test_valid_dataset_passes(valid_run: tuple[Path, dict, dict[str, str]]) -> N
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["success"] is True
     assert on_disk["suites"]["splits"]["parameters"]["train_min_rows"] == 61
+    # No held-out site: the external split must be empty, and is.
+    assert on_disk["suites"]["splits"]["parameters"]["external_max_rows"] == 0
+    assert on_disk["suites"]["splits"]["expectations"]["external_size"]["observed_value"] == 0
     assert on_disk["suites"]["splits"]["expectations"]["train_size"]["observed_value"] == 64
     # presence rows: nv/mel/bcc x 3 splits; df (one leakage group) is exempt
     assert (
         on_disk["suites"]["splits"]["expectations"]["condition_in_every_split"]["element_count"]
         == 9
     )
+
+
+def test_held_out_site_passes_with_sizes_from_the_rest(tmp_path: Path) -> None:
+    args = write_dataset(tmp_path, make_external_frames(), "--no-docs")
+    validate.run(args)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["suites"]["splits"]
+    p, e = summary["parameters"], summary["expectations"]
+    assert (p["external_min_rows"], p["external_max_rows"]) == (9, 9)
+    assert (p["train_min_rows"], p["train_max_rows"]) == (54, 59)  # 0.8 x 71 +- 3
+    assert e["external_size"]["observed_value"] == 9 and e["train_size"]["observed_value"] == 55
+    assert e["held_out_site_in_external"]["element_count"] == 9
+    # external joins the cross-split checks; presence is not required there.
+    assert e["cross_split_leakage_group"]["success"]
+    assert e["condition_in_every_split"]["element_count"] == 9
+
+
+def test_unknown_held_out_source_is_one_line_error(tmp_path: Path) -> None:
+    frames = make_external_frames()
+    set_value(frames, image_id(7), "source", "synthetic")
+    frames["index"]["source"] = frames["index"]["source"].replace(HELD_OUT, "synthetic")
+    args = write_dataset(tmp_path, frames, "--no-docs")
+    with pytest.raises(DermaiError, match=r"not in the index: siteX; sources in the index: synth"):
+        validate.run(args)
 
 
 def test_full_results_written_without_volatile_fields(
@@ -304,12 +361,41 @@ def _unindexed_split_row(f: Frames) -> None:
     f["val"] = pd.concat([f["val"], stray], ignore_index=True)
 
 
+def _held_out_image_trained_on(f: Frames) -> None:
+    f.update(make_external_frames())
+    move(f, image_id(27), "train")  # a siteX image back in training
+
+
+def _group_partner_not_held_out(f: Frames) -> None:
+    f.update(make_external_frames())
+    move(f, image_id(16), "train")  # shares img017's (siteX) leakage group
+
+
 def _val_too_small(f: Frames) -> None:
     for i, dst in [(8, "train"), (18, "train"), (28, "test"), (38, "test")]:
         move(f, image_id(i), dst)  # val 8 -> 4 rows; train 66, test 10 stay within bounds
 
 
 BREAKAGES: list[tuple[str, Callable[[Frames], None], list[str], list[str]]] = [
+    (
+        "held_out_site_image_in_train",
+        _held_out_image_trained_on,
+        [
+            "splits.held_out_site_in_external (1 unexpected)",
+            "splits.external_size (observed 8, expected 9..9)",
+        ],
+        ["splits.cross_split", "splits.train_size"],
+    ),
+    (
+        "group_partner_of_held_out_site_in_train",
+        _group_partner_not_held_out,
+        [
+            "splits.held_out_site_in_external (1 unexpected)",
+            "splits.cross_split_leakage_group (2 unexpected)",
+            "splits.external_size (observed 8, expected 9..9)",
+        ],
+        ["splits.cross_split_sha1", "splits.train_size"],
+    ),
     # id, mutation, expectations that must be named, expectations that must not
     (
         "duplicate_sha1_in_test",

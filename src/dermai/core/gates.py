@@ -4,6 +4,11 @@ GX validates one table per suite, so the splits suite runs over one long "facts"
 belongs to one check (column `check`) and each expectation in `expectations/splits.json` selects
 its rows with a row_condition. A cross-split rule then becomes "`key` is unique among this check's
 deduplicated (key, split) rows", which the built-in ExpectColumnValuesToBeUnique states directly.
+
+A held-out site (`split.external_source`) adds the `external` split to every cross-split check;
+its expected members (the sources' images and whatever shares a leakage group with them, the
+split stage's rule) are `held_out` rows that must sit in `external`, its expected size is exact,
+and train/val/test sizes are expected from the rest of the index.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from dermai.core.groups import parse_groups
-from dermai.core.schema import INDEX_COLUMNS
+from dermai.core.schema import EXTERNAL, INDEX_COLUMNS
+from dermai.core.splitting import external_members
 
 # Columns the facts frame is built from; without them the gate cannot be evaluated at all.
 REQUIRED = {
@@ -44,14 +50,33 @@ def index_parameters(classes: Sequence[str], age_groups: Sequence[str]) -> dict[
 
 
 def splits_parameters(
-    fractions: Mapping[str, float], n_index: int, rel_tolerance: float, abs_tolerance: float
+    fractions: Mapping[str, float],
+    n_index: int,
+    rel_tolerance: float,
+    abs_tolerance: float,
+    n_external: int = 0,
 ) -> dict[str, Any]:
+    """Row-count bounds per split: the fractions apply to the images not held out; the
+    external split's size is exact (0 when no site is held out)."""
     out: dict[str, Any] = {}
     for name, fraction in fractions.items():
-        lo, hi = size_bounds(fraction, n_index, rel_tolerance, abs_tolerance)
+        lo, hi = size_bounds(fraction, n_index - n_external, rel_tolerance, abs_tolerance)
         out[f"{name}_min_rows"] = lo
         out[f"{name}_max_rows"] = hi
+    out[f"{EXTERNAL}_min_rows"] = out[f"{EXTERNAL}_max_rows"] = n_external
     return out
+
+
+def external_ids(index: pd.DataFrame, groups: pd.DataFrame, held_out: Sequence[str]) -> list[str]:
+    """The image_ids the split stage must put in `external`, in index order (same rule:
+    `core.splitting.external_members`). Raises ValueError for a source no image has."""
+    if not held_out:
+        return []
+    group_of = groups.drop_duplicates("image_id").set_index("image_id")["leakage_group"]
+    rows = index.dropna(subset=["image_id"]).drop_duplicates("image_id")
+    group = rows["image_id"].map(group_of).fillna(rows["image_id"])
+    mask, _ = external_members(_as_text(rows["source"]).tolist(), group.tolist(), held_out)
+    return rows["image_id"][mask].tolist()
 
 
 def _as_text(s: pd.Series) -> pd.Series:
@@ -134,13 +159,16 @@ def _presence(
     members: pd.DataFrame,
     presence_splits: Sequence[str],
     min_groups: int,
+    held_out: Sequence[str] = (),
 ) -> pd.DataFrame:
     """(condition, split) rows with image counts, for conditions with enough leakage groups.
 
-    Groups are counted over the index (groups.csv); an image without a group counts as its own.
+    Groups are counted over the index (groups.csv) minus the `held_out` image_ids (an unseen
+    site need not hold every condition); an image without a group counts as its own.
     """
     group_of = groups.drop_duplicates("image_id").set_index("image_id")["leakage_group"]
     labelled = index[["image_id", "condition"]].dropna()
+    labelled = labelled[~labelled["image_id"].isin(held_out)]
     group = labelled["image_id"].map(group_of).fillna(labelled["image_id"])
     n_groups = group.groupby(labelled["condition"]).nunique()
     eligible = sorted(n_groups[n_groups >= min_groups].index)
@@ -161,13 +189,20 @@ def splits_facts(
     *,
     min_groups_for_presence: int,
     presence_splits: Sequence[str] | None = None,
+    held_out: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The one table the splits suite validates (see module docstring).
 
     Per-image attributes for the cross-split checks come from the split rows themselves (what
     training reads); `matches_index` ties those rows back to index.csv and groups.csv.
+    `held_out` are the image_ids expected in the external split (`external_ids`).
     """
     members = _member_rows(splits)
+    where = members.dropna(subset=["image_id"]).drop_duplicates("image_id")
+    where = where.set_index("image_id")["split"]
+    held = pd.DataFrame(
+        {"key": list(held_out), "split": [where.get(i) for i in held_out], "check": "held_out"}
+    )
     parts = [
         _membership(index, groups, members),
         _keyed("sha1", members["sha1"], members["split"]),
@@ -180,7 +215,9 @@ def splits_facts(
             members,
             list(splits) if presence_splits is None else presence_splits,
             min_groups_for_presence,
+            held_out,
         ),
+        held,
     ]
     facts = pd.concat([p for p in parts if len(p)], ignore_index=True)
     facts = facts.reindex(columns=list(FACT_COLUMNS))

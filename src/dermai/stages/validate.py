@@ -5,14 +5,16 @@ Writes the full results (index.json, splits.json), summary.json and offline Data
 run on data that failed the gate. The Data Docs are not a DVC output: GX writes run times and
 random ids into their HTML, so their bytes differ on every run; each run replaces them. The
 suites are static JSON; values that come from params.yaml (class and age-group sets, expected
-split sizes) are passed as suite parameters at run time.
+split sizes) are passed as suite parameters at run time. With `split.external_source` set, the
+`external` split (a held-out site) joins every cross-split check and gets its own size and
+membership checks; train/val/test sizes are then expected from the images not held out.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import pandas as pd
 from dermai import params as params_mod
 from dermai.core import gates
 from dermai.core.ages import all_age_groups
-from dermai.core.schema import SPLITS
+from dermai.core.schema import EXTERNAL, SPLITS
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_json
 from dermai.io.classes import read_classes
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> None:
         size_abs_tolerance=params.validate.size_abs_tolerance,
         min_groups_for_presence=params.split.min_groups_for_presence,
         build_docs=not args.no_docs,
+        external_source=list(params.split.external_source),
     )
     if not summary["success"]:
         raise DermaiError(gates.gate_message(summary))
@@ -92,6 +95,7 @@ def validate(
     size_abs_tolerance: float,
     min_groups_for_presence: int,
     build_docs: bool = True,
+    external_source: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run both suites, write results, summary and docs; return the summary (never raises on a
     failed gate, so callers decide; `run` turns failure into a DermaiError). `build_docs=False`
@@ -108,9 +112,12 @@ def validate(
     index = read(index_path, "index", "index")
     groups = read(groups_path, "groups", "groups")
     duplicates = read(duplicates_path, "duplicates", "duplicates")
-    splits = {
-        name: read(splits_dir / f"{name}.csv", f"split {name}", "split") for name in fractions
-    }
+    names = [*fractions, EXTERNAL] if external_source else list(fractions)
+    splits = {name: read(splits_dir / f"{name}.csv", f"split {name}", "split") for name in names}
+    try:
+        held_out = gates.external_ids(index, groups, list(external_source))
+    except ValueError as exc:
+        raise DermaiError(str(exc)) from exc
     facts = gates.splits_facts(
         index,
         groups,
@@ -118,12 +125,13 @@ def validate(
         splits,
         min_groups_for_presence=min_groups_for_presence,
         presence_splits=[name for name, f in fractions.items() if f > 0],
+        held_out=held_out,
     )
     frames = {"index": index, "splits": facts}
     parameters = {
         "index": gates.index_parameters(classes, age_groups),
         "splits": gates.splits_parameters(
-            fractions, len(index), size_rel_tolerance, size_abs_tolerance
+            fractions, len(index), size_rel_tolerance, size_abs_tolerance, len(held_out)
         ),
     }
     suites = {name: gx.load_suite(expectations_dir / f"{name}.json") for name in SUITES}
