@@ -90,3 +90,29 @@ def test_oversampled_batches_are_balanced(splits):
     labels = np.concatenate([y.numpy() for _, y in ds.take(10)])
     share = np.bincount(labels, minlength=3) / len(labels)
     assert np.all(np.abs(share - 1 / 3) < 0.06), share  # natural shares: 0.11 / 0.18 / 0.71
+
+
+def test_external_split_written_like_test_and_others_unchanged(splits):
+    """A held-out site's external.csv gets its own shards; train/val/test bytes do not move."""
+    import json
+    import shutil
+
+    from dermai.models import data as tfdata
+
+    tmp, sp, prm = splits
+    plain = write(tmp, sp, prm, "plain")
+    assert "external" not in json.loads((plain / "meta.json").read_text())["splits"]
+    sp_ext = tmp / "splits_ext"
+    shutil.copytree(sp, sp_ext)
+    test = pd.read_csv(sp / "test.csv", dtype=str, keep_default_na=False)
+    test.assign(source="site2").to_csv(sp_ext / "external.csv", index=False)
+    ext = write(tmp, sp_ext, prm, "ext")
+    for p in plain.glob("*.tfrecord"):
+        assert (ext / p.name).read_bytes() == p.read_bytes(), p.name
+    meta = tfdata.read_meta(ext)
+    assert meta["splits"]["external"]["images"] == len(test)
+    assert {k: v for k, v in meta["splits"].items() if k != "external"} == tfdata.read_meta(plain)[
+        "splits"
+    ]
+    _, _, m = next(iter(tfdata.dataset(ext, "external", 64, with_meta=True)))
+    assert {v.decode() for v in m["source"].numpy().tolist()} == {"site2"}

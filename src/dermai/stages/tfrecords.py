@@ -4,6 +4,8 @@ By default images are decoded once here (EXIF orientation applied, any format an
 to the model input size and re-encoded as JPEG, so training decodes small uniform JPEGs;
 `tfrecords.encoding: original` keeps the raw file bytes instead (see README for the measurement).
 Same inputs, same bytes: shards follow the split CSV order and shuffling happens at read time.
+A held-out site's `external.csv` (split.external_source) is written like test; without it the
+output is exactly what it was before that option existed.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ from tqdm import tqdm
 from dermai import params as params_mod
 from dermai.core.hashing import ImageRejected, decode
 from dermai.core.preprocess import fit
-from dermai.core.schema import SPLITS
 from dermai.errors import DermaiError, require_gate
 from dermai.io.atomic import atomic_dir, write_json
 from dermai.io.classes import read_classes
-from dermai.io.tables import read_split
+from dermai.io.tables import read_split, split_names
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="params.yaml",
         help="params file (sections: base, index, tfrecords, model)",
     )
-    p.add_argument("--splits", required=True, help="folder with {train,val,test}.csv")
+    p.add_argument(
+        "--splits", required=True, help="folder with {train,val,test}.csv (and external.csv)"
+    )
     p.add_argument("--raw", default=None, help="raw root; overrides index.raw_root")
     p.add_argument(
         "--classes",
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
     raw = Path(args.raw or prm.index.raw_root)
     classes = read_classes(args.classes, list(prm.base.classes))
     frames = {}
-    for s in SPLITS:
+    for s in split_names(args.splits):
         f = Path(args.splits) / f"{s}.csv"
         df = read_split(args.splits, s)
         # Seeded row shuffle: manifests are often sorted by label, and a read-time shuffle
