@@ -99,3 +99,47 @@ def test_the_sample_card_says_synthetic_wherever_it_names_data_and_summary_has_h
             calibration={"temperature": 1.0},
         ).lower()
     )
+
+
+def test_a_held_out_site_gets_its_own_section_column_and_size_only_when_present():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 40)
+    rep = report(
+        y,
+        rng.normal(0, 1, (40, 2)) + np.eye(2)[y],
+        ["bcc", "mel"],
+        temperature=1.0,
+        groups={"source": ["rosendahl"] * 40},
+        n_bootstrap=20,
+    )
+    args = {
+        "disclaimer": DISCLAIMER,
+        "model": {"classes": ["bcc", "mel"], "params": {}},
+        "sources": {},
+        "calibration": {"temperature": 1.0},
+    }
+    rows = [{"split": "train", "condition": "bcc", "age_group": "0-29", "count": "7"}]
+    plain = render(
+        **args,
+        split_rows=rows,
+        leakage={"after": {"sizes": {"train": 7, "val": 0, "test": 0}}},
+        reports={"val": rep, "test": rep},
+    )
+    assert "| external" not in plain and "Held-out site" not in plain
+    card = render(
+        **args,
+        split_rows=[
+            *rows,
+            {"split": "external", "condition": "mel", "age_group": "60+", "count": "4"},
+        ],
+        leakage={
+            "after": {"sizes": {"train": 7, "val": 0, "test": 0, "external": 4}},
+            "external": {"sources": ["rosendahl"], "images_pulled_by_groups": 2},
+        },
+        reports={"val": rep, "test": rep, "external": rep},
+    )
+    assert "| condition | age group | train | val | test | external | total |" in card
+    assert "| **all** |  | 7 | 0 | 0 | 4 | 11 |" in card and "| external size | n/a | 4 |" in card
+    assert "### Held-out site (external: rosendahl)" in card
+    assert "2 image(s) of other sources" in card and "By source:" in card
+    assert card.count(f"| external | {rep['n']} |") == 2  # Performance table and its section

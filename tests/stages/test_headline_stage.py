@@ -52,3 +52,25 @@ def test_missing_input_is_a_one_line_error(tmp_path, capsys):
         f"dermai headline: error: headline input not found: {tmp_path / 'nope.json'}"
     ]
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_external_columns_only_when_the_split_held_a_site_out(tmp_path):
+    ext = write(
+        tmp_path / "report_external.json",
+        {"accuracy": 0.41, "balanced_accuracy": 0.32, "macro_auc": 0.66},
+    )
+    # Default run: a stale report_external.json beside the others is not read.
+    assert main(args(tmp_path, **{"--external-report": ext})) == 0
+    assert not any(
+        k.startswith("ext_") for k in json.loads((tmp_path / "metrics.json").read_text())
+    )
+    leak = write(
+        tmp_path / "leak_ext.json",
+        {"after": {"cross_split_leakage_groups": 0}, "external": {"sources": ["rosendahl"]}},
+    )
+    assert main(args(tmp_path, **{"--leakage": leak, "--external-report": ext})) == 0
+    out = json.loads((tmp_path / "metrics.json").read_text())
+    assert (out["ext_acc"], out["ext_bacc"], out["ext_auc"]) == (0.41, 0.32, 0.66)
+    assert out["acc"] == 0.5 and list(out) == sorted(out)
+    missing = str(tmp_path / "none.json")
+    assert main(args(tmp_path, **{"--leakage": leak, "--external-report": missing})) == 1

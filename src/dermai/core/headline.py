@@ -12,6 +12,8 @@ Keys (all about the TEST split unless noted):
   leaks               cross-split leakage groups after the split (0 is the goal)
   gate                every data-validation expectation held
   images, rejects     images indexed, files rejected by the index stage
+  ext_acc, ext_bacc, ext_auc   the same three on the EXTERNAL split (a held-out site,
+                      split.external_source); present only when a site was held out
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ def headline(
     leakage: Mapping[str, Any],
     index_summary: Mapping[str, Any],
     gate_passed: bool,
+    external_report: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The headline dict from the evaluate test report, the export metrics, the leakage report
-    and the index summary (as the stages write them)."""
+    and the index summary (as the stages write them); plus the held-out site's accuracy,
+    balanced accuracy and AUC when evaluate wrote an external report."""
     out: dict[str, Any] = {}
     for key, name in CI_KEYS.items():
         out[key] = _num(test_report.get(name), 3)
@@ -52,4 +56,7 @@ def headline(
     out["gate"] = bool(gate_passed)
     out["images"] = int(index_summary["indexed"])
     out["rejects"] = int(index_summary["rejected"])
+    if external_report is not None:
+        for key, name in CI_KEYS.items():
+            out[f"ext_{key}"] = _num(external_report.get(name), 3)
     return out

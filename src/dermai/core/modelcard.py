@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 SPLITS = ("train", "val", "test")
+EXTERNAL = "external"  # core.schema.EXTERNAL: a held-out site (split.external_source)
 ECE_GOAL = 0.05
 SAMPLE_ROOT = "data/raw/sample"  # where `dermai sample` writes (dvc.yaml); the default raw_root
 
@@ -81,15 +82,21 @@ def data_table(split_rows: Sequence[Mapping[str, Any]]) -> str:
     for r in split_rows:
         key = (str(r["condition"]), str(r["age_group"]))
         counts.setdefault(key, {})[str(r["split"])] = int(r["count"])
+    splits = _splits({s for by in counts.values() for s in by})
     rows = []
-    totals = dict.fromkeys(SPLITS, 0)
+    totals = dict.fromkeys(splits, 0)
     for (cond, age), by in sorted(counts.items()):
-        vals = [by.get(s, 0) for s in SPLITS]
-        for s, v in zip(SPLITS, vals, strict=True):
+        vals = [by.get(s, 0) for s in splits]
+        for s, v in zip(splits, vals, strict=True):
             totals[s] += v
         rows.append([cond, age, *vals, sum(vals)])
-    rows.append(["**all**", "", *[totals[s] for s in SPLITS], sum(totals.values())])
-    return _table(["condition", "age group", *SPLITS, "total"], rows)
+    rows.append(["**all**", "", *[totals[s] for s in splits], sum(totals.values())])
+    return _table(["condition", "age group", *splits, "total"], rows)
+
+
+def _splits(present: set[str] | Mapping[str, Any]) -> tuple[str, ...]:
+    """train, val, test, plus external when the run held a site out."""
+    return (*SPLITS, EXTERNAL) if EXTERNAL in present else SPLITS
 
 
 def leakage_table(leakage: Mapping[str, Any]) -> str:
@@ -98,7 +105,7 @@ def leakage_table(leakage: Mapping[str, Any]) -> str:
         k for k in set(before) | set(after) if isinstance(before.get(k, after.get(k)), int | float)
     )
     rows = [[k.replace("_", " "), before.get(k, "n/a"), after.get(k, "n/a")] for k in keys]
-    for s in SPLITS:
+    for s in _splits(after.get("sizes", {})):
         rows.append(
             [
                 f"{s} size",
@@ -186,6 +193,37 @@ def _tta_line(calibration: Mapping[str, Any]) -> str:
     )
 
 
+def external_section(rep: Mapping[str, Any] | None, held: Mapping[str, Any]) -> str:
+    """The held-out-site section (`split.external_source`); empty when no site was held out."""
+    if rep is None:
+        return ""
+    sources = ", ".join(held.get("sources", [])) or "n/a"
+    pulled = held.get("images_pulled_by_groups", 0)
+    pulled_line = (
+        f" {pulled} image(s) of other sources that share a duplicate or lesion group with them"
+        " were held out too, so no training image duplicates an external one."
+        if pulled
+        else ""
+    )
+    return f"""
+### Held-out site (external: {sources})
+
+Every image of {sources} was kept out of training, model selection and calibration.{pulled_line}
+This is the model's generalisation to a site it never saw; compare it with the in-distribution
+test row above (a drop is the expected cost of a new site, not a bug).
+
+{metrics_table({EXTERNAL: rep})}
+
+Per class (external):
+
+{per_class_table(rep)}
+
+Subgroups (external):
+
+{subgroup_tables(rep)}
+"""
+
+
 def render(
     *,
     disclaimer: str,
@@ -197,7 +235,8 @@ def render(
     calibration: Mapping[str, Any],
     rejected: int | None = None,
 ) -> str:
-    """The model card. `reports` maps set name (val, test) to `core.evaluation.report`."""
+    """The model card. `reports` maps set name (val, test, and external for a held-out site)
+    to `core.evaluation.report`."""
     test = reports.get("test") or next(iter(reports.values()))
     tcal = test["calibration"]
     classes = ", ".join(model.get("classes", []))
@@ -210,6 +249,13 @@ def render(
         f" {rejected} files were rejected as unreadable at indexing." if rejected else ""
     )
     data = dataset_of(prm)
+    external = external_section(reports.get(EXTERNAL), leakage.get(EXTERNAL, {}))
+    site_limit = (
+        "\n- One held-out site was measured (above); one site is one sample of how a new clinic"
+        " differs."
+        if external
+        else ""
+    )
     synth = data["synthetic"]
     kind = "synthetic dermoscopy-like lesion picture" if synth else "dermoscopic image"
     warning = (
@@ -280,7 +326,7 @@ model selection and to fit the temperature, so the **test** row is the one to qu
 Subgroups are small; treat differences as hints to investigate, not findings.
 
 {subgroup_tables(test)}
-
+{external}
 ## Calibration
 
 Expected calibration error (top-label, {tcal["bins"]} equal-width bins) on the test set:
@@ -291,7 +337,7 @@ Expected calibration error (top-label, {tcal["bins"]} equal-width bins) on the t
 ## Limitations
 
 {synth_limit}- Trained and tested on one data distribution; performance on other cameras, clinics,
-  populations or non-dermoscopic photos is unknown (use `dermai evaluate-external`).
+  populations or non-dermoscopic photos is unknown (use `dermai evaluate-external`).{site_limit}
 - Skin tone / Fitzpatrick type is not recorded, so performance across skin tones is unmeasured.
 - Classes and subgroups are imbalanced; rare classes have wide intervals.
 - Age and source subgroup metrics are shown without intervals and on few images.

@@ -9,7 +9,9 @@ through dvclive; the most confident test mistakes are shown with Grad-CAM overla
 card is generated from the run. With `evaluate.tta` the val and test logits are the test-time
 augmentation's (`runtime.inference.TtaLogits`), the temperature is fitted on them and the mode is
 saved in `calibration.json`; the OOD guard is fitted on the un-augmented images, as every runtime
-scores them. Not a diagnostic tool.
+scores them. A held-out site (`split.external_source`, TFRecords split `external`) is
+reported exactly like test, as generalisation to a site never trained on; the temperature and
+the OOD guard stay fitted on val only. Not a diagnostic tool.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dermai import DISCLAIMER
 from dermai import params as params_mod
 from dermai.core import calibration as C
 from dermai.core.modelcard import render
+from dermai.core.schema import EXTERNAL
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
 from dermai.runtime.report import live_session, publish, settings_from
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("val", "test")
+SPLITS = ("val", "test")  # + EXTERNAL when split.external_source held a site out
 BATCH = 64
 PROGRESS_EVERY_S = 10.0  # a progress line at most this often while predicting a split
 
@@ -163,7 +166,9 @@ def run(args: argparse.Namespace) -> None:
     if tfdata.read_meta(args.tfrecords)["classes"] != classes:
         raise DermaiError("TFRecords and model were made for different classes")
     lm = with_tta(logits_model(model), prm.evaluate.tta)  # TTA logits unless tta is none
-    data = {s: collect(lm, args.tfrecords, s, keep_images=s == "test") for s in SPLITS}
+    held_out = EXTERNAL in tfdata.read_meta(args.tfrecords)["splits"]
+    splits = (*SPLITS, EXTERNAL) if held_out else SPLITS
+    data = {s: collect(lm, args.tfrecords, s, keep_images=s != "val") for s in splits}
 
     t = C.fit_temperature(data["val"]["logits"], data["val"]["y"])
     val_nll = (
@@ -184,13 +189,13 @@ def run(args: argparse.Namespace) -> None:
     live = live_session(args.live)
     cam = GradCam(model)
     reports = {}
-    for s in SPLITS:
+    for s in splits:
         d = data[s]
         log.info(
             "%s: metrics with %d bootstrap resamples, subgroups, calibration%s",
             s,
             settings.n_bootstrap,
-            ", Grad-CAM of the errors" if s == "test" else "",
+            ", Grad-CAM of the errors" if s != "val" else "",
         )
         reports[s] = publish(
             s,
@@ -205,7 +210,7 @@ def run(args: argparse.Namespace) -> None:
             settings=settings,
             image_of=_row_getter(d["images"]),
             cam=cam,
-            errors_dir=out / "errors" if s == "test" else None,
+            errors_dir={"test": out / "errors", EXTERNAL: out / "errors_external"}.get(s),
         )
     live.summary["temperature"] = round(t, 6)
     live.end()

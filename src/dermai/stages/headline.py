@@ -3,6 +3,8 @@
 Reads what index, split, validate, evaluate and export wrote and writes the dozen numbers a
 reader compares between experiments (see `dermai.core.headline` for the keys). Everything else
 those stages write stays a plain output, so `dvc metrics show` and `dvc exp show` stay readable.
+The held-out site's numbers are added only when the split held one out (leakage.json says so),
+so a default run has no external columns and a stale external report is never read.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="validate's passed.json (present only when every expectation held)",
     )
     p.add_argument("--test-report", required=True, help="evaluate's report_test.json")
+    p.add_argument(
+        "--external-report",
+        default=None,
+        help="evaluate's report_external.json (read only when leakage.json names held-out sites)",
+    )
     p.add_argument("--export", required=True, help="export's metrics JSON (int8 agreement)")
     p.add_argument("--out", required=True, help="headline metrics JSON to write")
 
@@ -44,13 +51,20 @@ def _read(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> None:
+    leakage = _read(args.leakage)
+    external = None
+    if "external" in leakage:
+        if not args.external_report:
+            raise DermaiError("headline: the split held a site out; pass --external-report")
+        external = _read(args.external_report)
     try:
         out = headline(
             test_report=_read(args.test_report),
             export=_read(args.export),
-            leakage=_read(args.leakage),
+            leakage=leakage,
             index_summary=_read(args.index_summary),
             gate_passed=Path(args.gate).is_file(),
+            external_report=external,
         )
     except KeyError as exc:
         raise DermaiError(f"headline: an input lacks the field {exc}") from None
