@@ -91,3 +91,34 @@ def tinted(seed: int, w: int = 48, h: int = 36) -> Any:
     rng = np.random.default_rng(seed)
     arr = rng.uniform(0, 255, 3)[None, None, :] + rng.normal(0, 30, (h, w, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def write_index(raw: Path, classes: list[str], sources: list[str]) -> Any:
+    """One tinted PNG per entry of `sources` under `raw` (<source>/<condition>/<age>/iNNN.png),
+    conditions and age groups cycling, and the index rows (a DataFrame) that describe them: the
+    inputs the stage tests split by hand."""
+    import io
+
+    import pandas as pd
+
+    rows = []
+    for k, src in enumerate(sources):
+        cond, age = classes[k % len(classes)], ["0-29", "60+"][k % 2]
+        rel = f"{src}/{cond}/{age}/i{k:03d}.png"
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        tinted(k).save(buf, "PNG")
+        (raw / rel).write_bytes(buf.getvalue())
+        rows.append(
+            {
+                "image_id": f"i{k:03d}",
+                "path": rel,
+                "condition": cond,
+                "age_group": age,
+                "source": src,
+                "group_id": "",
+                "leakage_group": f"g{k}",
+                "sha1": f"{k:040x}",
+            }
+        )
+    return pd.DataFrame(rows)

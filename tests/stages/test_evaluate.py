@@ -13,7 +13,6 @@ import yaml
 import tinymodel
 from dermai import DISCLAIMER
 from dermai.cli import main
-from imaging import encode
 
 CLASSES = ["bcc", "mel", "nv"]
 
@@ -22,25 +21,7 @@ CLASSES = ["bcc", "mel", "nv"]
 def project(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("evaluate")
     raw = tmp / "raw"
-    rows = []
-    for k in range(60):
-        cond, age, src = CLASSES[k % 3], ["0-29", "60+"][k % 2], ["s1", "s2"][(k // 2) % 2]
-        rel = f"{src}/{cond}/{age}/i{k:03d}.png"
-        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
-        (raw / rel).write_bytes(encode(tinymodel.tinted(k), "PNG"))
-        rows.append(
-            {
-                "image_id": f"i{k:03d}",
-                "path": rel,
-                "condition": cond,
-                "age_group": age,
-                "source": src,
-                "group_id": "",
-                "leakage_group": f"g{k}",
-                "sha1": f"{k:040x}",
-            }
-        )
-    df = pd.DataFrame(rows)
+    df = tinymodel.write_index(raw, CLASSES, [["s1", "s2"][(k // 2) % 2] for k in range(60)])
     sp = tmp / "splits"
     sp.mkdir()
     df.iloc[:12].to_csv(sp / "train.csv", index=False)

@@ -13,7 +13,6 @@ import yaml
 
 import tinymodel
 from dermai.cli import main
-from imaging import encode
 
 CLASSES = ["bcc", "mel", "nv"]
 
@@ -28,26 +27,9 @@ def tfrecords(tmp: Path, splits: Path, name: str) -> Path:
 def project(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("evaluate_ext")
     raw = tmp / "raw"
-    rows = []
-    for k in range(48):
-        cond, age = CLASSES[k % 3], ["0-29", "60+"][k % 2]
-        src = "rosendahl" if k >= 36 else "vidir"
-        rel = f"{src}/{cond}/{age}/i{k:03d}.png"
-        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
-        (raw / rel).write_bytes(encode(tinymodel.tinted(k), "PNG"))
-        rows.append(
-            {
-                "image_id": f"i{k:03d}",
-                "path": rel,
-                "condition": cond,
-                "age_group": age,
-                "source": src,
-                "group_id": "",
-                "leakage_group": f"g{k}",
-                "sha1": f"{k:040x}",
-            }
-        )
-    df = pd.DataFrame(rows)
+    df = tinymodel.write_index(
+        raw, CLASSES, ["rosendahl" if k >= 36 else "vidir" for k in range(48)]
+    )
     sp = tmp / "splits"
     sp.mkdir()
     df.iloc[:12].to_csv(sp / "train.csv", index=False)
