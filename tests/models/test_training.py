@@ -302,3 +302,23 @@ def test_curves_file_has_every_epoch_with_its_phase_and_the_kept_epoch(run) -> N
     }
     assert val == {i: pytest.approx(s, abs=1e-5) for i, s in enumerate(tracker.scores)}
     assert {r["split"] for r in rows} == {"train", "validation"}
+
+
+def test_long_epochs_report_progress_inside_the_epoch(caplog: pytest.LogCaptureFixture) -> None:
+    # every_s=0: a line after every batch, so the count and the last batch are checkable.
+    (x, y), _ = _data(2)
+    feats = x.astype(np.float32).mean(axis=(1, 2))
+    head = build_head(CUT[-1], N_CLASSES, 0.0, 0.0)
+    head.compile(optimizer="sgd", loss="categorical_crossentropy")
+    batches = T.array_batches(
+        feats, np.eye(N_CLASSES, dtype=np.float32)[y], np.arange(len(y)), 8, None
+    )
+    with caplog.at_level("INFO", logger=T.log.name):
+        head.fit(
+            batches, epochs=1, verbose=0, callbacks=[T.BatchProgress("epoch 1/1", 8, every_s=0)]
+        )
+    lines = [r.getMessage() for r in caplog.records if "samples/s" in r.getMessage()]
+    n = len(batches)
+    assert len(lines) == n and n > 1
+    assert lines[0].startswith(f"epoch 1/1: batch 1/{n}, ")
+    assert lines[-1].startswith(f"epoch 1/1: batch {n}/{n}, ") and "~0:00:00 left" in lines[-1]

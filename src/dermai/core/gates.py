@@ -198,8 +198,8 @@ def splits_facts(
     `held_out` are the image_ids expected in the external split (`external_ids`).
     """
     members = _member_rows(splits)
-    where = members.dropna(subset=["image_id"]).drop_duplicates("image_id")
-    where = where.set_index("image_id")["split"]
+    first = members.dropna(subset=["image_id"]).drop_duplicates("image_id")
+    where = first.set_index("image_id")["split"]
     held = pd.DataFrame(
         {"key": list(held_out), "split": [where.get(i) for i in held_out], "check": "held_out"}
     )

@@ -108,7 +108,7 @@ class Tracker:
         self.history.append((self.epoch, phase, logged))
         log.info(
             "epoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
-            self._progress_label(),
+            self.progress_label(),
             phase,
             logs.get("loss", np.nan),
             m["accuracy"],
@@ -129,7 +129,7 @@ class Tracker:
         """Start the clock for the time-left estimate (after caching, before the first epoch)."""
         self.phase_started = (phase, time.monotonic(), self.epoch)
 
-    def _progress_label(self) -> str:
+    def progress_label(self) -> str:
         done = self.epoch + 1
         return f"{done}/{self.total_epochs}" if self.total_epochs else str(done)
 
@@ -177,6 +177,39 @@ class Tracker:
                 "no training epoch ran (train.head_epochs and finetune_epochs are 0): "
                 "the saved model is untrained"
             )
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """A progress line at most every `every_s` seconds inside an epoch: a phase-2 epoch over the
+    cached HAM10000 copies takes 15-20 min on 2 cores, too long to run silently."""
+
+    def __init__(self, label: str, batch_size: int, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.label, self.batch_size, self.every_s = label, batch_size, every_s
+        self.steps = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.steps = int(self.params.get("steps") or 0)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.t0 = self.last = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        done = batch + 1
+        rate = done * self.batch_size / max(now - self.t0, 1e-9)
+        left = (self.steps - done) * self.batch_size / rate if self.steps else float("nan")
+        log.info(
+            "%s: batch %d/%s, %.0f samples/s, ~%s left in this epoch",
+            self.label,
+            done,
+            self.steps or "?",
+            rate,
+            _clock(left) if left == left else "?",
+        )
 
 
 def predict_batches(model: keras.Model, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -284,7 +317,10 @@ def train_epochs(
         batches = array_batches(
             x, onehot[y], idx, cfg.batch_size, None if w is None else w[y].astype(np.float32)
         )
-        hist = model.fit(batches, epochs=1, verbose=0)
+        progress = BatchProgress(
+            f"epoch {tracker.progress_label()} (phase {phase})", cfg.batch_size
+        )
+        hist = model.fit(batches, epochs=1, verbose=0, callbacks=[progress])
         logs = {k: v[-1] for k, v in hist.history.items()}
         proba = predict_batches(model, x_val)
         tracker.end_epoch(proba, y_val, logs, phase, weights_of)
@@ -404,7 +440,12 @@ def train_epochs_images(
 
     # One fit call: a new call would restart the seeded shuffle from its first order.
     model.fit(
-        ds, steps_per_epoch=steps, epochs=epochs, class_weight=cw, verbose=0, callbacks=[_Val()]
+        ds,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        class_weight=cw,
+        verbose=0,
+        callbacks=[BatchProgress(f"phase {phase}", cfg.batch_size), _Val()],
     )
 
 

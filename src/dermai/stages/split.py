@@ -115,12 +115,12 @@ def run(args: argparse.Namespace) -> None:
     df = df.merge(groups, on="image_id", how="left", validate="one_to_one")
     held_out = list(cfg.external_source)
     try:
-        ext, spanning = external_members(
+        members, spanning = external_members(
             df["source"].tolist(), df["leakage_group"].tolist(), held_out
         )
     except ValueError as exc:
         raise DermaiError(str(exc)) from exc
-    ext = pd.Series(ext, index=df.index)
+    ext = pd.Series(members, index=df.index)
     # With nothing held out, `rest` is the index itself: the default split is unchanged.
     rest = df[~ext] if held_out else df
     if held_out and rest.empty:
