@@ -189,3 +189,15 @@ def test_train_without_features_folder_says_so(
     assert "--features" in capsys.readouterr().err
     assert train(records, prm, tmp_path / "missing", tmp_path) == 1
     assert "run `dermai features`" in capsys.readouterr().err
+
+
+def test_another_train_seed_reuses_the_cache(tiny, cache: Path, tmp_path: Path) -> None:
+    # train.seed moves only the head and the training; the backbone (random weights here) is
+    # still built under base.seed, so the cache made for base.seed is accepted.
+    records, prm = tiny
+    params = yaml.safe_load(prm.read_text())
+    params.setdefault("train", {})["seed"] = 7
+    other = tmp_path / "params.yaml"
+    other.write_text(yaml.safe_dump(params))
+    assert train(records, other, cache, tmp_path) == 0
+    assert (tmp_path / "model.keras").stat().st_size > 0

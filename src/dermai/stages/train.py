@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> None:
     require_gate(args.gate)
     prm = params_mod.load(args.params)
     cfg, mcfg = prm.train, prm.model
+    import keras
     from dvclive import Live
 
     from dermai.models import data
@@ -72,7 +73,9 @@ def run(args: argparse.Namespace) -> None:
     from dermai.models.backbones import build_backbone, cut_layer_name, split_backbone
     from dermai.models.classifier import assemble, build_head
 
-    strategy = T.setup_tf(cfg, cfg.seed)
+    # The backbone is built under base.seed, as `dermai features` built it (with random weights
+    # its init must match the cache); the head and the training then follow train.seed.
+    strategy = T.setup_tf(cfg, prm.base.seed)
     meta = data.read_meta(args.tfrecords)
     classes = meta["classes"]
     # The class list comes from the TFRecords (index resolved it); base.classes, when set, agrees.
@@ -85,6 +88,8 @@ def run(args: argparse.Namespace) -> None:
     with strategy.scope():
         backbone = build_backbone(mcfg.backbone, mcfg.weights, shape, args.pretrained)
         lower, upper = split_backbone(backbone, cfg.unfreeze_blocks)
+        if cfg.seed != prm.base.seed:  # equal seeds keep one stream: the default run's bytes
+            keras.utils.set_random_seed(cfg.seed)
         head = build_head(
             int(backbone.output.shape[-1]), len(classes), mcfg.dropout, cfg.weight_decay
         )
