@@ -91,3 +91,10 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-qm", "project", cwd=dest)
     return dest
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A private copy of a finished project (git repo, DVC cache, workspace outputs), so tests
+    can share one pipeline run without seeing each other's changes."""
+    shutil.copytree(run, dest, symlinks=True)
+    return dest
