@@ -202,6 +202,10 @@ def test_prepare_is_fit_when_off_and_fit_then_shades_of_grey_when_on():
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(30, 200, (61, 83, 3), dtype=np.uint8))
     fitted = np.asarray(fit(img, 15, 20))
-    assert np.array_equal(prepare(img, 15, 20), fitted)
-    assert np.array_equal(prepare(img, 15, 20, NO_COLOUR_CONSTANCY), fitted)
-    assert np.array_equal(prepare(img, 15, 20, 6.0), shades_of_grey(fitted, 6.0))
+    assert np.array_equal(np.asarray(prepare(img, 15, 20)), fitted)
+    assert np.array_equal(np.asarray(prepare(img, 15, 20, NO_COLOUR_CONSTANCY)), fitted)
+    on = prepare(img, 15, 20, 6.0)
+    assert on.mode == "RGB" and on.size == (20, 15)
+    assert np.array_equal(np.asarray(on), shades_of_grey(fitted, 6.0))
+    right_size = Image.fromarray(fitted)
+    assert prepare(right_size, 15, 20) is right_size  # off: fit's own result, untouched

@@ -89,9 +89,10 @@ def shades_of_grey(rgb: np.ndarray, p: float) -> np.ndarray:
 
 def prepare(
     img: Image.Image, height: int, width: int, colour_constancy: object = None
-) -> np.ndarray:
+) -> Image.Image:
     """What the model sees of an RGB image: `fit`, then Shades of Grey when
-    `colour_constancy` is a p (see `colour_p`); H x W x 3 uint8."""
-    fitted = np.asarray(fit(img, height, width))
+    `colour_constancy` is a p (see `colour_p`). Off, it is `fit`'s own result (the same
+    object, info and all), so outputs written before the option existed keep their bytes."""
+    fitted = fit(img, height, width)
     p = colour_p(colour_constancy)
-    return fitted if p is None else shades_of_grey(fitted, p)
+    return fitted if p is None else Image.fromarray(shades_of_grey(np.asarray(fitted), p))
