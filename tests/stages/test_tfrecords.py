@@ -183,3 +183,25 @@ def test_colour_constancy_refuses_original_encoding(splits):
     args = ["tfrecords", "--params", str(bad), "--splits", str(sp), "--out", str(tmp / "x")]
     assert main(args) != 0
     assert not (tmp / "x").exists()
+
+
+@pytest.mark.parametrize(("made", "asked"), [("cc_off", 6), ("cc_on", "none"), ("cc_on", 2)])
+def test_train_refuses_tfrecords_made_with_another_colour_constancy(splits, made, asked, capsys):
+    """The model must see at training what every runtime will feed it: train stops before
+    building anything when the TFRecords' setting (meta.json) is not model.colour_constancy."""
+    tmp, sp, prm = splits
+    folder = tmp / made
+    if not folder.exists():  # written by the colour-constancy test above when run with it
+        raw = yaml.safe_load(prm.read_text())
+        p = 6 if made == "cc_on" else "none"
+        f = tmp / f"params_{made}.yaml"
+        f.write_text(yaml.safe_dump({**raw, "model": {**raw["model"], "colour_constancy": p}}))
+        write(tmp, sp, f, made)
+    raw = yaml.safe_load(prm.read_text())
+    f = tmp / "params_train.yaml"
+    f.write_text(yaml.safe_dump({**raw, "model": {**raw["model"], "colour_constancy": asked}}))
+    args = ["train", "--params", str(f), "--tfrecords", str(folder), "--pretrained", "none.h5"]
+    args += ["--model", str(tmp / "m" / "model.keras"), "--live", str(tmp / "live")]
+    assert main(args) == 1
+    assert "colour constancy" in capsys.readouterr().err
+    assert not (tmp / "m").exists()
