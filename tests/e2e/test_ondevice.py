@@ -4,9 +4,10 @@ Parity: 100 synthetic sample-like images go through LiteRT.js in the browser and
 LiteRT (`TfliteModel`, ai-edge-litert) on the same .tflite; top-1 must agree on >= 99% and the
 probabilities within PROB_TOL. Preprocessing parity: the page's JS `fit` must give exactly the
 pixels of `core.preprocess.fit` (Pillow) on odd-sized images, and its Shades-of-Grey colour
-constancy those of `core.preprocess.prepare` within 1 grey level (measured: equal). Offline: load once, cut the network
-(offline emulation and the server stopped), reload, predict again. Prints the int8 inference time
-per image and the first prediction after load; screenshots go to reports/screenshots/ondevice-*.
+constancy those of `core.preprocess.prepare` within 1 grey level (measured: equal). Offline:
+load once, cut the network (offline emulation and the server stopped), reload, predict again.
+Prints the int8 inference time per image and the first prediction after load; screenshots go to
+reports/screenshots/ondevice-*.
 
 A tiny stand-in int8 model (tests/tinymodel.py, converted in seconds) is exported by default;
 DERMAI_ONDEVICE_MODEL=models/model_int8.tflite runs the same checks on the real exported model
