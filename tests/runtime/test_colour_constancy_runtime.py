@@ -123,3 +123,40 @@ def _export(keras_path: Path, dest: Path, p: float | str) -> Path:
     out = dest / "model_float32.tflite"
     out.write_bytes(blob)
     return out
+
+
+def test_serve_engine_corrects_as_predict_does(models, photos):
+    from dermai.web.engine import build_engine
+
+    engine = build_engine(models["on"], None)
+    assert engine.info()["colour_constancy"] == P
+    plain, cast = (engine.analyse(p.read_bytes())["predictions"] for p in photos)
+    got = {r["code"]: r["probability"] for r in cast}
+    for r in plain:
+        assert got[r["code"]] == pytest.approx(r["probability"], abs=0.01)
+
+
+def test_evaluate_external_corrects_as_predict_does(models, photos, tmp_path):
+    """Each photo under 3 labels' names, plain and cast: the per-image probabilities agree."""
+    import pandas as pd
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = []
+    for k, c in enumerate(CLASSES):
+        for kind, src in zip(("plain", "cast"), photos, strict=True):
+            name = f"{kind}_{k}.png"
+            (images / name).write_bytes(src.read_bytes())
+            rows.append({"image": name, "label": c})
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    out = tmp_path / "out"
+    args = ["evaluate-external", "--params", str(tmp_path / "none.yaml")]
+    args += ["--model", str(models["on"]), "--images", str(images)]
+    args += ["--labels", str(tmp_path / "labels.csv"), "--out", str(out)]
+    assert main(args) == 0
+    preds = pd.read_csv(out / "predictions_external.csv")
+    probs = [f"p_{c}" for c in CLASSES]
+    kind = preds["image_id"].astype(str).str.contains("cast")
+    a, b = preds[~kind][probs].to_numpy(), preds[kind][probs].to_numpy()
+    assert a.shape == b.shape == (3, len(CLASSES))
+    assert np.abs(a - b).max() <= 0.01
