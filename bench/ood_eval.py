@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dermai.core import ood
-from dermai.core.preprocess import fit
+from dermai.core.preprocess import prepare
 
 CANDIDATES = (
     ("max_softmax", "logits"),
@@ -134,12 +134,15 @@ def crops(img: np.ndarray, rng: np.random.Generator, n: int) -> list[np.ndarray]
     return out
 
 
-def to_input(arr: np.ndarray, h: int, w: int) -> np.ndarray:
-    return np.asarray(fit(Image.fromarray(arr), h, w), dtype=np.float32)
+def to_input(arr: np.ndarray, h: int, w: int, colour: object = "none") -> np.ndarray:
+    """A new image as the runtimes feed it (`core.preprocess.prepare`: fit, then the model's
+    colour constancy)."""
+    return np.asarray(prepare(Image.fromarray(arr), h, w, colour), dtype=np.float32)
 
 
 def transforms(x: np.ndarray, h: int, w: int) -> dict[str, np.ndarray]:
-    """TEST images (raw RGB at input size) after rotations, flips and JPEG re-encoding."""
+    """TEST images (raw RGB at input size) after rotations, flips and JPEG re-encoding (read
+    from the TFRecords, so already colour-corrected when the model is: fit only here)."""
 
     def each(fn: Any) -> np.ndarray:
         return np.stack(
@@ -202,7 +205,9 @@ def main() -> int:
     rng = np.random.default_rng(0)
     ood_items = [(k, c) for k, img in photos() for c in crops(img, rng, args.crops)]
     ood_items += generated(rng, h, w)
-    x_ood = np.stack([to_input(a, h, w) for _, a in ood_items])
+    # new photos get the colour constancy the TFRecords (so the model) were made with
+    colour = tfdata.read_meta(args.tfrecords).get("colour_constancy", "none")
+    x_ood = np.stack([to_input(a, h, w, colour) for _, a in ood_items])
     kinds = [k.split(":")[0] for k, _ in ood_items]
     ood_f, ood_z = run(x_ood)
     shifted = {name: run(xt) for name, xt in transforms(x_test, h, w).items()}

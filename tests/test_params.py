@@ -101,3 +101,16 @@ def test_a_bool_is_not_a_float_param(tmp_path, key):
         params.load(path)
     message = str(info.value)
     assert "\n" not in message and key in message
+
+
+def test_colour_constancy_is_none_or_a_p_in_its_interval():
+    assert params.Params().model.colour_constancy == "none"
+    assert params.load("params.yaml").model.colour_constancy == "none"
+    assert params.parse({"model": {"colour_constancy": 6}}).model.colour_constancy == 6.0
+    assert params.parse({"model": {"colour_constancy": 1.5}}).model.colour_constancy == 1.5
+    for bad in (0.5, 65, float("inf")):
+        with pytest.raises(DermaiError, match=r"model.colour_constancy=.* is not in \[1, 64\]"):
+            params.parse({"model": {"colour_constancy": bad}})
+    for bad in ("off", True, None, [6]):
+        with pytest.raises(DermaiError, match="model.colour_constancy"):
+            params.parse({"model": {"colour_constancy": bad}})

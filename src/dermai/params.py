@@ -178,6 +178,13 @@ class ModelParams:
     image_height: int = ranged(150, 1)
     image_width: int = ranged(200, 1)
     dropout: float = ranged(0.3, 0, 1, "left")
+    # Shades-of-Grey colour constancy (core.preprocess) on the fitted pixels, applied where
+    # every image enters the model (TFRecords, predict, serve, evaluate-external, the browser):
+    # "none", or the Minkowski p (1 = grey world; 6 is the usual choice). Finite, because the
+    # model files carry it as JSON, which has no inf.
+    colour_constancy: float | Literal["none"] = field(
+        default="none", metadata={"interval": Interval(1, 64)}
+    )
 
 
 @dataclass(frozen=True)
@@ -327,7 +334,10 @@ def build(cls: type, data: dict[str, Any], where: str = "") -> Any:
         kwargs[name] = _check_value(value, hints[name], sub)
         interval = fields[name].metadata.get("interval")
         items = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
-        if interval is not None and any(v not in interval for v in items):
+        # a string choice beside a number (e.g. "none") has no range
+        if interval is not None and any(
+            not isinstance(v, str) and v not in interval for v in items
+        ):
             raise DermaiError(f"params: {sub}={value!r} is not in {interval}")
     return cls(**kwargs)
 

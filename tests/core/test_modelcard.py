@@ -143,3 +143,30 @@ def test_a_held_out_site_gets_its_own_section_column_and_size_only_when_present(
     assert "### Held-out site (external: rosendahl)" in card
     assert "2 image(s) of other sources" in card and "By source:" in card
     assert card.count(f"| external | {rep['n']} |") == 2  # Performance table and its section
+
+
+def test_colour_constancy_is_on_the_card_only_when_the_model_was_trained_with_it():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 40)
+    rep = report(
+        y,
+        rng.normal(0, 1, (40, 2)) + np.eye(2)[y],
+        ["bcc", "mel"],
+        temperature=1.0,
+        n_bootstrap=20,
+    )
+    args = {
+        "disclaimer": DISCLAIMER,
+        "sources": {},
+        "calibration": {"temperature": 1.0},
+        "split_rows": [{"split": "train", "condition": "bcc", "age_group": "0-29", "count": "7"}],
+        "leakage": {"after": {"sizes": {"train": 7, "val": 0, "test": 0}}},
+        "reports": {"val": rep, "test": rep},
+    }
+    model = {"classes": ["bcc", "mel"], "params": {}, "input_shape": [150, 200, 3]}
+    plain = render(**args, model=model)
+    assert render(**args, model={**model, "colour_constancy": "none"}) == plain
+    assert "Colour constancy" not in plain
+    on = render(**args, model={**model, "colour_constancy": 6.0})
+    assert "Colour constancy: Shades of Grey (Minkowski p = 6)" in on
+    assert "input 150x200 RGB.\n- Colour constancy" in on

@@ -3,9 +3,11 @@
 Parity: 100 synthetic sample-like images go through LiteRT.js in the browser and through Python
 LiteRT (`TfliteModel`, ai-edge-litert) on the same .tflite; top-1 must agree on >= 99% and the
 probabilities within PROB_TOL. Preprocessing parity: the page's JS `fit` must give exactly the
-pixels of `core.preprocess.fit` (Pillow) on odd-sized images. Offline: load once, cut the network
-(offline emulation and the server stopped), reload, predict again. Prints the int8 inference time
-per image and the first prediction after load; screenshots go to reports/screenshots/ondevice-*.
+pixels of `core.preprocess.fit` (Pillow) on odd-sized images, and its Shades-of-Grey colour
+constancy those of `core.preprocess.prepare` within 1 grey level (measured: equal). Offline:
+load once, cut the network (offline emulation and the server stopped), reload, predict again.
+Prints the int8 inference time per image and the first prediction after load; screenshots go to
+reports/screenshots/ondevice-*.
 
 A tiny stand-in int8 model (tests/tinymodel.py, converted in seconds) is exported by default;
 DERMAI_ONDEVICE_MODEL=models/model_int8.tflite runs the same checks on the real exported model
@@ -270,6 +272,79 @@ def test_browser_resize_matches_pillow(browser, site):
                     f"{int(np.abs(got.astype(int) - want).max())}"
                 )
                 assert isinstance(src, Image.Image)
+        finally:
+            ctx.close()
+
+
+def test_browser_colour_constancy_matches_python(browser, site):
+    """Shades of Grey in the page (ondevice.js `shadesOfGrey`, and `OnDeviceModel.prepare` for a
+    model whose metadata asks for it) gives `core.preprocess.prepare`'s pixels within 1 grey
+    level, for grey world, the usual p = 6, the largest p the param allows and max-RGB."""
+    import math
+
+    from PIL import Image
+
+    from dermai.core.preprocess import prepare, shades_of_grey
+    from dermai.runtime.tflite import make_metadata
+
+    cases = [(450, 600, 150, 200), (97, 131, 24, 32), (400, 602, 24, 32)]
+    ps = [1.0, 6.0, 64.0, math.inf]
+    _, b = browser
+    with static_server(site) as (base, _):
+        ctx = b.new_context()
+        page = ctx.new_page()
+        try:
+            page.goto(base + "/")
+            wait_ready(page)
+            for i, (h, w, th, tw) in enumerate(cases):
+                src = lesion("mel", seed=10 + i, height=h, width=w)
+                # a colour cast, so the correction has something to do
+                arr = np.asarray(src).astype(float) * np.array([1.15, 0.95, 0.75])
+                src = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+                for p in ps:
+                    want = np.asarray(prepare(src, th, tw, p))
+                    meta = make_metadata(
+                        ["a"],
+                        th,
+                        tw,
+                        temperature=1.0,
+                        quantization="float32",
+                        colour_constancy=p if p < math.inf else "none",
+                    )
+                    got = page.evaluate(
+                        """async ([b64, h, w, th, tw, p, meta]) => {
+                        const m = await import('./ondevice.js');
+                        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                        const img = {data: bytes, width: w, height: h};
+                        const pp = p === null ? Infinity : p;
+                        const direct = m.shadesOfGrey(m.fit(img, th, tw), pp);
+                        // the model path: the p read from the metadata, as on a real model
+                        const model = Object.create(m.OnDeviceModel.prototype);
+                        Object.assign(model, {height: th, width: tw,
+                                              colourP: m.colourConstancy(meta)});
+                        const viaModel = p === null ? direct : model.prepare(img);
+                        const enc = (r) => btoa(String.fromCharCode(...r.data));
+                        return [enc(direct), enc(viaModel)]; }""",
+                        [
+                            base64.b64encode(np.asarray(src).tobytes()).decode(),
+                            h,
+                            w,
+                            th,
+                            tw,
+                            None if p == math.inf else p,
+                            meta,
+                        ],
+                    )
+                    for name, g in zip(("shadesOfGrey", "OnDeviceModel.prepare"), got, strict=True):
+                        g = np.frombuffer(base64.b64decode(g), np.uint8).reshape(th, tw, 3)
+                        d = np.abs(g.astype(int) - want.astype(int))
+                        assert d.max() <= 1, (
+                            f"{name} p={p} {w}x{h} -> {tw}x{th}: {int((d > 0).sum())} values "
+                            f"differ, max {int(d.max())}"
+                        )
+                    fitted = np.asarray(prepare(src, th, tw))
+                    assert not np.array_equal(want, fitted)  # the step did something
+                    assert np.array_equal(want, shades_of_grey(fitted, p))
         finally:
             ctx.close()
 

@@ -145,6 +145,21 @@ def test_class_mismatch_is_refused(exported, tmp_path):
     assert rc == 1 and not (other / "f.tflite").exists()
 
 
+def test_a_model_trained_with_another_colour_constancy_is_refused(exported, tmp_path, capsys):
+    """The TFRecords (no colour constancy) are not what this model was trained on (p = 6):
+    export stops before converting, rather than calibrate int8 and embed a mismatched setting."""
+    other = tmp_path / "m"
+    other.mkdir()
+    keras_path = tiny_keras(other)
+    f = other / "train_params.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "colour_constancy": 6.0}))
+    args = ["export", "--params", str(exported["params"]), "--model", str(keras_path)]
+    args += ["--tfrecords", str(exported["tfrecords"]), "--float-out", str(other / "f.tflite")]
+    args += ["--int8-out", str(other / "q.tflite"), "--metrics", str(other / "m.json")]
+    assert main(args) == 1 and not (other / "f.tflite").exists()
+    assert "colour constancy" in capsys.readouterr().err
+
+
 def test_a_named_guard_that_is_missing_or_invalid_is_refused(exported, tmp_path, capsys):
     models = exported["keras"].parent
     base = [

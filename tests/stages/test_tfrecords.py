@@ -128,3 +128,80 @@ def test_external_split_written_like_test_and_others_unchanged(splits):
     ]
     _, _, m = next(iter(tfdata.dataset(ext, "external", 64, with_meta=True)))
     assert {v.decode() for v in m["source"].numpy().tolist()} == {"site2"}
+
+
+def test_colour_constancy_is_applied_to_the_fitted_pixels_and_named_in_meta(splits):
+    """model.colour_constancy: p runs Shades of Grey on the fitted image before the JPEG;
+    meta.json names it (and names nothing when it is off, as before the option existed)."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from dermai.core.hashing import decode
+    from dermai.core.preprocess import fit, shades_of_grey
+    from dermai.models import data as tfdata
+
+    tmp, sp, prm = splits
+    plain = write(tmp, sp, prm, "cc_off")
+    assert "colour_constancy" not in json.loads((plain / "meta.json").read_text())
+    raw = yaml.safe_load(prm.read_text())
+    on_prm = tmp / "params_cc.yaml"
+    on_prm.write_text(yaml.safe_dump({**raw, "model": {**raw["model"], "colour_constancy": 6}}))
+    on = write(tmp, sp, on_prm, "cc_on")
+    assert tfdata.read_meta(on)["colour_constancy"] == 6.0
+    import tensorflow as tf
+
+    rows = pd.read_csv(sp / "val.csv")
+    first = next(iter(tf.data.TFRecordDataset(tfdata.files(on, "val"))))
+    ex = tf.io.parse_single_example(first, tfdata.FEATURES)
+    image_id = ex["image_id"].numpy().decode()
+    path = Path(raw["index"]["raw_root"]) / rows.set_index("image_id").loc[image_id, "path"]
+    img, _ = decode(path.read_bytes(), 10**8)
+    fitted = np.asarray(fit(img, 24, 32))
+    want = shades_of_grey(fitted, 6.0).astype(int)
+    got = np.asarray(Image.open(io.BytesIO(ex["image"].numpy()))).astype(int)
+    # the JPEG (quality 95) is within a few levels of the corrected pixels...
+    assert np.abs(got - want).mean() < 2.5
+    # ...and the correction moved them (the gradient test images are far from grey)
+    assert np.abs(want - fitted.astype(int)).mean() > 5
+
+
+def test_colour_constancy_refuses_original_encoding(splits):
+    tmp, sp, prm = splits
+    raw = yaml.safe_load(prm.read_text())
+    bad = tmp / "params_cc_original.yaml"
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                **raw,
+                "model": {**raw["model"], "colour_constancy": 6},
+                "tfrecords": {**raw["tfrecords"], "encoding": "original"},
+            }
+        )
+    )
+    args = ["tfrecords", "--params", str(bad), "--splits", str(sp), "--out", str(tmp / "x")]
+    assert main(args) != 0
+    assert not (tmp / "x").exists()
+
+
+@pytest.mark.parametrize(("made", "asked"), [("cc_off", 6), ("cc_on", "none"), ("cc_on", 2)])
+def test_train_refuses_tfrecords_made_with_another_colour_constancy(splits, made, asked, capsys):
+    """The model must see at training what every runtime will feed it: train stops before
+    building anything when the TFRecords' setting (meta.json) is not model.colour_constancy."""
+    tmp, sp, prm = splits
+    folder = tmp / made
+    if not folder.exists():  # written by the colour-constancy test above when run with it
+        raw = yaml.safe_load(prm.read_text())
+        p = 6 if made == "cc_on" else "none"
+        f = tmp / f"params_{made}.yaml"
+        f.write_text(yaml.safe_dump({**raw, "model": {**raw["model"], "colour_constancy": p}}))
+        write(tmp, sp, f, made)
+    raw = yaml.safe_load(prm.read_text())
+    f = tmp / "params_train.yaml"
+    f.write_text(yaml.safe_dump({**raw, "model": {**raw["model"], "colour_constancy": asked}}))
+    args = ["train", "--params", str(f), "--tfrecords", str(folder), "--pretrained", "none.h5"]
+    args += ["--model", str(tmp / "m" / "model.keras"), "--live", str(tmp / "live")]
+    assert main(args) == 1
+    assert "colour constancy" in capsys.readouterr().err
+    assert not (tmp / "m").exists()

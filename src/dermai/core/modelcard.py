@@ -178,6 +178,18 @@ def subgroup_tables(rep: Mapping[str, Any]) -> str:
     return "\n\n".join(parts) if parts else "No subgroup columns."
 
 
+def _colour_line(model: Mapping[str, Any]) -> str:
+    """The card's colour-constancy sentence; empty when off (the card is unchanged)."""
+    p = model.get("colour_constancy", "none")
+    if p == "none":
+        return ""
+    return (
+        f"\n- Colour constancy: Shades of Grey (Minkowski p = {p:g}) on the resized pixels, in "
+        "training and in every runtime (predict, serve, evaluate-external, the on-device page), "
+        "each reading it from the model's own files."
+    )
+
+
 def _tta_line(calibration: Mapping[str, Any]) -> str:
     """The card's test-time augmentation sentence; empty without TTA (the card is unchanged)."""
     mode = calibration.get("tta", "none")
@@ -257,6 +269,7 @@ def render(
         else ""
     )
     synth = data["synthetic"]
+    colour_line, inp = _colour_line(model), f"{shape[0]}x{shape[1]}"
     kind = "synthetic dermoscopy-like lesion picture" if synth else "dermoscopic image"
     warning = (
         "\n> **This model was trained on SYNTHETIC data** (the generated sample): a demo of "
@@ -280,7 +293,7 @@ def render(
 - Task: classify a {kind} into one of {len(model.get("classes", []))} conditions:
   {classes}.
 - Architecture: {mp.get("backbone", "n/a")} backbone (weights: {mp.get("weights", "n/a")}),
-  dropout {mp.get("dropout", "n/a")} and a softmax head; input {shape[0]}x{shape[1]} RGB.
+  dropout {mp.get("dropout", "n/a")} and a softmax head; input {inp} RGB.{colour_line}
 - Training: two-phase fine-tuning (head {tp.get("head_epochs", "n/a")} epochs, then the top
   {tp.get("unfreeze_blocks", "n/a")} stages {tp.get("finetune_epochs", "n/a")} epochs),
   imbalance handling `{tp.get("imbalance", "n/a")}`; the epoch with the best validation balanced

@@ -62,8 +62,10 @@ def export_bytes(
     *,
     ood: dict[str, Any] | None = None,
     training_data: dict[str, Any] | None = None,
+    colour_constancy: float | str = "none",
 ) -> dict[str, bytes]:
-    """The .tflite files (logits out), metadata embedded (with the OOD guard when given)."""
+    """The .tflite files (logits out), metadata embedded (with the OOD guard when given, and
+    the colour constancy the model was trained with)."""
     h, w = (int(d) for d in keras_model.inputs[0].shape[1:3])
     lm = logits_model(keras_model)
     out = {}
@@ -77,6 +79,7 @@ def export_bytes(
             quantization=kind,
             ood=ood,
             training_data=training_data,
+            colour_constancy=colour_constancy,
         )
         out[kind] = embed_metadata(raw, meta)
     return out

@@ -1,11 +1,12 @@
 """Load a trained model (.keras or .tflite) and predict calibrated class probabilities.
 
 The one place that knows how a model is fed: images are decoded with EXIF orientation applied,
-fitted with `core.preprocess.fit` exactly as the TFRecords were, and passed as raw [0, 255] RGB
-(the model scales its own input). Temperature scaling, when `calibration.json` sits next to the
-model, is applied to the logits. Test-time augmentation (`core.tta`), when `calibration.json`
-names a mode, averages the softmax over the views (`tta_outputs`); a .tflite never applies it
-(on-device runtimes do not either).
+fitted with `core.preprocess.fit` exactly as the TFRecords were, colour-corrected with the
+Shades of Grey p the model was trained with (`core.preprocess.prepare`; train_params.json or the
+.tflite metadata says which), and passed as raw [0, 255] RGB (the model scales its own input).
+Temperature scaling, when `calibration.json` sits next to the model, is applied to the logits.
+Test-time augmentation (`core.tta`), when `calibration.json` names a mode, averages the softmax
+over the views (`tta_outputs`); a .tflite never applies it (on-device runtimes do not either).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from dermai.core import preprocess
 from dermai.core import tta as tta_mod
 from dermai.core.calibration import probabilities
-from dermai.core.preprocess import fit
 from dermai.errors import DermaiError
 from dermai.runtime import loader
 
@@ -152,12 +153,21 @@ class Predictor:
     temperature: float = 1.0
     _logits_fn: Any = field(default=None, repr=False)
     tta: str = "none"  # core.tta mode, from calibration.json (the temperature was fitted with it)
+    # model.colour_constancy the model was trained with: "none" or the Shades-of-Grey p
+    colour_constancy: float | str = "none"
 
     def __post_init__(self) -> None:
         self._views = tta_mod.views(self.tta, self.height, self.width)
+        try:
+            preprocess.colour_p(self.colour_constancy)
+        except ValueError as exc:
+            raise DermaiError(f"{self.path.name}: {exc}") from exc
 
     def prepare(self, img: Image.Image) -> np.ndarray:
-        return np.asarray(fit(img.convert("RGB"), self.height, self.width), dtype=np.float32)
+        """The model's input for one image: `core.preprocess.prepare`, as the TFRecords."""
+        rgb = img.convert("RGB")
+        fitted = preprocess.prepare(rgb, self.height, self.width, self.colour_constancy)
+        return np.asarray(fitted, dtype=np.float32)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits of the images as given (no TTA): what the OOD guard scores."""
@@ -183,17 +193,21 @@ class Predictor:
 
 def _keras_fn(
     path: Path, train_params: str | Path | None = None
-) -> tuple[LogitsFn, list[str], int, int]:
+) -> tuple[LogitsFn, list[str], int, int, float | str]:
     model, meta = loader.load_keras(path, train_params)
     h, w, _ = meta["input_shape"]
     lm = logits_model(model)
-    return (lambda x: lm.predict(x, batch_size=64, verbose=0)), meta["classes"], h, w
+    fn = lambda x: lm.predict(x, batch_size=64, verbose=0)  # noqa: E731
+    return fn, meta["classes"], h, w, loader.colour_constancy(meta)
 
 
-def _tflite_fn(path: Path, num_threads: int | None = None) -> tuple[LogitsFn, list[str], int, int]:
-    from dermai.runtime.tflite import load_tflite
+def _tflite_fn(
+    path: Path, num_threads: int | None = None
+) -> tuple[LogitsFn, list[str], int, int, float | str]:
+    from dermai.runtime.tflite import TfliteModel
 
-    return load_tflite(path, num_threads=num_threads)
+    model = TfliteModel(path, num_threads)
+    return model, model.classes, model.height, model.width, model.colour_constancy
 
 
 def tflite_temperature(path: Path) -> float | None:
@@ -223,16 +237,16 @@ def load(
         raise DermaiError(f"model not found: {path}")
     temperature, tta = None, "none"
     if path.suffix == ".keras":
-        fn, classes, h, w = _keras_fn(path, train_params)
+        fn, classes, h, w, colour = _keras_fn(path, train_params)
         tta = read_tta(path, calibration)
     elif path.suffix == ".tflite":
-        fn, classes, h, w = _tflite_fn(path, num_threads)
+        fn, classes, h, w, colour = _tflite_fn(path, num_threads)
         temperature = tflite_temperature(path)
     else:
         raise DermaiError(f"unsupported model file {path.name}: use .keras or .tflite")
     if temperature is None:
         temperature = loader.read_temperature(path, calibration)
-    return Predictor(path, classes, h, w, temperature, fn, tta)
+    return Predictor(path, classes, h, w, temperature, fn, tta, colour)
 
 
 def embedded_guard(model_path: str | Path) -> dict[str, Any] | None:

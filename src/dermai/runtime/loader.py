@@ -52,6 +52,12 @@ def read_train_params(model: str | Path, train_params: str | Path | None = None)
     return meta
 
 
+def colour_constancy(meta: dict[str, Any]) -> float | str:
+    """The `model.colour_constancy` a model was trained with, from its train_params.json
+    (written beside `input_shape`; "none" for models trained before the option existed)."""
+    return meta.get("colour_constancy", "none")
+
+
 def read_temperature(
     model: str | Path, calibration: str | Path | None = None, *, required: bool = False
 ) -> float:

@@ -42,8 +42,13 @@ def make_metadata(
     quantization: str,
     ood: dict[str, Any] | None = None,
     training_data: dict[str, Any] | None = None,
+    colour_constancy: float | str = "none",
 ) -> dict[str, Any]:
     """The document embedded in every exported model (no timestamps: equal inputs, equal bytes).
+
+    `colour_constancy` (the model's `model.colour_constancy`) goes into `input` only when it is
+    on, as {"method": "shades_of_grey", "p": p}: a model trained on corrected pixels must be fed
+    corrected pixels, and the default document keeps its bytes.
 
     `ood` is the out-of-distribution guard (`core.ood.Guard.to_dict()` plus `image_kind` and
     the refusal `message`) so every runtime, the browser included, applies the rule the
@@ -72,11 +77,29 @@ def make_metadata(
         "dermai_version": __version__,
         "disclaimer": DISCLAIMER,
     }
+    if colour_constancy != "none":
+        meta["input"]["colour_constancy"] = {
+            "method": "shades_of_grey",
+            "p": float(colour_constancy),
+            "rule": "after the resize, on its uint8 RGB: each channel times ||e|| / (sqrt(3) "
+            "e_c), e_c the channel's Minkowski p-mean, rounded half up and clipped to "
+            "[0, 255] (dermai.core.preprocess.shades_of_grey)",
+        }
     if ood is not None:
         meta["ood"] = ood
     if training_data is not None:
         meta["training_data"] = training_data
     return meta
+
+
+def colour_constancy_of(meta: dict[str, Any]) -> float | str:
+    """The p a model's metadata asks the input to be corrected with, or "none"."""
+    cc = meta.get("input", {}).get("colour_constancy")
+    if cc is None:
+        return "none"
+    if not isinstance(cc, dict) or cc.get("method") != "shades_of_grey" or "p" not in cc:
+        raise DermaiError(f"unknown colour_constancy in the model metadata: {cc!r}")
+    return cc["p"]
 
 
 def embed_metadata(model: bytes, meta: dict[str, Any], name: str = METADATA_NAME) -> bytes:
@@ -180,6 +203,7 @@ class TfliteModel:
         self.height = int(self.meta["input"]["height"])
         self.width = int(self.meta["input"]["width"])
         self.temperature = float(self.meta.get("temperature", 1.0))
+        self.colour_constancy = colour_constancy_of(self.meta)
         self.num_threads = num_threads
         self._it = Interpreter(model_path=str(self.path), num_threads=num_threads)
         self._it.allocate_tensors()

@@ -140,6 +140,12 @@ def run(args: argparse.Namespace) -> None:
     tf_meta = tfdata.read_meta(args.tfrecords)
     if tf_meta["classes"] != classes:
         raise DermaiError("TFRecords and model were made for different classes")
+    colour = loader.colour_constancy(train_meta)
+    if tf_meta.get("colour_constancy", "none") != colour:
+        raise DermaiError(
+            "TFRecords and model differ in colour constancy (model.colour_constancy); "
+            "rerun tfrecords and train"
+        )
     temperature = loader.read_temperature(model_path, args.calibration)
     keras.utils.set_random_seed(prm.base.seed)
     model = keras.saving.load_model(model_path, compile=False)
@@ -156,6 +162,7 @@ def run(args: argparse.Namespace) -> None:
         rep,
         ood=guard,
         training_data=dataset_of(train_meta.get("params", {})),
+        colour_constancy=colour,
     )
     paths = {"float32": Path(args.float_out), "int8": Path(args.int8_out)}
     for kind, blob in blobs.items():

@@ -3,6 +3,11 @@
 By default images are decoded once here (EXIF orientation applied, any format and size), fitted
 to the model input size and re-encoded as JPEG, so training decodes small uniform JPEGs;
 `tfrecords.encoding: original` keeps the raw file bytes instead (see README for the measurement).
+Colour constancy (`model.colour_constancy`, core.preprocess) runs here, on the fitted pixels
+before the JPEG encoding, so training, the feature cache, evaluation and export all read the
+corrected pixels, and the runtimes apply the same `core.preprocess.prepare` to new images.
+It needs `encoding: resized` (original bytes are never fitted here). meta.json names the setting
+only when it is on, so the default output is byte-identical to before it existed.
 Same inputs, same bytes: shards follow the split CSV order and shuffling happens at read time.
 A held-out site's `external.csv` (split.external_source) is written like test; without it the
 output is exactly what it was before that option existed.
@@ -23,7 +28,7 @@ from tqdm import tqdm
 
 from dermai import params as params_mod
 from dermai.core.hashing import ImageRejected, decode
-from dermai.core.preprocess import fit
+from dermai.core.preprocess import NO_COLOUR_CONSTANCY, prepare
 from dermai.errors import DermaiError, require_gate
 from dermai.io.atomic import atomic_dir, write_json
 from dermai.io.classes import read_classes
@@ -57,8 +62,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _init(raw: str, h: int, w: int, encoding: str, quality: int, max_pixels: int) -> None:
-    _CFG.update(raw=Path(raw), h=h, w=w, encoding=encoding, quality=quality, max_pixels=max_pixels)
+def _init(
+    raw: str,
+    h: int,
+    w: int,
+    encoding: str,
+    quality: int,
+    max_pixels: int,
+    colour: float | str = NO_COLOUR_CONSTANCY,
+) -> None:
+    _CFG.update(
+        raw=Path(raw),
+        h=h,
+        w=w,
+        encoding=encoding,
+        quality=quality,
+        max_pixels=max_pixels,
+        colour=colour,
+    )
 
 
 def encode_image(path: str) -> bytes:
@@ -69,7 +90,8 @@ def encode_image(path: str) -> bytes:
     # Draft decoding: a 12 MP camera JPEG is scaled down in libjpeg, to no less than the input.
     img, _ = decode(data, _CFG["max_pixels"], draft=(_CFG["w"], _CFG["h"]))
     buf = io.BytesIO()
-    fit(img, _CFG["h"], _CFG["w"]).save(buf, "JPEG", quality=_CFG["quality"])
+    fitted = prepare(img, _CFG["h"], _CFG["w"], _CFG.get("colour", NO_COLOUR_CONSTANCY))
+    fitted.save(buf, "JPEG", quality=_CFG["quality"])
     return buf.getvalue()
 
 
@@ -127,6 +149,12 @@ def run(args: argparse.Namespace) -> None:
     require_gate(args.gate)
     prm = params_mod.load(args.params)
     cfg, model = prm.tfrecords, prm.model
+    colour_on = model.colour_constancy != NO_COLOUR_CONSTANCY
+    if colour_on and cfg.encoding != "resized":
+        raise DermaiError(
+            "model.colour_constancy needs tfrecords.encoding: resized (the correction runs on "
+            "the fitted pixels, and original bytes are stored as they are)"
+        )
     raw = Path(args.raw or prm.index.raw_root)
     classes = read_classes(args.classes, list(prm.base.classes))
     frames = {}
@@ -155,6 +183,7 @@ def run(args: argparse.Namespace) -> None:
             cfg.encoding,
             cfg.jpeg_quality,
             prm.index.max_pixels,
+            model.colour_constancy,
         ),
     )
     meta: dict = {
@@ -164,6 +193,8 @@ def run(args: argparse.Namespace) -> None:
         "encoding": cfg.encoding,
         "splits": {},
     }
+    if colour_on:  # absent = none: the default meta.json keeps its bytes
+        meta["colour_constancy"] = model.colour_constancy
     try:
         with atomic_dir(out) as tmp:
             import tensorflow as tf

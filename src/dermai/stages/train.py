@@ -84,6 +84,12 @@ def run(args: argparse.Namespace) -> None:
     shape = (meta["image_height"], meta["image_width"], 3)
     if (shape[0], shape[1]) != (mcfg.image_height, mcfg.image_width):
         raise DermaiError("TFRecords image size differs from model.image_*; rerun tfrecords")
+    colour = meta.get("colour_constancy", "none")  # what the TFRecords' pixels went through
+    if colour != mcfg.colour_constancy:
+        raise DermaiError(
+            f"TFRecords colour constancy ({colour}) differs from model.colour_constancy "
+            f"({mcfg.colour_constancy}); rerun tfrecords"
+        )
     t_start = time.time()
     with strategy.scope():
         backbone = build_backbone(mcfg.backbone, mcfg.weights, shape, args.pretrained)
@@ -143,6 +149,8 @@ def run(args: argparse.Namespace) -> None:
             "params": params_mod.as_dict(prm),
             "classes": classes,
             "input_shape": list(shape),
+            # every runtime feeds the model as its TFRecords were (runtime.loader reads it)
+            "colour_constancy": colour,
             "best_epoch": tracker.best_epoch,
             "disclaimer": DISCLAIMER,
         },

@@ -155,6 +155,7 @@ class Engine:
             else {"method": self.guard.method, "keep": self.guard.keep},
             "temperature": p.temperature,
             "tta": p.tta,
+            "colour_constancy": p.colour_constancy,
             "gradcam": self.gradcam is not None,
             "gradcam_note": self.gradcam_note,
             "disclaimer": DISCLAIMER,

@@ -104,7 +104,8 @@ async function main() {
   const m = model.meta;
   $('model-info').textContent = `${$('model-info').textContent}: ${m.quantization} LiteRT model, ` +
     `input ${m.input.width}x${m.input.height} RGB, temperature ${Number(m.temperature).toFixed(3)}, ` +
-    `classes ${m.classes.join(', ')}.`;
+    `classes ${m.classes.join(', ')}` +
+    (model.colourP === null ? '.' : `, Shades-of-Grey colour constancy (p = ${model.colourP}).`);
   describeGuard(model);
   $('status').textContent = navigator.onLine ? 'Ready. Choose or take a photo.'
     : 'Ready (offline). Choose or take a photo.';

@@ -4,7 +4,9 @@
 // the .tflite itself, the same document `dermai.runtime.tflite.read_metadata` reads in Python,
 // so the two cannot drift.
 // The resize reproduces Pillow's bicubic resample (dermai.core.preprocess.fit) in integer
-// arithmetic, so a photo gives the browser the same pixels it gives `dermai predict`.
+// arithmetic, so a photo gives the browser the same pixels it gives `dermai predict`; a model
+// trained with colour constancy (metadata input.colour_constancy) gets the same Shades-of-Grey
+// correction of those pixels (dermai.core.preprocess.shades_of_grey, float64 as numpy).
 // Not a medical diagnosis: an educational/research prototype.
 import {loadLiteRt, loadAndCompile, Tensor} from './litert/core/index.js';
 
@@ -205,6 +207,45 @@ export function fit(img, height, width) {
   return {data: out, width, height};
 }
 
+/** The Shades-of-Grey p a model's metadata asks for (input.colour_constancy), or null. */
+export function colourConstancy(meta) {
+  const cc = meta.input && meta.input.colour_constancy;
+  if (cc === undefined || cc === null) return null;
+  if (cc.method !== 'shades_of_grey' || !(cc.p >= 1)) {
+    throw new Error(`unknown colour_constancy in the model metadata: ${JSON.stringify(cc)}`);
+  }
+  return cc.p;
+}
+
+/**
+ * dermai.core.preprocess.shades_of_grey: each channel's illuminant is its Minkowski p-mean
+ * (max * mean((x / max)^p)^(1/p); the max for p = Infinity), each channel is scaled by
+ * ||e|| / (sqrt(3) e_c), rounded half up and clipped to [0, 255]. Same float64 arithmetic as
+ * numpy, so the two agree to the grey level.
+ */
+export function shadesOfGrey(img, p) {
+  const n = img.width * img.height, d = img.data;
+  const e = [0, 0, 0];
+  for (let c = 0; c < 3; c++) {
+    let m = 0;
+    for (let i = 0; i < n; i++) m = Math.max(m, d[i * 3 + c]);
+    if (p === Infinity || m === 0) {
+      e[c] = m;
+      continue;
+    }
+    let s = 0;
+    for (let i = 0; i < n; i++) s += Math.pow(d[i * 3 + c] / m, p);
+    e[c] = m * Math.pow(s / n, 1 / p);
+  }
+  const norm = Math.sqrt(e[0] * e[0] + e[1] * e[1] + e[2] * e[2]);
+  const gains = e.map((v) => (v > 0 ? norm / (Math.sqrt(3) * v) : 1));
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n * 3; i++) {
+    out[i] = Math.min(255, Math.max(0, Math.floor(d[i] * gains[i % 3] + 0.5)));
+  }
+  return {data: out, width: img.width, height: img.height};
+}
+
 /** RGBA ImageData-like {data, width, height} -> RGB image (alpha dropped, as Pillow's convert). */
 export function rgbFromRgba(rgba) {
   const n = rgba.width * rgba.height;
@@ -339,6 +380,7 @@ export class OnDeviceModel {
     this.height = meta.input.height;
     this.width = meta.input.width;
     this.temperature = meta.temperature ?? 1;
+    this.colourP = colourConstancy(meta);  // null: the model was trained without it
     this.guard = meta.ood ?? null;
     this.guardProblem = guardProblem(this.guard);  // null: the page applies the guard
     const [inp] = compiled.getInputDetails();
@@ -373,10 +415,17 @@ export class OnDeviceModel {
     }
   }
 
-  /** Calibrated probabilities for any RGB image: fit() to the input size, run, softmax(z / T). */
+  /** What the model sees of an RGB image: fit() to the input size, then the colour constancy
+   * it was trained with (dermai.core.preprocess.prepare). */
+  prepare(img) {
+    const fitted = fit(img, this.height, this.width);
+    return this.colourP === null ? fitted : shadesOfGrey(fitted, this.colourP);
+  }
+
+  /** Calibrated probabilities for any RGB image: prepare() it, run, softmax(z / T). */
   async predict(img) {
     const t0 = performance.now();
-    const fitted = fit(img, this.height, this.width);
+    const fitted = this.prepare(img);
     const t1 = performance.now();
     const logits = await this.logits(fitted);
     const t2 = performance.now();
