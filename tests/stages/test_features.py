@@ -203,6 +203,7 @@ def test_another_train_seed_reuses_the_cache(tiny, cache: Path, tmp_path: Path) 
     assert (tmp_path / "model.keras").stat().st_size > 0
 
 
+@pytest.mark.slow  # about 4 min on the shared 2 cores (two backbone builds, train, conversion)
 def test_lite2_backbone_caches_trains_and_exports(tiny, tmp_path: Path) -> None:
     """Another backbone changes nothing downstream: the cache, train and the float LiteRT export
     (with Keras parity) run as for Lite0, and the cache records which backbone made it."""
