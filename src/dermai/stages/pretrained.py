@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> None:
     from dermai.models import lite0
 
     lite0.check_weights_suffix(Path(args.out))
-    name = params_mod.load(args.params).model.backbone
+    name: str = params_mod.load(args.params).model.backbone
     if name not in lite0.VARIANTS:
         # efficientnet_b0 reads Keras' own file; the stage output must exist all the same.
         log.info("model.backbone %s is not a Lite variant: converting %s", name, lite0.DEFAULT)
