@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dedup": ("dermai.stages.dedup", "find exact/perceptual duplicates and build leakage groups"),
     "split": ("dermai.stages.split", "leakage-safe stratified train/val/test split"),
     "validate": ("dermai.stages.validate", "run the Great Expectations data gates"),
-    "pretrained": ("dermai.stages.pretrained", "convert packaged ImageNet Lite0 weights to Keras"),
+    "pretrained": ("dermai.stages.pretrained", "convert packaged ImageNet Lite weights to Keras"),
     "tfrecords": ("dermai.stages.tfrecords", "write sharded TFRecords per split"),
     "features": (
         "dermai.stages.features",

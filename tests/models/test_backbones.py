@@ -1,14 +1,23 @@
-"""Backbone factory: no downloads, clear errors, both backbones take raw pixels."""
+"""Backbone factory: no downloads, clear errors, every backbone takes raw pixels."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dermai.errors import DermaiError
-from dermai.models.backbones import build_backbone, keras_models_dir
+from dermai.models import lite0
+from dermai.models.backbones import (
+    N_STAGES,
+    BackboneName,
+    build_backbone,
+    cut_layer_name,
+    keras_models_dir,
+)
+from dermai.params import ModelParams
 
 keras = pytest.importorskip("keras")
 
@@ -52,6 +61,30 @@ def test_lite0_untrained_non_square() -> None:
     m = build_backbone("efficientnet_lite0", "none", (150, 200, 3))
     out = m.predict(np.full((1, 150, 200, 3), 128.0, np.float32), verbose=0)
     assert out.shape == (1, 1280)
+
+
+def test_backbone_names_agree() -> None:
+    """The param's choices, the factory's names and the Lite table list the same backbones."""
+    choices = typing.get_args(typing.get_type_hints(ModelParams)["backbone"])
+    assert (
+        set(choices) == set(typing.get_args(BackboneName)) == {*lite0.VARIANTS, "efficientnet_b0"}
+    )
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_lite2_untrained_non_square_and_cut(name: str) -> None:
+    m = build_backbone(name, "none", (150, 200, 3))
+    out = m.predict(np.full((1, 150, 200, 3), 128.0, np.float32), verbose=0)
+    assert out.shape == (1, 1280)
+    assert m.name == f"{name}_features"
+    # The cut falls after the last block of a stage, whatever its depth-scaled repeats.
+    last = {b.prefix[len("block") : -1] for b in lite0.blocks(name)}
+    for k in range(1, N_STAGES):
+        cut = cut_layer_name(m, k)
+        stage = N_STAGES - k
+        final = max(x for x in last if x.startswith(str(stage)))
+        assert cut is not None and cut.startswith(f"block{final}_")
+        assert m.get_layer(cut).output.shape[-1] == lite0.stages(name)[stage - 1].filters_out
 
 
 def test_lite0_imagenet_needs_the_converted_file() -> None:

@@ -201,3 +201,34 @@ def test_another_train_seed_reuses_the_cache(tiny, cache: Path, tmp_path: Path) 
     other.write_text(yaml.safe_dump(params))
     assert train(records, other, cache, tmp_path) == 0
     assert (tmp_path / "model.keras").stat().st_size > 0
+
+
+@pytest.mark.slow  # about 4 min on the shared 2 cores (two backbone builds, train, conversion)
+def test_lite2_backbone_caches_trains_and_exports(tiny, tmp_path: Path) -> None:
+    """Another backbone changes nothing downstream: the cache, train and the float LiteRT export
+    (with Keras parity) run as for Lite0, and the cache records which backbone made it."""
+    from deploy import H, W, tiny_tflite
+    from dermai.runtime.inference import logits_model
+    from dermai.runtime.tflite import load_tflite
+
+    records, prm = tiny
+    params = yaml.safe_load(prm.read_text())
+    params["model"]["backbone"] = "efficientnet_lite2"
+    lite2 = tmp_path / "params.yaml"
+    lite2.write_text(yaml.safe_dump(params))
+    cache = tmp_path / "features"
+    assert features(records, lite2, cache) == 0
+    assert json.loads((cache / "meta.json").read_text())["backbone"] == "efficientnet_lite2"
+    # A Lite0 train refuses the Lite2 cache, the Lite2 train takes it.
+    assert train(records, prm, cache, tmp_path) == 1
+    assert train(records, lite2, cache, tmp_path) == 0
+
+    import keras
+
+    model = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert any(layer.name == "block6e_dwconv" for layer in model.get_layer("upper").layers)
+    fn, _, h, w = load_tflite(tiny_tflite(tmp_path / "model.keras", tmp_path)["float32"])
+    x = np.random.default_rng(0).uniform(0, 255, (4, H, W, 3)).astype(np.float32)
+    ref = logits_model(model).predict(x, verbose=0)
+    assert (h, w) == (H, W)
+    np.testing.assert_allclose(fn(x), ref, atol=1e-4 * max(float(np.abs(ref).max()), 1.0))

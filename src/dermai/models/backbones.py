@@ -4,7 +4,7 @@ and where they are cut into a frozen lower and a trainable upper part.
 The cut lives here, not with the head, because the `features` stage caches the lower part's
 output: head and loss code can change without invalidating that cache.
 
-Nothing here downloads: Lite0 weights come from the `pretrained` stage's converted file, B0
+Nothing here downloads: Lite0/1/2 weights come from the `pretrained` stage's converted file, B0
 weights only from a file the user placed in the Keras cache beforehand.
 """
 
@@ -19,7 +19,9 @@ from dermai.errors import DermaiError
 if TYPE_CHECKING:
     import keras
 
-BackboneName = Literal["efficientnet_lite0", "efficientnet_b0"]
+BackboneName = Literal[
+    "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "efficientnet_b0"
+]
 WeightsName = Literal["imagenet", "none"]
 
 B0_NOTOP_FILE = "efficientnetb0_notop.h5"
@@ -51,12 +53,14 @@ def build_backbone(
     """Feature extractor: raw [0, 255] RGB of `input_shape` -> pooled 1280-d features."""
     if weights not in ("imagenet", "none"):
         raise DermaiError(f"unknown backbone weights {weights!r}; use imagenet or none")
-    if name == "efficientnet_lite0":
-        from dermai.models.lite0 import load_backbone
+    from dermai.models.lite0 import VARIANTS, load_backbone
 
+    if name in VARIANTS:
         if weights == "imagenet" and pretrained_path is None:
-            raise DermaiError("efficientnet_lite0 with imagenet weights needs the converted file")
-        return load_backbone(pretrained_path if weights == "imagenet" else None, input_shape)
+            raise DermaiError(f"{name} with imagenet weights needs the converted file")
+        return load_backbone(
+            pretrained_path if weights == "imagenet" else None, input_shape, variant=name
+        )
     if name == "efficientnet_b0":
         import keras
 
@@ -68,7 +72,7 @@ def build_backbone(
             input_shape=input_shape,
             pooling="avg",
         )
-    raise DermaiError(f"unknown backbone {name!r}; use efficientnet_lite0 or efficientnet_b0")
+    raise DermaiError(f"unknown backbone {name!r}; use {', '.join(VARIANTS)} or efficientnet_b0")
 
 
 N_STAGES = 7  # EfficientNet stages block1..block7

