@@ -2,7 +2,7 @@
 augmentation, prefetch) divided by the same training fed from in-memory tensors.
 
     python bench/bench_input_pipeline.py --tfrecords data/tfrecords \
-        --pretrained models/pretrained/efficientnet_lite0_imagenet.weights.h5
+        --pretrained models/pretrained/imagenet.weights.h5
 
 Both peers train the same image model (the `feature_cache: false` path: frozen lower backbone,
 top `--unfreeze` stages and head trainable, BatchNorm frozen) for the same number of steps in

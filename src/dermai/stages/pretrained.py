@@ -12,7 +12,7 @@ from dermai import params as params_mod
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = "models/pretrained/efficientnet_lite0_imagenet.weights.h5"
+DEFAULT_OUT = "models/pretrained/imagenet.weights.h5"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
