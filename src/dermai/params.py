@@ -215,6 +215,9 @@ class TrainParams:
     # Weight init, batch order and dropout. Apart from base.seed (split, cache copies,
     # bootstrap), so a seed spread re-trains on the same split and the same feature cache.
     seed: int = ranged(42, 0)
+    # K members that share the frozen lower backbone and the feature cache and differ only in
+    # their seed (member k: train.seed + k); saved as ONE model averaging their logits. 1 = one.
+    ensemble: int = ranged(1, 1)
 
 
 @dataclass(frozen=True)

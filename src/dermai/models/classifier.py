@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 
 from dermai import params as params_mod
@@ -59,6 +60,71 @@ def assemble(
     if upper is not None:
         x = upper(x)
     return keras.Model(inp, head(x), name="dermai_" + "_".join(classes))
+
+
+MEMBERS = "members"  # the ensemble's nested model: cut activation -> members' features, joined
+MEMBER_FEATURES = "member_features"  # its last layer: the members' pooled features, concatenated
+
+
+def copy_upper(upper: keras.Model, weights: list, name: str) -> keras.Model:
+    """A fresh copy of the trainable top stages holding `weights` (the upper's weights before
+    any member trained), for one more ensemble member. Its layers keep their names (Grad-CAM
+    finds `top_activation` in every member); the copy is renamed so members can sit side by side.
+    """
+    clone = keras.models.clone_model(upper)
+    clone.set_weights(weights)
+    return keras.Model(clone.input, clone.output, name=name)
+
+
+def ensemble_top(
+    uppers: list[keras.Model | None], heads: list[keras.Model]
+) -> tuple[keras.Model | None, keras.Model]:
+    """(members, head): K trained (upper, head) members as ONE upper and ONE head whose logits
+    are the mean of the members' logits.
+
+    The logits of member k are W_k f_k + b_k, so their mean is one Dense layer on the
+    concatenated features [f_1 .. f_K] with kernel [W_1; ..; W_K] / K and bias mean(b_k). The
+    result has the single model's shape (image -> lower -> upper -> dropout + Dense + softmax
+    head): logits, penultimate features (the concatenation) and the softmax stay where every
+    runtime reads them. Without an upper part the members share the pooled features, so the
+    mean is one Dense on them with the mean kernel.
+    """
+    if len(uppers) != len(heads) or not heads:
+        raise ValueError("need one upper (or None) per head, and at least one member")
+    k = len(heads)
+    if k == 1:
+        return uppers[0], heads[0]
+    dense = [h.get_layer("logits") for h in heads]
+    kernels = [d.get_weights()[0] for d in dense]
+    bias = sum(d.get_weights()[1] for d in dense) / k
+    rate = float(heads[0].get_layer("head_dropout").rate)
+    n_classes = int(kernels[0].shape[1])
+    if uppers[0] is None:
+        head = build_head(int(kernels[0].shape[0]), n_classes, rate, 0.0)
+        head.get_layer("logits").set_weights([sum(kernels) / k, bias])
+        return None, head
+    if any(u is None for u in uppers):
+        raise ValueError("either every member has an upper part or none has")
+    inp = keras.Input(uppers[0].inputs[0].shape[1:], name="cut")
+    feats = [u(inp) for u in uppers]  # type: ignore[misc]
+    joined = layers.Concatenate(axis=-1, name=MEMBER_FEATURES)(feats)
+    members = keras.Model(inp, joined, name=MEMBERS)
+    head = build_head(int(joined.shape[-1]), n_classes, rate, 0.0)
+    head.get_layer("logits").set_weights([np.concatenate(kernels, axis=0) / k, bias])
+    return members, head
+
+
+def assemble_ensemble(
+    lower: keras.Model,
+    uppers: list[keras.Model | None],
+    heads: list[keras.Model],
+    input_shape: tuple[int, int, int],
+    classes: list[str],
+) -> keras.Model:
+    """The deployable model of K members sharing `lower` (stored once): `assemble` itself for
+    K = 1, else image -> lower -> members -> averaged head (`ensemble_top`)."""
+    upper, head = ensemble_top(uppers, heads)
+    return assemble(lower, upper, head, input_shape, classes)
 
 
 class LogitAdjustedCrossentropy(keras.losses.Loss):

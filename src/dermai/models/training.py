@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -24,7 +25,7 @@ from dermai.core import plotdata
 from dermai.core.imbalance import class_counts, class_weights, sampling_weights
 from dermai.models import data
 from dermai.models.archive import save_keras
-from dermai.models.classifier import assemble, make_loss, set_phase
+from dermai.models.classifier import assemble, copy_upper, make_loss, set_phase
 
 if TYPE_CHECKING:
     from dvclive import Live
@@ -65,8 +66,11 @@ class Tracker:
     nothing is kept: `best_epoch` stays -1 and `best_metrics` None.
     """
 
-    def __init__(self, live: Live, n_classes: int, total_epochs: int | None = None) -> None:
+    def __init__(
+        self, live: Live, n_classes: int, total_epochs: int | None = None, label: str = ""
+    ) -> None:
         self.live = live
+        self.label = label  # e.g. "member 2/3: ", prefixed to the epoch log lines
         self.total_epochs = total_epochs  # for "epoch k/N" and the time left in the log
         self.started = time.monotonic()
         self._last_end = self.started
@@ -107,7 +111,8 @@ class Tracker:
         self.live.log_metric("phase", phase, plot=False)
         self.history.append((self.epoch, phase, logged))
         log.info(
-            "epoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
+            "%sepoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
+            self.label,
             self.progress_label(),
             phase,
             logs.get("loss", np.nan),
@@ -490,6 +495,123 @@ def fit_images(
     if tracker.best_weights is not None:
         model.set_weights(tracker.best_weights)
     return model, len(y_tr)
+
+
+class QuietLive:
+    """The part of dvclive.Live a Tracker uses, recording nothing: ensemble members after the
+    first train without dvclive curves (the curves are member 0's, i.e. the single model's)."""
+
+    def __init__(self) -> None:
+        self.summary: dict[str, Any] = {}
+
+    def log_metric(self, name: str, value: float, plot: bool = True) -> None:
+        pass
+
+    def next_step(self) -> None:
+        pass
+
+
+FitMember = Callable[[keras.Model | None, keras.Model, int, Tracker], None]
+"""Trains one member in place: (upper or None, head, seed, tracker)."""
+
+
+def member_seed(seed: int, k: int) -> int:
+    """Member k's seed (k = 0 .. train.ensemble - 1): train.seed + k, so member 0 is the single
+    model and member k the single model that `train.seed + k` would train (if that seed is not
+    base.seed, which keeps one stream with the backbone build)."""
+    return seed + k
+
+
+def fit_ensemble(
+    upper: keras.Model | None,
+    head: keras.Model,
+    fit_member: FitMember,
+    *,
+    members: int,
+    seed: int,
+    tracker: Tracker,
+    new_head: Callable[[], keras.Model],
+    scope: Callable[[], Any],
+) -> tuple[list[keras.Model | None], list[keras.Model], list[Tracker]]:
+    """Train `members` (upper, head) pairs on one frozen lower part; return them and their
+    trackers.
+
+    Member 0 is `upper` and `head` trained with `seed` and `tracker` exactly as a single model
+    (nothing runs before it, so train.ensemble: 1 gives today's bytes). Member k then starts
+    from a copy of the upper's weights as they were before member 0 trained, and a head built
+    after `keras.utils.set_random_seed(member_seed(seed, k))`; it logs through a quiet tracker.
+    Each member costs its own phase-1 + phase-2 time; the lower part and its cache are shared.
+    """
+    start = None if upper is None or members <= 1 else upper.get_weights()
+    if members > 1:
+        tracker.label = f"member 1/{members}: "
+    fit_member(upper, head, seed, tracker)
+    uppers, heads, trackers = [upper], [head], [tracker]
+    for k in range(1, members):
+        s = member_seed(seed, k)
+        with scope():
+            u = None if upper is None else copy_upper(upper, start or [], f"upper_{k}")
+            keras.utils.set_random_seed(s)  # after the copy: the head's init is seed s's alone
+            h = new_head()
+        t = Tracker(
+            QuietLive(),  # type: ignore[arg-type]
+            tracker.n_classes,
+            total_epochs=tracker.total_epochs,
+            label=f"member {k + 1}/{members}: ",
+        )
+        fit_member(u, h, s, t)
+        uppers.append(u)
+        heads.append(h)
+        trackers.append(t)
+    return uppers, heads, trackers
+
+
+def cut_proba(model: keras.Model, x_cut: np.ndarray) -> np.ndarray:
+    """Probabilities of an assembled model (image -> lower -> [upper] -> head) from cached
+    lower-part activations: its layers after the lower part, applied to them."""
+    x = inp = keras.Input(x_cut.shape[1:], name="cut")
+    for layer in model.layers[2:]:
+        x = layer(x)
+    return predict_batches(keras.Model(inp, x, name="above_cut"), x_cut)
+
+
+def images_proba(
+    model: keras.Model, folder: str, split: str, batch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, labels) of a TFRecords split, in file order."""
+    ds = data.dataset(folder, split, batch)
+    y = np.concatenate([yb.numpy() for _, yb in ds])
+    return model.predict(ds, verbose=0), y
+
+
+def summarise_ensemble(
+    live: Live, trackers: list[Tracker], seeds: list[int], y_val: np.ndarray, proba: np.ndarray
+) -> dict[str, Any]:
+    """The ensemble's validation metrics (its averaged output, `proba`) and each member's kept
+    epoch, into dvclive's summary under `ensemble` (numbers only: `dvc exp show` reads them)."""
+    m = M.summary(y_val, proba)
+    doc: dict[str, Any] = {
+        "members": len(trackers),
+        "val_accuracy": m["accuracy"],
+        "val_balanced_accuracy": m["balanced_accuracy"],
+        "val_macro_auc": m["macro_auc"],
+    }
+    for k, (t, s) in enumerate(zip(trackers, seeds, strict=True)):
+        doc[f"member_{k}"] = {
+            "seed": s,
+            "best_epoch": t.best_epoch,
+            "val_balanced_accuracy": t.best,
+        }
+    live.summary["ensemble"] = doc
+    log.info(
+        "ensemble of %d: val acc %.4f bal acc %.4f auc %.4f (members' bal acc %s)",
+        len(trackers),
+        m["accuracy"],
+        m["balanced_accuracy"],
+        m["macro_auc"],
+        ", ".join(f"{t.best:.4f}" for t in trackers),
+    )
+    return doc
 
 
 def save_model(model: keras.Model, path: Path) -> None:

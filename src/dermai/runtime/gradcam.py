@@ -6,6 +6,11 @@ gradient model is rebuilt here from the same layers (weights shared): image -> (
 `top_activation`, pre-softmax logits). Gradients are taken of the class logit, not of its
 probability, so a confident prediction still yields a usable map.
 
+An ensemble (`train.ensemble` > 1) is `image -> lower -> members -> head`, each member holding its
+own `top_activation`. Its logit is the mean of the members' logits, so the map is Grad-CAM over
+the members' activations joined along channels: the sum of each member's gradient-weighted map
+(ReLU after the sum), which for one member is the usual Grad-CAM.
+
 A heatmap shows where the model looked; it is not an explanation a clinician can rely on.
 """
 
@@ -24,28 +29,38 @@ CONV_LAYER = "top_activation"
 __all__ = ["CONV_LAYER", "GradCam", "colorize", "gradcam", "overlay"]
 
 
-def _conv_host(model: keras.Model, conv_layer: str) -> tuple[int, keras.Model]:
-    """(position in model.layers, nested model) of the sub-model holding `conv_layer`."""
+def _holds(layer: Any, conv_layer: str) -> bool:
+    sub = getattr(layer, "layers", None)
+    return bool(sub) and any(s.name == conv_layer for s in sub)
+
+
+def _conv_host(model: keras.Model, conv_layer: str) -> tuple[int, keras.Model, list[keras.Model]]:
+    """(position in model.layers, nested model, its members) of the sub-model holding
+    `conv_layer`. members is [] for a single model; for an ensemble (`train.ensemble` > 1) the
+    host is the `members` model, whose nested members each hold their own `conv_layer`."""
     for i, layer in enumerate(model.layers):
-        sub = getattr(layer, "layers", None)
-        if sub and any(s.name == conv_layer for s in sub):
-            return i, layer
+        if _holds(layer, conv_layer):
+            return i, layer, []
+        members = [s for s in getattr(layer, "layers", None) or [] if _holds(s, conv_layer)]
+        if members:
+            return i, layer, members
     raise ValueError(f"no nested model of {model.name!r} has a layer named {conv_layer!r}")
 
 
-def _split_model(host: keras.Model, conv_layer: str) -> keras.Model:
-    """host.input -> [conv activation, host output].
-
-    A sub-model cut from a larger graph (how `upper` is built before saving) is a clone whose
-    layers also carry nodes of the original graph, so try each node of the conv layer and keep
-    the one that belongs to `host`.
-    """
-    import keras
-
+def _candidates(host: keras.Model, conv_layer: str) -> list[Any]:
+    """Output tensors of `conv_layer`, one per node. A sub-model cut from a larger graph (how
+    `upper` is built before saving) is a clone whose layers also carry nodes of the original
+    graph, so the callers try each and keep the one that belongs to `host`."""
     layer = host.get_layer(conv_layer)
     nodes = getattr(layer, "_inbound_nodes", None) or []
-    candidates = [t for n in nodes for t in n.output_tensors[:1]] or [layer.output]
-    for tensor in candidates:
+    return [t for n in nodes for t in n.output_tensors[:1]] or [layer.output]
+
+
+def _split_model(host: keras.Model, conv_layer: str) -> keras.Model:
+    """host.input -> [conv activation, host output]."""
+    import keras
+
+    for tensor in _candidates(host, conv_layer):
         try:
             return keras.Model(host.inputs, [tensor, host.outputs[0]], name=f"{host.name}_cam")
         except ValueError:
@@ -53,21 +68,50 @@ def _split_model(host: keras.Model, conv_layer: str) -> keras.Model:
     raise ValueError(f"cannot connect {conv_layer!r} to the inputs of {host.name!r}")
 
 
+def _cut_model(host: keras.Model, conv_layer: str) -> tuple[keras.Model, keras.Model]:
+    """(host.input -> conv activation, conv activation -> host output)."""
+    import keras
+
+    for tensor in _candidates(host, conv_layer):
+        try:
+            return (
+                keras.Model(host.inputs, tensor, name=f"{host.name}_to_conv"),
+                keras.Model(tensor, host.outputs[0], name=f"{host.name}_from_conv"),
+            )
+        except ValueError:
+            continue
+    raise ValueError(f"cannot cut {host.name!r} at {conv_layer!r}")
+
+
 def gradient_model(model: keras.Model, conv_layer: str = CONV_LAYER) -> keras.Model:
     """image -> [conv activation, logits], sharing `model`'s weights.
 
-    Works when the conv layer sits inside `upper` or, without an upper part, inside `lower`
-    (the whole backbone); the head's softmax is dropped so the logits come out.
+    Works when the conv layer sits inside `upper`, without an upper part inside `lower` (the
+    whole backbone), or inside each member of an ensemble's `members` model (the members' maps
+    are then joined along channels); the head's softmax is dropped so the logits come out.
     """
     import keras
 
-    pos, host = _conv_host(model, conv_layer)
-    split = _split_model(host, conv_layer)
+    pos, host, members = _conv_host(model, conv_layer)
     inp = keras.Input(model.inputs[0].shape[1:], name="image")
     x = inp
     for layer in model.layers[1:pos]:
         x = layer(x)
-    conv, x = split(x)
+    if not members:
+        conv, x = _split_model(host, conv_layer)(x)
+    else:
+        # Ensemble: the members' conv activations (same grid) joined along channels, and the
+        # members' features joined by the host's own last layer, as the model does. Grad-CAM on
+        # the joined channels is the sum of the members' weighted maps for the averaged logit.
+        join = host.layers[-1]
+        if not isinstance(join, keras.layers.Concatenate) or len(host.layers) != len(members) + 2:
+            raise ValueError(f"{host.name!r} is not an ensemble of members joined by Concatenate")
+        cuts = [_cut_model(m, conv_layer) for m in members]
+        convs = [to_conv(x) for to_conv, _ in cuts]
+        conv = keras.layers.Concatenate(axis=-1, name="members_" + conv_layer)(convs)
+        c = int(convs[0].shape[-1])  # each member continues from its own slice of `conv`,
+        # so the gradient reaches the joined tensor that the map is taken of
+        x = join([fc(conv[..., k * c : (k + 1) * c]) for k, (_, fc) in enumerate(cuts)])
     for layer in model.layers[pos + 1 :]:
         if getattr(layer, "layers", None) and any(s.name == "probabilities" for s in layer.layers):
             for s in layer.layers[1:]:

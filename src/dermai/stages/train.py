@@ -12,6 +12,11 @@ experiment on head or phase-2 params does not recompute them. The cache's meta.j
 this run's backbone, weights and cut. With a GPU, set `feature_cache: false` to train from the
 TFRecords with on-the-fly augmentation at full resolution.
 
+With `train.ensemble: K` > 1, K members share the frozen lower part and its cache and differ
+only in their seed (member k trains with train.seed + k, each running both phases); the saved
+model is ONE graph whose logits are the mean of the members' logits (`assemble_ensemble`).
+dvclive's curves are member 0's; its summary adds the ensemble's validation metrics.
+
 The structure lives in `dermai.models.classifier`, the loop in `dermai.models.training`; this
 stage only reads, checks and writes.
 """
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> None:
     from dermai.models import features as F
     from dermai.models import training as T
     from dermai.models.backbones import build_backbone, cut_layer_name, split_backbone
-    from dermai.models.classifier import assemble, build_head
+    from dermai.models.classifier import assemble_ensemble, build_head
 
     # The backbone is built under base.seed, as `dermai features` built it (with random weights
     # its init must match the cache); the head and the training then follow train.seed.
@@ -104,6 +109,13 @@ def run(args: argparse.Namespace) -> None:
     tracker = T.Tracker(live, len(classes), total_epochs=epochs)
     seed = cfg.seed  # training randomness; the cache is identified by base.seed
 
+    def new_head() -> keras.Model:
+        return build_head(
+            int(backbone.output.shape[-1]), len(classes), mcfg.dropout, cfg.weight_decay
+        )
+
+    k = cfg.ensemble  # members; 1 = the single model
+    ens_val: tuple = ()
     if cfg.feature_cache:
         if args.features is None:
             raise DermaiError(
@@ -124,23 +136,44 @@ def run(args: argparse.Namespace) -> None:
         cached = F.read(args.features, expected)
         train, val = cached["train"], cached["val"]
         log.info("feature cache read from %s in %.0f s", args.features, time.time() - t_start)
-        T.fit_cached(
-            lower,
-            upper,
-            head,
-            train,
-            val,
-            cfg=cfg,
-            n_classes=len(classes),
-            seed=seed,
-            tracker=tracker,
-        )
-        model = assemble(lower, upper, head, shape, classes)
-        n_train = int(len(train[1]) // max(cfg.cache_variants, 1))
+
+        def fit_member(u: keras.Model | None, h: keras.Model, s: int, t: T.Tracker) -> None:
+            T.fit_cached(
+                lower, u, h, train, val, cfg=cfg, n_classes=len(classes), seed=s, tracker=t
+            )
+
     else:
-        model, n_train = T.fit_images(
-            args.tfrecords, lower, upper, head, shape, classes, cfg=cfg, seed=seed, tracker=tracker
-        )
+        fitted: list[tuple[keras.Model, int]] = []
+
+        def fit_member(u: keras.Model | None, h: keras.Model, s: int, t: T.Tracker) -> None:
+            fitted.append(
+                T.fit_images(
+                    args.tfrecords, lower, u, h, shape, classes, cfg=cfg, seed=s, tracker=t
+                )
+            )
+
+    uppers, heads, trackers = T.fit_ensemble(
+        upper,
+        head,
+        fit_member,
+        members=k,
+        seed=seed,
+        tracker=tracker,
+        new_head=new_head,
+        scope=strategy.scope,
+    )
+    if cfg.feature_cache:
+        model = assemble_ensemble(lower, uppers, heads, shape, classes)
+        n_train = int(len(train[1]) // max(cfg.cache_variants, 1))
+        if k > 1:
+            ens_val = T.cut_proba(model, val[0]), val[1]
+    else:
+        # One member: the model fit_images returns, as before (its archive keeps its state).
+        model, n_train = fitted[0]
+        if k > 1:
+            model = assemble_ensemble(lower, uppers, heads, shape, classes)
+            ens_val = T.images_proba(model, args.tfrecords, "val", cfg.batch_size)
+    seeds = [T.member_seed(seed, i) for i in range(k)]
 
     T.save_model(model, Path(args.model))
     write_json(
@@ -152,10 +185,17 @@ def run(args: argparse.Namespace) -> None:
             # every runtime feeds the model as its TFRecords were (runtime.loader reads it)
             "colour_constancy": colour,
             "best_epoch": tracker.best_epoch,
+            **(
+                {"ensemble": {"seeds": seeds, "best_epochs": [t.best_epoch for t in trackers]}}
+                if k > 1
+                else {}
+            ),
             "disclaimer": DISCLAIMER,
         },
     )
     tracker.summarise(n_train)
+    if k > 1:
+        T.summarise_ensemble(live, trackers, seeds, ens_val[1], ens_val[0])
     live.end()
     log.info(
         "trained in %.0f s; best epoch %d, val balanced acc %.4f",
