@@ -93,3 +93,75 @@ def test_finetuning_step_moves_convs_but_not_batchnorm(backbone) -> None:
     # gamma, beta, moving mean and moving variance: all unchanged in training mode.
     assert all(np.array_equal(a, b) for a, b in zip(before_bn, after_bn, strict=True))
     assert any(not np.array_equal(a, b) for a, b in zip(before_conv, after_conv, strict=True))
+
+
+# --------------------------------------------------------------------------- train.ensemble
+
+
+def _random_head(feature_dim: int, n: int, seed: int) -> keras.Model:
+    head = build_head(feature_dim, n, 0.3, 0.0)
+    rng = np.random.default_rng(seed)
+    head.get_layer("logits").set_weights(
+        [rng.normal(0, 1, (feature_dim, n)).astype(np.float32), rng.normal(0, 1, n).astype("f4")]
+    )
+    return head
+
+
+def _logits(upper, head, x) -> np.ndarray:
+    f = x if upper is None else upper(x, training=False)
+    return np.asarray(head.get_layer("logits")(f))
+
+
+def test_ensemble_of_three_stores_the_lower_part_once_and_averages_the_logits(backbone) -> None:
+    from dermai.models.classifier import MEMBERS, assemble, assemble_ensemble, copy_upper
+
+    lower, upper = split_backbone(backbone, 3)
+    start = upper.get_weights()
+    copies = [copy_upper(upper, start, f"upper_{k}") for k in (1, 2)]
+    for c in copies:  # fresh variables holding the same start, same layer names
+        assert _ids(c.weights).isdisjoint(_ids(upper.weights))
+        assert all(np.array_equal(a, b) for a, b in zip(c.get_weights(), start, strict=True))
+        assert [la.name for la in c.layers[1:]] == [la.name for la in upper.layers[1:]]
+    rng = np.random.default_rng(0)
+    for c in copies:  # members that differ
+        c.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in c.get_weights()])
+    uppers = [upper, *copies]
+    heads = [_random_head(1280, 4, k) for k in range(3)]
+    model = assemble_ensemble(lower, uppers, heads, SHAPE, ["a", "b", "c", "d"])
+    assert [la.name for la in model.layers] == ["image", "lower", MEMBERS, "head"]
+    # One lower trunk, three upper parts, one head on the joined 3 x 1280 features.
+    assert _ids(lower.weights) <= _ids(model.weights)
+    n_single = assemble(lower, upper, heads[0], SHAPE, list("abcd")).count_params()
+    n_upper = upper.count_params()
+    assert model.count_params() == n_single + 2 * n_upper + 2 * 1280 * 4
+    x = rng.uniform(0, 255, (4, *SHAPE)).astype(np.float32)
+    cut = lower(x, training=False)
+    z = [_logits(u, h, cut) for u, h in zip(uppers, heads, strict=True)]
+    assert np.abs(z[0] - z[1]).max() > 0.1  # not vacuous
+    from dermai.runtime.inference import features_model, logits_model
+
+    np.testing.assert_allclose(logits_model(model)(x), np.mean(z, axis=0), rtol=1e-5, atol=1e-4)
+    assert features_model(model)(x).shape == (4, 3 * 1280)  # the OOD guard's penultimate input
+
+
+def test_ensemble_without_upper_part_is_one_head_with_the_mean_kernel(backbone) -> None:
+    from dermai.models.classifier import assemble_ensemble, ensemble_top
+
+    heads = [_random_head(1280, 3, k) for k in range(3)]
+    members, head = ensemble_top([None, None, None], heads)
+    assert members is None and head.input.shape[-1] == 1280
+    x = np.random.default_rng(1).normal(0, 1, (5, 1280)).astype(np.float32)
+    z = [_logits(None, h, x) for h in heads]
+    np.testing.assert_allclose(_logits(None, head, x), np.mean(z, axis=0), rtol=1e-5, atol=1e-5)
+    model = assemble_ensemble(backbone, [None] * 3, heads, SHAPE, ["a", "b", "c"])
+    assert [la.name for la in model.layers] == ["image", backbone.name, "head"]
+
+
+def test_ensemble_of_one_is_the_single_model(backbone) -> None:
+    from dermai.models.classifier import ensemble_top
+
+    lower, upper = split_backbone(backbone, 1)
+    head = build_head(1280, 3, 0.3, 0.0)
+    assert ensemble_top([upper], [head]) == (upper, head)
+    with pytest.raises(ValueError, match="every member"):
+        ensemble_top([upper, None], [head, head])

@@ -322,3 +322,87 @@ def test_long_epochs_report_progress_inside_the_epoch(caplog: pytest.LogCaptureF
     assert len(lines) == n and n > 1
     assert lines[0].startswith(f"epoch 1/1: batch 1/{n}, ")
     assert lines[-1].startswith(f"epoch 1/1: batch {n}/{n}, ") and "~0:00:00 left" in lines[-1]
+
+
+# --------------------------------------------------------------------------- train.ensemble
+
+
+def _single(cfg: TrainParams, base: int, seed: int) -> tuple[Any, Any, Any]:
+    """The single model the train stage makes with train.seed = `seed`: parts built under
+    `base` (base.seed), then the head rebuilt under `seed`, then both phases with `seed`."""
+    T.setup_tf(cfg, base)
+    lower, upper, _ = _models(base)
+    keras.utils.set_random_seed(seed)
+    head = build_head(8, N_CLASSES, 0.2, 1e-4)
+    train, val = _data(base)
+    T.fit_cached(
+        lower,
+        upper,
+        head,
+        train,
+        val,
+        cfg=cfg,
+        n_classes=N_CLASSES,
+        seed=seed,
+        tracker=T.Tracker(FakeLive(), N_CLASSES),
+    )
+    return lower, upper, head
+
+
+def _top_logits(upper: Any, head: Any, x: np.ndarray) -> np.ndarray:
+    """Logits above the cut: upper, then the head without its softmax."""
+    z = upper(x.astype(np.float32), training=False)
+    z = head.get_layer("head_dropout")(z, training=False)
+    return np.asarray(head.get_layer("logits")(z))
+
+
+def test_ensemble_members_are_the_single_models_of_their_seeds_and_their_logits_averaged() -> None:
+    """Oracle: two single models trained apart (train.seed 5 and 6) against one K=2 ensemble
+    (train.seed 5): member k is the single model of seed 5 + k, and the one saved graph's
+    logits are the mean of theirs."""
+    import contextlib
+
+    from dermai.models.classifier import assemble_ensemble
+    from dermai.runtime.inference import logits_model
+
+    cfg, base = _cfg(head_epochs=1, finetune_epochs=1), 0
+    singles = [_single(cfg, base, s) for s in (5, 6)]
+    _, (x_va, _) = _data(base)
+    z_single = [_top_logits(u, h, x_va) for _, u, h in singles]
+    assert np.abs(z_single[0] - z_single[1]).max() > 0.1  # the members differ: not vacuous
+
+    T.setup_tf(cfg, base)
+    lower, upper, head = _models(base)
+    keras.utils.set_random_seed(5)
+    head = build_head(8, N_CLASSES, 0.2, 1e-4)
+    train, val = _data(base)
+    live = FakeLive()
+
+    def fit_member(u: Any, h: Any, s: int, t: Any) -> None:
+        T.fit_cached(lower, u, h, train, val, cfg=cfg, n_classes=N_CLASSES, seed=s, tracker=t)
+
+    tracker = T.Tracker(live, N_CLASSES)
+    uppers, heads, trackers = T.fit_ensemble(
+        upper,
+        head,
+        fit_member,
+        members=2,
+        seed=5,
+        tracker=tracker,
+        new_head=lambda: build_head(8, N_CLASSES, 0.2, 1e-4),
+        scope=contextlib.nullcontext,
+    )
+    assert [T.member_seed(5, k) for k in range(2)] == [5, 6] and trackers[0] is tracker
+    assert uppers[1] is not upper and uppers[1].name == "upper_1"
+    for k in range(2):  # member k == the single model of seed 5 + k, weight for weight
+        for a, b in zip(_weights(uppers[k], heads[k]), _weights(*singles[k][1:]), strict=True):
+            np.testing.assert_array_equal(a, b)
+    # only member 0 logs to dvclive: its curves are the single model's
+    assert len(live.logged) == len(T.LOGGED) * 2 + 2 and trackers[1].live is not live
+
+    model = assemble_ensemble(lower, uppers, heads, CUT, ["a", "b", "c"])
+    assert [layer.name for layer in model.layers] == ["image", "lower", "members", "head"]
+    z = np.asarray(logits_model(model)(x_va.astype(np.float32)))
+    np.testing.assert_allclose(z, (z_single[0] + z_single[1]) / 2, rtol=1e-5, atol=1e-5)
+    proba = T.cut_proba(model, x_va)  # what the stage reports as the ensemble's val output
+    np.testing.assert_allclose(proba, model.predict(x_va.astype(np.float32), verbose=0), atol=1e-6)
