@@ -62,3 +62,46 @@ def test_model_without_conv_layer_is_rejected():
     model = keras.Model(inp, keras.layers.Flatten()(inp))
     with pytest.raises(ValueError, match="top_activation"):
         GradCam(model)
+
+
+def _raw_map(cam: GradCam, x: np.ndarray, c: int, scale: float = 1.0) -> np.ndarray:
+    """Grad-CAM before its ReLU: sum over channels of (mean gradient x activation)."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        conv, z = cam.model(x, training=False)
+        score = tf.reduce_sum(z[:, c]) * scale
+    g = tape.gradient(score, conv)
+    return tf.reduce_sum(tf.reduce_mean(g, axis=(1, 2), keepdims=True) * conv, axis=-1).numpy()
+
+
+def test_ensemble_map_is_the_sum_of_the_members_maps_for_the_mean_logit(batch, tmp_path):
+    """Oracle: the members run apart. The ensemble's logit is their mean, so its map (before
+    the ReLU) is the mean of their maps; also after a save and load, as every runtime sees it."""
+    import keras
+
+    from dermai.models.classifier import assemble, assemble_ensemble, copy_upper
+    from dermai.runtime.inference import logits_model
+
+    a = tinymodel.build(CLASSES, seed=0)
+    lower, upper, head0 = a.layers[1:]
+    other = tinymodel.build(CLASSES, seed=1)  # a second upper and head, on a's lower part
+    upper1 = copy_upper(upper, other.layers[2].get_weights(), "upper_1")
+    head1 = other.layers[3]
+    members = [
+        assemble(lower, u, h, (24, 32, 3), CLASSES) for u, h in ((upper, head0), (upper1, head1))
+    ]
+    ens = assemble_ensemble(lower, [upper, upper1], [head0, head1], (24, 32, 3), CLASSES)
+    loaded = keras.saving.load_model(tinymodel.save(ens, tmp_path, CLASSES), compile=False)
+    z = [logits_model(m)(batch).numpy() for m in members]
+    assert np.abs(z[0] - z[1]).max() > 0.5  # the members differ: not vacuous
+    for model in (ens, loaded):
+        cam = GradCam(model)
+        np.testing.assert_allclose(cam.model(batch)[1].numpy(), (z[0] + z[1]) / 2, atol=1e-5)
+        for c in range(len(CLASSES)):
+            want = sum(_raw_map(GradCam(m), batch, c, 0.5) for m in members)
+            got = _raw_map(cam, batch, c)
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+            assert np.abs(want).max() > 0  # not vacuous
+            heat = cam.heatmaps(batch, [c] * len(batch))
+            assert heat.shape == (len(batch), 24, 32) and 0 <= heat.min() and heat.max() <= 1
