@@ -160,7 +160,7 @@ def test_ensemble_without_upper_part_is_one_head_with_the_mean_kernel(backbone) 
 def test_ensemble_of_one_is_the_single_model(backbone) -> None:
     from dermai.models.classifier import ensemble_top
 
-    lower, upper = split_backbone(backbone, 1)
+    _, upper = split_backbone(backbone, 1)
     head = build_head(1280, 3, 0.3, 0.0)
     assert ensemble_top([upper], [head]) == (upper, head)
     with pytest.raises(ValueError, match="every member"):
