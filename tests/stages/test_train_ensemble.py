@@ -106,6 +106,8 @@ def test_ensemble_logits_are_the_mean_of_the_single_seed_models(setup, models) -
     assert "ensemble" not in json.loads((models["seed42"].parent / "train_params.json").read_text())
 
 
+# ~5 min under load: two LiteRT conversions of the 2-member graph, the guard fit, 4 predicts
+@pytest.mark.slow
 def test_export_predict_and_the_feature_guard_take_the_ensemble(
     setup, models, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
