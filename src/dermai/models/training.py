@@ -554,7 +554,7 @@ def fit_ensemble(
             keras.utils.set_random_seed(s)  # after the copy: the head's init is seed s's alone
             h = new_head()
         t = Tracker(
-            QuietLive(),  # type: ignore[arg-type]
+            QuietLive(),
             tracker.n_classes,
             total_epochs=tracker.total_epochs,
             label=f"member {k + 1}/{members}: ",

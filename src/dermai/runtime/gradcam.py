@@ -30,8 +30,9 @@ __all__ = ["CONV_LAYER", "GradCam", "colorize", "gradcam", "overlay"]
 
 
 def _holds(layer: Any, conv_layer: str) -> bool:
-    sub = getattr(layer, "layers", None)
-    return bool(sub) and any(s.name == conv_layer for s in sub)
+    """Whether `layer` is a nested model with a direct layer named `conv_layer`."""
+    sub = getattr(layer, "layers", None) or []
+    return any(s.name == conv_layer for s in sub)
 
 
 def _conv_host(model: keras.Model, conv_layer: str) -> tuple[int, keras.Model, list[keras.Model]]:
