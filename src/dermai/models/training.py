@@ -4,7 +4,8 @@ tracker that keeps the best epoch's weights.
 Two paths share the tracker. The CPU path (`train.feature_cache: true`) trains the top stages
 from the frozen lower backbone's activations of a few augmented copies of every training image
 (computed once by `dermai.models.features`, the `features` stage). The GPU path trains the whole
-model from the TFRecords with on-the-fly augmentation.
+model from the TFRecords with on-the-fly augmentation. With `train.ensemble` > 1, `fit_ensemble`
+trains more members on either path, each from its own seed, sharing the frozen lower part.
 """
 
 from __future__ import annotations
