@@ -43,7 +43,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     return records, prm, cache
 
 
-def _train(setup: tuple[Path, Path, Path], out: Path, **train: int) -> Path:
+def _train(setup: tuple[Path, Path, Path], out: Path, **train: int | bool) -> Path:
     records, prm, cache = setup
     params = yaml.safe_load(prm.read_text())
     params["train"].update(train)
@@ -161,3 +161,23 @@ def test_export_predict_and_the_feature_guard_take_the_ensemble(
     capsys.readouterr()
     assert main(["predict", "--model", str(model), str(img)]) == 0
     assert json.loads(capsys.readouterr().out)["in_distribution"] is expected
+
+
+# ~3 min under load: three image-pipeline trainings of the whole tiny Lite0
+@pytest.mark.slow
+def test_image_pipeline_ensemble_is_the_mean_of_its_single_seed_models(setup, tmp_path) -> None:
+    """The GPU path (`feature_cache: false`) trains its members from the TFRecords alike."""
+    from dermai.models import data
+
+    records, prm, _ = setup
+    no_cache = (records, prm, tmp_path / "no-cache")  # never read with feature_cache false
+    runs = {
+        name: _train(no_cache, tmp_path / name, feature_cache=False, **kw)
+        for name, kw in (("ens", {"ensemble": 2}), ("s42", {}), ("s43", {"seed": 43}))
+    }
+    x, _ = data.split_arrays(records, "val")
+    z42, z43 = _logits(runs["s42"], x), _logits(runs["s43"], x)
+    assert np.abs(z42 - z43).max() > 1e-3  # not vacuous
+    np.testing.assert_allclose(_logits(runs["ens"], x), (z42 + z43) / 2, rtol=1e-5, atol=1e-6)
+    summary = json.loads((runs["ens"].parent / "live" / "metrics.json").read_text())
+    assert summary["ensemble"]["members"] == 2
