@@ -156,9 +156,7 @@ def export_bytes(
     out = {}
     for kind in kinds:
         raw = (
-            convert(lm, kind, representative, float_stages)
-            if kind == "int8"
-            else convert(lm, kind)
+            convert(lm, kind, representative, float_stages) if kind == "int8" else convert(lm, kind)
         )
         meta = make_metadata(
             classes,
