@@ -4,6 +4,8 @@ Both output LOGITS (temperature from `calibration.json` is stored in their embed
 applied after, with the softmax), take raw [0, 255] RGB and carry their classes and preprocessing
 inside the file. The int8 model is quantized with a seeded random sample of TRAIN images
 (`export.representative_images`); its input and output tensors are int8 too, the mobile path.
+Its first `export.float_stages` backbone stages stay float inside (selective quantization,
+`runtime.convert`): that is where int8 loses agreement.
 Parity with the Keras model on the test split (top-1 agreement, balanced accuracy) and file
 sizes go to the metrics JSON; latency is a timing, so `bench/bench_tflite.py` measures it.
 """
@@ -163,6 +165,7 @@ def run(args: argparse.Namespace) -> None:
         ood=guard,
         training_data=dataset_of(train_meta.get("params", {})),
         colour_constancy=colour,
+        float_stages=cfg.float_stages,
     )
     paths = {"float32": Path(args.float_out), "int8": Path(args.int8_out)}
     for kind, blob in blobs.items():
@@ -184,6 +187,7 @@ def run(args: argparse.Namespace) -> None:
     report: dict[str, Any] = {
         "test_images": len(y_test),
         "representative_images": len(rep),
+        "float_stages": cfg.float_stages,
         "temperature": temperature,
         "keras": {
             "accuracy": M.accuracy(y_test, ref_pred),
