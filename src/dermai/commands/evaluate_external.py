@@ -24,6 +24,7 @@ from dermai.core.hashing import ImageRejected
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
 from dermai.io.images import FolderIndex, read
+from dermai.models import archive
 from dermai.runtime import loader
 from dermai.runtime.report import EvalSettings, live_session, publish, settings_from
 
@@ -100,11 +101,10 @@ def keras_gradcam(model_path: Path) -> Any | None:
     """Grad-CAM needs the Keras graph; a .tflite gets a gallery without heatmaps."""
     if model_path.suffix != ".keras":
         return None
-    import keras
 
     from dermai.runtime.gradcam import GradCam
 
-    return GradCam(keras.saving.load_model(model_path, compile=False))
+    return GradCam(archive.load_keras(model_path))
 
 
 def run(args: argparse.Namespace) -> None:

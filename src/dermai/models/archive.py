@@ -75,3 +75,19 @@ def save_keras(model: keras.Model, path: str | Path) -> None:
         raw = Path(raw_dir) / path.name
         model.save(raw)
         normalise_archive(raw, tmp)
+
+
+def load_keras(path: str | Path) -> keras.Model:
+    """Load a trained `.keras` model for inference (`compile=False`).
+
+    Imports the module that registers DermAI's own losses first: Keras resolves the saved
+    training loss even when it does not compile, so a model trained with
+    `train.imbalance: logit_adjust` failed to load in a fresh process (evaluate did, on HAM10000).
+    """
+    import keras
+
+    from dermai.models.classifier import LogitAdjustedCrossentropy  # registers it
+
+    # Archives saved before the registration name the class without the "dermai>" package.
+    legacy = {"LogitAdjustedCrossentropy": LogitAdjustedCrossentropy}
+    return keras.saving.load_model(Path(path), custom_objects=legacy, compile=False)

@@ -127,6 +127,7 @@ def assemble_ensemble(
     return assemble(lower, upper, head, input_shape, classes)
 
 
+@keras.saving.register_keras_serializable(package="dermai")
 class LogitAdjustedCrossentropy(keras.losses.Loss):
     """Cross-entropy on logits shifted by `tau * log(prior)` (Menon et al., 2021, eq. 10).
 
@@ -134,6 +135,10 @@ class LogitAdjustedCrossentropy(keras.losses.Loss):
     shift-invariant, so log p + tau log prior gives the same softmax as logits + tau log prior).
     Only the loss sees the shift: the model keeps predicting with its own logits, which the
     shifted loss pushes towards the balanced-error optimum.
+
+    Registered with Keras because the saved archive names the training loss in its compile
+    config, and Keras resolves it even with `compile=False` (load through
+    `archive.load_keras`, which imports this module first).
     """
 
     def __init__(

@@ -25,6 +25,7 @@ from dermai.core import preprocess
 from dermai.core import tta as tta_mod
 from dermai.core.calibration import probabilities
 from dermai.errors import DermaiError
+from dermai.models import archive
 from dermai.runtime import loader
 
 if TYPE_CHECKING:
@@ -293,9 +294,8 @@ def load_guard(
                 f"the OOD guard in {where} scores the model's features: it needs "
                 "models/model.keras beside the model (or --keras)"
             )
-        import keras
 
-        keras_model = keras.saving.load_model(beside, compile=False)
+        keras_model = archive.load_keras(beside)
     fm = features_model(keras_model)
     return guard, lambda x: np.asarray(fm(np.asarray(x, dtype=np.float32), training=False))
 

@@ -87,9 +87,10 @@ def load_keras(
     if not path.is_file():
         raise DermaiError(f"model not found: {path}")
     meta = read_train_params(path, train_params)
-    import keras
 
-    return keras.saving.load_model(path, compile=False), meta
+    from dermai.models import archive
+
+    return archive.load_keras(path), meta
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:

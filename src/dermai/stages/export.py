@@ -23,6 +23,7 @@ import numpy as np
 from dermai import params as params_mod
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
+from dermai.models import archive
 from dermai.runtime import loader
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> None:
         )
     temperature = loader.read_temperature(model_path, args.calibration)
     keras.utils.set_random_seed(prm.base.seed)
-    model = keras.saving.load_model(model_path, compile=False)
+    model = archive.load_keras(model_path)
 
     rep = tfdata.representative_images(args.tfrecords, cfg.representative_images, prm.base.seed)
     log.info("converting (float32, and int8 calibrated on %d TRAIN images)", len(rep))

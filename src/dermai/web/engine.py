@@ -24,6 +24,7 @@ from dermai import DISCLAIMER, __version__
 from dermai.core.hashing import ImageRejected, decode
 from dermai.core.preprocess import fit
 from dermai.errors import DermaiError
+from dermai.models import archive
 
 if TYPE_CHECKING:
     from dermai.core.ood import Guard
@@ -284,11 +285,9 @@ def build_engine(
         note = "No Grad-CAM: start the server with --keras models/model.keras to see one."
     else:
         try:
-            import keras
-
             from dermai.runtime.gradcam import GradCam
 
-            km = keras.saving.load_model(Path(keras_path), compile=False)
+            km = archive.load_keras(Path(keras_path))
             h, w = (int(d) for d in km.inputs[0].shape[1:3])
             if (h, w) != (predictor.height, predictor.width):
                 raise DermaiError(
