@@ -240,8 +240,9 @@ class ExportParams:
     representative_images: int = ranged(200, 1)  # drawn from train, seeded, for int8 calibration
     # Leading backbone stages (input scaling, stem, block1..blockN) kept float inside the int8
     # model (selective quantization): int8 loses most agreement in the early, high-resolution
-    # stages, whose weights are small (docs/model.md). 0 = every op int8.
-    float_stages: int = ranged(2, 0, 7)
+    # stages, whose weights are small (docs/deployment.md). 0 = every op int8, the default: with
+    # float ops inside, LiteRT.js in the browser no longer matches Python LiteRT (measured).
+    float_stages: int = ranged(0, 0, 7)
 
 
 @dataclass(frozen=True)

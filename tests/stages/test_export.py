@@ -74,7 +74,7 @@ def test_metrics_report_parity_sizes_and_latencies(exported):
     assert m["temperature"] == 1.5
     from dermai.params import ExportParams
 
-    assert m["float_stages"] == ExportParams().float_stages > 0  # the selective default ran
+    assert m["float_stages"] == ExportParams().float_stages  # recorded (selective: test_convert)
     assert m["float32"]["agreement"] == 1.0 and m["float32"]["max_abs_logit_diff"] < 1e-3
     assert 0.0 <= m["int8"]["agreement"] <= 1.0
     for kind in ("float32", "int8"):
