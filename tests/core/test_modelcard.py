@@ -9,6 +9,20 @@ from dermai.core.evaluation import report
 from dermai.core.modelcard import render
 
 
+def two_class_report(seed: int, groups: dict | None = None, n: int = 40) -> dict:
+    """A small bcc/mel evaluation report (noisy logits with signal), as `evaluate` builds one."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return report(
+        y,
+        rng.normal(0, 1, (n, 2)) + np.eye(2)[y],
+        ["bcc", "mel"],
+        temperature=1.0,
+        groups=groups or {},
+        n_bootstrap=20,
+    )
+
+
 def test_card_contains_data_leakage_metrics_calibration_and_disclaimer():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 50)
@@ -53,16 +67,7 @@ def test_card_contains_data_leakage_metrics_calibration_and_disclaimer():
 def test_the_sample_card_says_synthetic_wherever_it_names_data_and_summary_has_headlines():
     from dermai.core.modelcard import dataset_of, summary
 
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, 40)
-    rep = report(
-        y,
-        rng.normal(0, 1, (40, 2)) + np.eye(2)[y],
-        ["bcc", "mel"],
-        temperature=1.0,
-        groups={},
-        n_bootstrap=20,
-    )
+    rep = two_class_report(1)
     model = {
         "classes": ["bcc", "mel"],
         "input_shape": [24, 32, 3],
@@ -102,16 +107,7 @@ def test_the_sample_card_says_synthetic_wherever_it_names_data_and_summary_has_h
 
 
 def test_a_held_out_site_gets_its_own_section_column_and_size_only_when_present():
-    rng = np.random.default_rng(2)
-    y = rng.integers(0, 2, 40)
-    rep = report(
-        y,
-        rng.normal(0, 1, (40, 2)) + np.eye(2)[y],
-        ["bcc", "mel"],
-        temperature=1.0,
-        groups={"source": ["rosendahl"] * 40},
-        n_bootstrap=20,
-    )
+    rep = two_class_report(2, {"source": ["rosendahl"] * 40})
     args = {
         "disclaimer": DISCLAIMER,
         "model": {"classes": ["bcc", "mel"], "params": {}},
@@ -146,15 +142,7 @@ def test_a_held_out_site_gets_its_own_section_column_and_size_only_when_present(
 
 
 def test_colour_constancy_is_on_the_card_only_when_the_model_was_trained_with_it():
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 2, 40)
-    rep = report(
-        y,
-        rng.normal(0, 1, (40, 2)) + np.eye(2)[y],
-        ["bcc", "mel"],
-        temperature=1.0,
-        n_bootstrap=20,
-    )
+    rep = two_class_report(3)
     args = {
         "disclaimer": DISCLAIMER,
         "sources": {},
