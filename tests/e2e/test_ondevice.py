@@ -162,6 +162,31 @@ def wait_ready(page) -> None:
     sync_api.expect(page.locator("#status")).to_have_attribute("data-ready", "1", timeout=60_000)
 
 
+@contextlib.contextmanager
+def ready_page(browser, site: Path) -> Iterator:
+    """The site served locally and opened in a fresh browser context, model loaded."""
+    _, b = browser
+    with static_server(site) as (base, _):
+        ctx = b.new_context()
+        page = ctx.new_page()
+        try:
+            page.goto(base + "/")
+            wait_ready(page)
+            yield page
+        finally:
+            ctx.close()
+
+
+def b64(img) -> str:
+    """An image's RGB bytes for `page.evaluate` (JSON carries no binary)."""
+    return base64.b64encode(np.asarray(img).tobytes()).decode()
+
+
+def rgb(data: str, height: int, width: int) -> np.ndarray:
+    """The page's base64 RGB bytes back as an H x W x 3 array."""
+    return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width, 3)
+
+
 def sample_images(n: int, height: int, width: int) -> np.ndarray:
     from dermai.core.synth import STYLES, lesion_image
 
@@ -249,31 +274,23 @@ def test_browser_resize_matches_pillow(browser, site):
         (1000, 1000, 24, 32),
         (400, 602, 24, 32),
     ]
-    _, b = browser
-    with static_server(site) as (base, _):
-        ctx = b.new_context()
-        page = ctx.new_page()
-        try:
-            page.goto(base + "/")
-            wait_ready(page)
-            for i, (h, w, th, tw) in enumerate(cases):
-                src = lesion("bcc", seed=i, height=h, width=w)
-                want = np.asarray(fit(src, th, tw))
-                got = page.evaluate(
-                    """([b64, h, w, th, tw]) => {
-                    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-                    const r = window.dermai.fit({data: bytes, width: w, height: h}, th, tw);
-                    return btoa(String.fromCharCode(...r.data)); }""",
-                    [base64.b64encode(np.asarray(src).tobytes()).decode(), h, w, th, tw],
-                )
-                got = np.frombuffer(base64.b64decode(got), np.uint8).reshape(th, tw, 3)
-                assert np.array_equal(got, want), (
-                    f"{w}x{h} -> {tw}x{th}: {int((got != want).sum())} values differ, max "
-                    f"{int(np.abs(got.astype(int) - want).max())}"
-                )
-                assert isinstance(src, Image.Image)
-        finally:
-            ctx.close()
+    with ready_page(browser, site) as page:
+        for i, (h, w, th, tw) in enumerate(cases):
+            src = lesion("bcc", seed=i, height=h, width=w)
+            want = np.asarray(fit(src, th, tw))
+            got = page.evaluate(
+                """([b64, h, w, th, tw]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const r = window.dermai.fit({data: bytes, width: w, height: h}, th, tw);
+                return btoa(String.fromCharCode(...r.data)); }""",
+                [b64(src), h, w, th, tw],
+            )
+            got = rgb(got, th, tw)
+            assert np.array_equal(got, want), (
+                f"{w}x{h} -> {tw}x{th}: {int((got != want).sum())} values differ, max "
+                f"{int(np.abs(got.astype(int) - want).max())}"
+            )
+            assert isinstance(src, Image.Image)
 
 
 def test_browser_colour_constancy_matches_python(browser, site):
@@ -289,64 +306,56 @@ def test_browser_colour_constancy_matches_python(browser, site):
 
     cases = [(450, 600, 150, 200), (97, 131, 24, 32), (400, 602, 24, 32)]
     ps = [1.0, 6.0, 64.0, math.inf]
-    _, b = browser
-    with static_server(site) as (base, _):
-        ctx = b.new_context()
-        page = ctx.new_page()
-        try:
-            page.goto(base + "/")
-            wait_ready(page)
-            for i, (h, w, th, tw) in enumerate(cases):
-                src = lesion("mel", seed=10 + i, height=h, width=w)
-                # a colour cast, so the correction has something to do
-                arr = np.asarray(src).astype(float) * np.array([1.15, 0.95, 0.75])
-                src = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-                for p in ps:
-                    want = np.asarray(prepare(src, th, tw, p))
-                    meta = make_metadata(
-                        ["a"],
+    with ready_page(browser, site) as page:
+        for i, (h, w, th, tw) in enumerate(cases):
+            src = lesion("mel", seed=10 + i, height=h, width=w)
+            # a colour cast, so the correction has something to do
+            arr = np.asarray(src).astype(float) * np.array([1.15, 0.95, 0.75])
+            src = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+            for p in ps:
+                want = np.asarray(prepare(src, th, tw, p))
+                meta = make_metadata(
+                    ["a"],
+                    th,
+                    tw,
+                    temperature=1.0,
+                    quantization="float32",
+                    colour_constancy=p if p < math.inf else "none",
+                )
+                got = page.evaluate(
+                    """async ([b64, h, w, th, tw, p, meta]) => {
+                    const m = await import('./ondevice.js');
+                    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                    const img = {data: bytes, width: w, height: h};
+                    const pp = p === null ? Infinity : p;
+                    const direct = m.shadesOfGrey(m.fit(img, th, tw), pp);
+                    // the model path: the p read from the metadata, as on a real model
+                    const model = Object.create(m.OnDeviceModel.prototype);
+                    Object.assign(model, {height: th, width: tw,
+                                          colourP: m.colourConstancy(meta)});
+                    const viaModel = p === null ? direct : model.prepare(img);
+                    const enc = (r) => btoa(String.fromCharCode(...r.data));
+                    return [enc(direct), enc(viaModel)]; }""",
+                    [
+                        b64(src),
+                        h,
+                        w,
                         th,
                         tw,
-                        temperature=1.0,
-                        quantization="float32",
-                        colour_constancy=p if p < math.inf else "none",
+                        None if p == math.inf else p,
+                        meta,
+                    ],
+                )
+                for name, g in zip(("shadesOfGrey", "OnDeviceModel.prepare"), got, strict=True):
+                    g = rgb(g, th, tw)
+                    d = np.abs(g.astype(int) - want.astype(int))
+                    assert d.max() <= 1, (
+                        f"{name} p={p} {w}x{h} -> {tw}x{th}: {int((d > 0).sum())} values "
+                        f"differ, max {int(d.max())}"
                     )
-                    got = page.evaluate(
-                        """async ([b64, h, w, th, tw, p, meta]) => {
-                        const m = await import('./ondevice.js');
-                        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-                        const img = {data: bytes, width: w, height: h};
-                        const pp = p === null ? Infinity : p;
-                        const direct = m.shadesOfGrey(m.fit(img, th, tw), pp);
-                        // the model path: the p read from the metadata, as on a real model
-                        const model = Object.create(m.OnDeviceModel.prototype);
-                        Object.assign(model, {height: th, width: tw,
-                                              colourP: m.colourConstancy(meta)});
-                        const viaModel = p === null ? direct : model.prepare(img);
-                        const enc = (r) => btoa(String.fromCharCode(...r.data));
-                        return [enc(direct), enc(viaModel)]; }""",
-                        [
-                            base64.b64encode(np.asarray(src).tobytes()).decode(),
-                            h,
-                            w,
-                            th,
-                            tw,
-                            None if p == math.inf else p,
-                            meta,
-                        ],
-                    )
-                    for name, g in zip(("shadesOfGrey", "OnDeviceModel.prepare"), got, strict=True):
-                        g = np.frombuffer(base64.b64decode(g), np.uint8).reshape(th, tw, 3)
-                        d = np.abs(g.astype(int) - want.astype(int))
-                        assert d.max() <= 1, (
-                            f"{name} p={p} {w}x{h} -> {tw}x{th}: {int((d > 0).sum())} values "
-                            f"differ, max {int(d.max())}"
-                        )
-                    fitted = np.asarray(prepare(src, th, tw))
-                    assert not np.array_equal(want, fitted)  # the step did something
-                    assert np.array_equal(want, shades_of_grey(fitted, p))
-        finally:
-            ctx.close()
+                fitted = np.asarray(prepare(src, th, tw))
+                assert not np.array_equal(want, fitted)  # the step did something
+                assert np.array_equal(want, shades_of_grey(fitted, p))
 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
