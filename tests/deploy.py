@@ -18,6 +18,8 @@ from imaging import write_splits
 
 CLASSES = ["bcc", "mel", "nv"]
 H, W = 24, 32
+# The temperature embedded in the session's shared tiny LiteRT models (tests/conftest.py).
+TEMPERATURE = 1.7
 
 
 def lesion(condition: str = "mel", seed: int = 0, height: int = 96, width: int = 128) -> Any:
@@ -27,6 +29,17 @@ def lesion(condition: str = "mel", seed: int = 0, height: int = 96, width: int =
     from dermai.core.synth import lesion_image
 
     return Image.fromarray(lesion_image(condition, np.random.default_rng(seed), height, width))
+
+
+def representative() -> np.ndarray:
+    """Twelve synthetic lesions at the model's size: the int8 calibration set of the shared tiny
+    LiteRT models (tests/conftest.py), so a test can convert again and compare bytes."""
+    return np.stack(
+        [
+            np.asarray(lesion(c, seed=i, height=H, width=W), dtype=np.float32)
+            for i, c in enumerate(CLASSES * 4)
+        ]
+    )
 
 
 def tiny_keras(dest: Path, classes: list[str] | None = None, seed: int = 0) -> Path:
@@ -97,6 +110,17 @@ def tiny_tflite(
         out[kind] = dest / f"model_{kind}.tflite"
         out[kind].write_bytes(blob)
     return out
+
+
+def with_temperature(src: Path, dest: Path, temperature: float) -> Path:
+    """A copy of the .tflite `src` whose embedded temperature is `temperature`: what
+    `tiny_tflite` converts at that temperature (the converted graph does not depend on it; only
+    the metadata does), without converting again."""
+    from dermai.runtime.tflite import embed_metadata, read_metadata
+
+    blob = src.read_bytes()
+    dest.write_bytes(embed_metadata(blob, read_metadata(blob) | {"temperature": temperature}))
+    return dest
 
 
 def tiny_tfrecords(tmp: Path, counts: dict[str, int] | None = None) -> tuple[Path, Path]:

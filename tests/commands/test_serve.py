@@ -10,16 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy import lesion, live_server, tiny_keras, tiny_tflite
+from deploy import lesion, live_server
 from dermai.errors import DermaiError
 from imaging import encode
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("serve")
-    keras_path = tiny_keras(tmp)
-    return {"keras": keras_path, **tiny_tflite(keras_path, tmp, ("float32",))}
+def models(tiny_lite0, tiny_float32) -> dict[str, Path]:
+    """The session's shared tiny Lite0 and its float32 export (tests/conftest.py)."""
+    return {"keras": tiny_lite0, "float32": tiny_float32}
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import lesion, live_server, tiny_keras, tiny_tflite
+from deploy import lesion, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,15 +42,14 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwrig
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(request):
     from dermai.web.app import create_app
     from dermai.web.engine import build_engine
 
     model, keras_path = os.environ.get("DERMAI_E2E_MODEL"), os.environ.get("DERMAI_E2E_KERAS")
-    if model is None:
-        tmp = tmp_path_factory.mktemp("browser")
-        keras_path = str(tiny_keras(tmp))
-        model = str(tiny_tflite(Path(keras_path), tmp, ("float32",))["float32"])
+    if model is None:  # the session's shared tiny Lite0 and its float32 export (conftest.py)
+        keras_path = str(request.getfixturevalue("tiny_lite0"))
+        model = str(request.getfixturevalue("tiny_float32"))
     app = create_app(build_engine(model, keras_path, threads=1))
     with live_server(app) as base:
         yield base

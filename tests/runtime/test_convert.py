@@ -7,21 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy import CLASSES, H, W, tiny_keras
+from deploy import CLASSES, TEMPERATURE, H, W, representative
 from dermai.errors import DermaiError
 from dermai.runtime.convert import export_bytes, float_stage_pattern
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, object]:
+def tiny(tiny_lite0, tiny_int8) -> dict[str, object]:
+    """The session's shared tiny Lite0 (conftest.py): its all-int8 export (float_stages 0, the
+    default path: `tiny_int8`, converted with this same call) and one with 2 float stages."""
     import keras
 
-    tmp = tmp_path_factory.mktemp("convert")
-    model = keras.saving.load_model(tiny_keras(tmp), compile=False)
-    rep = np.random.default_rng(1).uniform(0, 255, (8, H, W, 3)).astype(np.float32)
-    out: dict[str, object] = {"model": model, "rep": rep}
-    for stages in (0, 2):
-        out[stages] = export_bytes(model, CLASSES, 1.0, rep, ("int8",), float_stages=stages)["int8"]
+    model = keras.saving.load_model(tiny_lite0, compile=False)
+    rep = representative()
+    out: dict[str, object] = {"model": model, "rep": rep, 0: tiny_int8.read_bytes()}
+    out[2] = export_bytes(model, CLASSES, TEMPERATURE, rep, ("int8",), float_stages=2)["int8"]
     return out
 
 
@@ -92,7 +92,9 @@ def test_selective_model_keeps_int8_io_and_tracks_the_full_int8_one(tiny):
 
 
 def test_selective_export_is_byte_deterministic(tiny):
-    again = export_bytes(tiny["model"], CLASSES, 1.0, tiny["rep"], ("int8",), float_stages=2)
+    again = export_bytes(
+        tiny["model"], CLASSES, TEMPERATURE, tiny["rep"], ("int8",), float_stages=2
+    )
     assert again["int8"] == tiny[2]
 
 

@@ -8,27 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy import CLASSES, H, W, lesion, tiny_keras, tiny_tflite
+from deploy import CLASSES, TEMPERATURE, H, W, lesion, representative, tiny_tflite
 from dermai.errors import DermaiError
 
 
-def representative() -> np.ndarray:
-    return np.stack(
-        [
-            np.asarray(lesion(c, seed=i, height=H, width=W), dtype=np.float32)
-            for i, c in enumerate(CLASSES * 4)
-        ]
-    )
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("tflite")
-    keras_path = tiny_keras(tmp)
-    paths = tiny_tflite(
-        keras_path, tmp, ("float32", "int8"), temperature=1.7, representative=representative()
-    )
-    return {"keras": keras_path, **paths}
+def tiny(tiny_lite0, tiny_float32, tiny_int8) -> dict[str, Path]:
+    """The session's shared tiny Lite0 and its LiteRT exports (tests/conftest.py): temperature
+    1.7, int8 calibrated on deploy.representative()."""
+    assert TEMPERATURE == 1.7
+    return {"keras": tiny_lite0, "float32": tiny_float32, "int8": tiny_int8}
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,13 @@ GUARD = {
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict[str, Path]:
+def exported(tiny_lite0, tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("export")
     tfr, prm = tiny_tfrecords(tmp)
-    models = tmp / "models"
-    models.mkdir()
-    keras_path = tiny_keras(models)
+    # the session's shared tiny Lite0 (conftest.py), copied: calibration.json and the exports
+    # are written beside it
+    models = shutil.copytree(tiny_lite0.parent, tmp / "models")
+    keras_path = models / tiny_lite0.name
     (models / "calibration.json").write_text(json.dumps({"temperature": 1.5}))
     ood = tmp / "ood.json"  # not beside the model: --ood names it
     ood.write_text(json.dumps(GUARD))
@@ -148,12 +150,13 @@ def test_class_mismatch_is_refused(exported, tmp_path):
     assert rc == 1 and not (other / "f.tflite").exists()
 
 
-def test_a_model_trained_with_another_colour_constancy_is_refused(exported, tmp_path, capsys):
+def test_a_model_trained_with_another_colour_constancy_is_refused(
+    exported, tiny_lite0, tmp_path, capsys
+):
     """The TFRecords (no colour constancy) are not what this model was trained on (p = 6):
     export stops before converting, rather than calibrate int8 and embed a mismatched setting."""
-    other = tmp_path / "m"
-    other.mkdir()
-    keras_path = tiny_keras(other)
+    other = shutil.copytree(tiny_lite0.parent, tmp_path / "m")  # the shared model, copied
+    keras_path = other / tiny_lite0.name
     f = other / "train_params.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "colour_constancy": 6.0}))
     args = ["export", "--params", str(exported["params"]), "--model", str(keras_path)]

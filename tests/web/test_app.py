@@ -14,16 +14,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy import CLASSES, lesion, tiny_keras, tiny_tflite
+from deploy import CLASSES, lesion, with_temperature
 from dermai import DISCLAIMER
 from imaging import encode
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
+def models(tiny_lite0, tiny_float32, tmp_path_factory) -> dict[str, Path]:
+    """The session's shared tiny Lite0 (tests/conftest.py); its float32 export re-tempered to
+    1.3 in a folder of its own."""
     tmp = tmp_path_factory.mktemp("web")
-    keras_path = tiny_keras(tmp)
-    return {"keras": keras_path, **tiny_tflite(keras_path, tmp, ("float32",), temperature=1.3)}
+    return {
+        "keras": tiny_lite0,
+        "float32": with_temperature(tiny_float32, tmp / "model_float32.tflite", 1.3),
+    }
 
 
 @pytest.fixture(scope="module")
