@@ -119,6 +119,7 @@ def _xdist_groups(items: list[pytest.Item], root: Path) -> dict[Path, str]:
     return groups
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads xdist_group into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its module's xdist group (see SESSION_GROUPS). On an xdist worker, also
     order the work longest-first for the scheduler (which keeps collection order under
@@ -138,3 +139,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             return (1, 0) if g is not None else (2, 0)
 
         items.sort(key=rank)  # stable: collection order within each rank
+
+
+class _GroupSuffix:
+    """pytest-xdist 3.8 sends a test's group to the scheduler as an `@group` suffix it writes
+    into `item._nodeid`, which pytest >= 9.2 no longer reads (structured ids): the groups are then
+    silently ignored (pytest-dev/pytest-xdist#1386). Runs after xdist's hook and writes the
+    suffix itself, only where xdist's did not take."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            marks = item.iter_markers("xdist_group")
+            suffix = "@" + "_".join(sorted({str(m.args[0]) for m in marks if m.args}))
+            if suffix == "@" or item.nodeid.endswith(suffix):
+                continue
+            node_id = getattr(item, "_id", None)
+            if node_id is None or not hasattr(type(node_id), "parse"):
+                raise pytest.UsageError(f"cannot set the xdist group of {item.nodeid}")
+            item._id = type(node_id).parse(item.nodeid + suffix)  # type: ignore[attr-defined]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        config.pluginmanager.register(_GroupSuffix(), "dermai-xdist-group-suffix")
