@@ -50,9 +50,12 @@ site: $(STAMP) web-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dermai export-web --model models/model_int8.tflite \
 	  --out site/ $(if $(IMAGE_KIND),--image-kind "$(IMAGE_KIND)")
 
-## test: the default test suite (slow real-data tests excluded)
+## test: the default test suite (slow real-data tests excluded) on 2 xdist workers; serial: PYTEST_ARGS=
+# loadgroup + the groups set in tests/conftest.py: each expensive shared fixture is built by one
+# worker only; --no-loadscope-reorder keeps the conftest's longest-first order of the work.
+PYTEST_ARGS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 test: $(STAMP) browser-deps web-deps
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-all: include the slow real-data tests (needs ../shared/data/ham10000)
 test-all: $(STAMP) browser-deps web-deps

@@ -1,6 +1,7 @@
 """Shared fixtures. `ham10000` is the only way a test reaches the real data set; `tiny_lite0`,
 `tiny_float32` and `tiny_int8` are the one tiny Lite0 model (and its LiteRT exports) that the
-export, runtime, web, serve and browser tests share."""
+export, runtime, web, serve and browser tests share. The collection hook pins those fixtures'
+users (and e2e's `tiny_run`'s) to one pytest-xdist worker each, so `make test` builds each once."""
 
 from __future__ import annotations
 
@@ -9,6 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# xdist (`make test` runs `-n 2 --dist loadgroup --no-loadscope-reorder`) builds a session
+# fixture once per worker that uses it, and a module fixture once per worker that runs a test of
+# its module. Each expensive session fixture names one group; every test module that uses it (or
+# is marked `xdist_group(<group>)`, for a fixture reached by `request.getfixturevalue`) goes
+# whole into that group, so one worker builds it once. A module needing two groups merges them.
+SESSION_GROUPS = {
+    "tiny_run": "tiny_run",  # tests/e2e/conftest.py: a whole tiny `dvc repro` (minutes)
+    "tiny_lite0": "tiny_lite0",
+    "tiny_float32": "tiny_lite0",
+    "tiny_int8": "tiny_lite0",
+}
+WIDE_SCOPES = {"class", "module", "package"}
 
 # The development copy beside the project (never copied into it); see its README.md.
 HAM10000 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
@@ -71,3 +85,81 @@ def tiny_int8(tiny_lite0: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """`tiny_lite0` converted to int8 LiteRT, calibrated on `deploy.representative()`
     (temperature deploy.TEMPERATURE), once per session. Read-only, as `tiny_lite0`."""
     yield from _tiny_tflite(tiny_lite0, tmp_path_factory, "int8")
+
+
+def _xdist_groups(items: list[pytest.Item], root: Path) -> dict[Path, str]:
+    """The xdist group of each test module that needs one: the session group(s) its tests use
+    (merged when one module uses two), else the module itself when it has a module- or
+    class-scoped fixture (built once, not once per worker); modules absent run test by test."""
+    parent: dict[str, str] = {}
+
+    def find(g: str) -> str:
+        while parent.setdefault(g, g) != g:
+            g = parent[g]
+        return g
+
+    shared: dict[Path, set[str]] = {}
+    wide: set[Path] = set()
+    for item in items:
+        names = shared.setdefault(item.path, set())
+        names.update(
+            SESSION_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in SESSION_GROUPS
+        )
+        names.update(str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args)
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        if any(d.scope in WIDE_SCOPES for ds in defs for d in ds):
+            wide.add(item.path)
+    for names in shared.values():
+        first, *rest = sorted(names) or [""]  # "" for a module using none: a no-op
+        for g in rest:
+            parent[find(g)] = find(first)  # union: one module needs both, so one worker runs both
+    groups = {path: find(min(names)) for path, names in shared.items() if names}
+    groups.update({p: p.relative_to(root).as_posix() for p in wide if p not in groups})
+    return groups
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads xdist_group into node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its module's xdist group (see SESSION_GROUPS). On an xdist worker, also
+    order the work longest-first for the scheduler (which keeps collection order under
+    --no-loadscope-reorder): the session groups, then module groups, then single tests."""
+    groups = _xdist_groups(items, config.rootpath)
+    for item in items:
+        group = groups.get(item.path)
+        if group is not None and not any(item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(config, "workerinput"):  # only under xdist: a serial run keeps its usual order
+        session = list(dict.fromkeys(SESSION_GROUPS.values()))
+
+        def rank(item: pytest.Item) -> tuple[int, int]:
+            g = groups.get(item.path)
+            if g in session:
+                return (0, session.index(g))
+            return (1, 0) if g is not None else (2, 0)
+
+        items.sort(key=rank)  # stable: collection order within each rank
+
+
+class _GroupSuffix:
+    """pytest-xdist 3.8 sends a test's group to the scheduler as an `@group` suffix it writes
+    into `item._nodeid`, which pytest >= 9.2 no longer reads (structured ids): the groups are then
+    silently ignored (pytest-dev/pytest-xdist#1386). Runs after xdist's hook and writes the
+    suffix itself, only where xdist's did not take."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            marks = item.iter_markers("xdist_group")
+            suffix = "@" + "_".join(sorted({str(m.args[0]) for m in marks if m.args}))
+            if suffix == "@" or item.nodeid.endswith(suffix):
+                continue
+            node_id = getattr(item, "_id", None)
+            if node_id is None or not hasattr(type(node_id), "parse"):
+                raise pytest.UsageError(f"cannot set the xdist group of {item.nodeid}")
+            item._id = type(node_id).parse(item.nodeid + suffix)  # type: ignore[attr-defined]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        config.pluginmanager.register(_GroupSuffix(), "dermai-xdist-group-suffix")

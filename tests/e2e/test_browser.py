@@ -33,6 +33,9 @@ ARGS = [
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),  # Chromium start-up and two viewports on a loaded machine
+    # `server` reaches tiny_lite0/tiny_float32 by getfixturevalue, which the collection hook in
+    # tests/conftest.py cannot see: the group it would give, so xdist builds them on one worker
+    pytest.mark.xdist_group("tiny_lite0"),
     pytest.mark.skipif(
         not CHROMIUM.is_file(),
         reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)",
