@@ -570,26 +570,18 @@ def test_a_guard_the_browser_cannot_compute_is_not_claimed(browser, model_path, 
     )
     doc = guard_doc(Guard("mahalanobis", -5.0, 0.95, "features", 1.0, maha))
     site = site_for(with_guard(model_path, doc, tmp_path / "model.tflite"), tmp_path / "site")
-    _, b = browser
-    with static_server(site) as (base, _):
-        ctx = b.new_context()
-        page = ctx.new_page()
-        try:
-            page.goto(base + "/")
-            wait_ready(page)
-            info = page.locator("#guard-info")
-            sync_api.expect(info).to_have_attribute("data-guard", "none")
-            sync_api.expect(info).to_contain_text("does not check whether a photo looks like")
-            sync_api.expect(info).to_contain_text("internal features")
-            h, w = page.evaluate("[window.dermai.model.height, window.dermai.model.width]")
-            r = page.evaluate(
-                """async ([h, w]) => (await window.dermai.model.predict(
-                {data: new Uint8Array(h * w * 3), width: w, height: h})).ood""",
-                [h, w],
-            )
-            assert r is None
-        finally:
-            ctx.close()
+    with ready_page(browser, site) as page:
+        info = page.locator("#guard-info")
+        sync_api.expect(info).to_have_attribute("data-guard", "none")
+        sync_api.expect(info).to_contain_text("does not check whether a photo looks like")
+        sync_api.expect(info).to_contain_text("internal features")
+        h, w = page.evaluate("[window.dermai.model.height, window.dermai.model.width]")
+        r = page.evaluate(
+            """async ([h, w]) => (await window.dermai.model.predict(
+            {data: new Uint8Array(h * w * 3), width: w, height: h})).ood""",
+            [h, w],
+        )
+        assert r is None
 
 
 def guarded_phone_model(model_path: Path, tmp_path: Path) -> Path:
