@@ -89,8 +89,9 @@ def tiny_int8(tiny_lite0: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 def _xdist_groups(items: list[pytest.Item], root: Path) -> dict[Path, str]:
     """The xdist group of each test module that needs one: the session group(s) its tests use
-    (merged when one module uses two), else the module itself when it has a module- or
-    class-scoped fixture (built once, not once per worker); modules absent run test by test."""
+    (joined when one module uses two, and named by the smallest name), else the module itself
+    when it has a module- or class-scoped fixture (built once, not once per worker); modules
+    absent run test by test."""
     parent: dict[str, str] = {}
 
     def find(g: str) -> str:
@@ -112,8 +113,9 @@ def _xdist_groups(items: list[pytest.Item], root: Path) -> dict[Path, str]:
             wide.add(item.path)
     for names in shared.values():
         first, *rest = sorted(names) or [""]  # "" for a module using none: a no-op
-        for g in rest:
-            parent[find(g)] = find(first)  # union: one module needs both, so one worker runs both
+        for g in rest:  # union (one module needs both, so one worker runs both), named by the min
+            a, b = sorted((find(g), find(first)))
+            parent[b] = a
     groups = {path: find(min(names)) for path, names in shared.items() if names}
     groups.update({p: p.relative_to(root).as_posix() for p in wide if p not in groups})
     return groups
@@ -127,8 +129,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     groups = _xdist_groups(items, config.rootpath)
     for item in items:
         group = groups.get(item.path)
-        if group is not None and not any(item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(group))
+        if group is None:
+            continue
+        # xdist joins all of an item's group marks into one name, so a merged group must be the
+        # item's only mark: drop the module's and class's own (all of one module share a group).
+        for node in item.listchain():
+            node.own_markers[:] = [m for m in node.own_markers if m.name != "xdist_group"]
+        item.add_marker(pytest.mark.xdist_group(group))
     if hasattr(config, "workerinput"):  # only under xdist: a serial run keeps its usual order
         session = list(dict.fromkeys(SESSION_GROUPS.values()))
 
