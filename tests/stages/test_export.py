@@ -24,14 +24,18 @@ GUARD = {
 }
 
 
+def own_copy(tiny_lite0: Path, folder: Path) -> Path:
+    """The session's shared tiny Lite0 (conftest.py) copied into `folder`, for a test that
+    writes beside the model or edits its train_params.json; returns the copy's model.keras."""
+    return shutil.copytree(tiny_lite0.parent, folder) / tiny_lite0.name
+
+
 @pytest.fixture(scope="module")
 def exported(tiny_lite0, tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("export")
     tfr, prm = tiny_tfrecords(tmp)
-    # the session's shared tiny Lite0 (conftest.py), copied: calibration.json and the exports
-    # are written beside it
-    models = shutil.copytree(tiny_lite0.parent, tmp / "models")
-    keras_path = models / tiny_lite0.name
+    keras_path = own_copy(tiny_lite0, tmp / "models")  # calibration.json and exports go beside
+    models = keras_path.parent
     (models / "calibration.json").write_text(json.dumps({"temperature": 1.5}))
     ood = tmp / "ood.json"  # not beside the model: --ood names it
     ood.write_text(json.dumps(GUARD))
@@ -155,8 +159,8 @@ def test_a_model_trained_with_another_colour_constancy_is_refused(
 ):
     """The TFRecords (no colour constancy) are not what this model was trained on (p = 6):
     export stops before converting, rather than calibrate int8 and embed a mismatched setting."""
-    other = shutil.copytree(tiny_lite0.parent, tmp_path / "m")  # the shared model, copied
-    keras_path = other / tiny_lite0.name
+    keras_path = own_copy(tiny_lite0, tmp_path / "m")
+    other = keras_path.parent
     f = other / "train_params.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "colour_constancy": 6.0}))
     args = ["export", "--params", str(exported["params"]), "--model", str(keras_path)]
