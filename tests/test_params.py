@@ -11,6 +11,12 @@ def test_defaults_load_from_the_project_params(tmp_path):
     assert prm.base.classes == params.HAM_CLASSES
 
 
+def test_the_code_defaults_are_the_project_params():
+    """`Params()` (what commands use outside a project, `load_or_defaults`) repeats params.yaml's
+    values: the two are kept equal, so a default changed in one place only fails here."""
+    assert params.load("params.yaml") == params.Params()
+
+
 def test_unknown_section_is_rejected():
     with pytest.raises(DermaiError, match="unknown section.*trian"):
         params.parse({"trian": {}})
