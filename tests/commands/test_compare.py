@@ -72,6 +72,34 @@ def test_a_clearly_better_b_exceeds_the_noise(tmp_path, capsys):
     assert "B lower, beyond noise" in capsys.readouterr().out
 
 
+def test_recall_of_a_named_class_is_compared_too(tmp_path, capsys):
+    """`--recall mel` adds mel's recall (paired CI) and the mel images only one model finds,
+    counted here by hand from the two files."""
+    a = predictions(tmp_path / "a.csv", skill=0.0, seed=1)
+    b = predictions(tmp_path / "b.csv", skill=1.5, seed=2)
+    assert main(compare(str(a), str(b), "--recall", "mel")) == 0
+    out = capsys.readouterr().out
+    da, db = pd.read_csv(a), pd.read_csv(b)
+    cols = [f"p_{c}" for c in CLASSES]
+    mel = (da["label"] == "mel").to_numpy()
+    found_a = da[cols].to_numpy().argmax(1) == CLASSES.index("mel")
+    found_b = db[cols].to_numpy().argmax(1) == CLASSES.index("mel")
+    ra, rb = found_a[mel].mean(), found_b[mel].mean()
+    row = next(x for x in out.splitlines() if x.startswith("mel recall "))
+    assert f"{ra:.4f} {rb:.4f} {rb - ra:+.4f}" in " ".join(row.split()) and "beyond noise" in row
+    only_a, only_b = int((found_a & ~found_b & mel).sum()), int((found_b & ~found_a & mel).sum())
+    assert (
+        f"of {mel.sum()} images labelled mel, only A finds {only_a}, only B finds {only_b}" in out
+    )
+    assert "mel recall higher" in out  # in the verdict
+
+
+def test_recall_of_an_unknown_class_is_a_one_line_error(tmp_path, capsys):
+    a = predictions(tmp_path / "a.csv")
+    err = one_line_error(capsys, compare(str(a), str(a), "--recall", "melanoma"))
+    assert "--recall melanoma: not a class of" in err and "bcc, mel, nv" in err
+
+
 def one_line_error(capsys, argv: list[str]) -> str:
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()

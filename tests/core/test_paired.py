@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from dermai.core.paired import (
     EXACT_BELOW,
+    class_recall,
     headline_metrics,
     mcnemar,
     paired_bootstrap,
@@ -140,3 +141,35 @@ def test_vectorised_headline_path_equals_the_generic_loop(seed, n, k, decimals, 
         for attr in ("a", "b", "diff", "low", "high"):
             sv, fv = getattr(s, attr), getattr(f, attr)
             assert (np.isnan(sv) and np.isnan(fv)) or fv == pytest.approx(sv, abs=1e-12), attr
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.integers(0, 2), min_size=1, max_size=30),
+    st.lists(st.integers(0, 2), min_size=30, max_size=30),
+    st.integers(0, 2),
+)
+def test_class_recall_is_the_share_of_that_class_found(labels, preds, k):
+    """Oracle: count by hand; NaN (dropped by the bootstrap) when no image is labelled k."""
+    y, pred = np.array(labels), np.array(preds[: len(labels)])
+    proba = np.eye(3)[pred]
+    mine = [p == k for lab, p in zip(labels, pred, strict=True) if lab == k]
+    got = class_recall(k)(y, proba)
+    if mine:
+        assert got == sum(mine) / len(mine)
+    else:
+        assert np.isnan(got)
+
+
+def test_class_recall_difference_is_paired():
+    """B also finds the half of the class-1 images that A misses, and nothing else changes: the
+    class-1 recall difference is +0.5 with an interval above 0, class 0's is exactly 0."""
+    y = np.array([0] * 10 + [1] * 20 + [2] * 10)
+    pred_a = y.copy()
+    pred_a[10:20] = 0  # A calls ten of the class-1 images class 0
+    pa, pb = np.eye(3)[pred_a], np.eye(3)[y]
+    metrics = {"r1": class_recall(1), "r0": class_recall(0)}
+    cis = paired_bootstrap(metrics, y, pa, pb, n_resamples=300, seed=3)
+    assert (cis["r1"].a, cis["r1"].b, cis["r1"].diff) == (0.5, 1.0, 0.5)
+    assert 0 < cis["r1"].low <= cis["r1"].high <= 1
+    assert (cis["r0"].diff, cis["r0"].low, cis["r0"].high) == (0.0, 0.0, 0.0)

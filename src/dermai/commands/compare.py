@@ -3,9 +3,10 @@
 A and B are each a DVC experiment name, a Git revision (branch, tag, commit) or a predictions
 CSV (`image_id`, `label`, `p_<class>` columns, as `dermai evaluate` writes). For an experiment
 or revision the CSV is read through `dvc.api.open(..., rev=...)`, from the DVC cache or a remote.
-Prints metric(B) - metric(A) for accuracy, balanced accuracy and macro AUC with paired-bootstrap
-95% intervals (same resampled images for both), McNemar's test on top-1 correctness, and a plain
-verdict. Research prototype, not a diagnostic tool.
+Prints metric(B) - metric(A) for accuracy, balanced accuracy and macro AUC (and, with
+`--recall CLASS`, that class's recall) with paired-bootstrap 95% intervals (same resampled images
+for both), McNemar's test on top-1 correctness, and a plain verdict. Research prototype, not a
+diagnostic tool.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--bootstrap", type=int, default=None, help="paired resamples (default: evaluate.bootstrap)"
     )
     p.add_argument("--seed", type=int, default=None, help="resampling seed (default: base.seed)")
+    p.add_argument(
+        "--recall",
+        action="append",
+        default=[],
+        metavar="CLASS",
+        help="also compare this class's recall (repeatable), e.g. --recall mel",
+    )
 
 
 def _parse(name: str, text: str) -> Predictions:
@@ -154,12 +163,28 @@ def _fmt(v: float, signed: bool = False) -> str:
     return f"{v:+.4f}" if signed else f"{v:.4f}"
 
 
-def report(a: Predictions, b: Predictions, n_resamples: int, seed: int) -> str:
-    """The comparison as printable text."""
-    from dermai.core.paired import mcnemar, paired_bootstrap_headline
+def report(
+    a: Predictions, b: Predictions, n_resamples: int, seed: int, recall: Sequence[str] = ()
+) -> str:
+    """The comparison as printable text; `recall` adds each named class's recall (a target such
+    as melanoma recall can move while the headline numbers do not)."""
+    from dermai.core.paired import (
+        class_recall,
+        mcnemar,
+        paired_bootstrap,
+        paired_bootstrap_headline,
+    )
 
+    unknown = [c for c in recall if c not in a.classes]
+    if unknown:
+        raise DermaiError(
+            f"--recall {unknown[0]}: not a class of {a.name} ({', '.join(a.classes)})"
+        )
     y, pa, pb = align(a, b)
     cis = paired_bootstrap_headline(y, pa, pb, n_resamples=n_resamples, seed=seed)
+    ks = {f"{c} recall": a.classes.index(c) for c in dict.fromkeys(recall)}
+    metrics = {name: class_recall(k) for name, k in ks.items()}
+    cis.update(paired_bootstrap(metrics, y, pa, pb, n_resamples=n_resamples, seed=seed))
     mc = mcnemar(pa.argmax(1) == y, pb.argmax(1) == y)
     lines = [
         f"dermai compare: B - A on the same {len(y)} test images",
@@ -172,13 +197,13 @@ def report(a: Predictions, b: Predictions, n_resamples: int, seed: int) -> str:
     for k, ci in cis.items():
         if ci.exceeds_noise:
             verdict = "B higher, beyond noise" if ci.low > 0 else "B lower, beyond noise"
-            beyond.append(f"{LABELS[k]} {'higher' if ci.low > 0 else 'lower'}")
+            beyond.append(f"{LABELS.get(k, k)} {'higher' if ci.low > 0 else 'lower'}")
         elif ci.n_resamples:
             verdict = "within noise (CI contains 0)"
         else:
             verdict = "undefined"
         lines.append(
-            f"{LABELS[k]:<18} {_fmt(ci.a):>7} {_fmt(ci.b):>7} "
+            f"{LABELS.get(k, k):<18} {_fmt(ci.a):>7} {_fmt(ci.b):>7} "
             f"{_fmt(ci.diff, True):>8}   [{_fmt(ci.low, True)}, {_fmt(ci.high, True)}]"
             f"  {verdict}"
         )
@@ -189,6 +214,13 @@ def report(a: Predictions, b: Predictions, n_resamples: int, seed: int) -> str:
         f"{mc.b_only} images; p = {mc.p_value:.4g}"
         + (" < 0.05" if mc.p_value < ALPHA else " (not significant at 0.05)"),
     ]
+    for name, c in ks.items():
+        mine = y == c
+        found_a, found_b = pa[mine].argmax(1) == c, pb[mine].argmax(1) == c
+        lines.append(
+            f"{name}: of {int(mine.sum())} images labelled {a.classes[c]}, only A finds "
+            f"{int(np.sum(found_a & ~found_b))}, only B finds {int(np.sum(found_b & ~found_a))}"
+        )
     if beyond:
         lines.append(
             f"Verdict: the difference exceeds the noise ({', '.join(beyond)}; 95% CI excludes 0)."
@@ -225,4 +257,4 @@ def run(args: argparse.Namespace) -> None:
     a = load(args.a, args.path, args.repo)
     b = load(args.b, args.path, args.repo)
     log.info("comparing %s (A) with %s (B), %d paired resamples", a.name, b.name, n_resamples)
-    print(report(a, b, n_resamples, seed))
+    print(report(a, b, n_resamples, seed, args.recall))

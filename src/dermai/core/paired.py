@@ -63,6 +63,17 @@ def headline_metrics(n_classes: int) -> dict[str, Metric]:
     }
 
 
+def class_recall(k: int) -> Metric:
+    """Recall of class index `k` as `fn(y, proba)` (top-1 = k among the images labelled k); NaN
+    when there are none, so `paired_bootstrap` drops that resample."""
+
+    def recall(y: np.ndarray, proba: np.ndarray) -> float:
+        mine = y == k
+        return float(np.mean(proba[mine].argmax(axis=1) == k)) if mine.any() else float("nan")
+
+    return recall
+
+
 def paired_bootstrap(
     metrics: Mapping[str, Metric],
     y: np.ndarray,
