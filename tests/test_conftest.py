@@ -4,6 +4,7 @@ Fake items stand in for pytest's (only the attributes the hook reads), so no ses
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import _xdist_groups, pytest_collection_modifyitems
+# By path: in a full run the module name `conftest` may already be tests/e2e/conftest.py.
+_spec = importlib.util.spec_from_file_location(
+    "dermai_tests_conftest", Path(__file__).with_name("conftest.py")
+)
+assert _spec is not None and _spec.loader is not None
+_root = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_root)
+_xdist_groups = _root._xdist_groups
+pytest_collection_modifyitems = _root.pytest_collection_modifyitems
 
 ROOT = Path("/project")
 
