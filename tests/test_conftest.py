@@ -110,21 +110,13 @@ def test_a_module_scoped_fixture_keeps_its_module_on_one_worker() -> None:
 @given(st.lists(st.sets(st.sampled_from("abcde"), max_size=3), min_size=1, max_size=8))
 def test_groups_are_the_connected_components(uses: list[set[str]]) -> None:
     """Oracle: two modules share a group iff a chain of modules links them through shared
-    names (closure by repeated merging); a module using no name has none."""
+    names (components grown module by module); a module using no name has none."""
     items = [item(f"m{i}.py", marks=tuple(sorted(u))) for i, u in enumerate(uses)]
     groups = _xdist_groups(items, ROOT)
-    components = [set(u) for u in uses if u]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(components)):
-            for j in range(i + 1, len(components)):
-                if components[i] & components[j]:
-                    components[i] |= components.pop(j)
-                    merged = True
-                    break
-            if merged:
-                break
+    components: list[set[str]] = []
+    for u in uses:  # each module's names absorb every component they touch
+        joined = set(u).union(*(c for c in components if c & u))
+        components = [c for c in components if not c & u] + ([joined] if joined else [])
     for i, u in enumerate(uses):
         if not u:
             assert ROOT / f"m{i}.py" not in groups
