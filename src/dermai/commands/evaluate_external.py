@@ -24,6 +24,7 @@ from dermai.core.hashing import ImageRejected
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
 from dermai.io.images import FolderIndex, read
+from dermai.io.outdir import OutputDir, check_output_dir, output_dir
 from dermai.models import archive
 from dermai.runtime import loader
 from dermai.runtime.report import EvalSettings, live_session, publish, settings_from
@@ -31,6 +32,7 @@ from dermai.runtime.report import EvalSettings, live_session, publish, settings_
 log = logging.getLogger(__name__)
 
 NAME = "external"
+COMMAND = "dermai evaluate-external"  # the owner named in its output folder's marker
 BATCH = 32
 
 
@@ -48,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         default="reports/external",
-        help="output folder: metrics.json, plots/, report, predictions, errors/",
+        help="output folder: metrics.json, plots/, report, predictions, errors/; new, empty, "
+        "or an earlier evaluate-external's (its own files are replaced, others left alone)",
     )
     p.add_argument(
         "--exclude-duplicates-of",
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace) -> None:
     from dermai.core import labels as L
     from dermai.runtime import inference
 
-    settings, extensions, max_pixels = _settings(args.params)
+    check_output_dir(args.out, COMMAND)  # before any work: a refused folder fails at once
     folder, labels_path = Path(args.images), Path(args.labels)
     if not folder.is_dir():
         raise DermaiError(f"images folder not found: {folder}")
@@ -137,7 +140,29 @@ def run(args: argparse.Namespace) -> None:
         )
     df, names, y = df.iloc[rows].reset_index(drop=True), [names[i] for i in rows], y[rows]
     log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))
-    out = Path(args.out)
+    with output_dir(args.out, COMMAND) as target:
+        _evaluate(args, target, folder, df, names, y, repeats, predictor, classes)
+    log.info("wrote %s", args.out)
+
+
+def _evaluate(
+    args: argparse.Namespace,
+    target: OutputDir,
+    folder: Path,
+    df: Any,
+    names: list[str],
+    y: np.ndarray,
+    repeats: dict[str, int],
+    predictor: Any,
+    classes: list[str],
+) -> None:
+    """Everything written goes to `target.staging`; messages name the final folder."""
+    import pandas as pd
+
+    from dermai.core import labels as L
+
+    settings, extensions, max_pixels = _settings(args.params)
+    out, shown = target.staging, Path(args.out)
     excluded: set[int] = set()
     if args.exclude_duplicates_of:
         from dermai.commands.audit import training_duplicates
@@ -161,23 +186,28 @@ def run(args: argparse.Namespace) -> None:
             "%d image(s) in %s have no row in the labels CSV (listed in %s)",
             len(unlabelled),
             folder,
-            out / "unlabelled.csv",
+            shown / "unlabelled.csv",
         )
     if excluded:
         keep = np.array([i not in excluded for i in kept], dtype=bool)
         if kept and not keep.any():
+            target.commit()
             raise DermaiError(
                 f"every readable image duplicates an image of "
-                f"{args.exclude_duplicates_of} (see {out})"
+                f"{args.exclude_duplicates_of} (see {shown})"
             )
         kept, images = [i for i in kept if i not in excluded], images[keep]
     if not kept:
+        target.commit()
         raise DermaiError(
-            f"none of the {len(names)} labelled images could be read (see {out / 'skipped.csv'})"
+            f"none of the {len(names)} labelled images could be read (see {shown / 'skipped.csv'})"
         )
     if skipped:
         log.warning(
-            "skipped %d of %d images (listed in %s)", len(skipped), len(names), out / "skipped.csv"
+            "skipped %d of %d images (listed in %s)",
+            len(skipped),
+            len(names),
+            shown / "skipped.csv",
         )
     logits = np.concatenate(
         [
@@ -208,4 +238,3 @@ def run(args: argparse.Namespace) -> None:
     if args.exclude_duplicates_of:
         live.summary[NAME]["excluded_duplicates"] = len(excluded)
     live.end()
-    log.info("wrote %s", out)

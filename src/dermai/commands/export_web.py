@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dermai.errors import DermaiError
-from dermai.io.atomic import atomic_dir
+from dermai.io.outdir import output_dir
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         help="exported .tflite with dermai metadata (e.g. models/model_int8.tflite)",
     )
-    p.add_argument("--out", required=True, help="output folder (replaced whole), e.g. site/")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder, e.g. site/: new, empty, or an earlier export-web's (its own files "
+        "are replaced, others left alone)",
+    )
     p.add_argument(
         "--npm-dir", default=str(NPM_DIR), help="node_modules with @litertjs/core (`make web-deps`)"
     )
@@ -242,10 +247,10 @@ def run(args: argparse.Namespace) -> None:
     model_path = Path(args.model)
     if not model_path.is_file():
         raise DermaiError(f"model not found: {model_path}")
-    files = build(model_path.read_bytes(), Path(args.npm_dir), args.image_kind, model_path.name)
-    with atomic_dir(args.out) as tmp:
+    with output_dir(args.out, "dermai export-web") as out:
+        files = build(model_path.read_bytes(), Path(args.npm_dir), args.image_kind, model_path.name)
         for rel, data in sorted(files.items()):
-            dest = tmp / rel
+            dest = out.staging / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
     total = sum(len(b) for b in files.values())

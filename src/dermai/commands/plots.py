@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dermai.errors import DermaiError
+from dermai.io.outdir import output_dir
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,10 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", default=".", help="the DVC project (default: current folder)")
     p.add_argument(
-        "--out", default=None, help="page folder (default: DVC's plots.out_dir, dvc_plots)"
+        "--out",
+        default=None,
+        help="page folder (default: DVC's plots.out_dir, dvc_plots): new, empty, or an earlier "
+        "`dermai plots` page's (its own files are replaced, others left alone)",
     )
     p.add_argument("--check-only", action="store_true", help="check the data, write no page")
 
@@ -76,13 +80,20 @@ def run(args: argparse.Namespace) -> None:
     log.info("every plot has data")
     if args.check_only:
         return
+    if args.out is None:  # DVC's own page folder
+        _show(args.repo, [])
+        return
+    with output_dir(args.out, "dermai plots") as out:
+        _show(args.repo, ["-o", str(out.staging.resolve())])
+
+
+def _show(repo: str, extra: list[str]) -> None:
     from dvc.cli import main as dvc_main
 
-    argv = ["plots", "show"] + (["-o", str(Path(args.out).resolve())] if args.out else [])
     cwd = os.getcwd()
     try:
-        os.chdir(args.repo)
-        rc = dvc_main(argv)
+        os.chdir(repo)
+        rc = dvc_main(["plots", "show", *extra])
     finally:
         os.chdir(cwd)
     if rc != 0:

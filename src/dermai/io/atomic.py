@@ -1,8 +1,10 @@
 """Atomic writes: an interrupted stage never leaves a half-written file for DVC to cache.
 
-Temps sit beside their target as `.<name>.<pid>.<8 random chars>[suffix]`. A SIGKILL leaves one
-behind; the next write of the same target removes it (`remove_stale`), so a crashed run's clutter
-(`data/.tfrecords.*/`, `data/index/.index.csv.*.tmp`) goes away when the stage runs again.
+Temps sit beside their target as `.<name>.dermai-tmp.<pid>.<8 random chars>[suffix]`, a name
+git ignores (`.gitignore`: `.*.dermai-tmp.*`), so `git add -A` after a killed run commits none.
+A SIGKILL leaves one behind; the next write of the same target removes it (`remove_stale`), so a
+crashed run's clutter (`data/.tfrecords.dermai-tmp.*/`, `data/index/.index.csv.dermai-tmp.*`)
+goes away when the stage runs again.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from dermai.errors import DermaiError
+
+TEMP_TAG = "dermai-tmp"  # in every temp's name; one .gitignore pattern matches them all
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 def temp_prefix(path: Path) -> str:
     """The name prefix of this process's temps for `path` (one place for the naming)."""
-    return f".{path.name}.{os.getpid()}."
+    return f".{path.name}.{TEMP_TAG}.{os.getpid()}."
 
 
 def _alive(pid: int) -> bool:
@@ -44,7 +49,9 @@ def remove_stale(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:(\d+)\.)?[A-Za-z0-9_]{{8}}(?:\.\w+)*$")
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.(?:{TEMP_TAG}\.)?(?:(\d+)\.)?[A-Za-z0-9_]{{8}}(?:\.\w+)*$"
+    )
     removed = []
     for entry in path.parent.iterdir():
         m = pattern.match(entry.name)
@@ -56,6 +63,38 @@ def remove_stale(path: str | Path) -> list[Path]:
             entry.unlink(missing_ok=True)
         removed.append(entry)
     return removed
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.expanduser(str(path))).resolve()
+
+
+def unsafe_reason(path: str | Path) -> str | None:
+    """Why `path` may never be an output folder (a folder that holds the user's work), or None."""
+    target = _resolved(path)
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if target == cwd:
+        return "is the current folder"
+    if target == home:
+        return "is the home folder"
+    if target == Path(target.anchor):
+        return "is the filesystem root"
+    if target in cwd.parents:
+        return "is a parent of the current folder"
+    if target in home.parents:
+        return "is a parent of the home folder"
+    return None
+
+
+def refuse_unsafe(path: str | Path, what: str = "--out") -> Path:
+    """`path` resolved, or a one-line DermaiError if it is a folder of the user's own."""
+    reason = unsafe_reason(path)
+    if reason:
+        raise DermaiError(
+            f"{what} {path} {reason}: refusing to write there; give a folder of its own "
+            f"(e.g. {what} results/)"
+        )
+    return _resolved(path)
 
 
 @contextlib.contextmanager
@@ -79,7 +118,11 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temp folder beside `path`; it replaces `path` whole only if the block succeeds."""
+    """Yield a temp folder beside `path`; it replaces `path` whole only if the block succeeds.
+
+    For a stage's own output folder (DVC deletes it before the stage runs); a folder that holds
+    the user's work (the current or home folder, or a parent of them) is refused first."""
+    refuse_unsafe(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
