@@ -4,7 +4,9 @@ Privacy: an upload is read into memory and nowhere else (`web.upload`); nothing 
 an image beyond its byte count and size. EXIF is ignored except orientation.
 
 Load: a request's body is read first, within `body_timeout` seconds (408 after), by at most
-`max_readers` requests at once (503 beyond). Only then does it take an admission slot: inference
+`max_readers` requests at once and at most `max_client_readers` from one client address (503
+beyond: one client's slow bodies cannot take every reader). Only then does it take an admission
+slot: inference
 runs in a worker thread, at most `workers` at a time, and up to `max_queue` more wait; beyond
 that a request gets 503 and `Retry-After`. So slow or idle uploads cannot starve good ones, and
 memory stays bounded by (max_readers + workers + max_queue) x the upload limit.
@@ -130,14 +132,17 @@ def create_app(
     max_queue: int = 64,
     body_timeout: float = 30.0,
     max_readers: int = 256,
+    max_client_readers: int = 16,
     allowed_hosts: tuple[str, ...] | list[str] = LOCAL_HOSTS,
 ) -> FastAPI:
     """The ASGI app. `workers` inferences run at once; `max_queue` more may wait.
 
     `allowed_hosts`: host names (no port) this server answers to; "*" allows any.
     """
-    if workers < 1 or max_queue < 0 or max_readers < 1 or body_timeout <= 0:
-        raise ValueError("workers, max_readers >= 1, max_queue >= 0, body_timeout > 0")
+    if workers < 1 or max_queue < 0 or min(max_readers, max_client_readers) < 1:
+        raise ValueError("workers, max_readers, max_client_readers >= 1, max_queue >= 0")
+    if body_timeout <= 0:
+        raise ValueError("body_timeout > 0")
     app = FastAPI(
         title="DermAI demo",
         description=DISCLAIMER,
@@ -146,7 +151,13 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    state: dict[str, Any] = {"admitted": 0, "reading": 0, "loop": None, "slots": None}
+    state: dict[str, Any] = {
+        "admitted": 0,
+        "reading": 0,
+        "by_client": {},  # client address -> bodies being read
+        "loop": None,
+        "slots": None,
+    }
     hosts = {host_name(h) for h in allowed_hosts}
     any_host = "*" in hosts
 
@@ -221,11 +232,14 @@ def create_app(
 
     @app.post("/api/predict")
     async def api_predict(request: Request) -> JSONResponse:
-        if state["reading"] >= max_readers:
+        client = request.client.host if request.client else ""
+        by_client = state["by_client"]
+        if state["reading"] >= max_readers or by_client.get(client, 0) >= max_client_readers:
             return error_response(
                 503, "the demo is busy: try again in a few seconds", {"Retry-After": "2"}
             )
         state["reading"] += 1
+        by_client[client] = by_client.get(client, 0) + 1
         try:
             data = await read_upload(request, max_upload_bytes, body_timeout)
         except UploadError as exc:
@@ -235,6 +249,9 @@ def create_app(
             return error_response(400, "the upload was interrupted")
         finally:
             state["reading"] -= 1
+            by_client[client] -= 1
+            if not by_client[client]:
+                del by_client[client]
         if state["admitted"] >= limit:
             return error_response(
                 503, "the demo is busy: try again in a few seconds", {"Retry-After": "2"}
