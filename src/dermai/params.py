@@ -63,6 +63,14 @@ def ranged(
 
 # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS), the default image-size cap.
 PIL_MAX_PIXELS = 89_478_485
+# Bytes of pixels one decode may hold (core.hashing.decode_cost: decoded pixels at Pillow's bytes
+# per pixel of the mode, the RGB copy, a turned copy, a progressive JPEG's coefficients). A JPEG
+# over it is decoded at 1/2..1/8 size; any other image is rejected. 128 MiB: an 8-bit RGB image
+# of 33 MP decodes at full size; a file of at most 1 KB then peaks under 300 MB
+# (bench/bench_decode_budget.py).
+DECODE_BUDGET = 128 * 2**20
+# Bytes read from one image file at most (a symlink to /dev/zero must not fill memory).
+MAX_FILE_BYTES = 256 * 2**20
 
 HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
@@ -127,6 +135,8 @@ class IndexParams:
         ]
     )
     max_pixels: int = ranged(PIL_MAX_PIXELS, 1)
+    max_decode_bytes: int = ranged(DECODE_BUDGET, 1)
+    max_file_bytes: int = ranged(MAX_FILE_BYTES, 1)
     workers: int = ranged(0, 0)  # 0 = all cores
     chunksize: int = ranged(64, 1)
 

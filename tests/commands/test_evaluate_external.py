@@ -139,7 +139,9 @@ def test_repeated_ids_collapse_conflicts_fail_and_unlabelled_images_are_listed(
     assert run(model, images, tmp_path / "twice.csv", tmp_path / "a") == 0
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())["external"]
     assert metrics["n"] == N and metrics["collapsed_repeats"] == 2
-    assert "2 image(s) listed more than once with the same label" in caplog.text
+    assert "2 image(s) listed more than once (by one name or several) with the same label" in (
+        caplog.text
+    )
     # Images in the folder that no row names are listed (the corrupt one is not in this CSV).
     assert pd.read_csv(tmp_path / "a" / "unlabelled.csv")["image"].tolist() == [
         "part1/ISIC_9000.jpg"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,33 +63,84 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
+def _settings(params_path: str) -> tuple[EvalSettings, list[str], tuple[int, int, int]]:
+    """Evaluation settings, image extensions, and (max pixels, max file bytes, decode budget)."""
     from dermai import params as params_mod
 
     prm = params_mod.load_or_defaults(params_path)
-    return settings_from(prm), list(prm.index.extensions), prm.index.max_pixels
+    ix = prm.index
+    limits = (ix.max_pixels, ix.max_file_bytes, ix.max_decode_bytes)
+    return settings_from(prm), list(ix.extensions), limits
+
+
+def resolve(
+    folder: Path, names: list[str], labels: list[str], extensions: list[str], where: str
+) -> tuple[list[int], list[Path | str], dict[str, list[str]]]:
+    """Find every labelled name in `folder` once: (rows kept, per kept row its file or the
+    reason it has none, collapsed repeats: a kept name -> the other names of its file).
+
+    Names that resolve to one file (`mel_12`, `mel_12.jpg`, `./mel_12.jpg`, or two symlinks)
+    are one image: with one label they collapse to the first row, with different labels they
+    are an error naming them, as a name listed twice is."""
+    from dermai.core import labels as L
+
+    index = FolderIndex(folder, extensions)
+    keys: list[str] = []
+    found: list[Path | str] = []
+    for name in names:
+        try:
+            path = index.find(name)
+            keys.append(index.key(path))
+            found.append(path)
+        except ImageRejected as exc:
+            try:
+                keys.append("name:" + L.normalise_id(name))
+            except ValueError:
+                keys.append("name:" + name.strip())
+            found.append(str(exc))
+    rep = L.check_repeats(keys, labels)
+    names_of: dict[str, list[str]] = {}
+    for name, key in zip(names, keys, strict=True):
+        if name not in names_of.setdefault(key, []):
+            names_of[key].append(name)
+    if rep.conflicts:
+        shown = {" = ".join(names_of[k]): v for k, v in rep.conflicts.items()}
+        raise DermaiError(L.conflict_message(shown, where))
+    rows = sorted(rep.keep.values())
+    repeats = {names[rep.keep[k]]: names_of[k][1:] for k in rep.repeats}
+    return rows, [found[i] for i in rows], repeats
 
 
 def load_images(
     predictor: Any,
     folder: Path,
     names: list[str],
+    found: list[Path | str],
     extensions: list[str],
-    max_pixels: int,
+    limits: tuple[int, int, int],
 ) -> tuple[list[int], np.ndarray, list[dict[str, str]], list[str]]:
     """(row indices kept, N x H x W x 3 uint8 fitted images, skipped rows with reasons,
-    images in the folder that no labels row names)."""
+    images in the folder that no labels row names). `found`: per row its file or the reason
+    it has none; `limits`: max pixels, max file bytes, decode budget."""
     from tqdm import tqdm
 
-    index = FolderIndex(folder, extensions)
+    max_pixels, max_bytes, budget = limits
     kept, arrays, skipped, used = [], [], [], set()
-    for i, name in enumerate(
-        tqdm(names, unit="img", file=sys.stderr, desc="read", disable=len(names) < 200)
+    for i, (name, path) in enumerate(
+        tqdm(
+            list(zip(names, found, strict=True)),
+            unit="img",
+            file=sys.stderr,
+            desc="read",
+            disable=len(names) < 200,
+        )
     ):
         try:
-            path = index.find(name)
-            used.add(path)
-            arr = predictor.prepare(read(path, max_pixels))
+            if isinstance(path, str):
+                raise ImageRejected(path)
+            used.add(os.path.realpath(path))
+            img = read(path, max_pixels, max_bytes=max_bytes, budget=budget)
+            arr = predictor.prepare(img)
         except ImageRejected as exc:
             print(f"dermai evaluate-external: skipped {name}: {exc}", file=sys.stderr)
             skipped.append({"image": name, "error": str(exc)})
@@ -96,7 +148,10 @@ def load_images(
         kept.append(i)
         arrays.append(np.clip(np.round(arr), 0, 255).astype(np.uint8))
     shape = (0, predictor.height, predictor.width, 3)
-    unlabelled = sorted(p.relative_to(folder).as_posix() for p in index.files() if p not in used)
+    index = FolderIndex(folder, extensions)
+    unlabelled = sorted(
+        p.relative_to(folder).as_posix() for p in index.files() if os.path.realpath(p) not in used
+    )
     return (kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped, unlabelled)
 
 
@@ -131,17 +186,23 @@ def run(args: argparse.Namespace) -> None:
     )
     classes = list(predictor.classes)
     names, y, fmt = L.parse(df, classes)
-    rows, repeats = L.dedupe(names, y, classes, f"labels CSV {labels_path.name}")
+    _, extensions, _ = _settings(args.params)
+    rows, found, repeats = resolve(
+        folder, names, [classes[int(c)] for c in y], extensions, f"labels CSV {labels_path.name}"
+    )
     if repeats:
         log.warning(
-            "%d image(s) listed more than once with the same label, counted once: %s",
+            "%d image(s) listed more than once (by one name or several) with the same label, "
+            "counted once: %s",
             len(repeats),
-            ", ".join(sorted(repeats)[:10]),
+            ", ".join(
+                f"{k} (also {', '.join(v)})" if v else k for k, v in sorted(repeats.items())[:10]
+            ),
         )
     df, names, y = df.iloc[rows].reset_index(drop=True), [names[i] for i in rows], y[rows]
     log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))
     with output_dir(args.out, COMMAND) as target:
-        _evaluate(args, target, folder, df, names, y, repeats, predictor, classes)
+        _evaluate(args, target, folder, df, names, found, y, repeats, predictor, classes)
     log.info("wrote %s", args.out)
 
 
@@ -151,8 +212,9 @@ def _evaluate(
     folder: Path,
     df: Any,
     names: list[str],
+    found: list[Path | str],
     y: np.ndarray,
-    repeats: dict[str, int],
+    repeats: dict[str, list[str]],
     predictor: Any,
     classes: list[str],
 ) -> None:
@@ -161,7 +223,8 @@ def _evaluate(
 
     from dermai.core import labels as L
 
-    settings, extensions, max_pixels = _settings(args.params)
+    settings, extensions, limits = _settings(args.params)
+    max_pixels = limits[0]
     out, shown = target.staging, Path(args.out)
     excluded: set[int] = set()
     if args.exclude_duplicates_of:
@@ -177,7 +240,7 @@ def _evaluate(
             out / "excluded_duplicates.csv",
         )
     kept, images, skipped, unlabelled = load_images(
-        predictor, folder, names, extensions, max_pixels
+        predictor, folder, names, found, extensions, limits
     )
     write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["image", "error"]))
     write_csv(out / "unlabelled.csv", pd.DataFrame({"image": unlabelled}))

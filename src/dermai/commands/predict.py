@@ -21,7 +21,13 @@ import numpy as np
 from dermai import DISCLAIMER
 from dermai.core.hashing import ImageRejected
 from dermai.io.atomic import write_csv
-from dermai.io.images import DEFAULT_MAX_PIXELS, expand, read
+from dermai.io.images import (
+    DEFAULT_DECODE_BUDGET,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    expand,
+    read,
+)
 from dermai.runtime import loader
 
 if TYPE_CHECKING:
@@ -51,11 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=BATCH, help="images per model call")
 
 
-def _image_settings(params_path: str) -> tuple[list[str], int]:
+def _image_settings(params_path: str) -> tuple[list[str], int, int, int]:
+    """Image extensions, max pixels, max file bytes and the decode budget (index.*)."""
     from dermai import params as params_mod
 
-    prm = params_mod.load_or_defaults(params_path)
-    return list(prm.index.extensions), prm.index.max_pixels
+    ix = params_mod.load_or_defaults(params_path).index
+    return list(ix.extensions), ix.max_pixels, ix.max_file_bytes, ix.max_decode_bytes
 
 
 def top_k(proba: np.ndarray, classes: list[str], k: int = TOP_K) -> list[tuple[str, float]]:
@@ -70,6 +77,8 @@ def predict_files(
     *,
     batch_size: int = BATCH,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    budget: int = DEFAULT_DECODE_BUDGET,
     guard: Guard | None = None,
     features_fn: LogitsFn | None = None,
     message: str = "",
@@ -97,7 +106,8 @@ def predict_files(
         for p in chunk:
             rec: dict[str, Any] = {"image": str(p), "error": ""}
             try:
-                arrays.append(predictor.prepare(read(p, max_pixels)))
+                img = read(p, max_pixels, max_bytes=max_bytes, budget=budget)
+                arrays.append(predictor.prepare(img))
                 ok.append(rec)
             except ImageRejected as exc:
                 rec["error"] = str(exc)
@@ -176,7 +186,7 @@ def run(args: argparse.Namespace) -> None:
     from dermai.errors import DermaiError
     from dermai.runtime import inference
 
-    extensions, max_pixels = _image_settings(args.params)
+    extensions, max_pixels, max_bytes, budget = _image_settings(args.params)
     paths = expand(args.images, extensions)
     if not paths:
         raise DermaiError("no image files found in the given folders")
@@ -198,6 +208,8 @@ def run(args: argparse.Namespace) -> None:
         paths,
         batch_size=max(1, args.batch_size),
         max_pixels=max_pixels,
+        max_bytes=max_bytes,
+        budget=budget,
         guard=guard,
         features_fn=features_fn,
         message=message,

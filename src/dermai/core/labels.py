@@ -7,6 +7,7 @@ a label the model does not know is an error (silently dropping rows would flatte
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,28 @@ IGNORED_COLUMNS = (
     "localization",
     "dx_type",
 )
+
+
+def normalise_id(name: str) -> str:
+    """An image id or relative path as one canonical key: Unicode NFC (a name typed on macOS is
+    NFD), forward slashes, no `.` or empty segments, `..` folded. Raises ValueError with the
+    reason when the id is empty, absolute or leaves its folder."""
+    key = unicodedata.normalize("NFC", name.strip()).replace("\\", "/")
+    if key.startswith("/") or (len(key) > 1 and key[1] == ":" and key[0].isalpha()):
+        raise ValueError(f"absolute path {name!r}: ids are relative to the images folder")
+    parts: list[str] = []
+    for seg in key.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if not parts:
+                raise ValueError(f"path {name!r} leaves the images folder")
+            parts.pop()
+        else:
+            parts.append(seg)
+    if not parts:
+        raise ValueError(f"empty image name {name!r}")
+    return "/".join(parts)
 
 
 def _find(columns: Sequence[str], wanted: Sequence[str]) -> str | None:

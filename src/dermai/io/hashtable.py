@@ -17,7 +17,7 @@ import pandas as pd
 
 from dermai.core.hashing import ImageRejected, inspect
 from dermai.errors import DermaiError
-from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, walk
+from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, read_bytes, walk
 
 HASH_COLUMNS = ["image_id", "path", "sha1", "dhash", "phash"]
 TABLE_COLUMNS = [*HASH_COLUMNS, "group_id", "groups"]
@@ -46,11 +46,9 @@ def read_table(path: Path) -> pd.DataFrame:
 def _hash_one(args: tuple[str, str, int]) -> tuple[str, dict | None, str]:
     full, rel, max_pixels = args
     try:
-        info = inspect(Path(full).read_bytes(), max_pixels)
+        info = inspect(read_bytes(Path(full)), max_pixels)  # regular files only, capped
     except ImageRejected as exc:
         return rel, None, str(exc)
-    except OSError as exc:
-        return rel, None, f"cannot read file: {exc.strerror or exc}"
     return rel, {"sha1": info.sha1, "dhash": info.dhash, "phash": info.phash}, ""
 
 

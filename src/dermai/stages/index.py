@@ -32,7 +32,7 @@ from dermai.core.layouts import Task
 from dermai.core.schema import INDEX_COLUMNS, REJECT_COLUMNS
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
-from dermai.io.images import walk_files
+from dermai.io.images import read_bytes, walk_files
 
 log = logging.getLogger(__name__)
 
@@ -210,25 +210,22 @@ def plan_preset(
     return tasks, rep.repeats
 
 
-_MAX_PIXELS = 0
+_LIMITS = (0, 0, 0)  # max pixels, max file bytes, decode budget
 _ROOT = Path(".")
 
 
-def _init_worker(root: str, max_pixels: int) -> None:
-    global _ROOT, _MAX_PIXELS
-    _ROOT, _MAX_PIXELS = Path(root), max_pixels
+def _init_worker(root: str, limits: tuple[int, int, int]) -> None:
+    global _ROOT, _LIMITS
+    _ROOT, _LIMITS = Path(root), limits
 
 
 def _process(task: Task) -> tuple[Task, ImageInfo | None]:
     """Worker: decode and hash one file, or say why not."""
     if task.reject:
         return task, None
+    max_pixels, max_bytes, budget = _LIMITS
     try:
-        data = (_ROOT / task.path).read_bytes()
-    except OSError as exc:
-        return replace(task, reject=f"cannot read file: {exc.strerror}"), None
-    try:
-        info = inspect(data, _MAX_PIXELS)
+        info = inspect(read_bytes(_ROOT / task.path, max_bytes), max_pixels, budget=budget)
     except ImageRejected as exc:
         return replace(task, reject=str(exc)), None
     except Exception as exc:  # a decoder bug must become a report line, not a lost file
@@ -241,7 +238,7 @@ def build_index(
     tasks: list[Task],
     out: Path,
     rejects: Path,
-    max_pixels: int,
+    limits: tuple[int, int, int],
     workers: int,
     chunksize: int,
 ) -> dict:
@@ -270,11 +267,11 @@ def build_index(
         wr.writerow(REJECT_COLUMNS)
         results: Iterator[tuple[Task, ImageInfo | None]]
         if workers == 1:
-            _init_worker(str(root), max_pixels)
+            _init_worker(str(root), limits)
             results = map(_process, tasks)
             pool = None
         else:
-            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(str(root), max_pixels))
+            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(str(root), limits))
             results = pool.imap(_process, tasks, chunksize=chunksize)
         try:
             for task, info in tqdm(
@@ -381,8 +378,9 @@ def run(args: argparse.Namespace) -> None:
     log.info(
         "indexing %d files under %s (%s layout, %d workers)", len(tasks), root, layout, workers
     )
+    limits = (cfg.max_pixels, cfg.max_file_bytes, cfg.max_decode_bytes)
     summary = build_index(
-        root, tasks, Path(args.out), Path(args.rejects), cfg.max_pixels, workers, cfg.chunksize
+        root, tasks, Path(args.out), Path(args.rejects), limits, workers, cfg.chunksize
     )
     summary["layout"] = layout
     summary["collapsed_repeats"] = len(repeats)

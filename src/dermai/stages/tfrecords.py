@@ -33,6 +33,7 @@ from dermai.errors import DermaiError, require_gate
 from dermai.io.atomic import atomic_dir, write_json
 from dermai.io.classes import read_classes
 from dermai.io.tables import read_split, split_names
+from dermai.params import DECODE_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def _init(
     quality: int,
     max_pixels: int,
     colour: float | str = NO_COLOUR_CONSTANCY,
+    budget: int = DECODE_BUDGET,
 ) -> None:
     _CFG.update(
         raw=Path(raw),
@@ -79,6 +81,7 @@ def _init(
         quality=quality,
         max_pixels=max_pixels,
         colour=colour,
+        budget=budget,
     )
 
 
@@ -88,7 +91,7 @@ def encode_image(path: str) -> bytes:
     if _CFG["encoding"] == "original":
         return data
     # Draft decoding: a 12 MP camera JPEG is scaled down in libjpeg, to no less than the input.
-    img, _ = decode(data, _CFG["max_pixels"], draft=(_CFG["w"], _CFG["h"]))
+    img, _ = decode(data, _CFG["max_pixels"], draft=(_CFG["w"], _CFG["h"]), budget=_CFG["budget"])
     buf = io.BytesIO()
     fitted = prepare(img, _CFG["h"], _CFG["w"], _CFG.get("colour", NO_COLOUR_CONSTANCY))
     fitted.save(buf, "JPEG", quality=_CFG["quality"])
@@ -184,6 +187,7 @@ def run(args: argparse.Namespace) -> None:
             cfg.jpeg_quality,
             prm.index.max_pixels,
             model.colour_constancy,
+            prm.index.max_decode_bytes,  # what index decoded within
         ),
     )
     meta: dict = {
