@@ -181,7 +181,7 @@ def test_manifest_layout(tmp_path):
     assert "label 'scc' not in configured classes" in reasons[("I6", "images/I6.jpg")]
     # I1 is listed twice (same label, other lesion and age): one reject row for the id.
     assert "listed 2 times with the same label but different" in reasons[("I1", "images/I1.jpg")]
-    assert reasons[("", "images/EXTRA.jpg")] == "file not listed in manifest"
+    assert reasons[("", "images/EXTRA.jpg")] == "unlisted: no manifest row names this file"
     assert summary["files_found"] == 7 == len(rows) + len(rejects)
 
 

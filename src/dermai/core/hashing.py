@@ -59,9 +59,13 @@ def sha1_hex(data: bytes) -> str:
 # (RGB padded to four) in four.
 _PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 RGB_BYTES = 4
+# Decoders that hold buffers of their own beside Pillow's image, in bytes per pixel (measured:
+# peak RSS of a 2048x2048 decode less Pillow's image; bench/bench_decode_budget.py): libwebp's
+# ARGB planes and the frame it hands over, libheif's and libavif's YUV planes and RGB output.
+DECODER_BYTES = {"WEBP": 12, "HEIF": 4, "AVIF": 8}
 # Conversions to RGB work through blocks of about this many pixels, so a 16-bit or transparent
 # image costs its decoded pixels plus the RGB copy, not several float64 copies.
-_BLOCK_PIXELS = 1 << 20
+_BLOCK_PIXELS = 1 << 18
 
 
 def pixel_bytes(mode: str) -> int:
@@ -98,7 +102,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
         if mode.startswith("I;16") or img.getextrema()[1] > 255:  # type: ignore[operator]
             # round(v / 65535 * 255) == (v + 128) // 257 for every integer v: v / 257 is never
             # exactly halfway between two integers, 257 being odd.
-            return _rescaled(img, lambda a: np.clip((a.astype(np.int64) + 128) // 257, 0, 255))
+            wide = np.uint32 if mode.startswith("I;16") else np.int64  # room for + 128
+            return _rescaled(img, lambda a: np.clip((a.astype(wide) + 128) // 257, 0, 255))
         return _rescaled(img, lambda a: np.clip(a, 0, 255))
     if mode == "F":
         arr_lo, arr_hi = np.inf, -np.inf
@@ -152,34 +157,63 @@ def too_large(width: int, height: int, max_pixels: int) -> str | None:
 
 
 def decode_cost(
-    size: tuple[int, int], mode: str, *, turned: bool = False, coefficients: int = 0
+    size: tuple[int, int],
+    mode: str,
+    fmt: str = "",
+    *,
+    turned: bool = False,
+    coefficients: int = 0,
 ) -> int:
     """Peak bytes of pixels `decode_sized` holds for one image decoded at `size` in `mode`: the
-    decoded pixels, the RGB copy when `mode` is not RGB, the turned copy when EXIF orientation
-    applies, and a progressive JPEG's coefficient buffer (`coefficients` bytes)."""
+    decoded pixels, the decoder's own buffers (`DECODER_BYTES` of `fmt`), the RGB copy when
+    `mode` is not RGB, the turned copy when EXIF orientation applies, and a progressive JPEG's
+    coefficient buffer (`coefficients` bytes)."""
     pixels = size[0] * size[1]
     return (
-        pixels * pixel_bytes(mode)
+        pixels * (pixel_bytes(mode) + DECODER_BYTES.get(fmt, 0))
         + (pixels * RGB_BYTES if mode != "RGB" else 0)
         + (pixels * RGB_BYTES if turned else 0)
         + coefficients
     )
 
 
-def _coefficient_bytes(img: Image.Image) -> int:
-    """A progressive JPEG keeps every DCT coefficient of the full image (2 bytes each) while it
-    decodes, whatever the draft scale; a sequential one keeps one row of blocks."""
-    if not img.info.get("progressive"):
-        return 0
+# Huffman-coded frames (baseline, extended, progressive): every 8x8 block of every component
+# costs at least one bit (its DC symbol), so a file shorter than that is cut short or forged,
+# however libjpeg fills it in. Arithmetic-coded frames have no such floor.
+_HUFFMAN_SOF = {0xC0, 0xC1, 0xC2}
+
+
+def _jpeg_frame(data: bytes) -> int | None:
+    """The SOF marker of a JPEG (0xC0..0xCF), read from the segment headers."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def _blocks(img: Image.Image) -> int:
+    """8x8 blocks over every component of a JPEG, at its sampling factors."""
     layers = getattr(img, "layer", None) or [("", 1, 1, 0)] * len(img.getbands())
     h_max = max(h for _, h, _, _ in layers) or 1
     v_max = max(v for _, _, v, _ in layers) or 1
-    blocks = 0
-    for _, h, v, _ in layers:
-        cols = -(-img.width * h // (8 * h_max))
-        rows = -(-img.height * v // (8 * v_max))
-        blocks += cols * rows
-    return blocks * 64 * 2
+    return sum(
+        -(-img.width * h // (8 * h_max)) * -(-img.height * v // (8 * v_max))
+        for _, h, v, _ in layers
+    )
+
+
+def _coefficient_bytes(img: Image.Image) -> int:
+    """A progressive JPEG keeps every DCT coefficient of the full image (2 bytes each) while it
+    decodes, whatever the draft scale; a sequential one keeps one row of blocks."""
+    return _blocks(img) * 64 * 2 if img.info.get("progressive") else 0
 
 
 def _mb(n: int) -> str:
@@ -222,6 +256,13 @@ def decode_sized(
             if reason:
                 raise ImageRejected(reason)
             size = img.size
+            if fmt == "JPEG" and _jpeg_frame(data) in _HUFFMAN_SOF:
+                floor = _blocks(img) // 8
+                if len(data) < floor:
+                    raise ImageRejected(
+                        f"truncated image: a {img.width}x{img.height} JPEG needs at least "
+                        f"{floor:,} bytes, the file has {len(data):,}"
+                    )
             _fit_budget(img, fmt, draft, budget, _orientation(img) != 1)
             img.load()
             reason = too_large(img.width, img.height, max_pixels)  # what was decoded
@@ -231,7 +272,7 @@ def decode_sized(
             if orientation in _TRANSPOSED:
                 size = (size[1], size[0])
             turned = orientation in range(2, 9)
-            cost = decode_cost(img.size, img.mode, turned=turned)
+            cost = decode_cost(img.size, img.mode, fmt, turned=turned)
             if turned and cost > budget:
                 raise ImageRejected(_costly(img.size, img.mode, cost, budget, "turned"))
             rgb = to_rgb(img)
@@ -273,12 +314,12 @@ def _fit_budget(
         # no less than the draft asked for).
         for s in (1, 2, 4, 8):
             small = (-(-w // s), -(-h // s))
-            cost = decode_cost(small, img.mode, turned=turned, coefficients=coefficients)
+            cost = decode_cost(small, img.mode, fmt, turned=turned, coefficients=coefficients)
             if s >= scale and cost <= budget:
                 if s > 1:
                     img.draft("RGB", (w // s, h // s))  # "RGB": keep the mode, scale only
                 return
-    cost = decode_cost((w, h), img.mode, turned=turned, coefficients=coefficients)
+    cost = decode_cost((w, h), img.mode, fmt, turned=turned, coefficients=coefficients)
     if cost > budget:
         raise ImageRejected(
             _costly((w, h), img.mode, cost, budget, "progressive" if coefficients else "")

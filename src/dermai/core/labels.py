@@ -193,3 +193,53 @@ def dedupe(
     if rep.conflicts:
         raise DermaiError(conflict_message(rep.conflicts, where))
     return sorted(rep.keep.values()), rep.repeats
+
+
+def check_label_params(classes: Sequence[str], class_map: dict[str, str]) -> None:
+    """`base.classes` and `index.class_map` as a one-line DermaiError naming the param and the
+    value: a class listed twice, class_map keys that differ only in case (raw labels match
+    keys case-insensitively, so one would silently win), and chains or cycles. A map is applied
+    once, so `{a: b, b: c}` would send a to b, not c, and `{nv: mel, mel: nv}` would swap two
+    classes without a word: both are errors; map each raw label straight to its class."""
+    seen: dict[str, str] = {}
+    for c in classes:
+        if c.lower() in seen:
+            raise DermaiError(
+                f"params: base.classes={list(classes)} lists {seen[c.lower()]!r} twice"
+                + (f" (as {c!r})" if c != seen[c.lower()] else "")
+            )
+        seen[c.lower()] = c
+    keys: dict[str, str] = {}
+    for k in class_map:
+        if k.lower() in keys:
+            raise DermaiError(
+                f"params: index.class_map has keys {keys[k.lower()]!r} and {k!r} that differ "
+                "only in case (raw labels match keys case-insensitively): keep one"
+            )
+        keys[k.lower()] = k
+    lower = {k.lower(): v for k, v in class_map.items()}
+
+    def step(label: str) -> str | None:
+        """Where the map sends `label` next, or None when it stops there."""
+        nxt = lower.get(label.lower())
+        return None if nxt is None or nxt.lower() == label.lower() else nxt
+
+    for k, v in class_map.items():
+        if step(k) is None or step(v) is None:
+            continue
+        path = [k]
+        while (nxt := step(path[-1])) is not None:
+            if nxt.lower() in {p.lower() for p in path}:
+                start = [p.lower() for p in path].index(nxt.lower())
+                cycle = " -> ".join([*path[start:], nxt])
+                raise DermaiError(
+                    f"params: index.class_map={dict(class_map)} has a cycle ({cycle}): a map "
+                    "is applied once, so it would swap labels silently; map each raw label "
+                    "straight to its class"
+                )
+            path.append(nxt)
+        raise DermaiError(
+            f"params: index.class_map maps {k!r} to {v!r}, which it maps again (to "
+            f"{lower[v.lower()]!r}): a map is applied once; map {k!r} straight to "
+            f"{path[-1]!r}"
+        )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -28,6 +29,7 @@ from dermai import params as params_mod
 from dermai.core import layouts as L
 from dermai.core.ages import all_age_groups, bin_age
 from dermai.core.hashing import ImageInfo, ImageRejected, inspect
+from dermai.core.labels import check_label_params
 from dermai.core.layouts import Task
 from dermai.core.schema import INDEX_COLUMNS, REJECT_COLUMNS
 from dermai.errors import DermaiError
@@ -103,16 +105,26 @@ def plan_folders(files: list[str], lab: Labelling) -> list[Task]:
 
 
 def read_table(path: Path, sep: str = ",") -> pd.DataFrame:
-    """A labels table as strings (blank = ''), or a one-line error."""
+    """A labels table as strings (blank = ''), or a one-line error (also when it has no rows:
+    a header-only table once indexed 0 images and failed two stages later)."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+    except pd.errors.EmptyDataError as exc:
+        raise DermaiError(f"{path} is empty: a labels table needs a header and rows") from exc
     except Exception as exc:
         raise DermaiError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
+    if df.empty:
+        raise DermaiError(f"{path} has a header but no rows: no image is labelled")
+    return df
 
 
 def plan_manifest(
     root: Path, files: list[str], cfg: params_mod.ManifestParams, lab: Labelling, edges: list[int]
 ) -> tuple[list[Task], dict[str, int]]:
+    try:
+        L.check_manifest(dataclasses.asdict(cfg))
+    except L.LayoutError as exc:
+        raise DermaiError(str(exc)) from exc
     manifest = root / cfg.file
     if not manifest.is_file():
         raise DermaiError(f"manifest not found: {manifest} (index.manifest.file)")
@@ -171,11 +183,8 @@ def plan_manifest(
             if not t.reject and t.path not in on_disk:
                 t = replace(t, reject="file listed in manifest is missing")
             tasks.append(t)
-    # Images lying in the manifest's image folders but not listed are reported, not ignored.
-    folders = {str(Path(t).parent) for t in listed}
-    for rel in files:
-        if str(Path(rel).parent) in folders and rel not in listed:
-            tasks.append(Task(path=rel, reject="file not listed in manifest"))
+    # Every file under the root that no row names is a reject (`unlisted`), not ignored.
+    tasks += L.unlisted(files, listed, [Path(cfg.file).as_posix()])
     return tasks, rep.repeats
 
 
@@ -338,6 +347,7 @@ def run(args: argparse.Namespace) -> None:
     layout = args.layout or cfg.layout
     if not root.is_dir():
         raise DermaiError(f"raw root is not a folder: {root} (index.raw_root or --raw)")
+    check_label_params(prm.base.classes, cfg.class_map)
     bad = (
         sorted(set(cfg.class_map.values()) - {L.DROP} - set(prm.base.classes))
         if prm.base.classes
@@ -383,6 +393,8 @@ def run(args: argparse.Namespace) -> None:
         root, tasks, Path(args.out), Path(args.rejects), limits, workers, cfg.chunksize
     )
     summary["layout"] = layout
+    if layout == "manifest":
+        summary["unlisted"] = summary["rejects_by_reason"].get("unlisted", 0)
     summary["collapsed_repeats"] = len(repeats)
     classes = L.resolve_classes(prm.base.classes, summary["by_condition"])
     summary["classes"] = classes
