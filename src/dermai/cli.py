@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from dermai import DISCLAIMER, __version__
 from dermai.errors import DermaiError
+from dermai.lifecycle import die_with_parent
 
 # command -> (module, one-line help). Order is pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -132,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv=argv)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    die_with_parent()  # under `dvc repro`: end with DVC, never outlive it (dermai.lifecycle)
     try:
         args._run(args)
     except DermaiError as exc:
