@@ -6,10 +6,20 @@ users (and e2e's `tiny_run`'s) to one pytest-xdist worker each, so `make test` b
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis: `ci` draws the same examples on every run (derandomize), so a CI failure is
+# reproducible and a green run is not luck; it saves nothing to .hypothesis/. CI sets
+# HYPOTHESIS_PROFILE=ci (.ci/run; CI=true selects it too); local runs keep random exploration.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default")
+)
 
 # xdist (`make test` runs `-n 2 --dist loadgroup --no-loadscope-reorder`) builds a session
 # fixture once per worker that uses it, and a module fixture once per worker that runs a test of

@@ -138,3 +138,12 @@ def test_the_hook_leaves_each_item_one_mark_the_joined_group() -> None:
     pytest_collection_modifyitems(SimpleNamespace(rootpath=ROOT), items)  # type: ignore[arg-type]
     for it in items:
         assert [m.args for m in it.iter_markers("xdist_group")] == [("x",)]
+
+
+def test_the_ci_hypothesis_profile_is_derandomized_and_used_by_ci():
+    from hypothesis import settings
+
+    ci = settings.get_profile("ci")
+    assert ci.derandomize and ci.database is None
+    run = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert "export HYPOTHESIS_PROFILE=ci" in run

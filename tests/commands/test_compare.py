@@ -177,3 +177,51 @@ def test_unknown_revision_and_missing_path_are_one_line_errors(repo, capsys, mon
     )
     err = one_line_error(capsys, compare("--path", "x/y.csv", "baseline", "HEAD"))
     assert err.startswith("dermai compare: error: baseline: no x/y.csv at that experiment")
+
+
+def mcnemar_line(out: str) -> str:
+    return next(x for x in out.splitlines() if x.startswith("McNemar on top-1"))
+
+
+def test_the_mcnemar_verdict_reads_its_p_value(tmp_path, capsys):
+    a = predictions(tmp_path / "a.csv")
+    b = tmp_path / "b.csv"
+    b.write_bytes(a.read_bytes())
+    assert main(compare(str(a), str(b))) == 0
+    assert mcnemar_line(capsys.readouterr().out).endswith("p = 1 (not significant at 0.05)")
+    worse = predictions(tmp_path / "w.csv", skill=0.0, seed=1)
+    better = predictions(tmp_path / "g.csv", skill=1.5, seed=2)
+    assert main(compare(str(worse), str(better))) == 0
+    line = mcnemar_line(capsys.readouterr().out)
+    p = float(line.split("p = ")[1].split()[0])
+    assert p < 0.05 and line.endswith(f"p = {p:.4g} < 0.05")
+
+
+def test_labels_that_disagree_are_a_one_line_error(tmp_path, capsys):
+    a = predictions(tmp_path / "a.csv")
+    df = pd.read_csv(a)
+    df.loc[5, "label"] = next(c for c in CLASSES if c != df.loc[5, "label"])
+    df.to_csv(tmp_path / "b.csv", index=False)
+    err = one_line_error(capsys, compare(str(a), str(tmp_path / "b.csv")))
+    assert err == (
+        f"dermai compare: error: {a} and {tmp_path / 'b.csv'} disagree on the label of 1 "
+        "images (e.g. 'img_0005')"
+    )
+
+
+def test_the_default_seed_and_resamples_come_from_base_and_evaluate(tmp_path, capsys):
+    """Without --seed, the resampling seed is base.seed (not train.seed, which seeds training)."""
+    a = predictions(tmp_path / "a.csv", skill=0.2, seed=1)
+    b = predictions(tmp_path / "b.csv", skill=0.4, seed=2)
+    (tmp_path / "p.yaml").write_text(
+        "base: {seed: 7}\ntrain: {seed: 99}\nevaluate: {bootstrap: 60}\n"
+    )
+
+    def out(*extra: str) -> str:
+        assert main(["compare", "--params", str(tmp_path / "p.yaml"), *extra, str(a), str(b)]) == 0
+        return capsys.readouterr().out
+
+    default = out()
+    assert "(paired, 60 resamples)" in default
+    assert default == out("--seed", "7")
+    assert default != out("--seed", "99")

@@ -108,3 +108,44 @@ def test_groups_from_several_keys_union_without_mixing_keys():
     comp = leakage_components(5, [], *keys.values())
     # 0-1 share a patient; L3 as a lesion and L3 as a patient are different groups.
     assert comp.tolist() == [0, 0, 1, 2, 3]
+
+
+def test_group_id_is_the_first_configured_group_key():
+    """`group_id` (what the split and the leakage report call a lesion) is the first key's value;
+    every key is still in `groups`."""
+    preset = L.PRESETS["isic_archive"]
+    table = pd.DataFrame(
+        {
+            "isic_id": ["A", "B"],
+            "diagnosis": ["mel", "nv"],
+            "lesion_id": ["L1", ""],
+            "patient_id": ["P1", "P2"],
+        }
+    )
+    rows = L.records(preset, table, None, [], [30, 60])
+    assert [(r.group_id, r.groups) for r in rows] == [
+        ("L1", "lesion_id=L1;patient_id=P1"),
+        ("", "patient_id=P2"),
+    ]
+    rows = L.records(preset, table, None, ["patient_id", "lesion_id"], [30, 60])
+    assert [r.group_id for r in rows] == ["P1", "P2"]
+
+
+def test_an_image_without_a_type_is_unknown_and_kept_when_unknown_is_allowed():
+    ages = {"unknown"}
+    t = L.Task(path="x.jpg", image_id="x", raw_label="nv", age_group="unknown", image_type="")
+    kept = L.apply_labels(t, [], {}, ["dermoscopic", "unknown"], ages)
+    assert kept.reject == "" and kept.drop == "" and kept.condition == "nv"
+    dropped = L.apply_labels(t, [], {}, ["dermoscopic"], ages)
+    assert dropped.drop == "image_type"
+    assert dropped.reject == "image_type 'unknown' not in index.image_types ['dermoscopic']"
+    typed = L.apply_labels(
+        L.Task(
+            path="y.jpg", image_id="y", raw_label="nv", age_group="unknown", image_type="clinical"
+        ),
+        [],
+        {},
+        ["clinical"],
+        ages,
+    )
+    assert typed.reject == ""

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import binomtest, chi2
 
+from dermai.core.bootstrap import resample_indices
 from dermai.core.paired import (
     EXACT_BELOW,
     class_recall,
@@ -83,12 +85,55 @@ def test_seeded_and_a_clear_winner_exceeds_noise():
 
 
 def test_pairing_is_narrower_than_the_unpaired_intervals():
-    """B = A with a few flips: the paired CI is far narrower than either model's own CI."""
+    """B = A with a few flips: the paired CI of B - A is far narrower than either model's own
+    bootstrap CI, and than the interval of B - A from unpaired (independent) resamples."""
     y, pa = data(500, 4)
     pb = pa.copy()
     pb[:10] = pb[:10, ::-1]
     ci = paired_bootstrap(headline_metrics(4), y, pa, pb, n_resamples=300, seed=0)["accuracy"]
+    acc = headline_metrics(4)["accuracy"]
+    ia, ib = resample_indices(500, 300, 1), resample_indices(500, 300, 2)
+    own_a = np.array([acc(y[r], pa[r]) for r in ia])
+    own_b = np.array([acc(y[r], pb[r]) for r in ib])
+    unpaired = own_b - own_a  # A and B on different resamples
+    width = {
+        "A": np.subtract(*np.percentile(own_a, [97.5, 2.5])),
+        "B": np.subtract(*np.percentile(own_b, [97.5, 2.5])),
+        "unpaired B - A": np.subtract(*np.percentile(unpaired, [97.5, 2.5])),
+    }
+    assert all(w > 0.06 for w in width.values()), width
     assert ci.high - ci.low < 0.03
+    assert all(ci.high - ci.low < w / 2 for w in width.values())
+
+
+def test_the_default_interval_is_95_percent_of_the_paired_resamples():
+    """The bounds are the 2.5th and 97.5th percentiles of the same seeded resamples."""
+    y, pa = data(120, 5)
+    _, pb = data(120, 6, boost=0.5)
+    idx = resample_indices(120, 400, 3)
+    for name, fn in headline_metrics(4).items():
+        d = np.array([fn(y[r], pb[r]) - fn(y[r], pa[r]) for r in idx])
+        d = d[np.isfinite(d)]
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        for ci in (
+            paired_bootstrap(headline_metrics(4), y, pa, pb, n_resamples=400, seed=3)[name],
+            paired_bootstrap_headline(y, pa, pb, n_resamples=400, seed=3)[name],
+        ):
+            assert ci.level == 0.95
+            assert (ci.low, ci.high) == pytest.approx((lo, hi), abs=1e-12), name
+
+
+@pytest.mark.parametrize(("discordant", "method"), [(24, "exact"), (25, "chi2"), (26, "chi2")])
+def test_mcnemar_is_exact_below_25_discordant_images_only(discordant, method):
+    ca = np.r_[np.ones(discordant // 2, bool), np.zeros(discordant - discordant // 2, bool)]
+    r = mcnemar(ca, ~ca)
+    assert r.a_only + r.b_only == discordant and r.method == method
+    b, c = r.a_only, r.b_only
+    if method == "exact":
+        assert r.p_value == pytest.approx(binomtest(min(b, c), discordant, 0.5).pvalue)
+    else:
+        stat = max(abs(b - c) - 1.0, 0.0) ** 2 / discordant
+        assert r.statistic == pytest.approx(stat) and r.p_value == pytest.approx(chi2.sf(stat, 1))
 
 
 def test_shape_mismatch_is_refused():

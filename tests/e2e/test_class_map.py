@@ -58,7 +58,14 @@ def test_own_four_classes_flow_from_index_to_export(tiny_run: Path, tmp_path: Pa
     assert json.loads((project / "models/train_params.json").read_text())["classes"] == CLASSES
     card = (project / "reports/model_card.md").read_text()
     assert "4 conditions" in card and ", ".join(CLASSES) in card
+    # The export ran on the 4-class model: both files carry its classes, and its parity was
+    # measured on every test image of the mapped split.
+    from dermai.runtime.tflite import read_metadata
+
     export = json.loads((project / "reports/export.json").read_text())
-    assert json.dumps(export)  # the export ran on the 4-class model
+    n_test = len((project / "data/splits/test.csv").read_text().splitlines()) - 1
+    assert export["test_images"] == n_test > 0
+    assert export["float32"]["agreement"] == 1.0
     for name in ("model_float32.tflite", "model_int8.tflite"):
-        assert (project / "models" / name).stat().st_size > 0
+        meta = read_metadata((project / "models" / name).read_bytes())
+        assert meta["classes"] == CLASSES, name
