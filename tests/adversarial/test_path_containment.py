@@ -193,7 +193,7 @@ def test_predict_reports_a_dev_zero_symlink_and_goes_on(model, tmp_path):
     (tmp_path / "zero.jpg").symlink_to("/dev/zero")
     os.mkfifo(tmp_path / "pipe.jpg")
     args = ["predict", "--model", str(model), "--out", "preds.csv", "."]
-    done = dermai(args, tmp_path, timeout=240, gb=12)
+    done = dermai(args, tmp_path, timeout=240, gb=5)
     assert done.returncode == 0, done.stderr[-2000:]
     preds = pd.read_csv(tmp_path / "preds.csv", dtype=str, keep_default_na=False)
     errors = dict(zip(preds["image"].map(lambda p: Path(p).name), preds["error"], strict=True))
