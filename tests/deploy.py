@@ -168,3 +168,20 @@ def live_server(app: Any, timeout: float = 30.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+
+
+def fake_npm(root: Path) -> Path:
+    """Stand-ins for the LiteRT.js files `export-web` copies (node_modules layout)."""
+    from dermai.commands.export_web import WASM
+
+    core, utils = root / "@litertjs" / "core", root / "@litertjs" / "wasm-utils"
+    for f in [
+        core / "dist" / "index.js",
+        utils / "dist" / "index.js",
+        core / "wasm" / f"{WASM}.js",
+        core / "wasm" / f"{WASM}.wasm",
+    ]:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"// stand-in " + f.name.encode())
+    (core / "package.json").write_text(json.dumps({"version": "9.9.9"}))
+    return root

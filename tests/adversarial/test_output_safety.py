@@ -30,20 +30,9 @@ def tflite(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def npm(tmp_path_factory) -> Path:
-    from dermai.commands.export_web import WASM
+    from deploy import fake_npm
 
-    root = tmp_path_factory.mktemp("adv-npm")
-    core, utils = root / "@litertjs" / "core", root / "@litertjs" / "wasm-utils"
-    for f in [
-        core / "dist" / "index.js",
-        utils / "dist" / "index.js",
-        core / "wasm" / f"{WASM}.js",
-        core / "wasm" / f"{WASM}.wasm",
-    ]:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_bytes(b"// stand-in")
-    (core / "package.json").write_text(json.dumps({"version": "9.9.9"}))
-    return root
+    return fake_npm(tmp_path_factory.mktemp("adv-npm"))
 
 
 def user_files(folder: Path) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tinymodel
-from deploy import tiny_tflite
+from deploy import fake_npm, tiny_tflite
 from dermai.errors import DermaiError
 
 CLASSES = ["bcc", "mel", "nv"]
@@ -29,22 +29,6 @@ def models(tmp_path_factory) -> dict[str, Path]:
         temperature=1.25,
         representative=rep.astype(np.float32),
     )
-
-
-def fake_npm(root: Path) -> Path:
-    from dermai.commands.export_web import WASM
-
-    core, utils = root / "@litertjs" / "core", root / "@litertjs" / "wasm-utils"
-    for f in [
-        core / "dist" / "index.js",
-        utils / "dist" / "index.js",
-        core / "wasm" / f"{WASM}.js",
-        core / "wasm" / f"{WASM}.wasm",
-    ]:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_bytes(b"// stand-in " + f.name.encode())
-    (core / "package.json").write_text(json.dumps({"version": "9.9.9"}))
-    return root
 
 
 def test_float_io_wraps_int8_exactly_and_keeps_metadata(models):
