@@ -182,19 +182,6 @@ def conflict_message(conflicts: dict[str, list[str]], where: str = "labels CSV")
     return f"{where}: {len(items)} id(s) listed with different labels: {shown}{more}"
 
 
-def dedupe(
-    names: Sequence[str], y: np.ndarray, classes: Sequence[str], where: str = "labels CSV"
-) -> tuple[list[int], dict[str, int]]:
-    """(row positions to keep, collapsed repeats) for a parsed labels table.
-
-    An image listed twice with different labels is an error naming the images: counting it
-    twice, once per label, would move the metrics with no warning."""
-    rep = check_repeats([n.strip() for n in names], [classes[int(c)] for c in y])
-    if rep.conflicts:
-        raise DermaiError(conflict_message(rep.conflicts, where))
-    return sorted(rep.keep.values()), rep.repeats
-
-
 def check_label_params(classes: Sequence[str], class_map: dict[str, str]) -> None:
     """`base.classes` and `index.class_map` as a one-line DermaiError naming the param and the
     value: a class listed twice, class_map keys that differ only in case (raw labels match
