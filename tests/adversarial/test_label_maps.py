@@ -169,3 +169,34 @@ def test_manifest_params_are_one_line_errors_naming_param_and_value(
     raw = manifest_root(tmp_path, rows=3, stray=0)
     rc, err = index(tmp_path, raw, {"index": {"layout": "manifest", "manifest": manifest}}, capsys)
     assert rc == 1 and err == [f"dermai index: error: {line}"]
+
+
+def test_manifest_rows_naming_one_file_are_one_image_or_a_conflict(tmp_path, capsys):
+    """Paths are resolved once (NFC, `./`, `..`): two ids naming one file were indexed twice."""
+    raw = tmp_path / "raw"
+    for name in ("a.jpg", "c.jpg", "na\u00efve.jpg"):
+        write(raw / "images" / name, JPEG)
+    (raw / "metadata.csv").write_text(
+        "image_id,file,dx\n"
+        "A,a.jpg,nv\nB,./a.jpg,nv\n"  # one file, one label: one image
+        "C,c.jpg,mel\nD,sub/../c.jpg,nv\n"  # one file, two labels: a conflict
+        "E,../../outside.jpg,nv\n"  # leaves the root
+        "F,nai\u0308ve.jpg,bkl\n",  # NFD in the table, NFC on disk
+        encoding="utf-8",
+    )
+    manifest = {"path_template": "images/{file}", "age": "", "source": "", "group_id": ""}
+    rc, _ = index(tmp_path, raw, {"index": {"layout": "manifest", "manifest": manifest}}, capsys)
+    assert rc == 0
+    with open(tmp_path / "out" / "index.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["image_id"]: r["path"] for r in csv.DictReader(fh)}
+    assert rows == {"A": "images/a.jpg", "F": "images/na\u00efve.jpg"}
+    with open(tmp_path / "out" / "rejects.csv", newline="", encoding="utf-8") as fh:
+        rejects = {r["image_id"]: r["reason"] for r in csv.DictReader(fh)}
+    conflict = "one file listed under ids C, D with different labels: mel, nv"
+    assert rejects == {
+        "C": conflict,
+        "D": conflict,
+        "E": "path 'images/../../outside.jpg' leaves the raw root",
+    }
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["collapsed_repeats"] == 1 and summary["unlisted"] == 0

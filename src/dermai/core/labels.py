@@ -33,20 +33,20 @@ IGNORED_COLUMNS = (
 )
 
 
-def normalise_id(name: str) -> str:
+def normalise_id(name: str, folder: str = "the images folder") -> str:
     """An image id or relative path as one canonical key: Unicode NFC (a name typed on macOS is
     NFD), forward slashes, no `.` or empty segments, `..` folded. Raises ValueError with the
-    reason when the id is empty, absolute or leaves its folder."""
+    reason when the id is empty, absolute or leaves its `folder`."""
     key = unicodedata.normalize("NFC", name.strip()).replace("\\", "/")
     if key.startswith("/") or (len(key) > 1 and key[1] == ":" and key[0].isalpha()):
-        raise ValueError(f"absolute path {name!r}: ids are relative to the images folder")
+        raise ValueError(f"absolute path {name!r}: ids are relative to {folder}")
     parts: list[str] = []
     for seg in key.split("/"):
         if seg in ("", "."):
             continue
         if seg == "..":
             if not parts:
-                raise ValueError(f"path {name!r} leaves the images folder")
+                raise ValueError(f"path {name!r} leaves {folder}")
             parts.pop()
         else:
             parts.append(seg)

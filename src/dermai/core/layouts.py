@@ -17,6 +17,7 @@ Presets know their table files, columns, label encoding, ages, groups and image-
 from __future__ import annotations
 
 import string
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
@@ -24,7 +25,7 @@ from pathlib import PurePosixPath
 import pandas as pd
 
 from dermai.core.ages import bin_age
-from dermai.core.labels import RepeatCheck, check_repeats
+from dermai.core.labels import RepeatCheck, check_repeats, normalise_id
 
 DROP = "drop"
 UNKNOWN_TYPE = "unknown"
@@ -404,3 +405,45 @@ def unlisted(files: Iterable[str], listed: set[str], tables: Iterable[str]) -> l
         for rel in files
         if rel not in listed and rel not in skip
     ]
+
+
+def same_files(rows: Sequence[Task], files: Iterable[str]) -> tuple[list[Task], dict[str, int]]:
+    """Manifest rows resolved to the walked files once: each row's path normalised (NFC,
+    separators, `./`, `..`) and matched to the file as it is named on disk, or rejected when it
+    leaves the root. Rows naming one file under different ids are one image: with one label
+    the first row stays and the others are counted (returned: path -> rows), with different
+    labels every such row is a reject naming the ids."""
+    disk = {unicodedata.normalize("NFC", f): f for f in files}
+    located: list[Task] = []
+    for t in rows:
+        try:
+            key = normalise_id(t.path, "the raw root")
+        except ValueError as exc:
+            located.append(replace(t, reject=str(exc)))
+            continue
+        located.append(replace(t, path=disk.get(key, key)))
+    by_path: dict[str, list[Task]] = {}
+    for t in located:
+        if not t.reject and t.image_id:
+            by_path.setdefault(t.path, []).append(t)
+    out, collapsed, done = [], {}, set()
+    for t in located:
+        group = by_path.get(t.path, []) if not t.reject and t.image_id else []
+        ids = sorted({g.image_id for g in group})
+        if len(ids) < 2:
+            out.append(t)
+            continue
+        labels = sorted({g.raw_label for g in group})
+        if len(labels) > 1:
+            out.append(
+                replace(
+                    t,
+                    reject=f"one file listed under ids {', '.join(ids)} with different "
+                    f"labels: {', '.join(labels)}",
+                )
+            )
+        elif t.path not in done:
+            done.add(t.path)
+            collapsed[t.path] = len(ids)
+            out.append(t)
+    return out, collapsed

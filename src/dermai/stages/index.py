@@ -166,6 +166,7 @@ def plan_manifest(
                 raw_label=label,
             )
         )
+    rows, one_file = L.same_files(rows, files)
     rep = L.repeats(rows)
     first = {t.image_id: pos for pos, t in reversed(list(enumerate(rows)))}
     tasks, listed = [], set()
@@ -185,7 +186,7 @@ def plan_manifest(
             tasks.append(t)
     # Every file under the root that no row names is a reject (`unlisted`), not ignored.
     tasks += L.unlisted(files, listed, [Path(cfg.file).as_posix()])
-    return tasks, rep.repeats
+    return tasks, {**rep.repeats, **one_file}
 
 
 def plan_preset(
