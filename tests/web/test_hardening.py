@@ -231,17 +231,19 @@ def test_max_readers_admits_exactly_that_many_bodies_at_once():
 
 def test_one_clients_slow_bodies_cannot_take_every_reader():
     """Issue 22: 300 slow bodies held open by one client left all 50 good uploads with 503 (256
-    readers in total, none per client). Now one address gets `max_client_readers` of them."""
+    readers in total, none per client). Now, once half the readers are busy, an address holding
+    `max_client_readers` (16) gets 503: the slow client keeps 128, the others get the rest."""
     app = create_app(StubEngine(), body_timeout=20)
     state = app.state.admission
     with live_server(app) as base:
         port = int(base.rsplit(":", 1)[1])
         held = [hold_body(port, "127.0.0.2") for _ in range(300)]
         try:
-            assert wait_for(lambda: state["reading"] == 16)
+            assert wait_for(lambda: state["reading"] == 128)
+            assert state["by_client"] == {"127.0.0.2": 128}
             good = [httpx.post(base + "/api/predict", timeout=10, **FILES) for _ in range(50)]
             assert [r.status_code for r in good] == [200] * 50
-            assert state["by_client"] == {"127.0.0.2": 16}
+            assert state["by_client"] == {"127.0.0.2": 128}
         finally:
             for s in held:
                 s.close()

@@ -4,9 +4,10 @@ Privacy: an upload is read into memory and nowhere else (`web.upload`); nothing 
 an image beyond its byte count and size. EXIF is ignored except orientation.
 
 Load: a request's body is read first, within `body_timeout` seconds (408 after), by at most
-`max_readers` requests at once and at most `max_client_readers` from one client address (503
-beyond: one client's slow bodies cannot take every reader). Only then does it take an admission
-slot: inference
+`max_readers` requests at once (503 beyond); once half of them are busy, one client address may
+hold at most `max_client_readers` (503 beyond), so one client's slow bodies cannot take every
+reader while a burst of good uploads from one address still gets through. Only then does it take
+an admission slot: inference
 runs in a worker thread, at most `workers` at a time, and up to `max_queue` more wait; beyond
 that a request gets 503 and `Retry-After`. So slow or idle uploads cannot starve good ones, and
 memory stays bounded by (max_readers + workers + max_queue) x the upload limit.
@@ -234,7 +235,10 @@ def create_app(
     async def api_predict(request: Request) -> JSONResponse:
         client = request.client.host if request.client else ""
         by_client = state["by_client"]
-        if state["reading"] >= max_readers or by_client.get(client, 0) >= max_client_readers:
+        crowded = state["reading"] >= max_readers // 2  # then no client takes more than its share
+        if state["reading"] >= max_readers or (
+            crowded and by_client.get(client, 0) >= max_client_readers
+        ):
             return error_response(
                 503, "the demo is busy: try again in a few seconds", {"Retry-After": "2"}
             )
