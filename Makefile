@@ -8,9 +8,10 @@ STAMP  := $(VENV)/.installed-dermai
 
 .DEFAULT_GOAL := help
 
-## help: list the targets and what they do
+## help: list the targets and what they do (every line of each description)
 help:
-	@awk '/^## [a-z][a-z-]*: /{sub(/^## /, ""); i = index($$0, ": "); printf "  %-12s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2)}' $(MAKEFILE_LIST)
+	@awk '/^## [a-z][a-z-]*: /{sub(/^## /, ""); i = index($$0, ": "); printf "  %-12s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2); more = 1; next} \
+	  more && /^## /{sub(/^## /, ""); printf "  %-12s %s\n", "", $$0; next} {more = 0}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "need Python >= 3.11"'
