@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dermai
 
-.PHONY: help run test test-all lint lint-imports format typecheck check-data browser-deps web-deps site clean-venv plots-vendor
+.PHONY: help run test test-all lint lint-imports format typecheck check-data browser-deps web-deps site clean-venv plots-vendor docs-vendor
 
 .DEFAULT_GOAL := help
 
@@ -95,3 +95,11 @@ plots-vendor:
 	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(VEGA_PKGS) >/dev/null && \
 	  for f in *.tgz; do d=$${f%-*}; mkdir $$d && tar xzf $$f -C $$d; done && cd - >/dev/null && \
 	  $(PYTHON) .dvc/plots/make_page.py $$tmp && rm -rf $$tmp
+
+## docs-vendor: re-vendor the GX Data Docs' CDN files (Bootstrap, jQuery, Font Awesome, ...; npm)
+## into src/dermai/validation/docs_vendor/ (versions and files in its manifest.json; licences kept)
+docs-vendor:
+	@tmp=$$(mktemp -d) && cd $$tmp && \
+	  for pkg in $$($(PYTHON) -c 'import json,sys; m=json.load(open(sys.argv[1])); print(" ".join(f"{k}@{v}" for k,v in m["packages"].items()))' $(CURDIR)/src/dermai/validation/docs_vendor/manifest.json); do \
+	    f=$$(npm pack --silent $$pkg) && name=$${pkg%@*} && mkdir -p "$$name" && tar xzf $$f -C "$$name"; done && \
+	  cd - >/dev/null && $(PYTHON) src/dermai/validation/docs_vendor/vendor.py $$tmp && rm -rf $$tmp
