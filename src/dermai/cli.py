@@ -111,7 +111,9 @@ def quiet_tensorflow(debug: bool) -> None:
     """TensorFlow's C++ startup chatter (oneDNN, CPU features, cuda probes) goes to stderr
     before any Python logging; it is only read when debugging. Must run before TF is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
-    if not debug:
+    if debug:  # io.native_stderr.quiet_native then lets the converter's and LiteRT's lines by
+        os.environ["DERMAI_DEBUG"] = "1"
+    else:
         for name in ("tensorflow", "absl"):
             logging.getLogger(name).setLevel(logging.ERROR)
 

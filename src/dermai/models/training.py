@@ -202,8 +202,8 @@ class BatchProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         now = time.monotonic()
-        if now - self.last < self.every_s:
-            return
+        if now - self.last < self.every_s and not (batch == 0 and now - self.t0 >= 10):
+            return  # a slow first batch (graph building) gets its own line
         self.last = now
         done = batch + 1
         rate = done * self.batch_size / max(now - self.t0, 1e-9)
@@ -306,6 +306,14 @@ def train_epochs(
     if epochs <= 0:
         return
     tracker.begin_phase(phase)
+    log.info(
+        "phase %d (%s): %d epoch(s) over %d samples, lr %g; building the graph",
+        phase,
+        "head" if phase == 1 else "top stages + head",
+        epochs,
+        len(x),
+        lr,
+    )
     compile_for(model, cfg, lr, max(1, -(-len(x) // cfg.batch_size)) * epochs, y, n_classes)
     w = None
     if cfg.imbalance == "class_weight":
