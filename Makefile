@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dermai
 
-.PHONY: help run test test-all lint lint-imports format typecheck check-data browser-deps web-deps site clean-venv plots-vendor docs-vendor
+.PHONY: help run test test-all lint lint-imports format typecheck check-data browser-deps web-deps site clean-venv plots-vendor docs-vendor exp
 
 .DEFAULT_GOAL := help
 
@@ -20,9 +20,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-## run: create .venv if missing, install, and run the whole pipeline on the embedded sample
+## run: create .venv if missing, install, and run the whole pipeline on the embedded sample;
+## says in one line when this machine's outputs differ from the committed dvc.lock
 run: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	@if git rev-parse -q --verify HEAD >/dev/null 2>&1 && ! git diff --quiet HEAD -- dvc.lock; then \
+	  echo "make run: dvc.lock differs from the commit: this machine built some outputs with other bytes (another CPU or thread count sums floats in another order; README: Byte-identical reruns), so commit them as your baseline before comparing experiments: git add -A && git commit -m 'baseline: this machine'"; fi
+
+## exp: the experiments' changed params and headline metrics, without the dependency-hash
+## and date columns of `dvc exp show --only-changed` (fits 120 columns)
+EXP_SHOW := exp show --only-changed --drop '.*/.*|Created' --no-pager
+exp: $(STAMP)
+	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc $(EXP_SHOW)
 
 ## browser-deps: Debian's Chromium for the browser tests (apt, as root only)
 # Playwright drives it; `playwright install` is never used. Not root: the browser tests skip

@@ -131,6 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("DERMAI_DEBUG") == "1"
     quiet_tensorflow(debug)  # before build_parser imports the command (and maybe TensorFlow)
+    # TensorFlow turns its oneDNN kernels on by itself on CPUs with AVX-512 VNNI/BF16/AMX, so the
+    # same model trained elsewhere gets other float sums; off, every x86 CPU runs the Eigen
+    # kernels the committed dvc.lock was made with (README: Byte-identical reruns).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # The intra-op thread count orders float sums: 2 (this project's machine) gives every
+    # machine, whatever its cores, the committed bytes; more threads are faster on a bigger
+    # machine but then train other bytes (set TF_NUM_INTRAOP_THREADS yourself; docs/model.md).
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
     parser = build_parser(argv=argv)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
