@@ -9,7 +9,6 @@ reruns only what is not there (evaluate, headline); the experiment reruns evalua
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -44,16 +43,10 @@ def make(target: str, cwd: Path, **env: str) -> str:
     venv = Path(sys.executable).parent.parent
     stamp = venv / ".installed-dermai"
     args = ("make", "--no-print-directory", "-o", str(stamp), target, f"VENV={venv}")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # sh() passes os.environ on
+        for k, v in env.items():
+            mp.setenv(k, v)
         done = sh(*args, cwd=cwd)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return done.stdout + done.stderr
 
 

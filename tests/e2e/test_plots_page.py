@@ -21,8 +21,8 @@ import yaml
 
 from dermai.core import plotdata as P
 from dermai.core.evaluation import calibration_report
+from offline_browser import CHROMIUM, block_network
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = [
     "--headless",
@@ -148,14 +148,7 @@ def render(page_file: Path, shots: Path | None) -> dict:
         try:
             ctx = b.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
 
-            def route(r):
-                if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
-                    r.continue_()
-                else:
-                    blocked.append(r.request.url)
-                    r.abort()
-
-            ctx.route("**/*", route)
+            block_network(ctx, blocked)
             page = ctx.new_page()
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

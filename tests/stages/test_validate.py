@@ -22,6 +22,7 @@ import pytest
 
 from dermai.errors import DermaiError
 from dermai.stages import validate
+from offline_browser import CHROMIUM, block_network
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTATIONS = ROOT / "expectations"
@@ -324,7 +325,6 @@ def test_data_docs_load_nothing_from_the_network(
     assert {p.name for p in (vendor / "LICENSES").iterdir()} >= {"bootstrap", "jquery"}
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 # A Status cell's icon: present, drawn from the vendored Font Awesome font, of non-zero size.
 ICONS = """() => Array.from(document.querySelectorAll('td i.fas')).map(i => {
   const before = getComputedStyle(i, '::before');
@@ -359,15 +359,7 @@ def test_data_docs_styled_with_status_icons_offline_in_chromium(
         )
         try:
             ctx = browser.new_context(viewport={"width": 1300, "height": 900})
-
-            def route(r):
-                if r.request.url.startswith(("file:", "data:", "about:", "blob:")):
-                    r.continue_()
-                else:
-                    blocked.append(r.request.url)
-                    r.abort()
-
-            ctx.route("**/*", route)
+            block_network(ctx, blocked)
             for name, page_file in (
                 ("index", out / "docs/index.html"),
                 ("passed", passed_page),
