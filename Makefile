@@ -4,13 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dermai
 
-.PHONY: help run test test-all lint lint-imports format typecheck check-data browser-deps web-deps site clean-venv plots-vendor
+.PHONY: help run test test-all lint lint-imports format typecheck check-data browser-deps web-deps site clean-venv plots-vendor docs-vendor exp
 
 .DEFAULT_GOAL := help
 
-## help: list the targets and what they do
+## help: list the targets and what they do (every line of each description)
 help:
-	@awk '/^## [a-z][a-z-]*: /{sub(/^## /, ""); i = index($$0, ": "); printf "  %-12s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2)}' $(MAKEFILE_LIST)
+	@awk '/^## [a-z][a-z-]*: /{sub(/^## /, ""); i = index($$0, ": "); printf "  %-12s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2); more = 1; next} \
+	  more && /^## /{sub(/^## /, ""); printf "  %-12s %s\n", "", $$0; next} {more = 0}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "need Python >= 3.11"'
@@ -19,9 +20,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-## run: create .venv if missing, install, and run the whole pipeline on the embedded sample
+## run: create .venv if missing, install, and run the whole pipeline on the embedded sample;
+## says in one line when this machine's outputs differ from the committed dvc.lock
 run: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	@if git rev-parse -q --verify HEAD >/dev/null 2>&1 && ! git diff --quiet HEAD -- dvc.lock; then \
+	  echo "make run: dvc.lock differs from the commit: this machine built some outputs with other bytes (another CPU or thread count sums floats in another order; README: Byte-identical reruns), so commit them as your baseline before comparing experiments: git add -A && git commit -m 'baseline: this machine'"; fi
+
+## exp: the experiments' changed params and headline metrics, without the dependency-hash
+## and date columns of `dvc exp show --only-changed` (fits 120 columns)
+EXP_SHOW := exp show --only-changed --drop '.*/.*|Created' --no-pager
+exp: $(STAMP)
+	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc $(EXP_SHOW)
 
 ## browser-deps: Debian's Chromium for the browser tests (apt, as root only)
 # Playwright drives it; `playwright install` is never used. Not root: the browser tests skip
@@ -94,3 +104,11 @@ plots-vendor:
 	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(VEGA_PKGS) >/dev/null && \
 	  for f in *.tgz; do d=$${f%-*}; mkdir $$d && tar xzf $$f -C $$d; done && cd - >/dev/null && \
 	  $(PYTHON) .dvc/plots/make_page.py $$tmp && rm -rf $$tmp
+
+## docs-vendor: re-vendor the GX Data Docs' CDN files (Bootstrap, jQuery, Font Awesome, ...; npm)
+## into src/dermai/validation/docs_vendor/ (versions and files in its manifest.json; licences kept)
+docs-vendor:
+	@tmp=$$(mktemp -d) && cd $$tmp && \
+	  for pkg in $$($(PYTHON) -c 'import json,sys; m=json.load(open(sys.argv[1])); print(" ".join(f"{k}@{v}" for k,v in m["packages"].items()))' $(CURDIR)/src/dermai/validation/docs_vendor/manifest.json); do \
+	    f=$$(npm pack --silent $$pkg) && name=$${pkg%@*} && mkdir -p "$$name" && tar xzf $$f -C "$$name"; done && \
+	  cd - >/dev/null && $(PYTHON) src/dermai/validation/docs_vendor/vendor.py $$tmp && rm -rf $$tmp

@@ -112,7 +112,9 @@ def quiet_tensorflow(debug: bool) -> None:
     """TensorFlow's C++ startup chatter (oneDNN, CPU features, cuda probes) goes to stderr
     before any Python logging; it is only read when debugging. Must run before TF is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
-    if not debug:
+    if debug:  # io.native_stderr.quiet_native then lets the converter's and LiteRT's lines by
+        os.environ["DERMAI_DEBUG"] = "1"
+    else:
         for name in ("tensorflow", "absl"):
             logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -130,6 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("DERMAI_DEBUG") == "1"
     quiet_tensorflow(debug)  # before build_parser imports the command (and maybe TensorFlow)
+    # TensorFlow turns its oneDNN kernels on by itself on CPUs with AVX-512 VNNI/BF16/AMX, so the
+    # same model trained elsewhere gets other float sums; off, every x86 CPU runs the Eigen
+    # kernels the committed dvc.lock was made with (README: Byte-identical reruns).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # The intra-op thread count orders float sums: 2 (this project's machine) gives every
+    # machine, whatever its cores, the committed bytes; more threads are faster on a bigger
+    # machine but then train other bytes (set TF_NUM_INTRAOP_THREADS yourself; docs/model.md).
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
     parser = build_parser(argv=argv)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)

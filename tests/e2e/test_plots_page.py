@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from dermai.core import plotdata as P
 from dermai.core.evaluation import calibration_report
+from offline_browser import CHROMIUM, block_network
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = [
     "--headless",
@@ -56,11 +57,11 @@ def copy_project(dst: Path) -> Path:
     return dst
 
 
-def write_made_up_classes(dst: Path, classes: list[str]) -> None:
+def write_made_up_classes(dst: Path, classes: list[str], seed: int = 3) -> None:
     """Plot data for a class set that is not HAM10000's, made by the same functions."""
     import json
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     n, k = 150, len(classes)
     y = rng.integers(0, k, n)
     logits = rng.normal(0, 1, (n, k))
@@ -114,7 +115,22 @@ PROBE = """() => {
       'g.mark-line path, g.mark-rect path, g.mark-symbol path, g.mark-text text').length : 0;
     const legend = Array.from(document.querySelectorAll(el + ' g.role-legend text'))
       .map(t => t.textContent);
-    out[el] = {rows, marks, width: box.width, height: box.height, legend};
+    const all = (sel) => svg ? Array.from(svg.querySelectorAll(sel)) : [];
+    const texts = all('g.mark-text text').map(t => [t.textContent, t.getAttribute('fill')]);
+    // facet headers: a title inside a facet cell (wrapped facets) or a column/row header
+    const headers = all('g.role-title text.role-title-text, g.role-title .role-title-text')
+      .filter(t => {
+        const g = t.closest('g.role-title').parentElement.closest('g.mark-group');
+        const cls = g ? g.getAttribute('class') : '';
+        return /(^| )(cell|role-column-header|role-row-header)( |$)/.test(cls);
+      })
+      .map(t => t.textContent);
+    const strokes = Array.from(new Set(all('g.mark-line path').map(p => p.getAttribute('stroke'))));
+    const symbols = all('g.role-legend-symbol path').map(p => p.getAttribute('fill'));
+    // matrix cells drawn (rect marks outside the legends)
+    const rects = all('g.mark-rect path').filter(p => !p.closest('g.role-legend')).length;
+    out[el] = {rows, marks, width: box.width, height: box.height, legend, texts, headers,
+               strokes, symbols, rects};
   }
   const errors = Array.from(document.querySelectorAll('[data-plot-error]'))
     .map(d => '#' + d.id + ': ' + d.getAttribute('data-plot-error'));
@@ -132,14 +148,7 @@ def render(page_file: Path, shots: Path | None) -> dict:
         try:
             ctx = b.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
 
-            def route(r):
-                if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
-                    r.continue_()
-                else:
-                    blocked.append(r.request.url)
-                    r.abort()
-
-            ctx.route("**/*", route)
+            block_network(ctx, blocked)
             page = ctx.new_page()
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -172,8 +181,6 @@ def assert_all_drawn(result: dict, n_charts: int) -> None:
 
 
 def n_plots() -> int:
-    import yaml
-
     return len(yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"])
 
 
@@ -185,12 +192,14 @@ def test_sample_plots_render_offline_with_readable_legends(tmp_path):
     result = render(dvc_plots_show(repo), shots)
     assert_all_drawn(result, n_plots())
     charts = result["charts"]
-    classes = __import__("yaml").safe_load((ROOT / "params.yaml").read_text())["base"]["classes"]
-    roc = " ".join(charts["#test_roc"]["legend"])
-    assert "AUC" in roc and ".json" not in roc
-    assert sum(c in roc for c in classes) >= 2  # class names, one legend entry each
-    assert any("ECE" in t for t in charts["#test_reliability"]["legend"])
-    assert {"train", "validation"} <= set(charts["#training_curves"]["legend"])
+    classes = yaml.safe_load((ROOT / "params.yaml").read_text())["base"]["classes"]
+    roc = charts["#test_roc"]
+    assert roc["headers"] == classes  # one panel per class, in the class order
+    auc = [t for t, _ in roc["texts"] if t.startswith("AUC ")]
+    assert len(auc) == len(classes) and all(t.endswith(" workspace") for t in auc), auc
+    assert not any(".json" in t for t in roc["legend"])
+    assert any("ECE" in t for t, _ in charts["#test_reliability"]["texts"])
+    assert {"train", "validation", "workspace"} <= set(charts["#training_curves"]["legend"])
 
 
 def test_any_class_set_renders(tmp_path):
@@ -199,8 +208,8 @@ def test_any_class_set_renders(tmp_path):
     write_made_up_classes(repo, classes)
     result = render(dvc_plots_show(repo), None)
     assert_all_drawn(result, n_plots())
-    roc = " ".join(result["charts"]["#test_roc"]["legend"])
-    assert all(f"{c} (AUC" in roc for c in classes)
+    assert result["charts"]["#test_roc"]["headers"] == classes
+    assert result["charts"]["#test_precision_recall"]["headers"] == classes
 
 
 def test_a_missing_data_file_is_named_and_never_a_blank_chart(tmp_path):
@@ -214,3 +223,61 @@ def test_a_missing_data_file_is_named_and_never_a_blank_chart(tmp_path):
     # Plain `dvc plots show` still writes the page: the chart shows an error, not a blank box.
     result = render(dvc_plots_show(repo), None)
     assert [e for e in result["errors"] if e.startswith("#test_roc:")], result["errors"]
+
+
+def another_training(repo: Path) -> None:
+    """The training chart's data as a second experiment might leave it: other values and the
+    kept epoch one step earlier, so its markers do not coincide with the first one's."""
+    import json
+
+    path = repo / TRAIN
+    rows = json.loads(path.read_text())
+    kept = min(r["step"] for r in rows if r["kept"])
+    for r in rows:
+        r["value"] = round(r["value"] * 0.9, 5)
+        r["kept"] = r["step"] == max(kept - 1, 0)
+    path.write_text(json.dumps(rows))
+
+
+def test_plots_diff_of_two_experiments_tells_them_apart(tmp_path):
+    """`dvc plots diff A B`: one colour per revision, named in a legend, on every line chart;
+    kept-epoch markers and AUC/AP/ECE labels per revision; the confusion matrices side by side,
+    one column per revision. Screenshots go to DERMAI_PLOT_DIFF_SHOTS (default: tmp)."""
+    from pipeline import sh
+
+    repo = copy_project(tmp_path / "repo")
+    classes = yaml.safe_load((ROOT / "params.yaml").read_text())["base"]["classes"]
+    revs = ["exp-a", "exp-b"]
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "a", cwd=repo)
+    sh("git", "tag", revs[0], cwd=repo)
+    write_made_up_classes(repo, classes, seed=5)
+    another_training(repo)
+    sh("git", "commit", "-qam", "b", cwd=repo)
+    sh("git", "tag", revs[1], cwd=repo)
+    sh("dvc", "plots", "diff", *revs, "-o", "diff", cwd=repo)
+
+    shots = Path(os.environ.get("DERMAI_PLOT_DIFF_SHOTS", tmp_path / "shots"))
+    result = render(repo / "diff" / "index.html", shots)
+    assert_all_drawn(result, n_plots())
+    for el, c in result["charts"].items():
+        assert (shots / f"{el[1:]}.png").stat().st_size > 5000, el
+        if "confusion" in el:  # counts, then shares: each one matrix per revision, in order
+            assert c["headers"] == revs * 2, (el, c["headers"])
+            assert c["rects"] == 2 * 2 * len(classes) ** 2, el  # 2 revisions x (counts, shares)
+            continue
+        assert set(revs) <= set(c["legend"]), (el, c["legend"])
+        lines = set(c["strokes"]) - {"#999"}
+        assert len(lines) == 2, (el, c["strokes"])  # one colour per revision, none shared
+        legend_colours = {f for f in c["symbols"] if f not in ("transparent", "black", None)}
+        assert legend_colours == lines, (el, c["symbols"], lines)
+    charts = result["charts"]
+    kept = [fill for t, fill in charts["#training_curves"]["texts"] if t == "kept"]
+    assert len(kept) == 2 * 4 and len(set(kept)) == 2  # per revision, in each metric's panel
+    for el, word in (("#test_roc", "AUC "), ("#test_precision_recall", "AP ")):
+        labels = [(t, f) for t, f in charts[el]["texts"] if t.startswith(word)]
+        assert len(labels) == 2 * len(classes), labels
+        assert {t.rsplit(" ", 1)[1] for t, _ in labels} == set(revs)
+        assert len({f for _, f in labels}) == 2
+    ece = [t for t, _ in charts["#test_reliability"]["texts"] if "ECE" in t]
+    assert sorted(t.split(":")[0] for t in ece) == sorted(revs * 2), ece

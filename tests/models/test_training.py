@@ -315,13 +315,30 @@ def test_long_epochs_report_progress_inside_the_epoch(caplog: pytest.LogCaptureF
     )
     with caplog.at_level("INFO", logger=T.log.name):
         head.fit(
-            batches, epochs=1, verbose=0, callbacks=[T.BatchProgress("epoch 1/1", 8, every_s=0)]
+            batches,
+            epochs=1,
+            verbose=0,
+            callbacks=[T.BatchProgress("epoch 1/1", 8, every_s=0, first_batch_s=float("inf"))],
         )
     lines = [r.getMessage() for r in caplog.records if "samples/s" in r.getMessage()]
     n = len(batches)
     assert len(lines) == n and n > 1
     assert lines[0].startswith(f"epoch 1/1: batch 1/{n}, ")
     assert lines[-1].startswith(f"epoch 1/1: batch {n}/{n}, ") and "~0:00:00 left" in lines[-1]
+
+    # A slow first batch (the graph being built) gets its own line at once, and the rates
+    # after it leave the build out.
+    caplog.clear()
+    with caplog.at_level("INFO", logger=T.log.name):
+        head.fit(
+            batches,
+            epochs=1,
+            verbose=0,
+            callbacks=[T.BatchProgress("epoch 1/1", 8, every_s=0, first_batch_s=0)],
+        )
+    msgs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1")]
+    assert msgs[0].startswith("epoch 1/1: first batch after ") and "graph built" in msgs[0]
+    assert len(msgs) == n and msgs[1].startswith(f"epoch 1/1: batch 2/{n}, ")
 
 
 # --------------------------------------------------------------------------- train.ensemble

@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pytest
 
 from dermai.errors import DermaiError
 from dermai.stages import validate
+from offline_browser import CHROMIUM, block_network
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTATIONS = ROOT / "expectations"
@@ -299,6 +301,103 @@ def test_data_docs_built_and_navigable_offline(
     for page in [*validations, *docs.glob("expectations/*.html")]:
         assert f'href="{page.relative_to(docs).as_posix()}"' in index_html
     assert not list(out.glob(".docs-*")), "temp docs dir left behind"
+
+
+LOADS_FROM_NETWORK = re.compile(
+    r"<(?:script|img)[^>]*\ssrc=\"(?:https?:)?//|<link[^>]*\shref=\"(?:https?:)?//", re.I
+)
+
+
+def test_data_docs_load_nothing_from_the_network(
+    valid_run: tuple[Path, dict, dict[str, str]],
+) -> None:
+    """Every CDN file the pages load is vendored (validation/docs_vendor) with its licence."""
+    out, _, _ = valid_run
+    docs = out / "docs"
+    pages = sorted(docs.rglob("*.html"))
+    assert len(pages) >= 5
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert not LOADS_FROM_NETWORK.search(html), (page, LOADS_FROM_NETWORK.search(html))
+        assert "static/vendor/css/all.min.css" in html and "integrity=" not in html, page
+    vendor = docs / "static" / "vendor"
+    assert (vendor / "webfonts" / "fa-solid-900.woff2").is_file()
+    assert {p.name for p in (vendor / "LICENSES").iterdir()} >= {"bootstrap", "jquery"}
+
+
+# A Status cell's icon: present, drawn from the vendored Font Awesome font, of non-zero size.
+ICONS = """() => Array.from(document.querySelectorAll('td i.fas')).map(i => {
+  const before = getComputedStyle(i, '::before');
+  const box = i.getBoundingClientRect();
+  return {cls: i.className, glyph: before.content, font: before.fontFamily,
+          color: getComputedStyle(i).color, w: box.width, h: box.height};
+})"""
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium (make browser-deps)")
+def test_data_docs_styled_with_status_icons_offline_in_chromium(
+    valid_run: tuple[Path, dict, dict[str, str]], tmp_path: Path
+) -> None:
+    """The pages in headless Chromium with every non-file request refused: Bootstrap styles
+    them, and each Status cell shows a drawn icon, a green check for a passed expectation and a
+    red cross for a failed one (a gate broken on purpose). Screenshots: DERMAI_DOCS_SHOTS."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
+    out, _, _ = valid_run
+    broken = make_frames()
+    _dup_into_test(broken)
+    run_gate(tmp_path, broken)
+    failed_page = next((tmp_path / "out/docs/validations/splits").rglob("*.html"))
+    passed_page = next((out / "docs/validations/index").rglob("*.html"))
+    shots = Path(os.environ.get("DERMAI_DOCS_SHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    blocked: list[str] = []
+    problems: list[str] = []
+    found = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            ctx = browser.new_context(viewport={"width": 1300, "height": 900})
+            block_network(ctx, blocked)
+            for name, page_file in (
+                ("index", out / "docs/index.html"),
+                ("passed", passed_page),
+                ("failed", failed_page),
+            ):
+                page = ctx.new_page()
+                page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+                page.goto(page_file.as_uri())
+                page.wait_for_load_state("load")
+                page.evaluate("document.fonts.ready.then(() => true)")
+                found[name] = {
+                    "icons": page.evaluate(ICONS),
+                    "navbar": page.evaluate(
+                        "getComputedStyle(document.querySelector('nav.navbar')).display"
+                    ),
+                    "font_loaded": page.evaluate(
+                        "document.fonts.check('900 16px \"Font Awesome 6 Free\"')"
+                    ),
+                }
+                page.screenshot(path=str(shots / f"data-docs-{name}.png"))
+                page.close()
+        finally:
+            browser.close()
+    assert blocked == [], f"the pages asked the network for {blocked}"
+    assert [m for m in problems if "favicon" not in m] == []
+    for name, got in found.items():
+        assert got["navbar"] == "flex", (name, got)  # Bootstrap's .navbar, i.e. styled
+    for name, want in (("passed", {"fa-check-circle"}), ("failed", {"fa-times"})):
+        icons = found[name]["icons"]
+        assert icons and found[name]["font_loaded"], (name, icons)
+        for icon in icons:
+            assert icon["glyph"] not in ("none", "normal", '""'), icon
+            assert "Font Awesome" in icon["font"] and icon["w"] > 5 and icon["h"] > 5, icon
+        kinds = {c for i in icons for c in i["cls"].split() if c in ("fa-check-circle", "fa-times")}
+        assert want <= kinds, (name, kinds)
+    reds = [i for i in found["failed"]["icons"] if "fa-times" in i["cls"]]
+    assert all(i["color"] == "rgb(220, 53, 69)" for i in reds), reds  # Bootstrap's text-danger
 
 
 def test_suite_files_not_modified(valid_run: tuple[Path, dict, dict[str, str]]) -> None:

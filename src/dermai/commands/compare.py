@@ -110,6 +110,7 @@ def load(spec: str, path: str, repo: str) -> Predictions:
     import dvc.api
     from dvc.exceptions import DvcException, PathMissingError
     from dvc.scm import RevError
+    from dvc_data.index import DataIndexError
 
     try:
         with dvc.api.open(path, repo=repo, rev=spec, encoding="utf-8") as fh:
@@ -122,6 +123,12 @@ def load(spec: str, path: str, repo: str) -> Predictions:
     except (PathMissingError, FileNotFoundError):
         raise DermaiError(
             f"{spec}: no {path} at that experiment/revision (did evaluate run there?)"
+        ) from None
+    except DataIndexError:  # dvc.lock names outputs that no cache or remote here holds
+        raise DermaiError(
+            f"{spec}: {path} is not in the DVC cache (that dvc.lock was made on another "
+            "machine, or never pushed): after `make run`, commit this machine's outputs as "
+            "the baseline (git add -A && git commit -m baseline), or `dvc pull` them"
         ) from None
     except DvcException as exc:
         first = (str(exc).strip().splitlines() or [""])[0]

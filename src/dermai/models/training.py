@@ -189,24 +189,35 @@ class BatchProgress(keras.callbacks.Callback):
     """A progress line at most every `every_s` seconds inside an epoch: a phase-2 epoch over the
     cached HAM10000 copies takes 15-20 min on 2 cores, too long to run silently."""
 
-    def __init__(self, label: str, batch_size: int, every_s: float = 60.0) -> None:
+    def __init__(
+        self, label: str, batch_size: int, every_s: float = 60.0, first_batch_s: float = 10.0
+    ) -> None:
         super().__init__()
         self.label, self.batch_size, self.every_s = label, batch_size, every_s
-        self.steps = 0
+        self.first_batch_s = first_batch_s
+        self.steps = self.first = 0
+        self.t0 = self.last = time.monotonic()
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.steps = int(self.params.get("steps") or 0)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.t0 = self.last = time.monotonic()
+        self.first = 0  # 1 once t0 was moved past a slow first batch
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         now = time.monotonic()
+        if batch == 0 and now - self.t0 >= self.first_batch_s:  # slow: the graph was built
+            log.info("%s: first batch after %s (graph built)", self.label, _clock(now - self.t0))
+            self.t0 = self.last = now  # rates and estimates from here on exclude the build
+            self.first = 1
+            return
         if now - self.last < self.every_s:
             return
         self.last = now
         done = batch + 1
-        rate = done * self.batch_size / max(now - self.t0, 1e-9)
+        timed = done - self.first  # batches since t0
+        rate = timed * self.batch_size / max(now - self.t0, 1e-9)
         left = (self.steps - done) * self.batch_size / rate if self.steps else float("nan")
         log.info(
             "%s: batch %d/%s, %.0f samples/s, ~%s left in this epoch",
@@ -306,6 +317,14 @@ def train_epochs(
     if epochs <= 0:
         return
     tracker.begin_phase(phase)
+    log.info(
+        "phase %d (%s): %d epoch(s) over %d samples, lr %g; building the graph",
+        phase,
+        "head" if phase == 1 else "top stages + head",
+        epochs,
+        len(x),
+        lr,
+    )
     compile_for(model, cfg, lr, max(1, -(-len(x) // cfg.batch_size)) * epochs, y, n_classes)
     w = None
     if cfg.imbalance == "class_weight":
@@ -351,6 +370,7 @@ def fit_cached(
     """
     (x_tr, y_tr), (x_va, y_va) = train, val
     if upper is not None:
+        log.info("running the cached activations through the frozen top stages for the head")
         f_tr, f_va = predict_batches(upper, x_tr), predict_batches(upper, x_va)
     else:
         f_tr, f_va = x_tr.astype(np.float32), x_va.astype(np.float32)

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from dermai.errors import DermaiError
+from dermai.io.native_stderr import quiet_native
 from dermai.runtime.inference import logits_model
 from dermai.runtime.tflite import embed_metadata, make_metadata
 
@@ -65,7 +66,8 @@ def op_output_names(model: bytes) -> list[str]:
 
 def _run_converter(converter: tf.lite.TFLiteConverter) -> bytes:
     chatter = io.StringIO()  # Keras prints its SavedModel signature to stdout
-    with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+    # and the MLIR converter's C++ log lines ("fully_quantize: ...") go to fd 2
+    with contextlib.redirect_stdout(chatter), warnings.catch_warnings(), quiet_native():
         # int8 I/O: the input's range comes from the representative set, as intended
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         out = converter.convert()
@@ -98,12 +100,13 @@ def _quantize_selectively(converter: tf.lite.TFLiteConverter, float_stages: int)
             "scaling, the stem or block1.. (not an EfficientNet-style backbone?); use 0"
         )
     log.info("int8: %d ops of the first %d stage(s) kept float", len(nodes), float_stages)
-    out = tfl_convert.mlir_quantize(
-        calibrated,
-        input_data_type=tf.int8,
-        output_data_type=tf.int8,
-        denylisted_nodes=nodes,
-    )
+    with quiet_native():
+        out = tfl_convert.mlir_quantize(
+            calibrated,
+            input_data_type=tf.int8,
+            output_data_type=tf.int8,
+            denylisted_nodes=nodes,
+        )
     return bytes(out)
 
 
@@ -155,6 +158,13 @@ def export_bytes(
     lm = logits_model(keras_model)
     out = {}
     for kind in kinds:
+        log.info(
+            "converting to %s TFLite%s",
+            kind,
+            f" (calibrated on {len(representative)} images)"
+            if kind == "int8" and representative is not None
+            else "",
+        )
         raw = (
             convert(lm, kind, representative, float_stages) if kind == "int8" else convert(lm, kind)
         )

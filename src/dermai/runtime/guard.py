@@ -49,6 +49,7 @@ def fit_guard(
 ) -> dict[str, Any]:
     """The OOD guard (`core.ood`): fitted on TRAIN features, threshold keeping `ood_keep` of
     VAL; its acceptance of TEST is recorded with it."""
+    log.info("OOD guard (%s): scoring the train, val and test images", cfg.ood_method)
     d = {s: guard_inputs(model, folder, s) for s in ("train", "val", "test")}
     g = ood.fit(
         cfg.ood_method,

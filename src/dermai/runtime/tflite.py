@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from dermai.errors import DermaiError
+from dermai.io.native_stderr import quiet_native
 
 METADATA_NAME = "dermai"
 METADATA_FORMAT = "dermai-tflite/1"
@@ -205,8 +206,9 @@ class TfliteModel:
         self.temperature = float(self.meta.get("temperature", 1.0))
         self.colour_constancy = colour_constancy_of(self.meta)
         self.num_threads = num_threads
-        self._it = Interpreter(model_path=str(self.path), num_threads=num_threads)
-        self._it.allocate_tensors()
+        with quiet_native():  # LiteRT's "Created ... XNNPACK delegate" notice, on fd 2
+            self._it = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self._it.allocate_tensors()
         inp, out = self._it.get_input_details(), self._it.get_output_details()
         if len(inp) != 1 or len(out) != 1:
             raise DermaiError(f"{self.path.name}: expected one input and one output tensor")

@@ -137,6 +137,7 @@ def run_suites(
             results[name] = result.to_json_dict()
         if build_docs:
             _add_static_index(docs_tmp)
+            vendor_docs(docs_tmp)
             docs = out_dir / "docs"
             if docs.exists():
                 shutil.rmtree(docs)
@@ -168,6 +169,41 @@ def _add_static_index(site: Path) -> None:
         pos = match.end() if match else 0
     with atomic_open(index_html, "w", encoding="utf-8") as fh:
         fh.write(html[:pos] + block + html[pos:])
+
+
+VENDOR = Path(__file__).resolve().parent / "docs_vendor"
+_LOGO = re.compile(r"https://great-expectations-web-assets\.s3[^\"']*/(logo-long\.png)[^\"']*")
+# CDN tags carry Subresource Integrity; with crossorigin a file:// page refuses the script (CORS)
+_SRI = re.compile(r'\s(?:integrity|crossorigin)="[^"]*"')
+
+
+def vendor_docs(site: Path, vendor: Path = VENDOR) -> None:
+    """Point the Data Docs at vendored copies of their CDN files (docs_vendor/manifest.json), so
+    offline they are styled and the Status column's Font Awesome icons render; drop the tags of
+    what they do not need (listed under "dropped"), and show GX's logo from the site's own
+    static/images. Afterwards no page loads anything from the network."""
+    manifest = json.loads((vendor / "manifest.json").read_text(encoding="utf-8"))
+    target = site / "static" / "vendor"
+    for item in manifest["files"]:
+        dest = target / item["dest"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(vendor / item["dest"], dest)
+    shutil.copytree(vendor / "LICENSES", target / "LICENSES", dirs_exist_ok=True)
+    shutil.copyfile(vendor / "VERSIONS", target / "VERSIONS")
+    urls = {i["url"]: i["dest"] for i in manifest["files"] if i["url"]}
+    dropped = "|".join(re.escape(u) for u in manifest["dropped"])
+    tags = re.compile(
+        rf"<script[^>]*src=\"(?:{dropped})\"[^>]*>\s*</script>|<link[^>]*href=\"(?:{dropped})\"[^>]*>"
+    )
+    for page in site.rglob("*.html"):
+        up = "../" * (len(page.relative_to(site).parts) - 1)
+        html = page.read_text(encoding="utf-8")
+        for url, dest in urls.items():
+            html = html.replace(f'"{url}"', f'"{up}static/vendor/{dest}"')
+        html = _SRI.sub("", tags.sub("", html))
+        html = _LOGO.sub(f"{up}static/images/\\1", html)
+        with atomic_open(page, "w", encoding="utf-8") as fh:
+            fh.write(html)
 
 
 def clean_result(result: dict[str, Any], order: list[str]) -> dict[str, Any]:
