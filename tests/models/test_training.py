@@ -13,6 +13,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from dermai.core.imbalance import class_weights  # noqa: E402
+from dermai.models import tracking  # noqa: E402
 from dermai.models import training as T  # noqa: E402
 from dermai.models.classifier import build_head  # noqa: E402
 from dermai.params import TrainParams  # noqa: E402
@@ -35,7 +36,7 @@ class FakeLive:
         pass
 
 
-class Recorder(T.Tracker):
+class Recorder(tracking.Tracker):
     """A tracker that also snapshots the models' weights at the end of every epoch."""
 
     def __init__(self, live: Any, models: list[Any]) -> None:
@@ -129,7 +130,7 @@ def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str)
     head = build_head(CUT[-1], N_CLASSES, 0.0, 0.0)
     kernel, bias = head.get_layer("logits").get_weights()
     cfg = _cfg(imbalance=imbalance, batch_size=len(y), class_weight_power=1.0, logit_adjust_tau=0.7)
-    tracker = T.Tracker(FakeLive(), N_CLASSES)
+    tracker = tracking.Tracker(FakeLive(), N_CLASSES)
     T.train_epochs(
         head,
         feats,
@@ -232,13 +233,13 @@ def test_epoch_log_says_k_of_n_elapsed_and_time_left(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = iter([0.0, 100.0, 110.0, 120.0, 150.0])  # start, phase 1 begins, 2 epochs, 1 more
-    monkeypatch.setattr(T.time, "monotonic", lambda: next(clock))
-    tracker = T.Tracker(FakeLive(), 2, total_epochs=3)
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: next(clock))
+    tracker = tracking.Tracker(FakeLive(), 2, total_epochs=3)
     tracker.begin_phase(1)
     y = np.array([0, 1, 0, 1])
     proba = np.eye(2)[y] * 0.8 + 0.1
     weights = build_head(4, 2, 0.0, 0.0)
-    with caplog.at_level("INFO", logger=T.log.name):
+    with caplog.at_level("INFO", logger=tracking.log.name):
         tracker.end_epoch(proba, y, {"loss": 1.0}, 1, weights)
         tracker.end_epoch(proba, y, {"loss": 1.0}, 1, weights)
         tracker.end_epoch(proba, y, {"loss": 1.0}, 2, weights)
@@ -313,9 +314,12 @@ def test_long_epochs_report_progress_inside_the_epoch(caplog: pytest.LogCaptureF
     batches = T.array_batches(
         feats, np.eye(N_CLASSES, dtype=np.float32)[y], np.arange(len(y)), 8, None
     )
-    with caplog.at_level("INFO", logger=T.log.name):
+    with caplog.at_level("INFO", logger=tracking.log.name):
         head.fit(
-            batches, epochs=1, verbose=0, callbacks=[T.BatchProgress("epoch 1/1", 8, every_s=0)]
+            batches,
+            epochs=1,
+            verbose=0,
+            callbacks=[tracking.BatchProgress("epoch 1/1", 8, every_s=0)],
         )
     lines = [r.getMessage() for r in caplog.records if "samples/s" in r.getMessage()]
     n = len(batches)
@@ -344,7 +348,7 @@ def _single(cfg: TrainParams, base: int, seed: int) -> tuple[Any, Any, Any]:
         cfg=cfg,
         n_classes=N_CLASSES,
         seed=seed,
-        tracker=T.Tracker(FakeLive(), N_CLASSES),
+        tracker=tracking.Tracker(FakeLive(), N_CLASSES),
     )
     return lower, upper, head
 
@@ -381,7 +385,7 @@ def test_ensemble_members_are_the_single_models_of_their_seeds_and_their_logits_
     def fit_member(u: Any, h: Any, s: int, t: Any) -> None:
         T.fit_cached(lower, u, h, train, val, cfg=cfg, n_classes=N_CLASSES, seed=s, tracker=t)
 
-    tracker = T.Tracker(live, N_CLASSES)
+    tracker = tracking.Tracker(live, N_CLASSES)
     uppers, heads, trackers = T.fit_ensemble(
         upper,
         head,
@@ -398,7 +402,7 @@ def test_ensemble_members_are_the_single_models_of_their_seeds_and_their_logits_
         for a, b in zip(_weights(uppers[k], heads[k]), _weights(*singles[k][1:]), strict=True):
             np.testing.assert_array_equal(a, b)
     # only member 0 logs to dvclive: its curves are the single model's
-    assert len(live.logged) == len(T.LOGGED) * 2 + 2 and trackers[1].live is not live
+    assert len(live.logged) == len(tracking.LOGGED) * 2 + 2 and trackers[1].live is not live
 
     model = assemble_ensemble(lower, uppers, heads, CUT, ["a", "b", "c"])
     assert [layer.name for layer in model.layers] == ["image", "lower", "members", "head"]

@@ -11,30 +11,22 @@ trains more members on either path, each from its own seed, sharing the frozen l
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from dermai import params as params_mod
-from dermai.core import metrics as M
-from dermai.core import plotdata
 from dermai.core.imbalance import class_counts, class_weights, sampling_weights
 from dermai.models import data
 from dermai.models.archive import save_keras
 from dermai.models.classifier import assemble, copy_upper, make_loss, set_phase
-
-if TYPE_CHECKING:
-    from dvclive import Live
+from dermai.models.tracking import BatchProgress, QuietLive, Tracker
 
 log = logging.getLogger(__name__)
-
-# The per-epoch values logged to dvclive (the summary reports those of the kept epoch).
-LOGGED = ("train/loss", "train/accuracy", "val/accuracy", "val/balanced_accuracy", "val/macro_auc")
 
 
 def setup_tf(cfg: params_mod.TrainParams, seed: int) -> tf.distribute.Strategy:
@@ -52,170 +44,6 @@ def setup_tf(cfg: params_mod.TrainParams, seed: int) -> tf.distribute.Strategy:
         log.info("training on %d GPUs with MirroredStrategy", len(gpus))
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def _clock(seconds: float) -> str:
-    """h:mm:ss, for progress lines."""
-    s = round(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-class Tracker:
-    """Evaluates validation after every epoch, logs to dvclive, keeps the best weights.
-
-    "Best" is the highest validation balanced accuracy (first epoch wins ties). With zero epochs
-    nothing is kept: `best_epoch` stays -1 and `best_metrics` None.
-    """
-
-    def __init__(
-        self, live: Live, n_classes: int, total_epochs: int | None = None, label: str = ""
-    ) -> None:
-        self.live = live
-        self.label = label  # e.g. "member 2/3: ", prefixed to the epoch log lines
-        self.total_epochs = total_epochs  # for "epoch k/N" and the time left in the log
-        self.started = time.monotonic()
-        self._last_end = self.started
-        self.phase_started: tuple[int, float, int] | None = None  # (phase, time, first epoch)
-        self.n_classes = n_classes
-        self.best = -1.0
-        self.best_weights: list[np.ndarray] | None = None
-        self.best_epoch = -1
-        self.best_metrics: dict[str, float] | None = None
-        self.best_logged: dict[str, float] | None = None
-        self.epoch = 0
-        self.history: list[tuple[int, int, dict[str, float]]] = []  # for the curves chart
-
-    def end_epoch(
-        self,
-        val_proba: np.ndarray,
-        y_val: np.ndarray,
-        logs: dict[str, float],
-        phase: int,
-        weights_of: keras.Model,
-    ) -> None:
-        m = M.summary(y_val, val_proba)
-        logged = dict(
-            zip(
-                LOGGED,
-                (
-                    float(logs.get("loss", np.nan)),
-                    float(logs.get("accuracy", np.nan)),
-                    m["accuracy"],
-                    m["balanced_accuracy"],
-                    m["macro_auc"],
-                ),
-                strict=True,
-            )
-        )
-        for name, value in logged.items():
-            self.live.log_metric(name, value)
-        self.live.log_metric("phase", phase, plot=False)
-        self.history.append((self.epoch, phase, logged))
-        log.info(
-            "%sepoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
-            self.label,
-            self.progress_label(),
-            phase,
-            logs.get("loss", np.nan),
-            m["accuracy"],
-            m["balanced_accuracy"],
-            m["macro_auc"],
-            self._timing(phase),
-        )
-        if m["balanced_accuracy"] > self.best:
-            self.best = m["balanced_accuracy"]
-            self.best_weights = weights_of.get_weights()
-            self.best_epoch = self.epoch
-            self.best_metrics = m
-            self.best_logged = {**logged, "phase": phase}
-        self.epoch += 1
-        self.live.next_step()
-
-    def begin_phase(self, phase: int) -> None:
-        """Start the clock for the time-left estimate (after caching, before the first epoch)."""
-        self.phase_started = (phase, time.monotonic(), self.epoch)
-
-    def progress_label(self) -> str:
-        done = self.epoch + 1
-        return f"{done}/{self.total_epochs}" if self.total_epochs else str(done)
-
-    def _timing(self, phase: int) -> str:
-        """Elapsed and time left; left = this phase's mean epoch time x epochs remaining (phase
-        2 epochs train more layers, so phase 1's pace would underestimate them)."""
-        now = time.monotonic()
-        if self.phase_started is None or self.phase_started[0] != phase:
-            # the phase began at the end of the previous epoch (or at start-up)
-            self.phase_started = (phase, self._last_end, self.epoch)
-        self._last_end = now
-        elapsed = now - self.started
-        text = f"elapsed {_clock(elapsed)}"
-        if self.total_epochs:
-            _, t0, first = self.phase_started
-            per_epoch = (now - t0) / (self.epoch - first + 1)
-            text += f", left ~{_clock(per_epoch * max(self.total_epochs - self.epoch - 1, 0))}"
-        return text
-
-    def summarise(self, n_train: int) -> None:
-        """Put the kept epoch's values (not the last epoch's) in dvclive's metrics.json."""
-        summary = self.live.summary
-        if self.best_logged is not None:
-            for name, value in self.best_logged.items():
-                section, _, key = name.rpartition("/")
-                target = summary.setdefault(section, {}) if section else summary
-                target[key] = value
-        summary["best_epoch"] = self.best_epoch
-        # Train and validation curves in one chart, with the phase and the kept epoch
-        # (long format; drawn by .dvc/plots/dermai_training.json).
-        self.live.log_plot(
-            "training",
-            plotdata.training_rows(self.history, self.best_epoch),
-            x="step",
-            y="value",
-            template=None,
-        )
-        summary["train_images"] = n_train
-        if self.best_metrics is not None:
-            summary["best_val_balanced_accuracy"] = self.best
-            summary["best_val_accuracy"] = self.best_metrics["accuracy"]
-            summary["best_val_macro_auc"] = self.best_metrics["macro_auc"]
-        else:
-            log.warning(
-                "no training epoch ran (train.head_epochs and finetune_epochs are 0): "
-                "the saved model is untrained"
-            )
-
-
-class BatchProgress(keras.callbacks.Callback):
-    """A progress line at most every `every_s` seconds inside an epoch: a phase-2 epoch over the
-    cached HAM10000 copies takes 15-20 min on 2 cores, too long to run silently."""
-
-    def __init__(self, label: str, batch_size: int, every_s: float = 60.0) -> None:
-        super().__init__()
-        self.label, self.batch_size, self.every_s = label, batch_size, every_s
-        self.steps = 0
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.steps = int(self.params.get("steps") or 0)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.t0 = self.last = time.monotonic()
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every_s:
-            return
-        self.last = now
-        done = batch + 1
-        rate = done * self.batch_size / max(now - self.t0, 1e-9)
-        left = (self.steps - done) * self.batch_size / rate if self.steps else float("nan")
-        log.info(
-            "%s: batch %d/%s, %.0f samples/s, ~%s left in this epoch",
-            self.label,
-            done,
-            self.steps or "?",
-            rate,
-            _clock(left) if left == left else "?",
-        )
 
 
 def predict_batches(model: keras.Model, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -498,20 +326,6 @@ def fit_images(
     return model, len(y_tr)
 
 
-class QuietLive:
-    """The part of dvclive.Live a Tracker uses, recording nothing: ensemble members after the
-    first train without dvclive curves (the curves are member 0's, i.e. the single model's)."""
-
-    def __init__(self) -> None:
-        self.summary: dict[str, Any] = {}
-
-    def log_metric(self, name: str, value: float, plot: bool = True) -> None:
-        pass
-
-    def next_step(self) -> None:
-        pass
-
-
 FitMember = Callable[[keras.Model | None, keras.Model, int, Tracker], None]
 """Trains one member in place: (upper or None, head, seed, tracker)."""
 
@@ -583,36 +397,6 @@ def images_proba(
     ds = data.dataset(folder, split, batch)
     y = np.concatenate([yb.numpy() for _, yb in ds])
     return model.predict(ds, verbose=0), y
-
-
-def summarise_ensemble(
-    live: Live, trackers: list[Tracker], seeds: list[int], y_val: np.ndarray, proba: np.ndarray
-) -> dict[str, Any]:
-    """The ensemble's validation metrics (its averaged output, `proba`) and each member's kept
-    epoch, into dvclive's summary under `ensemble` (numbers only: `dvc exp show` reads them)."""
-    m = M.summary(y_val, proba)
-    doc: dict[str, Any] = {
-        "members": len(trackers),
-        "val_accuracy": m["accuracy"],
-        "val_balanced_accuracy": m["balanced_accuracy"],
-        "val_macro_auc": m["macro_auc"],
-    }
-    for k, (t, s) in enumerate(zip(trackers, seeds, strict=True)):
-        doc[f"member_{k}"] = {
-            "seed": s,
-            "best_epoch": t.best_epoch,
-            "val_balanced_accuracy": t.best,
-        }
-    live.summary["ensemble"] = doc
-    log.info(
-        "ensemble of %d: val acc %.4f bal acc %.4f auc %.4f (members' bal acc %s)",
-        len(trackers),
-        m["accuracy"],
-        m["balanced_accuracy"],
-        m["macro_auc"],
-        ", ".join(f"{t.best:.4f}" for t in trackers),
-    )
-    return doc
 
 
 def save_model(model: keras.Model, path: Path) -> None:

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
     import keras
     from dvclive import Live
 
-    from dermai.models import data
+    from dermai.models import data, tracking
     from dermai.models import features as F
     from dermai.models import training as T
     from dermai.models.backbones import build_backbone, cut_layer_name, split_backbone
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
         )
     live = Live(args.live, dvcyaml=False, save_dvc_exp=False, report=None)
     epochs = cfg.head_epochs + (cfg.finetune_epochs if upper is not None else 0)
-    tracker = T.Tracker(live, len(classes), total_epochs=epochs)
+    tracker = tracking.Tracker(live, len(classes), total_epochs=epochs)
     seed = cfg.seed  # training randomness; the cache is identified by base.seed
 
     def new_head() -> keras.Model:
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
         train, val = cached["train"], cached["val"]
         log.info("feature cache read from %s in %.0f s", args.features, time.time() - t_start)
 
-        def fit_member(u: keras.Model | None, h: keras.Model, s: int, t: T.Tracker) -> None:
+        def fit_member(u: keras.Model | None, h: keras.Model, s: int, t: tracking.Tracker) -> None:
             T.fit_cached(
                 lower, u, h, train, val, cfg=cfg, n_classes=len(classes), seed=s, tracker=t
             )
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         fitted: list[tuple[keras.Model, int]] = []
 
-        def fit_member(u: keras.Model | None, h: keras.Model, s: int, t: T.Tracker) -> None:
+        def fit_member(u: keras.Model | None, h: keras.Model, s: int, t: tracking.Tracker) -> None:
             fitted.append(
                 T.fit_images(
                     args.tfrecords, lower, u, h, shape, classes, cfg=cfg, seed=s, tracker=t
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> None:
     )
     tracker.summarise(n_train)
     if k > 1:
-        T.summarise_ensemble(live, trackers, seeds, ens_val[1], ens_val[0])
+        tracking.summarise_ensemble(live, trackers, seeds, ens_val[1], ens_val[0])
     live.end()
     log.info(
         "trained in %.0f s; best epoch %d, val balanced acc %.4f",
