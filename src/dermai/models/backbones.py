@@ -95,7 +95,11 @@ def split_backbone(
     backbone: keras.Model, unfreeze_blocks: int
 ) -> tuple[keras.Model, keras.Model | None]:
     """(lower, upper): lower stays frozen; upper holds the stages that phase 2 trains."""
-    cut = cut_layer_name(backbone, unfreeze_blocks)
+    return split_at(backbone, cut_layer_name(backbone, unfreeze_blocks))
+
+
+def split_at(backbone: keras.Model, cut: str | None) -> tuple[keras.Model, keras.Model | None]:
+    """(lower, upper) cut at layer `cut` (`cut_layer_name`); no cut: the backbone, None."""
     if cut is None:
         return backbone, None
     import keras
