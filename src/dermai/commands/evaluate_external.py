@@ -24,8 +24,7 @@ from dermai.core.hashing import ImageRejected
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
 from dermai.io.images import FolderIndex, read
-from dermai.models import archive
-from dermai.runtime import loader
+from dermai.runtime import bundle as bundle_mod
 from dermai.runtime.report import EvalSettings, live_session, publish, settings_from
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="params.yaml",
         help="params file (evaluate.*, base.seed, index.extensions); optional",
     )
-    loader.add_model_arguments(p)
+    bundle_mod.add_model_arguments(p)
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument(
         "--labels", required=True, help="CSV: image,<one-hot class columns> or image,label"
@@ -67,7 +66,7 @@ def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
 
 
 def load_images(
-    predictor: Any,
+    bundle: Any,
     folder: Path,
     names: list[str],
     extensions: list[str],
@@ -85,33 +84,32 @@ def load_images(
         try:
             path = index.find(name)
             used.add(path)
-            arr = predictor.prepare(read(path, max_pixels))
+            arr = bundle.prepare(read(path, max_pixels))
         except ImageRejected as exc:
             print(f"dermai evaluate-external: skipped {name}: {exc}", file=sys.stderr)
             skipped.append({"image": name, "error": str(exc)})
             continue
         kept.append(i)
         arrays.append(np.clip(np.round(arr), 0, 255).astype(np.uint8))
-    shape = (0, predictor.height, predictor.width, 3)
+    shape = (0, bundle.height, bundle.width, 3)
     unlabelled = sorted(p.relative_to(folder).as_posix() for p in index.files() if p not in used)
     return (kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped, unlabelled)
 
 
-def keras_gradcam(model_path: Path) -> Any | None:
+def keras_gradcam(bundle: Any) -> Any | None:
     """Grad-CAM needs the Keras graph; a .tflite gets a gallery without heatmaps."""
-    if model_path.suffix != ".keras":
+    if bundle.keras_model is None:
         return None
 
     from dermai.runtime.gradcam import GradCam
 
-    return GradCam(archive.load_keras(model_path))
+    return GradCam(bundle.keras_model)
 
 
 def run(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dermai.core import labels as L
-    from dermai.runtime import inference
+    from dermai.core import labels
 
     settings, extensions, max_pixels = _settings(args.params)
     folder, labels_path = Path(args.images), Path(args.labels)
@@ -123,12 +121,12 @@ def run(args: argparse.Namespace) -> None:
 
     args.model = pipeline_file("train", "--model", args.model)
     df = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
-    predictor = inference.load(
-        args.model, train_params=args.train_params, calibration=args.calibration
+    bundle = bundle_mod.load(
+        args.model, train_params=args.train_params, calibration=args.calibration, guard=False
     )
-    classes = list(predictor.classes)
-    names, y, fmt = L.parse(df, classes)
-    rows, repeats = L.dedupe(names, y, classes, f"labels CSV {labels_path.name}")
+    classes = list(bundle.classes)
+    names, y, fmt = labels.parse(df, classes)
+    rows, repeats = labels.dedupe(names, y, classes, f"labels CSV {labels_path.name}")
     if repeats:
         log.warning(
             "%d image(s) listed more than once with the same label, counted once: %s",
@@ -151,9 +149,7 @@ def run(args: argparse.Namespace) -> None:
             max_pixels,
             out / "excluded_duplicates.csv",
         )
-    kept, images, skipped, unlabelled = load_images(
-        predictor, folder, names, extensions, max_pixels
-    )
+    kept, images, skipped, unlabelled = load_images(bundle, folder, names, extensions, max_pixels)
     write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["image", "error"]))
     write_csv(out / "unlabelled.csv", pd.DataFrame({"image": unlabelled}))
     if unlabelled:
@@ -181,25 +177,25 @@ def run(args: argparse.Namespace) -> None:
         )
     logits = np.concatenate(
         [
-            predictor.outputs(images[s : s + BATCH])[1]  # with the calibration's TTA
+            bundle.analyse(images[s : s + BATCH]).scored  # with the calibration's TTA
             for s in range(0, len(images), BATCH)
         ]
     )
-    groups = {k: [v[i] for i in kept] for k, v in L.groups(df).items()}
+    groups = {k: [v[i] for i in kept] for k, v in labels.groups(df).items()}
     live = live_session(out)
     publish(
         NAME,
         y=y[kept],
         logits=logits,
         classes=classes,
-        temperature=predictor.temperature,
+        temperature=bundle.temperature,
         ids=[names[i] for i in kept],
         groups=groups,
         live=live,
         out_dir=out,
         settings=settings,
         image_of=lambda i: images[i],
-        cam=keras_gradcam(Path(args.model)),
+        cam=keras_gradcam(bundle),
         errors_dir=out / "errors",
     )
     live.summary[NAME]["skipped"] = len(skipped)
