@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -82,19 +82,22 @@ class TrainingData:
         return isinstance(self.train, ActivationRows)
 
 
-def load_data(
-    plan: Plan, prm: params_mod.Params, tfrecords: str | Path, cache: str | Path | None
-) -> TrainingData:
-    """The rows `train.feature_cache` asks for: the feature cache (checked against the plan's
-    key) or the TFRecords' images. Refuses TFRecords whose pixels went through another colour
-    constancy than `model.colour_constancy`."""
-    cfg = prm.train
-    colour = plan.colour_constancy
-    if colour != prm.model.colour_constancy:
+def check_colour(records: dict[str, Any], model: params_mod.ModelParams) -> None:
+    """Refuse TFRecords (their meta.json) whose pixels went through another colour constancy
+    than `model.colour_constancy`: the model would learn pixels no runtime feeds it."""
+    colour = records.get("colour_constancy", "none")
+    if colour != model.colour_constancy:
         raise DermaiError(
             f"TFRecords colour constancy ({colour}) differs from model.colour_constancy "
-            f"({prm.model.colour_constancy}); rerun tfrecords"
+            f"({model.colour_constancy}); rerun tfrecords"
         )
+
+
+def load_data(
+    plan: Plan, cfg: params_mod.TrainParams, tfrecords: str | Path, cache: str | Path | None
+) -> TrainingData:
+    """The rows `train.feature_cache` asks for: the feature cache (checked against the plan's
+    key) or the TFRecords' images."""
     if not cfg.feature_cache:
         images = ImageRows.read(tfrecords, "train", augment=True)
         return TrainingData(images, ImageRows.read(tfrecords, "val"), len(images.y))

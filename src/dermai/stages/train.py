@@ -73,9 +73,11 @@ def run(args: argparse.Namespace) -> None:
     from dermai.models.data import read_meta
 
     t_start = time.time()
+    records = read_meta(args.tfrecords)
+    training.check_colour(records, prm.model)
     strategy = training.setup_tf(prm.train, prm.base.seed)
-    plan = features.plan(prm, read_meta(args.tfrecords), args.pretrained, strategy.scope)
-    data = training.load_data(plan, prm, args.tfrecords, args.features)
+    plan = features.plan(prm, records, args.pretrained, strategy.scope)
+    data = training.load_data(plan, prm.train, args.tfrecords, args.features)
     live = Live(args.live, dvcyaml=False, save_dvc_exp=False, report=None)
     model, history = training.fit(plan, data, prm.train, prm.train.seed, live)
     training.save_model(model, Path(args.model))
