@@ -177,3 +177,23 @@ def test_unknown_revision_and_missing_path_are_one_line_errors(repo, capsys, mon
     )
     err = one_line_error(capsys, compare("--path", "x/y.csv", "baseline", "HEAD"))
     assert err.startswith("dermai compare: error: baseline: no x/y.csv at that experiment")
+
+
+def test_resamples_and_seed_default_to_the_params(tmp_path, capsys, caplog):
+    """Without --bootstrap/--seed: evaluate.bootstrap and base.seed of the params file, else
+    params.py's defaults (no number of its own in compare)."""
+    from dermai import params
+
+    a = predictions(tmp_path / "a.csv", skill=0.0, seed=1)
+    b = predictions(tmp_path / "b.csv", skill=0.3, seed=2)
+    prm = tmp_path / "params.yaml"
+    prm.write_text("evaluate: {bootstrap: 37}\nbase: {seed: 5}\n")
+    with caplog.at_level("INFO", logger="dermai.commands.compare"):
+        assert main(["compare", "--params", str(prm), str(a), str(b)]) == 0
+        first = capsys.readouterr().out
+        assert main(["compare", "--bootstrap", "37", "--seed", "5", str(a), str(b)]) == 0
+        assert capsys.readouterr().out == first  # the same resamples: the same intervals
+        assert main(["compare", "--params", str(tmp_path / "none.yaml"), str(a), str(b)]) == 0
+    said = [r.getMessage() for r in caplog.records if "paired resamples" in r.getMessage()]
+    assert "37 paired resamples" in said[0]
+    assert f"{params.Params().evaluate.bootstrap} paired resamples" in said[-1]

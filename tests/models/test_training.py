@@ -109,7 +109,7 @@ def _cfg(**kw: Any) -> TrainParams:
 def _plan(lower: Any, upper: Any, seed: int = 0) -> Plan:
     """A plan around the stand-in parts (the backbone joins them: its output sizes the head)."""
     backbone = lower if upper is None else keras.Model(lower.input, upper(lower.output))
-    return Plan(backbone, lower, upper, None, CUT, ["a", "b", "c"], seed, {}, 0.2, "none")
+    return Plan(backbone, lower, upper, None, CUT, ["a", "b", "c"], seed, {}, "none")
 
 
 def _rows(seed: int) -> T.TrainingData:
@@ -348,7 +348,8 @@ def _single(cfg: TrainParams, base: int, seed: int) -> Any:
     `base` (base.seed), then `fit` rebuilds the head under `seed` and trains both phases."""
     T.setup_tf(cfg, base)
     lower, upper, _ = _models(base)
-    model, history = T.fit(_plan(lower, upper, base), _rows(base), cfg, seed, FakeLive())
+    plan, data = _plan(lower, upper, base), _rows(base)
+    model, history = T.fit(plan, data, cfg, seed, FakeLive(), dropout=0.2)
     assert history.seeds == [seed]
     return model
 

@@ -229,7 +229,7 @@ def test_tta_flips_fits_the_temperature_on_tta_outputs_and_records_the_mode(proj
     assert pred.tta == "flips"
     for x, _, meta in tfdata.dataset(str(project / "tfrecords"), "test", 64, with_meta=True):
         ids = [v.decode() for v in meta["image_id"].numpy().tolist()]
-        proba = pred.predict_arrays(tf.cast(x, tf.float32).numpy())
+        proba = pred.analyse(tf.cast(x, tf.float32).numpy()).probabilities
         for i, p in zip(ids, proba, strict=True):
             assert got[i] == pytest.approx(p.tolist(), abs=1e-5), i
 

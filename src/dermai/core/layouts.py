@@ -25,11 +25,11 @@ import pandas as pd
 
 from dermai.core.ages import bin_age
 from dermai.core.labels import RepeatCheck, check_repeats
+from dermai.params import DROP
 
 if TYPE_CHECKING:
     from dermai.params import ManifestParams
 
-DROP = "drop"
 UNKNOWN_TYPE = "unknown"
 FOLDERS_HINT = "<source>/<condition>/<age_group>/<file>"
 

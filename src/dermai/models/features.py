@@ -112,7 +112,6 @@ class Plan:
     classes: list[str]
     seed: int  # base.seed: the backbone's init and the cache's augmented copies
     key: dict[str, Any]
-    dropout: float  # the head's (model.dropout)
     colour_constancy: float | str  # what the TFRecords' pixels went through
     scope: Callable[[], AbstractContextManager[Any]] = field(default=contextlib.nullcontext)
 
@@ -160,9 +159,7 @@ def plan(
         classes=classes,
     )
     colour = records.get("colour_constancy", "none")
-    return Plan(
-        backbone, lower, upper, cut, shape, classes, prm.base.seed, key, mcfg.dropout, colour, scope
-    )
+    return Plan(backbone, lower, upper, cut, shape, classes, prm.base.seed, key, colour, scope)
 
 
 def cache(

@@ -276,9 +276,9 @@ def member_seed(seed: int, k: int) -> int:
     return seed + k
 
 
-def _new_head(plan: Plan, cfg: params_mod.TrainParams) -> keras.Model:
+def _new_head(plan: Plan, cfg: params_mod.TrainParams, dropout: float) -> keras.Model:
     return build_head(
-        int(plan.backbone.output.shape[-1]), len(plan.classes), plan.dropout, cfg.weight_decay
+        int(plan.backbone.output.shape[-1]), len(plan.classes), dropout, cfg.weight_decay
     )
 
 
@@ -297,9 +297,12 @@ def fit(
     cfg: params_mod.TrainParams,
     seed: int,
     live: Live,
+    *,
+    dropout: float,
 ) -> tuple[keras.Model, History]:
     """Train `cfg.ensemble` members on `data` (seed `seed` + k each) and return the deployable
-    model (raw [0, 255] RGB in, probabilities out) with the members' history; dvclive's curves
+    model (raw [0, 255] RGB in, probabilities out) with the members' history; the heads drop
+    `dropout` (model.dropout) of their input in training. dvclive's curves
     and summary are member 0's (its kept epoch's values), plus the ensemble's under `ensemble`.
 
     Member 0 is exactly the single model of `seed` (nothing runs before it, so ensemble: 1 gives
@@ -312,7 +315,7 @@ def fit(
     with plan.scope():
         if seed != plan.seed:  # equal seeds keep one stream with the backbone: the default bytes
             keras.utils.set_random_seed(seed)
-        head = _new_head(plan, cfg)
+        head = _new_head(plan, cfg, dropout)
     epochs = cfg.head_epochs + (cfg.finetune_epochs if plan.upper is not None else 0)
     tracker = Tracker(live, len(plan.classes), total_epochs=epochs)
     start = None if plan.upper is None or k <= 1 else plan.upper.get_weights()
@@ -325,7 +328,7 @@ def fit(
         with plan.scope():
             u = None if plan.upper is None else copy_upper(plan.upper, start or [], f"upper_{i}")
             keras.utils.set_random_seed(s)  # after the copy: the head's init is seed s's alone
-            h = _new_head(plan, cfg)
+            h = _new_head(plan, cfg, dropout)
         t = Tracker(
             QuietLive(), len(plan.classes), total_epochs=epochs, label=f"member {i + 1}/{k}: "
         )

@@ -78,16 +78,6 @@ def run(args: argparse.Namespace) -> None:
     layout = args.layout or cfg.layout
     if not root.is_dir():
         raise DermaiError(f"raw root is not a folder: {root} (index.raw_root or --raw)")
-    bad = (
-        sorted(set(cfg.class_map.values()) - {layouts.DROP} - set(prm.base.classes))
-        if prm.base.classes
-        else []
-    )
-    if bad:
-        raise DermaiError(
-            f"index.class_map maps to {bad}, not in base.classes "
-            f"{prm.base.classes} (leave base.classes empty to take them)"
-        )
     lab = Labelling(
         classes=list(prm.base.classes),
         class_map=dict(cfg.class_map),

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
     cfg = prm.split
-    fractions = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
+    fractions = cfg.fractions()
     df = read_index(args.index)
     groups = read_groups(args.groups)
     pairs = read_duplicates(args.pairs)

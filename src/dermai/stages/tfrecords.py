@@ -60,12 +60,7 @@ def run(args: argparse.Namespace) -> None:
     require_gate(args.gate)
     prm = params_mod.load(args.params)
     cfg, model = prm.tfrecords, prm.model
-    colour_on = model.colour_constancy != NO_COLOUR_CONSTANCY
-    if colour_on and cfg.encoding != "resized":
-        raise DermaiError(
-            "model.colour_constancy needs tfrecords.encoding: resized (the correction runs on "
-            "the fitted pixels, and original bytes are stored as they are)"
-        )
+    colour_on = model.colour_constancy != NO_COLOUR_CONSTANCY  # params: then resized
     raw = Path(args.raw or prm.index.raw_root)
     classes = read_classes(args.classes, list(prm.base.classes))
     frames = {}

@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> None:
     plan = features.plan(prm, records, args.pretrained, strategy.scope)
     data = training.load_data(plan, prm.train, args.tfrecords, args.features)
     live = Live(args.live, dvcyaml=False, save_dvc_exp=False, report=None)
-    model, history = training.fit(plan, data, prm.train, prm.train.seed, live)
+    model, history = training.fit(
+        plan, data, prm.train, prm.train.seed, live, dropout=prm.model.dropout
+    )
     training.save_model(model, Path(args.model))
     ensemble = {"seeds": history.seeds, "best_epochs": [t.best_epoch for t in history.trackers]}
     write_json(

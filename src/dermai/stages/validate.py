@@ -19,7 +19,6 @@ from pathlib import Path
 from dermai import params as params_mod
 from dermai.core import gates
 from dermai.core.ages import all_age_groups
-from dermai.core.schema import SPLITS
 from dermai.errors import DermaiError
 from dermai.io.classes import read_classes
 from dermai.validation.gate import validate
@@ -49,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     params = params_mod.load(args.params)
-    fractions = {name: float(getattr(params.split, name)) for name in SPLITS}
+    fractions = params.split.fractions()
     summary = validate(
         index_path=Path(args.index),
         groups_path=Path(args.groups),
