@@ -15,8 +15,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from dermai.core.imbalance import class_weights  # noqa: E402
-from dermai.models import tracking  # noqa: E402
-from dermai.models import training as T  # noqa: E402
+from dermai.models import tracking, training  # noqa: E402
 from dermai.models.classifier import build_head  # noqa: E402
 from dermai.models.features import Plan  # noqa: E402
 from dermai.models.rows import ActivationRows, array_batches  # noqa: E402
@@ -59,9 +58,9 @@ class Recorder(tracking.Tracker):
 
 
 def _bal(y: np.ndarray, proba: np.ndarray) -> float:
-    from dermai.core import metrics as M
+    from dermai.core import metrics
 
-    return M.summary(y, proba)["balanced_accuracy"]
+    return metrics.summary(y, proba)["balanced_accuracy"]
 
 
 def _data(seed: int = 0, n: int = 48, n_val: int = 24):
@@ -112,22 +111,24 @@ def _plan(lower: Any, upper: Any, seed: int = 0) -> Plan:
     return Plan(backbone, lower, upper, None, CUT, ["a", "b", "c"], seed, {}, "none")
 
 
-def _rows(seed: int) -> T.TrainingData:
+def _rows(seed: int) -> training.TrainingData:
     train, val = _data(seed)
-    return T.TrainingData(ActivationRows(*train), ActivationRows(*val), len(train[1]))
+    return training.TrainingData(ActivationRows(*train), ActivationRows(*val), len(train[1]))
 
 
 def _fit(
     cfg: TrainParams, seed: int = 0, live: Any = None, with_upper: bool = True
 ) -> tuple[Recorder, Any, Any]:
-    T.setup_tf(cfg, seed)
+    training.setup_tf(cfg, seed)
     lower, upper, head = _models(seed, with_upper)
     parts = [m for m in (upper, head) if m is not None]
     tracker = Recorder(live or FakeLive(), parts)
     data = _rows(seed)
     if not with_upper:  # the cached rows are the pooled output of the whole (frozen) backbone
-        data = T.TrainingData(data.train.through(lower), data.val.through(lower), data.images)
-    T.fit_member(_plan(lower, upper, seed), upper, head, data, cfg, seed, tracker)
+        data = training.TrainingData(
+            data.train.through(lower), data.val.through(lower), data.images
+        )
+    training.fit_member(_plan(lower, upper, seed), upper, head, data, cfg, seed, tracker)
     return tracker, upper, head
 
 
@@ -146,7 +147,7 @@ def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str)
     kernel, bias = head.get_layer("logits").get_weights()
     cfg = _cfg(imbalance=imbalance, batch_size=len(y), class_weight_power=1.0, logit_adjust_tau=0.7)
     tracker = tracking.Tracker(FakeLive(), N_CLASSES)
-    T.train_epochs(
+    training.train_epochs(
         head,
         ActivationRows(feats, y),
         ActivationRows(xv.astype(np.float32).mean(axis=(1, 2)), yv),
@@ -346,10 +347,10 @@ def test_long_epochs_report_progress_inside_the_epoch(caplog: pytest.LogCaptureF
 def _single(cfg: TrainParams, base: int, seed: int) -> Any:
     """The single model the train stage makes with train.seed = `seed`: parts built under
     `base` (base.seed), then `fit` rebuilds the head under `seed` and trains both phases."""
-    T.setup_tf(cfg, base)
+    training.setup_tf(cfg, base)
     lower, upper, _ = _models(base)
     plan, data = _plan(lower, upper, base), _rows(base)
-    model, history = T.fit(plan, data, cfg, seed, FakeLive(), dropout=0.2)
+    model, history = training.fit(plan, data, cfg, seed, FakeLive(), dropout=0.2)
     assert history.seeds == [seed]
     return model
 
@@ -373,13 +374,13 @@ def test_ensemble_members_are_the_single_models_of_their_seeds_and_their_logits_
     z_single = [_top_logits(m.get_layer("upper"), m.get_layer("head"), x_va) for m in singles]
     assert np.abs(z_single[0] - z_single[1]).max() > 0.1  # the members differ: not vacuous
 
-    T.setup_tf(cfg, base)
+    training.setup_tf(cfg, base)
     lower, upper, _ = _models(base)
     live = FakeLive()
-    model, history = T.fit(
+    model, history = training.fit(
         _plan(lower, upper, base), _rows(base), replace(cfg, ensemble=2), 5, live
     )
-    assert history.seeds == [5, 6] and [T.member_seed(5, k) for k in range(2)] == [5, 6]
+    assert history.seeds == [5, 6] and [training.member_seed(5, k) for k in range(2)] == [5, 6]
     assert history.trackers[0].live is live and history.trackers[1].live is not live
     assert [layer.name for layer in model.layers] == ["image", "lower", "members", "head"]
     members = model.get_layer("members")
@@ -395,7 +396,7 @@ def test_ensemble_members_are_the_single_models_of_their_seeds_and_their_logits_
     z = np.asarray(logits_model(model)(x_va.astype(np.float32)))
     np.testing.assert_allclose(z, (z_single[0] + z_single[1]) / 2, rtol=1e-5, atol=1e-5)
     # what fit reports as the ensemble's val output: the model above the cut on cached rows
-    proba = ActivationRows(x_va, np.zeros(len(x_va), np.int64)).predict(T.above_cut(model))
+    proba = ActivationRows(x_va, np.zeros(len(x_va), np.int64)).predict(training.above_cut(model))
     np.testing.assert_allclose(proba, model.predict(x_va.astype(np.float32), verbose=0), atol=1e-6)
     ens = live.summary["ensemble"]["val_balanced_accuracy"]
     _, (_, y_va) = _data(base)
@@ -404,15 +405,15 @@ def test_ensemble_members_are_the_single_models_of_their_seeds_and_their_logits_
 
 def test_epoch_order_shuffles_or_oversamples_with_the_seeded_rng() -> None:
     y = np.array([0] * 30 + [1] * 6 + [2] * 4)
-    plain = T.epoch_order(np.random.default_rng(3), y, _cfg(imbalance="none"), N_CLASSES)
+    plain = training.epoch_order(np.random.default_rng(3), y, _cfg(imbalance="none"), N_CLASSES)
     assert sorted(plain.tolist()) == list(range(len(y)))  # a permutation: every row once
-    over = T.epoch_order(
+    over = training.epoch_order(
         np.random.default_rng(3), y, _cfg(imbalance="oversample", oversample_power=1.0), N_CLASSES
     )
     assert len(over) == len(y)
     counts = np.bincount(y[over], minlength=N_CLASSES)
     assert counts[2] > 4 and counts[0] < 30  # power 1: about balanced, so the rare class grows
-    again = T.epoch_order(
+    again = training.epoch_order(
         np.random.default_rng(3), y, _cfg(imbalance="oversample", oversample_power=1.0), N_CLASSES
     )
     np.testing.assert_array_equal(over, again)

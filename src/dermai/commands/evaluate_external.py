@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from dermai import params as params_mod
 from dermai.core.hashing import ImageRejected
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
 from dermai.io.images import FolderIndex, read
+from dermai.io.pipeline import pipeline_file
 from dermai.runtime import bundle as bundle_mod
+from dermai.runtime.gradcam import GradCam
 from dermai.runtime.report import EvalSettings, live_session, publish, settings_from
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(params_path: str) -> tuple[EvalSettings, list[str], int]:
-    from dermai import params as params_mod
-
     prm = params_mod.load_or_defaults(params_path)
     return settings_from(prm), list(prm.index.extensions), prm.index.max_pixels
 
@@ -101,8 +102,6 @@ def keras_gradcam(bundle: Any) -> Any | None:
     if bundle.keras_model is None:
         return None
 
-    from dermai.runtime.gradcam import GradCam
-
     return GradCam(bundle.keras_model)
 
 
@@ -117,8 +116,6 @@ def run(args: argparse.Namespace) -> None:
         raise DermaiError(f"images folder not found: {folder}")
     if not labels_path.is_file():
         raise DermaiError(f"labels CSV not found: {labels_path}")
-    from dermai.io.pipeline import pipeline_file
-
     args.model = pipeline_file("train", "--model", args.model)
     df = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
     bundle = bundle_mod.load(

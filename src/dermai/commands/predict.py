@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermai import DISCLAIMER
+from dermai import params as params_mod
 from dermai.core.hashing import ImageRejected
+from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
 from dermai.io.images import DEFAULT_MAX_PIXELS, expand, read
+from dermai.io.pipeline import pipeline_file
 from dermai.runtime import bundle as bundle_mod
 
 if TYPE_CHECKING:
@@ -51,8 +54,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _image_settings(params_path: str) -> tuple[list[str], int]:
-    from dermai import params as params_mod
-
     prm = params_mod.load_or_defaults(params_path)
     return list(prm.index.extensions), prm.index.max_pixels
 
@@ -155,14 +156,10 @@ def to_frame(records: list[dict[str, Any]], classes: list[str]) -> Any:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dermai.errors import DermaiError
-
     extensions, max_pixels = _image_settings(args.params)
     paths = expand(args.images, extensions)
     if not paths:
         raise DermaiError("no image files found in the given folders")
-    from dermai.io.pipeline import pipeline_file
-
     args.model = pipeline_file("train", "--model", args.model)
     bundle = bundle_mod.load(
         args.model, train_params=args.train_params, calibration=args.calibration

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from dermai.errors import DermaiError
+from dermai.models.lite0 import VARIANTS, load_backbone
 
 if TYPE_CHECKING:
     import keras
@@ -53,8 +54,6 @@ def build_backbone(
     """Feature extractor: raw [0, 255] RGB of `input_shape` -> pooled 1280-d features."""
     if weights not in ("imagenet", "none"):
         raise DermaiError(f"unknown backbone weights {weights!r}; use imagenet or none")
-    from dermai.models.lite0 import VARIANTS, load_backbone
-
     if name in VARIANTS:
         if weights == "imagenet" and pretrained_path is None:
             raise DermaiError(f"{name} with imagenet weights needs the converted file")

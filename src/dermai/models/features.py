@@ -27,6 +27,7 @@ import numpy as np
 from dermai import params as params_mod
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_dir
+from dermai.models.backbones import build_backbone, cut_layer_name, split_at
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,6 @@ def plan(
     agree, and so must the image size with model.image_*."""
     import keras
     import tensorflow as tf
-
-    from dermai.models.backbones import build_backbone, cut_layer_name, split_at
 
     mcfg, cfg = prm.model, prm.train
     classes = list(records["classes"])

@@ -29,9 +29,12 @@ from PIL import Image
 
 from dermai.core import preprocess
 from dermai.core import tta as tta_mod
+from dermai.core.modelcard import dataset_of
 from dermai.core.ood import Guard
 from dermai.errors import DermaiError
+from dermai.models import archive
 from dermai.runtime import inference
+from dermai.runtime.tflite import TfliteModel, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +127,6 @@ def embedded_guard(model: str | Path) -> dict[str, Any] | None:
     """The OOD guard document a .tflite carries in its `dermai` metadata (None if none)."""
     if Path(model).suffix != ".tflite":
         return None
-    from dermai.runtime.tflite import read_metadata
-
     doc = read_metadata(model).get("ood")
     return doc if isinstance(doc, dict) else None
 
@@ -157,8 +158,6 @@ def export_guard(
     """The guard document exported models carry: `ood.json` as `evaluate` wrote it (method, its
     fitted state, threshold, temperature), plus the kind of training images and the exact
     refusal text, so a runtime needs nothing but the model file to apply the same rule."""
-    from dermai.core.modelcard import dataset_of
-
     found = read_guard(model, explicit)
     if found is None:
         f = side_path(model, OOD_FILE, explicit)
@@ -172,8 +171,6 @@ def training_image_kind(model: str | Path) -> str:
     """What the model was trained on, e.g. "dermoscopic images of skin lesions": from an
     exported .tflite's embedded guard, else the `model_card.json` (or `train_params.json`)
     beside the model."""
-    from dermai.core.modelcard import dataset_of
-
     doc = embedded_guard(model)
     if doc is not None and doc.get("image_kind"):
         return str(doc["image_kind"])
@@ -337,8 +334,6 @@ def load_keras(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DermaiError(f"model not found: {path}")
-    from dermai.models import archive
-
     return archive.load_keras(path)
 
 
@@ -397,8 +392,6 @@ def load(
         colour = colour_constancy(meta)
         mode = "none" if tta is not None or not calibrated else read_tta(path, calibration)
     elif path.suffix == ".tflite":
-        from dermai.runtime.tflite import TfliteModel
-
         lite = TfliteModel(path, num_threads)
         fn, classes, h, w, colour = (
             lite,

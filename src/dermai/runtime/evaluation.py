@@ -16,6 +16,7 @@ import numpy as np
 from dermai.core import calibration
 from dermai.core.schema import EXTERNAL
 from dermai.errors import DermaiError
+from dermai.models import data as tfdata
 from dermai.runtime.bundle import Bundle
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ class SplitPredictions(TypedDict):
 
 def predict_split(bundle: Bundle, folder: str, split: str, keep_images: bool) -> SplitPredictions:
     """Logits, labels, subgroup columns (and uint8 images if asked) for one TFRecord split."""
-    from dermai.models import data as tfdata
-
     arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "y", "images")}
     out: dict[str, list[str]] = {k: [] for k in ("age_group", "source", "id")}
     total = tfdata.read_meta(folder)["splits"][split].get("images")
@@ -72,8 +71,6 @@ def predict_split(bundle: Bundle, folder: str, split: str, keep_images: bool) ->
 def predict_splits(bundle: Bundle, folder: str) -> dict[str, SplitPredictions]:
     """val and test (+ external when the TFRecords hold a held-out site); the images of the
     reported splits are kept for the error gallery."""
-    from dermai.models import data as tfdata
-
     meta = tfdata.read_meta(folder)
     if meta["classes"] != bundle.classes:
         raise DermaiError("TFRecords and model were made for different classes")

@@ -26,6 +26,7 @@ from dermai.core import modelcard
 from dermai.core.schema import EXTERNAL
 from dermai.io.atomic import atomic_open, write_json
 from dermai.io.tables import read_records
+from dermai.runtime.gradcam import GradCam
 from dermai.runtime.report import live_session, publish, settings_from
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,6 @@ def run(args: argparse.Namespace) -> None:
 
     from dermai.runtime import bundle as bundle_mod
     from dermai.runtime import evaluation
-    from dermai.runtime.gradcam import GradCam
     from dermai.runtime.guard import fit_guard
 
     keras.utils.set_random_seed(prm.base.seed)

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from dermai import params as params_mod
+from dermai.core.modelcard import dataset_of
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, write_json
 
@@ -59,7 +60,6 @@ def run(args: argparse.Namespace) -> None:
     cfg = prm.export
     import keras  # TensorFlow: only when the stage runs
 
-    from dermai.core.modelcard import dataset_of
     from dermai.core.parity import export_report
     from dermai.models import data as tfdata
     from dermai.runtime import bundle as bundle_mod

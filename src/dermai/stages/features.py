@@ -18,6 +18,7 @@ import logging
 
 from dermai import params as params_mod
 from dermai.errors import require_gate
+from dermai.models import features
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     require_gate(args.gate)
     prm = params_mod.load(args.params)
-    from dermai.models import features  # TensorFlow: only when the stage runs
-
     if not prm.train.feature_cache:
         features.write_disabled(args.out)
         log.info("train.feature_cache is false: no activations cached (train reads images)")

@@ -32,6 +32,7 @@ from dermai import DISCLAIMER
 from dermai import params as params_mod
 from dermai.errors import require_gate
 from dermai.io.atomic import write_json
+from dermai.models import features
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
     from dvclive import Live  # TensorFlow and dvclive: only when the stage runs
 
-    from dermai.models import features, training
+    from dermai.models import training
     from dermai.models.data import read_meta
 
     t_start = time.time()

@@ -22,13 +22,15 @@ from PIL import Image
 
 from dermai import DISCLAIMER, __version__
 from dermai.core.hashing import ImageRejected, decode
+from dermai.core.modelcard import dataset_of
 from dermai.core.preprocess import fit
+from dermai.core.synth import STYLES, lesion_image
 from dermai.errors import DermaiError
 from dermai.runtime import bundle as bundle_mod
+from dermai.runtime.gradcam import GradCam, overlay
 
 if TYPE_CHECKING:
     from dermai.runtime.bundle import Bundle
-    from dermai.runtime.gradcam import GradCam
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,6 @@ def _rejection(reason: str) -> UploadRejected:
 
 def describe_model(model_path: Path, classes: list[str]) -> dict[str, Any]:
     """What the page says about the model, from the files beside it (see module doc)."""
-    from dermai.core.modelcard import dataset_of
-
     card = bundle_mod.read_side_json(model_path, bundle_mod.MODEL_CARD_FILE) or {}
     train = bundle_mod.read_side_json(model_path, bundle_mod.TRAIN_PARAMS_FILE) or {}
     data = card.get("data") or (dataset_of(train["params"]) if "params" in train else None)
@@ -93,8 +93,6 @@ def example_images(
     classes: list[str], size: tuple[int, int], n: int = N_EXAMPLES
 ) -> list[tuple[str, bytes]]:
     """Synthetic lesion pictures to try the demo with (core/synth; never real images)."""
-    from dermai.core.synth import STYLES, lesion_image
-
     h, w = size
     kinds = [c for c in classes if c in STYLES] or sorted(STYLES)
     out = []
@@ -202,8 +200,6 @@ class Engine:
         note = self.gradcam_note
         if self.gradcam is not None:
             try:
-                from dermai.runtime.gradcam import overlay
-
                 heat = self.gradcam.heatmap(x[0], b.classes.index(ranked[0][0]))
                 shown = fit(img, b.height * DISPLAY_SCALE, b.width * DISPLAY_SCALE)
                 cam = {
@@ -239,8 +235,6 @@ def build_engine(
         note = "No Grad-CAM: start the server with --keras models/model.keras to see one."
     else:
         try:
-            from dermai.runtime.gradcam import GradCam
-
             same = Path(keras_path) == model and b.keras_model is not None
             km = b.keras_model if same else bundle_mod.load_keras(keras_path)
             h, w = (int(d) for d in km.inputs[0].shape[1:3])
