@@ -18,7 +18,7 @@ from dermai.core.imbalance import class_weights  # noqa: E402
 from dermai.models import tracking, training  # noqa: E402
 from dermai.models.classifier import build_head  # noqa: E402
 from dermai.models.features import Plan  # noqa: E402
-from dermai.models.rows import ActivationRows, array_batches  # noqa: E402
+from dermai.models.rows import ActivationRows, Epoch, array_batches  # noqa: E402
 from dermai.params import TrainParams  # noqa: E402
 
 N_CLASSES = 3
@@ -106,8 +106,8 @@ def _cfg(**kw: Any) -> TrainParams:
 
 
 def _plan(lower: Any, upper: Any, seed: int = 0) -> Plan:
-    """A plan around the stand-in parts (the backbone joins them: its output sizes the head)."""
-    backbone = lower if upper is None else keras.Model(lower.input, upper(lower.output))
+    """A plan around the stand-in parts; its backbone's output (the top part's) sizes the head."""
+    backbone = lower if upper is None else upper
     return Plan(backbone, lower, upper, None, CUT, ["a", "b", "c"], seed, {}, "none")
 
 
@@ -377,9 +377,8 @@ def test_ensemble_members_are_the_single_models_of_their_seeds_and_their_logits_
     training.setup_tf(cfg, base)
     lower, upper, _ = _models(base)
     live = FakeLive()
-    model, history = training.fit(
-        _plan(lower, upper, base), _rows(base), replace(cfg, ensemble=2), 5, live
-    )
+    plan, data = _plan(lower, upper, base), _rows(base)
+    model, history = training.fit(plan, data, replace(cfg, ensemble=2), 5, live, dropout=0.2)
     assert history.seeds == [5, 6] and [training.member_seed(5, k) for k in range(2)] == [5, 6]
     assert history.trackers[0].live is live and history.trackers[1].live is not live
     assert [layer.name for layer in model.layers] == ["image", "lower", "members", "head"]
@@ -431,14 +430,14 @@ def test_image_rows_feed_the_same_loop_with_class_weights(tmp_path: Path) -> Non
     order = np.random.default_rng(0).permutation(n)
     onehot = np.eye(int(rows.y.max()) + 1, dtype=np.float32)[rows.y]
     w = np.linspace(0.5, 2.0, n).astype(np.float32)
-    got = list(rows.batches(order, onehot, w, 5, seed=1, epoch=0).as_numpy_iterator())
+    got = list(rows.batches(Epoch(order, onehot, w, 5, 1, 0)).as_numpy_iterator())
     assert sum(len(b[0]) for b in got) == n and got[0][0].shape[1:] == (rows.height, rows.width, 3)
     np.testing.assert_array_equal(np.concatenate([b[1] for b in got]), onehot[order])
     np.testing.assert_array_equal(np.concatenate([b[2] for b in got]), w[order])
     plain = ImageRows.read(records, "train")  # not augmented: the decoded images themselves
-    same = next(plain.batches(order, onehot, None, n, seed=1, epoch=0).as_numpy_iterator())
+    same = next(plain.batches(Epoch(order, onehot, None, n, 1, 0)).as_numpy_iterator())
     assert len(same) == 2 and not np.allclose(same[0], np.concatenate([b[0] for b in got]))
-    again = list(rows.batches(order, onehot, w, 5, seed=1, epoch=0).as_numpy_iterator())
+    again = list(rows.batches(Epoch(order, onehot, w, 5, 1, 0)).as_numpy_iterator())
     np.testing.assert_array_equal(got[0][0], again[0][0])  # seeded: the same augmentation
-    other = list(rows.batches(order, onehot, w, 5, seed=1, epoch=1).as_numpy_iterator())
+    other = list(rows.batches(Epoch(order, onehot, w, 5, 1, 1)).as_numpy_iterator())
     assert not np.array_equal(got[0][0], other[0][0])  # the next epoch augments anew

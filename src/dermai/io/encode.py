@@ -13,6 +13,7 @@ import io
 import multiprocessing as mp
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
@@ -21,60 +22,46 @@ from dermai.core.hashing import ImageRejected, decode
 from dermai.core.preprocess import NO_COLOUR_CONSTANCY, prepare
 from dermai.errors import DermaiError
 
-_CFG: dict = {}
+
+@dataclass(frozen=True)
+class Encoding:
+    """How the images under `raw` are stored: fitted to h x w, colour-corrected with `colour`
+    and re-encoded as JPEG at `quality` (`encoding: resized`), or as the file's own bytes."""
+
+    raw: Path
+    h: int
+    w: int
+    encoding: str
+    quality: int
+    max_pixels: int
+    colour: float | str = NO_COLOUR_CONSTANCY
 
 
-def init_worker(
-    raw: str,
-    h: int,
-    w: int,
-    encoding: str,
-    quality: int,
-    max_pixels: int,
-    colour: float | str = NO_COLOUR_CONSTANCY,
-) -> None:
-    _CFG.update(
-        raw=Path(raw),
-        h=h,
-        w=w,
-        encoding=encoding,
-        quality=quality,
-        max_pixels=max_pixels,
-        colour=colour,
-    )
+_SETTINGS: list[Encoding] = []  # the worker's, set once by its initializer
+
+
+def init_worker(settings: Encoding) -> None:
+    _SETTINGS[:] = [settings]
 
 
 def encode_image(path: str) -> bytes:
     """The bytes stored for one image (worker; PIL only, no TensorFlow)."""
-    data = (_CFG["raw"] / path).read_bytes()
-    if _CFG["encoding"] == "original":
+    e = _SETTINGS[0]
+    data = (e.raw / path).read_bytes()
+    if e.encoding == "original":
         return data
     # Draft decoding: a 12 MP camera JPEG is scaled down in libjpeg, to no less than the input.
-    img, _ = decode(data, _CFG["max_pixels"], draft=(_CFG["w"], _CFG["h"]))
+    img, _ = decode(data, e.max_pixels, draft=(e.w, e.h))
     buf = io.BytesIO()
-    fitted = prepare(img, _CFG["h"], _CFG["w"], _CFG.get("colour", NO_COLOUR_CONSTANCY))
-    fitted.save(buf, "JPEG", quality=_CFG["quality"])
+    prepare(img, e.h, e.w, e.colour).save(buf, "JPEG", quality=e.quality)
     return buf.getvalue()
 
 
-def pool(
-    workers: int,
-    raw: str | Path,
-    h: int,
-    w: int,
-    encoding: str,
-    quality: int,
-    max_pixels: int,
-    colour: float | str = NO_COLOUR_CONSTANCY,
-) -> Pool:
-    """A worker pool whose `encode_image` reads images under `raw`; fork it before importing
-    TensorFlow (the caller closes and joins it)."""
+def pool(workers: int, settings: Encoding) -> Pool:
+    """A worker pool whose `encode_image` stores images as `settings` says; fork it before
+    importing TensorFlow (the caller closes and joins it)."""
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
-    return ctx.Pool(
-        workers,
-        initializer=init_worker,
-        initargs=(str(raw), h, w, encoding, quality, max_pixels, colour),
-    )
+    return ctx.Pool(workers, initializer=init_worker, initargs=(settings,))
 
 
 def encoded(workers: Pool, rows: list[dict[str, Any]]) -> Iterator[bytes]:

@@ -23,22 +23,27 @@ from dermai.models import data
 PREDICT_BATCH = 256  # forward-pass slice for cached rows; does not change the outputs
 
 
+@dataclass(frozen=True)
+class Epoch:
+    """One epoch's draw, for any rows: the rows in the order drawn (an index array), every row's
+    one-hot target and sample weight (None: all 1), the batch size, and the augmentation seed
+    and epoch index (rows augmented as read use them)."""
+
+    order: np.ndarray
+    targets: np.ndarray
+    sample_weight: np.ndarray | None
+    batch: int
+    seed: int
+    index: int
+
+
 class Rows(Protocol):
     """What the epoch loop needs of a set of training or validation rows."""
 
     y: np.ndarray
 
-    def batches(
-        self,
-        order: np.ndarray,
-        targets: np.ndarray,
-        sample_weight: np.ndarray | None,
-        batch: int,
-        *,
-        seed: int,
-        epoch: int,
-    ) -> Any:
-        """One epoch's batches of rows `order` (an index array) for `model.fit`."""
+    def batches(self, epoch: Epoch) -> Any:
+        """The epoch's batches for `model.fit`."""
         ...
 
     def predict(self, model: keras.Model) -> np.ndarray:
@@ -101,18 +106,9 @@ class ActivationRows:
     x: np.ndarray
     y: np.ndarray
 
-    def batches(
-        self,
-        order: np.ndarray,
-        targets: np.ndarray,
-        sample_weight: np.ndarray | None,
-        batch: int,
-        *,
-        seed: int,
-        epoch: int,
-    ) -> keras.utils.PyDataset:
+    def batches(self, epoch: Epoch) -> keras.utils.PyDataset:
         """The rows as cached (their copies were augmented when the cache was made)."""
-        return array_batches(self.x, targets, order, batch, sample_weight)
+        return array_batches(self.x, epoch.targets, epoch.order, epoch.batch, epoch.sample_weight)
 
     def predict(self, model: keras.Model) -> np.ndarray:
         return predict_batches(model, self.x)
@@ -163,30 +159,22 @@ class ImageRows:
         ds = tf.data.Dataset.from_tensor_slices(self.records[order].tolist())
         return ds.map(lambda r: decode(r)[0], num_parallel_calls=data.AUTOTUNE, deterministic=True)
 
-    def batches(
-        self,
-        order: np.ndarray,
-        targets: np.ndarray,
-        sample_weight: np.ndarray | None,
-        batch: int,
-        *,
-        seed: int,
-        epoch: int,
-    ) -> tf.data.Dataset:
+    def batches(self, epoch: Epoch) -> tf.data.Dataset:
+        order, seed = epoch.order, epoch.seed
         images = self._images(order)
         if self.augment:
             # One augmentation stream per epoch: the row's position in all epochs so far.
-            start = epoch * len(order)
+            start = epoch.index * len(order)
             positions = tf.data.Dataset.range(start, start + len(order))
             images = tf.data.Dataset.zip((images, positions)).map(
                 lambda x, i: data.augment(x, tf.stack([tf.cast(seed, tf.int64), i])),
                 num_parallel_calls=data.AUTOTUNE,
                 deterministic=True,
             )
-        parts = [images, tf.data.Dataset.from_tensor_slices(targets[order])]
-        if sample_weight is not None:
-            parts.append(tf.data.Dataset.from_tensor_slices(sample_weight[order]))
-        return tf.data.Dataset.zip(tuple(parts)).batch(batch).prefetch(data.AUTOTUNE)
+        parts = [images, tf.data.Dataset.from_tensor_slices(epoch.targets[order])]
+        if epoch.sample_weight is not None:
+            parts.append(tf.data.Dataset.from_tensor_slices(epoch.sample_weight[order]))
+        return tf.data.Dataset.zip(tuple(parts)).batch(epoch.batch).prefetch(data.AUTOTUNE)
 
     def predict(self, model: keras.Model, batch: int = 64) -> np.ndarray:
         order = np.arange(len(self.y))

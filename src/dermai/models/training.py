@@ -39,7 +39,7 @@ from dermai.models.classifier import (
     make_loss,
     set_phase,
 )
-from dermai.models.rows import ActivationRows, ImageRows, Rows
+from dermai.models.rows import ActivationRows, Epoch, ImageRows, Rows
 from dermai.models.tracking import BatchProgress, QuietLive, Tracker, summarise_ensemble
 
 if TYPE_CHECKING:
@@ -188,13 +188,9 @@ def train_epochs(
     onehot = np.eye(n_classes, dtype=np.float32)
     for epoch in range(epochs):
         order = epoch_order(rng, y, cfg, n_classes)
+        weights = None if w is None else w[y].astype(np.float32)
         batches = train.batches(
-            order,
-            onehot[y],
-            None if w is None else w[y].astype(np.float32),
-            cfg.batch_size,
-            seed=seed + phase,
-            epoch=epoch,
+            Epoch(order, onehot[y], weights, cfg.batch_size, seed + phase, epoch)
         )
         progress = BatchProgress(
             f"epoch {tracker.progress_label()} (phase {phase})", cfg.batch_size

@@ -17,7 +17,7 @@ import argparse
 import logging
 
 from dermai import params as params_mod
-from dermai.errors import require_gate
+from dermai.errors import add_gate_argument, require_gate
 from dermai.models import features
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--pretrained", required=True, help="converted Lite ImageNet weights (.weights.h5)"
     )
     p.add_argument("--out", required=True, help="output folder (.npy arrays + meta.json)")
-    p.add_argument(
-        "--gate",
-        default=None,
-        help="file that `dermai validate` writes only when the data gates pass",
-    )
+    add_gate_argument(p)
 
 
 def run(args: argparse.Namespace) -> None:

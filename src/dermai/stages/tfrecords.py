@@ -24,7 +24,7 @@ import numpy as np
 
 from dermai import params as params_mod
 from dermai.core.preprocess import NO_COLOUR_CONSTANCY
-from dermai.errors import DermaiError, require_gate
+from dermai.errors import DermaiError, add_gate_argument, require_gate
 from dermai.io import encode
 from dermai.io.atomic import atomic_dir, write_json
 from dermai.io.classes import read_classes
@@ -49,11 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="class list written by `dermai index` (default: base.classes)",
     )
     p.add_argument("--out", required=True, help="output folder (replaced whole)")
-    p.add_argument(
-        "--gate",
-        default=None,
-        help="file that `dermai validate` writes only when the data gates pass",
-    )
+    add_gate_argument(p)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -76,8 +72,7 @@ def run(args: argparse.Namespace) -> None:
             raise DermaiError(f"{f}: labels {bad} not in the class list {classes}")
 
     out = Path(args.out)
-    workers = encode.pool(
-        prm.index.workers or os.cpu_count() or 1,
+    settings = encode.Encoding(
         raw,
         model.image_height,
         model.image_width,
@@ -86,6 +81,7 @@ def run(args: argparse.Namespace) -> None:
         prm.index.max_pixels,
         model.colour_constancy,
     )
+    workers = encode.pool(prm.index.workers or os.cpu_count() or 1, settings)
     meta: dict = {
         "classes": classes,
         "image_height": model.image_height,

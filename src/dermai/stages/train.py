@@ -30,7 +30,7 @@ from pathlib import Path
 
 from dermai import DISCLAIMER
 from dermai import params as params_mod
-from dermai.errors import require_gate
+from dermai.errors import add_gate_argument, require_gate
 from dermai.io.atomic import write_json
 from dermai.models import features
 
@@ -58,11 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "looks for train_params.json beside the model unless told otherwise)",
     )
     p.add_argument("--live", required=True, help="dvclive output folder")
-    p.add_argument(
-        "--gate",
-        default=None,
-        help="file that `dermai validate` writes only when the data gates pass",
-    )
+    add_gate_argument(p)
 
 
 def run(args: argparse.Namespace) -> None:
