@@ -17,15 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from dermai.core import layouts as L
+from dermai.core import layouts
 from dermai.io.images import walk_files
 
 
-def build(root: Path, n: int) -> list[L.Task]:
+def build(root: Path, n: int) -> list[layouts.Task]:
     rows = []
     for k in range(n):
         image_id = f"ISIC_{k:07d}"
-        rows.append(L.Task(path="", image_id=image_id, raw_label="nv", condition="nv"))
+        rows.append(layouts.Task(path="", image_id=image_id, raw_label="nv", condition="nv"))
         if k % 10 == 9:
             continue  # listed, no file
         part = root / f"part_{1 + k % 2}"
@@ -51,7 +51,7 @@ def main() -> None:
         t_walk = time.perf_counter() - t
         t = time.perf_counter()
         files = walk_files(root)
-        tasks = L.match(rows, files, {".jpg"}, ["_downsampled"])
+        tasks = layouts.match(rows, files, {".jpg"}, ["_downsampled"])
         t_lookup = time.perf_counter() - t
     ok = sum(not x.reject for x in tasks)
     no_file = sum(x.reject == "listed id has no image file" for x in tasks)

@@ -43,8 +43,8 @@ def export_pair(
     import keras
 
     from dermai.models.data import representative_images
+    from dermai.runtime.bundle import read_train_params
     from dermai.runtime.convert import export_bytes
-    from dermai.runtime.loader import read_train_params
 
     classes = read_train_params(keras_path)["classes"]
     model = keras.saving.load_model(keras_path, compile=False)

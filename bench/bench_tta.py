@@ -4,7 +4,7 @@ ratio to the no-TTA run of the same batch on the same predictor, in this same pr
 By default the synthetic tiny model of the tests (`tests/tinymodel.py`, square input, so both
 modes apply); give a trained .keras to time it instead (dihedral is skipped for a non-square
 input). Each time is the median of --runs predictions of --batch images after one warm-up call,
-through `runtime.inference.Predictor.predict_arrays`, as `dermai predict` and `serve` run it.
+through `runtime.bundle.Bundle.analyse`, as `dermai predict` and `serve` run it.
 Usage:
 
     python bench/bench_tta.py
@@ -50,7 +50,7 @@ def main() -> None:
 
     from dermai.core import tta
     from dermai.errors import DermaiError
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model:
@@ -61,11 +61,11 @@ def main() -> None:
             classes = ["a", "b", "c"]
             model = tinymodel.build(classes, h=args.size, w=args.size)
             path = tinymodel.save(model, Path(tmp), classes)
-        base = dataclasses.replace(inference.load(path), tta="none")
+        base = dataclasses.replace(bundle_mod.load(path), tta="none")
         x = np.random.default_rng(0).uniform(0, 255, (args.batch, base.height, base.width, 3))
         x = x.astype(np.float32)
         print(f"model {path.name}: input {base.height}x{base.width}, batch {args.batch}")
-        peer = median_seconds(lambda: base.predict_arrays(x), args.runs)
+        peer = median_seconds(lambda: base.analyse(x).probabilities, args.runs)
         print(f"{'none':>8}: 1 view  {1e3 * peer:8.1f} ms/batch  ratio 1.00")
         for mode in ("flips", "dihedral"):
             try:
@@ -73,7 +73,7 @@ def main() -> None:
             except DermaiError as exc:
                 print(f"{mode:>8}: skipped ({exc})")
                 continue
-            s = median_seconds(lambda p=pred: p.predict_arrays(x), args.runs)
+            s = median_seconds(lambda p=pred: p.analyse(x).probabilities, args.runs)
             n = len(tta.views(mode, base.height, base.width))
             print(f"{mode:>8}: {n} views {1e3 * s:8.1f} ms/batch  ratio {s / peer:.2f}")
 

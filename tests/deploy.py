@@ -98,8 +98,8 @@ def tiny_tflite(
     """Export the tiny model with the export stage's own converter: {kind: .tflite path}."""
     import keras
 
+    from dermai.runtime.bundle import read_train_params
     from dermai.runtime.convert import export_bytes
-    from dermai.runtime.loader import read_train_params
 
     model = keras.saving.load_model(keras_path, compile=False)
     classes = read_train_params(keras_path)["classes"]

@@ -215,3 +215,255 @@ def wanted_deps(stage: dict) -> list[str]:
 if __name__ == "__main__":  # print the deps dvc.yaml should list
     for _name, _stage in stages().items():
         print(_name, *wanted_deps(_stage), sep="\n  ")
+
+
+# ---- param deps: derived from the code's reads of the params object ---------------------------
+#
+# A static walk from each stage's `run`: `params.load(...)` gives the params object; attribute
+# reads (`prm.train.lr`, or `cfg.lr` after `cfg = prm.train`) are recorded, and a section passed
+# to one of our functions (or methods of the params classes) is followed into it, bound to its
+# parameter. A section that goes anywhere else (a foreign call, a container) counts as read
+# whole. `params.as_dict(prm)` (the resolved params copied into train_params.json as a record of
+# the run, not read by the code) is the one call that is not a read.
+
+PARAMS_MODULE = "dermai.params"
+PARAMS_SOURCES = {"load", "load_or_defaults", "parse"}  # functions returning the params object
+NOT_READS = {(PARAMS_MODULE, "as_dict")}
+
+Kind = tuple[str, ...]  # () the params object, ("train",) a section, ("index", "manifest") ...
+
+
+def _section_types() -> dict[Kind, type]:
+    import dataclasses
+
+    from dermai import params
+
+    out: dict[Kind, type] = {}
+
+    def walk(cls: type, kind: Kind) -> None:
+        out[kind] = cls
+        for f in dataclasses.fields(cls):
+            tp = f.type if isinstance(f.type, type) else getattr(params, str(f.type), None)
+            if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+                walk(tp, (*kind, f.name))
+
+    walk(params.Params, ())
+    return out
+
+
+def leaf_params(kind: Kind = ()) -> set[str]:
+    """Every leaf param under `kind`, dotted (`index.manifest.file`)."""
+    import dataclasses
+
+    types = _section_types()
+    out = set()
+    for f in dataclasses.fields(types[kind]):
+        sub = (*kind, f.name)
+        out |= leaf_params(sub) if sub in types else {".".join(sub)}
+    return out
+
+
+class _Module:
+    """One parsed module: its functions (methods as Class.method) and what its imports name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        path = module_file(name)
+        assert path is not None, name
+        self.tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        self.functions: dict[str, ast.AST] = {}
+        self.modules: dict[str, str] = {}  # local alias -> dotted module
+        self.symbols: dict[str, tuple[str, str]] = {}  # local name -> (module, name)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef):
+                        self.functions[f"{node.name}.{item.name}"] = item
+            elif isinstance(node, ast.FunctionDef):
+                self.functions.setdefault(node.name, node)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname:
+                        self.modules[a.asname] = a.name
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                for a in node.names:
+                    local = a.asname or a.name
+                    if module_file(f"{base}.{a.name}") is not None:
+                        self.modules[local] = f"{base}.{a.name}"
+                    else:
+                        self.symbols[local] = (base, a.name)
+
+
+class ParamReads:
+    """The params a stage's code reads, by the walk described above."""
+
+    def __init__(self) -> None:
+        self.types = _section_types()
+        self.reads: set[str] = set()
+        self._modules: dict[str, _Module] = {}
+        self._done: set[tuple[str, str, frozenset]] = set()
+
+    def module(self, name: str) -> _Module:
+        if name not in self._modules:
+            self._modules[name] = _Module(name)
+        return self._modules[name]
+
+    def read_whole(self, kind: Kind) -> None:
+        self.reads |= leaf_params(kind)
+
+    def function(self, module: str, name: str, bindings: dict[str, Kind]) -> None:
+        key = (module, name, frozenset(bindings.items()))
+        if key in self._done:
+            return
+        self._done.add(key)
+        mod = self.module(module)
+        node = mod.functions[name]
+        env = dict(bindings)
+        for _ in range(5):  # assignments, to a fixpoint (flow-insensitive)
+            for n in ast.walk(node):
+                if isinstance(n, ast.Assign | ast.AnnAssign) and n.value is not None:
+                    for target in n.targets if isinstance(n, ast.Assign) else [n.target]:
+                        self._bind(target, n.value, env, mod)
+        for n in ast.walk(node):
+            if isinstance(n, ast.Attribute):
+                kind = self.kind(n.value, env, mod)
+                if kind is not None and (*kind, n.attr) not in self.types:
+                    dotted = ".".join((*kind, n.attr))
+                    if dotted in leaf_params(kind):
+                        self.reads.add(dotted)
+            elif isinstance(n, ast.Call):
+                self._call(n, env, mod)
+
+    def _bind(self, target: ast.AST, value: ast.AST, env: dict, mod: _Module) -> None:
+        if isinstance(target, ast.Name):
+            kind = self.kind(value, env, mod)
+            if kind is not None:
+                env[target.id] = kind
+        elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):
+            for t, v in zip(target.elts, value.elts, strict=False):
+                self._bind(t, v, env, mod)
+
+    def _target(self, func: ast.AST, env: dict, mod: _Module) -> tuple[str, str] | None:
+        """(module, function) a call goes to, when it is one of ours."""
+        if isinstance(func, ast.Name):
+            if func.id in mod.functions:
+                return mod.name, func.id
+            if func.id in mod.symbols:
+                return mod.symbols[func.id]
+        elif isinstance(func, ast.Attribute):
+            kind = self.kind(func.value, env, mod)
+            if kind is not None:  # a method of a params class
+                return PARAMS_MODULE, f"{self.types[kind].__name__}.{func.attr}"
+            if isinstance(func.value, ast.Name) and func.value.id in mod.modules:
+                return mod.modules[func.value.id], func.attr
+        return None
+
+    def kind(self, expr: ast.AST, env: dict, mod: _Module) -> Kind | None:
+        """The params object or section `expr` evaluates to, if any."""
+        if isinstance(expr, ast.Name):
+            return env.get(expr.id)
+        if isinstance(expr, ast.Attribute):
+            base = self.kind(expr.value, env, mod)
+            if base is not None and (*base, expr.attr) in self.types:
+                return (*base, expr.attr)
+            return None
+        if isinstance(expr, ast.Call):
+            target = self._target(expr.func, env, mod)
+            if target is not None and target[0] == PARAMS_MODULE and target[1] in PARAMS_SOURCES:
+                return ()
+        return None
+
+    def _call(self, call: ast.Call, env: dict, mod: _Module) -> None:
+        args = [(i, a) for i, a in enumerate(call.args)] + [(k.arg, k.value) for k in call.keywords]
+        passed = [(where, k) for where, a in args if (k := self.kind(a, env, mod)) is not None]
+        if isinstance(call.func, ast.Name) and call.func.id == "getattr" and passed:
+            name = call.args[1] if len(call.args) > 1 else None
+            kind = passed[0][1]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                self.reads.add(".".join((*kind, name.value)))
+            else:
+                self.read_whole(kind)
+            return
+        target = self._target(call.func, env, mod)
+        method_of = (
+            self.kind(call.func.value, env, mod) if isinstance(call.func, ast.Attribute) else None
+        )
+        if not passed and method_of is None:
+            return
+        if target in NOT_READS:
+            return
+        if target is None or target[1] not in self.module(target[0]).functions:
+            for _, kind in passed:  # a section handed to code we cannot follow: all of it
+                self.read_whole(kind)
+            return
+        node = self.module(target[0]).functions[target[1]]
+        assert isinstance(node, ast.FunctionDef)
+        names = [a.arg for a in node.args.posonlyargs + node.args.args]
+        bindings: dict[str, Kind] = {}
+        if method_of is not None:
+            bindings[names[0]] = method_of
+            names = names[1:]
+        for where, kind in passed:
+            name = names[where] if isinstance(where, int) and where < len(names) else where
+            if isinstance(name, str):
+                bindings[name] = kind
+            else:
+                self.read_whole(kind)
+        self.function(target[0], target[1], bindings)
+
+
+def derived_params(stage: dict) -> set[str]:
+    """The params a stage reads, as dvc.yaml would list them: a section when every param of
+    it is read, else each param."""
+    walk = ParamReads()
+    walk.function(stage_module(stage), "run", {})
+    out = set()
+    for section in sorted({r.split(".")[0] for r in walk.reads}):
+        whole = leaf_params((section,))
+        mine = {r for r in walk.reads if r.split(".")[0] == section}
+        out |= {section} if mine == whole else mine
+    return out
+
+
+def declared_params(stage: dict) -> set[str]:
+    out = set()
+    for entry in stage.get("params", []):
+        assert isinstance(entry, str), f"params from another file: {entry}"
+        out.add(entry)
+    return out
+
+
+def test_stage_param_deps_are_the_params_its_code_reads():
+    problems = []
+    for name, stage in stages().items():
+        derived, declared = derived_params(stage), declared_params(stage)
+        if derived - declared:
+            problems.append(f"stage {name!r} reads but does not list: {sorted(derived - declared)}")
+        if declared - derived:
+            problems.append(
+                f"stage {name!r} lists params it never reads: {sorted(declared - derived)}"
+            )
+    assert not problems, "\n".join(problems)
+
+
+def test_the_param_walk_follows_sections_into_functions_and_methods():
+    """The walk itself, on real code paths: a section passed down (train's `cfg` into the epoch
+    loop and the loss), a method of a params class (`split.fractions()`), a whole section handed
+    to code it cannot follow, and the as_dict record that is not a read."""
+    walk = ParamReads()
+    walk.function("dermai.models.training", "train_epochs", {"cfg": ("train",)})
+    assert {"train.batch_size", "train.class_weight_power", "train.imbalance"} <= walk.reads
+    assert "train.focal_gamma" in walk.reads  # make_loss, two calls down
+    assert not any(r.startswith("model.") for r in walk.reads)
+    walk = ParamReads()
+    walk.function(stage_module(stages()["validate"]), "run", {})
+    assert {"split.train", "split.val", "split.test"} <= walk.reads  # via fractions()
+    assert "split.duplicate_policy" not in walk.reads
+    walk = ParamReads()
+    walk.function(stage_module(stages()["train"]), "run", {})
+    assert "evaluate.bootstrap" not in walk.reads  # train_params.json's copy is no read

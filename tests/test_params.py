@@ -120,3 +120,128 @@ def test_colour_constancy_is_none_or_a_p_in_its_interval():
     for bad in ("off", True, None, [6]):
         with pytest.raises(DermaiError, match="model.colour_constancy"):
             params.parse({"model": {"colour_constancy": bad}})
+
+
+# --------------------------------------------------------------------------- every field declared
+
+
+def unconstrained(cls: type, where: str = "") -> list[str]:
+    """Fields of dataclass `cls` (nested ones walked) that declare no constraint: like
+    scikit-learn's common test that every estimator parameter has one. A field is constrained
+    by its type alone when that is bool or a choice (`Literal`); a number (or list of numbers)
+    needs an `Interval`, a string (or list or mapping of strings) a `Pattern`."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        name, tp = f"{where}{f.name}", hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += unconstrained(tp, f"{name}.")
+            continue
+        leaves: set[type] = set()
+        todo = [tp]
+        while todo:
+            t = todo.pop()
+            origin = typing.get_origin(t)
+            if origin is typing.Literal:
+                continue
+            if origin in (list, dict, typing.Union) or isinstance(t, type(int | str)):
+                todo += typing.get_args(t)
+            else:
+                leaves.add(t)
+        meta = f.metadata
+        ok = all(
+            t is bool
+            or (t in (int, float) and isinstance(meta.get("interval"), params.Interval))
+            or (t is str and isinstance(meta.get("pattern"), params.Pattern))
+            for t in leaves
+        )
+        if not ok:
+            out.append(name)
+    return out
+
+
+def test_every_field_declares_its_constraint():
+    assert unconstrained(params.Params) == []
+
+
+def test_the_constraint_walk_flags_undeclared_fields():
+    import dataclasses
+    from typing import Literal
+
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        n: int = 3  # no interval
+        p: str = params.text("x")
+
+    @dataclasses.dataclass(frozen=True)
+    class Section:
+        a: int = params.ranged(1, 0)
+        b: float = 0.5  # no interval
+        c: Literal["x", "y"] = "x"
+        d: str = "free"  # no pattern
+        e: list[str] = dataclasses.field(default_factory=list)  # no pattern
+        f: bool = True
+        g: float | Literal["none"] = "none"  # a number beside the choice: no interval
+        inner: Inner = dataclasses.field(default_factory=Inner)
+
+    assert unconstrained(Section) == ["b", "d", "e", "g", "inner.n"]
+
+
+def test_choices_repeat_the_modules_that_implement_them():
+    """params names the choices that core implements; the two lists cannot drift apart."""
+    import typing
+
+    from dermai.core import ood, tta
+
+    hints = typing.get_type_hints(params.EvaluateParams)
+    assert set(typing.get_args(hints["ood_method"])) == set(ood.METHODS)
+    assert set(typing.get_args(hints["ood_space"])) == set(ood.SPACES)
+    assert set(typing.get_args(hints["tta"])) == set(tta.MODES)
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"evaluate": {"ood_method": "mahalanobs"}}, "evaluate.ood_method='mahalanobs'"),
+        ({"evaluate": {"ood_space": "pixels"}}, "evaluate.ood_space='pixels'"),
+        ({"evaluate": {"ood_keep": 3.0}}, "evaluate.ood_keep=3.0"),
+        ({"evaluate": {"ood_keep": 0}}, "evaluate.ood_keep=0"),
+        ({"evaluate": {"ood_components": -5}}, "evaluate.ood_components=-5"),
+        ({"evaluate": {"tta": "dihedral"}}, "model.image_height=150"),  # 150 x 200
+        ({"split": {"train": 0.9}}, "0.9 + 0.1 + 0.1 = 1.1"),
+        ({"index": {"extensions": ["jpg"]}}, "index.extensions=['jpg']"),
+        ({"index": {"raw_root": ""}}, "index.raw_root=''"),
+        ({"index": {"manifest": {"path_template": "images/a.jpg"}}}, "path_template"),
+        ({"index": {"class_map": {"scc": "bc"}}}, "index.class_map maps to ['bc']"),
+        ({"base": {"age_edges": [60, 30]}}, "base.age_edges=[60, 30]"),
+        ({"base": {"classes": ["nv", " "]}}, "base.classes=['nv', ' ']"),
+        ({"sample": {"n_images": 10}}, "sample.n_images=10"),
+        (
+            {"model": {"colour_constancy": 6}, "tfrecords": {"encoding": "original"}},
+            "model.colour_constancy=6.0",
+        ),
+    ],
+)
+def test_each_constraint_fails_on_load_with_a_one_line_error_naming_the_param(raw, named):
+    with pytest.raises(DermaiError) as info:
+        params.parse(raw)
+    message = str(info.value)
+    assert message.startswith("params: ") and "\n" not in message and named in message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"split": {"train": 0.6, "val": 0.2, "test": 0.2}},
+        {"split": {"train": 0.7, "val": 0.15, "test": 0.15}},  # 1 in floating point, almost
+        {"evaluate": {"tta": "dihedral"}, "model": {"image_height": 64, "image_width": 64}},
+        {"index": {"class_map": {"scc": "bcc", "unk": "drop"}}},
+        {"index": {"class_map": {"scc": "anything"}}, "base": {"classes": []}},
+        {"index": {"manifest": {"age": "", "source": ""}}},  # optional columns: none
+    ],
+)
+def test_consistent_params_pass_the_cross_checks(raw):
+    params.parse(raw)

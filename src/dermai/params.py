@@ -2,14 +2,19 @@
 
 Every stage reads its own section (same name as the stage). Unknown keys are rejected so a typo
 in `dvc exp run -S train.lrr=...` fails loudly instead of silently training with the default.
-Types (a bool is never a number), choices (`Literal`) and ranges (`Interval`, in the field's
-metadata, after scikit-learn's parameter constraints) are declared here once and checked on
-load, so stages do not re-check them.
+Every field declares its constraint here once, after scikit-learn's parameter constraints: a
+type (a bool is never a number), a choice (`Literal`), a range (`Interval`) for each number and
+a pattern (`Pattern`) for each string; `tests/test_params.py` fails on a field without one. The
+rules that tie fields together (`CROSS_CHECKS`: split fractions summing to 1, dihedral TTA on a
+square input, ...) run after them. All are checked on load, each failure a one-line DermaiError
+naming the param and its value, so stages do not re-check them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -50,6 +55,31 @@ class Interval:
         return f"{lb}{lo}, {hi}{rb}"
 
 
+@dataclass(frozen=True)
+class Pattern:
+    """What a string must look like (a regular expression it must match whole), and why."""
+
+    regex: str
+    what: str
+
+    def __contains__(self, v: str) -> bool:
+        return re.fullmatch(self.regex, v) is not None
+
+    def __str__(self) -> str:
+        return self.what
+
+
+NON_EMPTY = Pattern(r"(?s).*\S.*", "a non-empty string")
+ANY_TEXT = Pattern(r"(?s).*", "any string, empty for none")
+EXTENSION = Pattern(r"\.[A-Za-z0-9]+", "a file extension with its dot, e.g. .jpg")
+TEMPLATE = Pattern(r"(?s).*\{[^{}]+\}.*", "a path with a {column} placeholder")
+
+
+def text(default: str, pattern: Pattern = NON_EMPTY) -> Any:
+    """A string field that must match `pattern`."""
+    return field(default=default, metadata={"pattern": pattern})
+
+
 def ranged(
     default: Any,
     left: float | None = None,
@@ -73,13 +103,17 @@ DECODE_BUDGET = 128 * 2**20
 MAX_FILE_BYTES = 256 * 2**20
 
 HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+DROP = "drop"  # an index.class_map value: images with that raw label are not indexed
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif")
 
 
 @dataclass(frozen=True)
 class BaseParams:
     seed: int = ranged(42, 0)
     # Empty = the classes index finds after index.class_map, sorted (data/index/classes.json).
-    classes: list[str] = field(default_factory=lambda: list(HAM_CLASSES))
+    classes: list[str] = field(
+        default_factory=lambda: list(HAM_CLASSES), metadata={"pattern": NON_EMPTY}
+    )
     # Age-bin edges in years; labels are derived from them (see core.ages).
     age_edges: list[int] = field(
         default_factory=lambda: [30, 60], metadata={"interval": Interval(1, None)}
@@ -98,41 +132,31 @@ class SampleParams:
 
 @dataclass(frozen=True)
 class ManifestParams:
-    file: str = "metadata.csv"
-    path_template: str = "images/{image_id}.jpg"
-    image_id: str = "image_id"
-    condition: str = "dx"
-    age: str = "age"
-    source: str = "dataset"
-    group_id: str = "lesion_id"
+    file: str = text("metadata.csv")
+    path_template: str = text("images/{image_id}.jpg", TEMPLATE)
+    image_id: str = text("image_id")  # the manifest's columns; the optional ones may be ""
+    condition: str = text("dx")
+    age: str = text("age", ANY_TEXT)
+    source: str = text("dataset", ANY_TEXT)
+    group_id: str = text("lesion_id", ANY_TEXT)
 
 
 @dataclass(frozen=True)
 class IndexParams:
-    raw_root: str = "data/raw/sample"
+    raw_root: str = text("data/raw/sample")
     layout: Literal["folders", "manifest", "ham10000", "isic2019", "isic2020", "isic_archive"] = (
         "folders"
     )
     manifest: ManifestParams = field(default_factory=ManifestParams)
     # Raw label (case-insensitive) -> class, or "drop"; unmapped labels are kept as they are.
-    class_map: dict[str, str] = field(default_factory=dict)
+    class_map: dict[str, str] = field(default_factory=dict, metadata={"pattern": NON_EMPTY})
     # Metadata columns whose shared values join images into one leakage group (e.g. lesion_id,
     # patient_id); empty = the preset's own keys.
-    group_keys: list[str] = field(default_factory=list)
+    group_keys: list[str] = field(default_factory=list, metadata={"pattern": NON_EMPTY})
     # Keep only these image types (e.g. [dermoscopic]); empty = all. Unknown type = "unknown".
-    image_types: list[str] = field(default_factory=list)
+    image_types: list[str] = field(default_factory=list, metadata={"pattern": NON_EMPTY})
     extensions: list[str] = field(
-        default_factory=lambda: [
-            ".jpg",
-            ".jpeg",
-            ".png",
-            ".bmp",
-            ".tif",
-            ".tiff",
-            ".webp",
-            ".heic",
-            ".heif",
-        ]
+        default_factory=lambda: list(IMAGE_EXTENSIONS), metadata={"pattern": EXTENSION}
     )
     max_pixels: int = ranged(PIL_MAX_PIXELS, 1)
     max_decode_bytes: int = ranged(DECODE_BUDGET, 1)
@@ -158,7 +182,11 @@ class SplitParams:
     min_groups_for_presence: int = ranged(3, 1)
     # Every image of these sources goes to an `external` split (never trained, tuned or
     # calibrated on): the model's score on a site it never saw. [] = none.
-    external_source: list[str] = field(default_factory=list)
+    external_source: list[str] = field(default_factory=list, metadata={"pattern": NON_EMPTY})
+
+    def fractions(self) -> dict[str, float]:
+        """{train, val, test: fraction} (they sum to 1: `check_split`)."""
+        return {"train": self.train, "val": self.val, "test": self.test}
 
 
 @dataclass(frozen=True)
@@ -235,10 +263,13 @@ class EvaluateParams:
     bootstrap: int = ranged(1000, 1)
     ece_bins: int = ranged(15, 1)
     errors_per_class: int = ranged(8, 0)  # most confident mistakes shown per class, with Grad-CAM
-    ood_method: str = "energy"  # energy | mahalanobis | max_softmax (core/ood.py, README)
-    ood_space: str = "features"  # what Mahalanobis scores: penultimate features | logits
-    ood_keep: float = 0.95  # share of validation images the OOD threshold keeps
-    ood_components: int = 32  # principal components of the features Mahalanobis uses
+    # The OOD guard (core/ood.py, README): its method, what Mahalanobis scores (penultimate
+    # features or logits), the share of val images the threshold keeps, and the principal
+    # components of the features Mahalanobis uses.
+    ood_method: Literal["energy", "mahalanobis", "max_softmax"] = "energy"
+    ood_space: Literal["features", "logits"] = "features"
+    ood_keep: float = ranged(0.95, 0, 1, "right")
+    ood_components: int = ranged(32, 1)
     # Test-time augmentation: none | flips (identity, left-right, up-down, both: any aspect)
     # | dihedral (the 8 turns and flips; square inputs only). Probabilities are averaged
     # before calibration, and the temperature is fitted on the averaged outputs.
@@ -354,7 +385,120 @@ def build(cls: type, data: dict[str, Any], where: str = "") -> Any:
             not isinstance(v, str) and v not in interval for v in items
         ):
             raise DermaiError(f"params: {sub}={value!r} is not in {interval}")
+        pattern = fields[name].metadata.get("pattern")
+        if isinstance(kwargs[name], dict):
+            items = [*kwargs[name], *kwargs[name].values()]
+        if pattern is not None and any(v not in pattern for v in items):
+            raise DermaiError(f"params: {sub}={value!r}: each must be {pattern}")
     return cls(**kwargs)
+
+
+def _cross(checks: list[tuple[bool, str]]) -> None:
+    for failed, message in checks:
+        if failed:
+            raise DermaiError(f"params: {message}")
+
+
+def check_sample(p: Params) -> None:
+    """The sample's copies are drawn from its images, without repeats."""
+    c = p.sample
+    _cross(
+        [
+            (
+                c.n_exact_copies + c.n_near_duplicates > c.n_images,
+                f"sample.n_exact_copies + sample.n_near_duplicates = {c.n_exact_copies} + "
+                f"{c.n_near_duplicates} exceeds sample.n_images={c.n_images}",
+            ),
+            (
+                c.n_corrupt >= c.n_images,
+                f"sample.n_corrupt={c.n_corrupt} must be below sample.n_images={c.n_images}",
+            ),
+        ]
+    )
+
+
+def check_ages(p: Params) -> None:
+    edges = p.base.age_edges
+    _cross(
+        [
+            (not edges, "base.age_edges=[] needs at least one edge"),
+            (
+                any(b <= a for a, b in itertools.pairwise(edges)),
+                f"base.age_edges={edges} must be strictly increasing",
+            ),
+        ]
+    )
+
+
+def check_class_map(p: Params) -> None:
+    """index.class_map maps onto base.classes (or drop) when base.classes names them."""
+    classes = p.base.classes
+    bad = sorted(set(p.index.class_map.values()) - {DROP} - set(classes)) if classes else []
+    _cross(
+        [
+            (
+                bool(bad),
+                f"index.class_map maps to {bad}, not in base.classes {classes} (leave "
+                "base.classes empty to take them)",
+            )
+        ]
+    )
+
+
+def check_split(p: Params) -> None:
+    fractions = p.split.fractions()
+    total = sum(fractions.values())
+    _cross(
+        [
+            (
+                abs(total - 1) > 1e-6,
+                " + ".join(f"split.{k}" for k in fractions)
+                + " = "
+                + " + ".join(f"{v:g}" for v in fractions.values())
+                + f" = {total:g}, must be 1",
+            )
+        ]
+    )
+
+
+def check_colour_encoding(p: Params) -> None:
+    """Colour constancy corrects the fitted pixels: TFRecords must store fitted images."""
+    m, t = p.model, p.tfrecords
+    _cross(
+        [
+            (
+                m.colour_constancy != "none" and t.encoding != "resized",
+                f"model.colour_constancy={m.colour_constancy!r} needs tfrecords.encoding: "
+                f"resized, not {t.encoding!r} (the correction runs on the fitted pixels, and "
+                "original bytes are stored as they are)",
+            )
+        ]
+    )
+
+
+def check_tta(p: Params) -> None:
+    m = p.model
+    _cross(
+        [
+            (
+                p.evaluate.tta == "dihedral" and m.image_height != m.image_width,
+                "evaluate.tta=dihedral needs a square input (quarter turns swap height and "
+                f"width), model.image_height={m.image_height} and model.image_width="
+                f"{m.image_width}: use tta flips",
+            )
+        ]
+    )
+
+
+# The rules that tie fields together, run on load after every field's own constraint.
+CROSS_CHECKS = (
+    check_sample,
+    check_ages,
+    check_class_map,
+    check_split,
+    check_colour_encoding,
+    check_tta,
+)
 
 
 def load(path: str | Path = "params.yaml") -> Params:
@@ -382,7 +526,10 @@ def parse(raw: dict[str, Any]) -> Params:
         raise DermaiError(
             f"params: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    return build(Params, raw)
+    prm = build(Params, raw)
+    for check in CROSS_CHECKS:
+        check(prm)
+    return prm
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

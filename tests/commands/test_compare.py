@@ -209,19 +209,21 @@ def test_labels_that_disagree_are_a_one_line_error(tmp_path, capsys):
     )
 
 
-def test_the_default_seed_and_resamples_come_from_base_and_evaluate(tmp_path, capsys):
-    """Without --seed, the resampling seed is base.seed (not train.seed, which seeds training)."""
-    a = predictions(tmp_path / "a.csv", skill=0.2, seed=1)
-    b = predictions(tmp_path / "b.csv", skill=0.4, seed=2)
-    (tmp_path / "p.yaml").write_text(
-        "base: {seed: 7}\ntrain: {seed: 99}\nevaluate: {bootstrap: 60}\n"
-    )
+def test_resamples_and_seed_default_to_the_params(tmp_path, capsys, caplog):
+    """Without --bootstrap/--seed: evaluate.bootstrap and base.seed of the params file, else
+    params.py's defaults (no number of its own in compare)."""
+    from dermai import params
 
-    def out(*extra: str) -> str:
-        assert main(["compare", "--params", str(tmp_path / "p.yaml"), *extra, str(a), str(b)]) == 0
-        return capsys.readouterr().out
-
-    default = out()
-    assert "(paired, 60 resamples)" in default
-    assert default == out("--seed", "7")
-    assert default != out("--seed", "99")
+    a = predictions(tmp_path / "a.csv", skill=0.0, seed=1)
+    b = predictions(tmp_path / "b.csv", skill=0.3, seed=2)
+    prm = tmp_path / "params.yaml"
+    prm.write_text("evaluate: {bootstrap: 37}\nbase: {seed: 5}\n")
+    with caplog.at_level("INFO", logger="dermai.commands.compare"):
+        assert main(["compare", "--params", str(prm), str(a), str(b)]) == 0
+        first = capsys.readouterr().out
+        assert main(["compare", "--bootstrap", "37", "--seed", "5", str(a), str(b)]) == 0
+        assert capsys.readouterr().out == first  # the same resamples: the same intervals
+        assert main(["compare", "--params", str(tmp_path / "none.yaml"), str(a), str(b)]) == 0
+    said = [r.getMessage() for r in caplog.records if "paired resamples" in r.getMessage()]
+    assert "37 paired resamples" in said[0]
+    assert f"{params.Params().evaluate.bootstrap} paired resamples" in said[-1]

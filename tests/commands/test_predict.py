@@ -26,6 +26,7 @@ def model(tmp_path_factory) -> Path:
 
 
 def test_one_image_prints_calibrated_json_with_disclaimer(model, tmp_path, capsys):
+    from dermai.runtime import bundle as bundle_mod
     from dermai.runtime import inference
 
     img = tmp_path / "one.png"
@@ -40,9 +41,9 @@ def test_one_image_prints_calibrated_json_with_disclaimer(model, tmp_path, capsy
         CLASSES, key=lambda c: -out["probabilities"][c]
     )
     assert out["top1"] == out["top3"][0]
-    pred = inference.load(model)
+    pred = bundle_mod.load(model)
     x = pred.prepare(tinymodel.tinted(3))[None]
-    expected = inference.softmax(pred.logits(x), 2.0)[0]  # calibrated with T from the file
+    expected = inference.softmax(pred.logits_fn(x), 2.0)[0]  # calibrated with T from the file
     assert [out["probabilities"][c] for c in CLASSES] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
@@ -194,6 +195,7 @@ def test_the_ood_guard_adds_in_distribution_and_withholds_probabilities(model, t
 
 def test_predict_applies_the_tta_named_in_the_calibration(tmp_path, capsys):
     from dermai.core import tta
+    from dermai.runtime import bundle as bundle_mod
     from dermai.runtime import inference
 
     path = tinymodel.save(tinymodel.build(CLASSES), tmp_path / "m", CLASSES)
@@ -203,13 +205,13 @@ def test_predict_applies_the_tta_named_in_the_calibration(tmp_path, capsys):
     assert main(["predict", "--model", str(path), str(img)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tta"] == "flips" and out["temperature"] == 2.0
-    pred = inference.load(path)
+    pred = bundle_mod.load(path)
     x = pred.prepare(tinymodel.tinted(5))[None]
     views = [np.ascontiguousarray(tta.apply(v, x)) for v in tta.FLIPS]
-    p = np.mean([inference.softmax(pred.logits(v)) for v in views], axis=0).astype(np.float64)
+    p = np.mean([inference.softmax(pred.logits_fn(v)) for v in views], axis=0).astype(np.float64)
     q = p ** (1 / 2.0)  # temperature 2 on the log of the mean
     expected = (q / q.sum(1, keepdims=True))[0]
     got = [out["probabilities"][c] for c in CLASSES]
     assert got == pytest.approx(expected.tolist(), abs=1e-5)
-    plain = inference.softmax(pred.logits(x), 2.0)[0]
+    plain = inference.softmax(pred.logits_fn(x), 2.0)[0]
     assert not np.allclose(got, plain, atol=1e-4)  # the un-augmented answer differs

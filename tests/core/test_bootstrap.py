@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dermai.core import metrics as M
+from dermai.core import metrics
 from dermai.core.bootstrap import bootstrap_ci, bootstrap_cis
 
 
@@ -18,7 +18,7 @@ def data(n: int, seed: int = 0, k: int = 4):
 
 
 def acc(y, p):
-    return M.accuracy(y, p.argmax(1))
+    return metrics.accuracy(y, p.argmax(1))
 
 
 def test_ci_contains_point_and_narrows_with_n():
@@ -51,9 +51,9 @@ def test_several_metrics_share_resamples_and_undefined_resamples_are_dropped():
     cis = bootstrap_cis(
         {
             "accuracy": acc,
-            "balanced_accuracy": lambda y, p: M.balanced_accuracy(y, p.argmax(1), 4),
-            "macro_auc": M.macro_auc,
-            "auc_3": lambda y, p: M.per_class_auc(y, p)[3],
+            "balanced_accuracy": lambda y, p: metrics.balanced_accuracy(y, p.argmax(1), 4),
+            "macro_auc": metrics.macro_auc,
+            "auc_3": lambda y, p: metrics.per_class_auc(y, p)[3],
         },
         y,
         p,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from dermai.core import calibration as C
+from dermai.core import calibration
 from dermai.core.evaluation import json_safe, most_confident_mistakes, report
 
 CLASSES = ["a", "b", "c"]
@@ -31,7 +31,7 @@ def data(n: int = 240, seed: int = 0):
 
 def test_report_numbers_and_structure():
     y, logits, groups = data()
-    t = C.fit_temperature(logits, y)
+    t = calibration.fit_temperature(logits, y)
     rep = report(y, logits, CLASSES, temperature=t, groups=groups, n_bootstrap=200, seed=1)
     pred = logits.argmax(1)
     assert rep["n"] == len(y)

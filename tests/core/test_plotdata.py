@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import auc, confusion_matrix, roc_auc_score
 
-from dermai.core import plotdata as P
+from dermai.core import plotdata
 from dermai.core.evaluation import calibration_report
 
 
@@ -26,7 +26,7 @@ CLASSES = ["one", "two", "three", "four"]
 
 def test_roc_rows_carry_each_class_and_its_auc_in_the_legend():
     y, p, _ = toy()
-    rows = P.roc_rows(y, p, CLASSES)
+    rows = plotdata.roc_rows(y, p, CLASSES)
     assert [c for c in CLASSES if any(r["class"] == c for r in rows)] == CLASSES
     for c, cls in enumerate(CLASSES):
         mine = [r for r in rows if r["class"] == cls]
@@ -42,15 +42,15 @@ def test_roc_rows_carry_each_class_and_its_auc_in_the_legend():
 def test_a_class_without_both_outcomes_has_no_curve_rather_than_a_wrong_one():
     y, p, _ = toy()
     y = np.where(y == 3, 0, y)  # class "four" never occurs
-    assert {r["class"] for r in P.roc_rows(y, p, CLASSES)} == {"one", "two", "three"}
-    assert {r["class"] for r in P.pr_rows(y, p, CLASSES)} == {"one", "two", "three"}
+    assert {r["class"] for r in plotdata.roc_rows(y, p, CLASSES)} == {"one", "two", "three"}
+    assert {r["class"] for r in plotdata.pr_rows(y, p, CLASSES)} == {"one", "two", "three"}
 
 
 def test_pr_rows_carry_prevalence_as_the_chance_level():
     y, p, _ = toy()
-    for r in P.pr_rows(y, p, CLASSES):
+    for r in plotdata.pr_rows(y, p, CLASSES):
         c = CLASSES.index(r["class"])
-        assert r["prevalence"] == round(float((y == c).mean()), P.DIGITS)
+        assert r["prevalence"] == round(float((y == c).mean()), plotdata.DIGITS)
         assert 0.0 <= r["precision"] <= 1.0 and 0.0 <= r["recall"] <= 1.0
 
 
@@ -60,7 +60,7 @@ def test_confusion_rows_match_sklearn_with_actual_as_rows(pairs):
     y = np.array([a for a, _ in pairs])
     pred = np.array([b for _, b in pairs])
     m = confusion_matrix(y, pred, labels=range(4))
-    rows = P.confusion_rows(m.tolist(), CLASSES)
+    rows = plotdata.confusion_rows(m.tolist(), CLASSES)
     assert len(rows) == 16
     for r in rows:
         i, j = r["actual_index"], r["predicted_index"]
@@ -74,7 +74,7 @@ def test_confusion_rows_match_sklearn_with_actual_as_rows(pairs):
 def test_reliability_rows_keep_non_empty_bins_and_name_both_curves_with_ece():
     y, _, logits = toy(n=300)
     cal = calibration_report(y, logits, temperature=1.7, bins=10)
-    rows = P.reliability_rows(cal)
+    rows = plotdata.reliability_rows(cal)
     before = [r for r in rows if r["curve_index"] == 0]
     after = [r for r in rows if r["curve_index"] == 1]
     assert sum(r["count"] for r in before) == sum(r["count"] for r in after) == 300
@@ -89,7 +89,7 @@ def test_training_rows_mark_phase_and_only_the_kept_epoch():
         (1, 1, {"train/loss": 1.0, "train/accuracy": 0.6, "val/accuracy": float("nan")}),
         (2, 2, {"train/loss": 0.8, "train/accuracy": 0.7, "val/balanced_accuracy": 0.6}),
     ]
-    rows = P.training_rows(hist, kept_step=2)
+    rows = plotdata.training_rows(hist, kept_step=2)
     assert {(r["step"], r["phase"]) for r in rows} == {(0, "head"), (1, "head"), (2, "fine-tune")}
     assert {r["step"] for r in rows if r["kept"]} == {2}
     assert {(r["split"], r["metric"]) for r in rows} == {

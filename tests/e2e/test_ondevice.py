@@ -447,7 +447,7 @@ def probe_images(height: int, width: int) -> dict[str, np.ndarray]:
 
 
 def guard_doc(guard, kind: str = "synthetic sample images") -> dict:
-    from dermai.runtime.inference import ood_message
+    from dermai.runtime.bundle import ood_message
 
     return {**guard.to_dict(), "image_kind": kind, "message": ood_message(kind)}
 
@@ -512,11 +512,11 @@ def fitted_guard(model_path: Path, method: str):
 
 @pytest.mark.parametrize("method", ["embedded", "energy", "max_softmax", "mahalanobis"])
 def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, tmp_path, method):
-    from dermai.runtime.inference import load_guard
+    from dermai.runtime.bundle import guard_of
 
     ref, guard, doc = fitted_guard(model_path, method)
     model = with_guard(model_path, doc, tmp_path / "model.tflite")
-    py_guard, features_fn = load_guard(model)  # Python reads the same embedded document
+    py_guard, features_fn = guard_of(model)  # Python reads the same embedded document
     assert py_guard is not None and features_fn is None and py_guard.to_dict() == guard.to_dict()
     probes = probe_images(ref.height, ref.width)
     x = np.stack(list(probes.values()))
@@ -619,17 +619,17 @@ def test_phone_screenshots_of_a_prediction_and_of_the_guard_tripping(browser, mo
     from skimage import data as skdata
 
     from dermai.io.images import read
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
 
     expect = sync_api.expect
     spot, cat = tmp_path / "spot.png", tmp_path / "cat.png"
     lesion("nv", seed=11, height=450, width=600).save(spot)
     Image.fromarray(skdata.chelsea()).save(cat)
     model = guarded_phone_model(model_path, tmp_path)
-    predictor = inference.load(model, num_threads=1)
-    guard, _ = inference.load_guard(model)
+    predictor = bundle_mod.load(model, num_threads=1)
+    guard, _ = bundle_mod.guard_of(model)
     py = {
-        p.name: bool(guard.accept(predictor.logits(predictor.prepare(read(p))[None]))[0])
+        p.name: bool(guard.accept(predictor.logits_fn(predictor.prepare(read(p))[None]))[0])
         for p in (spot, cat)
     }
     assert py == {"spot.png": True, "cat.png": False}, py
@@ -654,7 +654,7 @@ def test_phone_screenshots_of_a_prediction_and_of_the_guard_tripping(browser, mo
             expect(page.locator("#status")).to_have_text("Done.", timeout=30_000)
             ood_text = page.locator("#ood")
             expect(ood_text).to_be_visible()
-            expect(ood_text).to_have_text(inference.ood_message(guard_kind(model)))
+            expect(ood_text).to_have_text(bundle_mod.ood_message(guard_kind(model)))
             expect(page.locator("#predictions")).to_be_hidden()
             expect(page.locator("#predictions li")).to_have_count(0)
             expect(page.locator("#answers-title")).to_be_hidden()

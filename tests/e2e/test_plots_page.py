@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dermai.core import plotdata as P
+from dermai.core import plotdata
 from dermai.core.evaluation import calibration_report
 from offline_browser import CHROMIUM, block_network
 
@@ -75,10 +75,10 @@ def write_made_up_classes(dst: Path, classes: list[str], seed: int = 3) -> None:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         for name, rows in (
-            ("confusion", P.confusion_rows(m.tolist(), classes)),
-            ("roc", P.roc_rows(y, proba, classes)),
-            ("precision_recall", P.pr_rows(y, proba, classes)),
-            ("reliability", P.reliability_rows(cal)),
+            ("confusion", plotdata.confusion_rows(m.tolist(), classes)),
+            ("roc", plotdata.roc_rows(y, proba, classes)),
+            ("precision_recall", plotdata.pr_rows(y, proba, classes)),
+            ("reliability", plotdata.reliability_rows(cal)),
         ):
             (out / f"{name}.json").write_text(json.dumps(rows))
 

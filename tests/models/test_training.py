@@ -1,9 +1,11 @@
 """The training loop on a tiny classifier fed cached activations: class weights in the loss,
-the kept epoch's weights and metrics, zero-epoch runs, and run-to-run identity."""
+the kept epoch's weights and metrics, zero-epoch runs, run-to-run identity, the epoch order
+(shuffle, oversampling) and the ensemble; the GPU path's image rows in the same loop."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,10 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from dermai.core.imbalance import class_weights  # noqa: E402
-from dermai.models import training as T  # noqa: E402
+from dermai.models import tracking, training  # noqa: E402
 from dermai.models.classifier import build_head  # noqa: E402
+from dermai.models.features import Plan  # noqa: E402
+from dermai.models.rows import ActivationRows, Epoch, array_batches  # noqa: E402
 from dermai.params import TrainParams  # noqa: E402
 
 N_CLASSES = 3
@@ -34,8 +38,11 @@ class FakeLive:
     def next_step(self) -> None:
         pass
 
+    def log_plot(self, name: str, rows: Any, **kw: Any) -> None:
+        pass
 
-class Recorder(T.Tracker):
+
+class Recorder(tracking.Tracker):
     """A tracker that also snapshots the models' weights at the end of every epoch."""
 
     def __init__(self, live: Any, models: list[Any]) -> None:
@@ -51,9 +58,9 @@ class Recorder(T.Tracker):
 
 
 def _bal(y: np.ndarray, proba: np.ndarray) -> float:
-    from dermai.core import metrics as M
+    from dermai.core import metrics
 
-    return M.summary(y, proba)["balanced_accuracy"]
+    return metrics.summary(y, proba)["balanced_accuracy"]
 
 
 def _data(seed: int = 0, n: int = 48, n_val: int = 24):
@@ -98,20 +105,30 @@ def _cfg(**kw: Any) -> TrainParams:
     return TrainParams(**{**base, **kw})
 
 
+def _plan(lower: Any, upper: Any, seed: int = 0) -> Plan:
+    """A plan around the stand-in parts; its backbone's output (the top part's) sizes the head."""
+    backbone = lower if upper is None else upper
+    return Plan(backbone, lower, upper, None, CUT, ["a", "b", "c"], seed, {}, "none")
+
+
+def _rows(seed: int) -> training.TrainingData:
+    train, val = _data(seed)
+    return training.TrainingData(ActivationRows(*train), ActivationRows(*val), len(train[1]))
+
+
 def _fit(
     cfg: TrainParams, seed: int = 0, live: Any = None, with_upper: bool = True
 ) -> tuple[Recorder, Any, Any]:
-    T.setup_tf(cfg, seed)
+    training.setup_tf(cfg, seed)
     lower, upper, head = _models(seed, with_upper)
     parts = [m for m in (upper, head) if m is not None]
     tracker = Recorder(live or FakeLive(), parts)
-    train, val = _data(seed)
-    if not with_upper:
-        train = (lower.predict(train[0].astype(np.float32), verbose=0), train[1])
-        val = (lower.predict(val[0].astype(np.float32), verbose=0), val[1])
-    T.fit_cached(
-        lower, upper, head, train, val, cfg=cfg, n_classes=N_CLASSES, seed=seed, tracker=tracker
-    )
+    data = _rows(seed)
+    if not with_upper:  # the cached rows are the pooled output of the whole (frozen) backbone
+        data = training.TrainingData(
+            data.train.through(lower), data.val.through(lower), data.images
+        )
+    training.fit_member(_plan(lower, upper, seed), upper, head, data, cfg, seed, tracker)
     return tracker, upper, head
 
 
@@ -129,13 +146,11 @@ def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str)
     head = build_head(CUT[-1], N_CLASSES, 0.0, 0.0)
     kernel, bias = head.get_layer("logits").get_weights()
     cfg = _cfg(imbalance=imbalance, batch_size=len(y), class_weight_power=1.0, logit_adjust_tau=0.7)
-    tracker = T.Tracker(FakeLive(), N_CLASSES)
-    T.train_epochs(
+    tracker = tracking.Tracker(FakeLive(), N_CLASSES)
+    training.train_epochs(
         head,
-        feats,
-        y,
-        xv.astype(np.float32).mean(axis=(1, 2)),
-        yv,
+        ActivationRows(feats, y),
+        ActivationRows(xv.astype(np.float32).mean(axis=(1, 2)), yv),
         epochs=1,
         lr=0.0,
         cfg=cfg,
@@ -143,7 +158,6 @@ def test_epoch_loss_matches_hand_computed_weighted_cross_entropy(imbalance: str)
         seed=0,
         tracker=tracker,
         phase=1,
-        weights_of=head,
     )
     logits = feats.astype(np.float64) @ kernel + bias
     if imbalance == "logit_adjust":  # Menon et al.: tau * log(training prior) inside the loss
@@ -232,13 +246,13 @@ def test_epoch_log_says_k_of_n_elapsed_and_time_left(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = iter([0.0, 100.0, 110.0, 120.0, 150.0])  # start, phase 1 begins, 2 epochs, 1 more
-    monkeypatch.setattr(T.time, "monotonic", lambda: next(clock))
-    tracker = T.Tracker(FakeLive(), 2, total_epochs=3)
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: next(clock))
+    tracker = tracking.Tracker(FakeLive(), 2, total_epochs=3)
     tracker.begin_phase(1)
     y = np.array([0, 1, 0, 1])
     proba = np.eye(2)[y] * 0.8 + 0.1
     weights = build_head(4, 2, 0.0, 0.0)
-    with caplog.at_level("INFO", logger=T.log.name):
+    with caplog.at_level("INFO", logger=tracking.log.name):
         tracker.end_epoch(proba, y, {"loss": 1.0}, 1, weights)
         tracker.end_epoch(proba, y, {"loss": 1.0}, 1, weights)
         tracker.end_epoch(proba, y, {"loss": 1.0}, 2, weights)
@@ -310,15 +324,17 @@ def test_long_epochs_report_progress_inside_the_epoch(caplog: pytest.LogCaptureF
     feats = x.astype(np.float32).mean(axis=(1, 2))
     head = build_head(CUT[-1], N_CLASSES, 0.0, 0.0)
     head.compile(optimizer="sgd", loss="categorical_crossentropy")
-    batches = T.array_batches(
+    batches = array_batches(
         feats, np.eye(N_CLASSES, dtype=np.float32)[y], np.arange(len(y)), 8, None
     )
-    with caplog.at_level("INFO", logger=T.log.name):
+    with caplog.at_level("INFO", logger=tracking.log.name):
         head.fit(
             batches,
             epochs=1,
             verbose=0,
-            callbacks=[T.BatchProgress("epoch 1/1", 8, every_s=0, first_batch_s=float("inf"))],
+            callbacks=[
+                tracking.BatchProgress("epoch 1/1", 8, every_s=0, first_batch_s=float("inf"))
+            ],
         )
     lines = [r.getMessage() for r in caplog.records if "samples/s" in r.getMessage()]
     n = len(batches)
@@ -329,12 +345,12 @@ def test_long_epochs_report_progress_inside_the_epoch(caplog: pytest.LogCaptureF
     # A slow first batch (the graph being built) gets its own line at once, and the rates
     # after it leave the build out.
     caplog.clear()
-    with caplog.at_level("INFO", logger=T.log.name):
+    with caplog.at_level("INFO", logger=tracking.log.name):
         head.fit(
             batches,
             epochs=1,
             verbose=0,
-            callbacks=[T.BatchProgress("epoch 1/1", 8, every_s=0, first_batch_s=0)],
+            callbacks=[tracking.BatchProgress("epoch 1/1", 8, every_s=0, first_batch_s=0)],
         )
     msgs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1")]
     assert msgs[0].startswith("epoch 1/1: first batch after ") and "graph built" in msgs[0]
@@ -344,26 +360,15 @@ def test_long_epochs_report_progress_inside_the_epoch(caplog: pytest.LogCaptureF
 # --------------------------------------------------------------------------- train.ensemble
 
 
-def _single(cfg: TrainParams, base: int, seed: int) -> tuple[Any, Any, Any]:
+def _single(cfg: TrainParams, base: int, seed: int) -> Any:
     """The single model the train stage makes with train.seed = `seed`: parts built under
-    `base` (base.seed), then the head rebuilt under `seed`, then both phases with `seed`."""
-    T.setup_tf(cfg, base)
+    `base` (base.seed), then `fit` rebuilds the head under `seed` and trains both phases."""
+    training.setup_tf(cfg, base)
     lower, upper, _ = _models(base)
-    keras.utils.set_random_seed(seed)
-    head = build_head(8, N_CLASSES, 0.2, 1e-4)
-    train, val = _data(base)
-    T.fit_cached(
-        lower,
-        upper,
-        head,
-        train,
-        val,
-        cfg=cfg,
-        n_classes=N_CLASSES,
-        seed=seed,
-        tracker=T.Tracker(FakeLive(), N_CLASSES),
-    )
-    return lower, upper, head
+    plan, data = _plan(lower, upper, base), _rows(base)
+    model, history = training.fit(plan, data, cfg, seed, FakeLive(), dropout=0.2)
+    assert history.seeds == [seed]
+    return model
 
 
 def _top_logits(upper: Any, head: Any, x: np.ndarray) -> np.ndarray:
@@ -377,49 +382,78 @@ def test_ensemble_members_are_the_single_models_of_their_seeds_and_their_logits_
     """Oracle: two single models trained apart (train.seed 5 and 6) against one K=2 ensemble
     (train.seed 5): member k is the single model of seed 5 + k, and the one saved graph's
     logits are the mean of theirs."""
-    import contextlib
-
-    from dermai.models.classifier import assemble_ensemble
     from dermai.runtime.inference import logits_model
 
     cfg, base = _cfg(head_epochs=1, finetune_epochs=1), 0
     singles = [_single(cfg, base, s) for s in (5, 6)]
     _, (x_va, _) = _data(base)
-    z_single = [_top_logits(u, h, x_va) for _, u, h in singles]
+    z_single = [_top_logits(m.get_layer("upper"), m.get_layer("head"), x_va) for m in singles]
     assert np.abs(z_single[0] - z_single[1]).max() > 0.1  # the members differ: not vacuous
 
-    T.setup_tf(cfg, base)
-    lower, upper, head = _models(base)
-    keras.utils.set_random_seed(5)
-    head = build_head(8, N_CLASSES, 0.2, 1e-4)
-    train, val = _data(base)
+    training.setup_tf(cfg, base)
+    lower, upper, _ = _models(base)
     live = FakeLive()
-
-    def fit_member(u: Any, h: Any, s: int, t: Any) -> None:
-        T.fit_cached(lower, u, h, train, val, cfg=cfg, n_classes=N_CLASSES, seed=s, tracker=t)
-
-    tracker = T.Tracker(live, N_CLASSES)
-    uppers, heads, trackers = T.fit_ensemble(
-        upper,
-        head,
-        fit_member,
-        members=2,
-        seed=5,
-        tracker=tracker,
-        new_head=lambda: build_head(8, N_CLASSES, 0.2, 1e-4),
-        scope=contextlib.nullcontext,
-    )
-    assert [T.member_seed(5, k) for k in range(2)] == [5, 6] and trackers[0] is tracker
-    assert uppers[1] is not upper and uppers[1].name == "upper_1"
-    for k in range(2):  # member k == the single model of seed 5 + k, weight for weight
-        for a, b in zip(_weights(uppers[k], heads[k]), _weights(*singles[k][1:]), strict=True):
+    plan, data = _plan(lower, upper, base), _rows(base)
+    model, history = training.fit(plan, data, replace(cfg, ensemble=2), 5, live, dropout=0.2)
+    assert history.seeds == [5, 6] and [training.member_seed(5, k) for k in range(2)] == [5, 6]
+    assert history.trackers[0].live is live and history.trackers[1].live is not live
+    assert [layer.name for layer in model.layers] == ["image", "lower", "members", "head"]
+    members = model.get_layer("members")
+    for k, name in enumerate(("upper", "upper_1")):  # member k == the single model of seed 5 + k
+        for a, b in zip(
+            _weights(members.get_layer(name)), _weights(singles[k].get_layer("upper")), strict=True
+        ):
             np.testing.assert_array_equal(a, b)
     # only member 0 logs to dvclive: its curves are the single model's
-    assert len(live.logged) == len(T.LOGGED) * 2 + 2 and trackers[1].live is not live
+    assert len(live.logged) == len(tracking.LOGGED) * 2 + 2
+    assert live.summary["ensemble"]["members"] == 2
 
-    model = assemble_ensemble(lower, uppers, heads, CUT, ["a", "b", "c"])
-    assert [layer.name for layer in model.layers] == ["image", "lower", "members", "head"]
     z = np.asarray(logits_model(model)(x_va.astype(np.float32)))
     np.testing.assert_allclose(z, (z_single[0] + z_single[1]) / 2, rtol=1e-5, atol=1e-5)
-    proba = T.cut_proba(model, x_va)  # what the stage reports as the ensemble's val output
+    # what fit reports as the ensemble's val output: the model above the cut on cached rows
+    proba = ActivationRows(x_va, np.zeros(len(x_va), np.int64)).predict(training.above_cut(model))
     np.testing.assert_allclose(proba, model.predict(x_va.astype(np.float32), verbose=0), atol=1e-6)
+    ens = live.summary["ensemble"]["val_balanced_accuracy"]
+    _, (_, y_va) = _data(base)
+    assert ens == pytest.approx(_bal(y_va, proba))
+
+
+def test_epoch_order_shuffles_or_oversamples_with_the_seeded_rng() -> None:
+    y = np.array([0] * 30 + [1] * 6 + [2] * 4)
+    plain = training.epoch_order(np.random.default_rng(3), y, _cfg(imbalance="none"), N_CLASSES)
+    assert sorted(plain.tolist()) == list(range(len(y)))  # a permutation: every row once
+    over = training.epoch_order(
+        np.random.default_rng(3), y, _cfg(imbalance="oversample", oversample_power=1.0), N_CLASSES
+    )
+    assert len(over) == len(y)
+    counts = np.bincount(y[over], minlength=N_CLASSES)
+    assert counts[2] > 4 and counts[0] < 30  # power 1: about balanced, so the rare class grows
+    again = training.epoch_order(
+        np.random.default_rng(3), y, _cfg(imbalance="oversample", oversample_power=1.0), N_CLASSES
+    )
+    np.testing.assert_array_equal(over, again)
+
+
+def test_image_rows_feed_the_same_loop_with_class_weights(tmp_path: Path) -> None:
+    """The GPU path's rows (TFRecords' images, augmented as read) in the one epoch loop: each
+    epoch's batches follow the drawn order and carry each row's class weight."""
+    from deploy import tiny_tfrecords
+    from dermai.models.rows import ImageRows
+
+    records, _ = tiny_tfrecords(tmp_path)
+    rows = ImageRows.read(records, "train", augment=True)
+    n = len(rows.y)
+    order = np.random.default_rng(0).permutation(n)
+    onehot = np.eye(int(rows.y.max()) + 1, dtype=np.float32)[rows.y]
+    w = np.linspace(0.5, 2.0, n).astype(np.float32)
+    got = list(rows.batches(Epoch(order, onehot, w, 5, 1, 0)).as_numpy_iterator())
+    assert sum(len(b[0]) for b in got) == n and got[0][0].shape[1:] == (rows.height, rows.width, 3)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in got]), onehot[order])
+    np.testing.assert_array_equal(np.concatenate([b[2] for b in got]), w[order])
+    plain = ImageRows.read(records, "train")  # not augmented: the decoded images themselves
+    same = next(plain.batches(Epoch(order, onehot, None, n, 1, 0)).as_numpy_iterator())
+    assert len(same) == 2 and not np.allclose(same[0], np.concatenate([b[0] for b in got]))
+    again = list(rows.batches(Epoch(order, onehot, w, 5, 1, 0)).as_numpy_iterator())
+    np.testing.assert_array_equal(got[0][0], again[0][0])  # seeded: the same augmentation
+    other = list(rows.batches(Epoch(order, onehot, w, 5, 1, 1)).as_numpy_iterator())
+    assert not np.array_equal(got[0][0], other[0][0])  # the next epoch augments anew

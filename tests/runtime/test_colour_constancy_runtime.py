@@ -74,28 +74,28 @@ def test_predict_on_a_cast_photo_gives_the_uncast_probabilities_when_on(models, 
 
 def test_the_predictor_reads_the_setting_and_corrects_the_pixels(models, photos):
     from dermai.core.preprocess import fit, shades_of_grey
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
 
-    pred = inference.load(models["on"])
+    pred = bundle_mod.load(models["on"])
     assert pred.colour_constancy == P
     img = Image.open(photos[1])
     want = shades_of_grey(np.asarray(fit(img, tinymodel.H, tinymodel.W)), P)
     assert np.array_equal(pred.prepare(img), want.astype(np.float32))
-    plain = inference.load(models["off"])
+    plain = bundle_mod.load(models["off"])
     assert plain.colour_constancy == "none"
     assert np.array_equal(plain.prepare(img), np.asarray(img, dtype=np.float32))
 
 
 def test_a_model_file_with_a_bad_setting_is_refused(tmp_path):
     from dermai.errors import DermaiError
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
 
     with pytest.raises(DermaiError, match="colour_constancy"):
-        inference.load(_with_colour(tmp_path, 0.5))
+        bundle_mod.load(_with_colour(tmp_path, 0.5))
 
 
 def test_the_tflite_carries_it_and_python_litert_applies_it(models, photos, tmp_path, capsys):
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
     from dermai.runtime.tflite import read_metadata
 
     (tmp_path / "on").mkdir()
@@ -105,8 +105,8 @@ def test_the_tflite_carries_it_and_python_litert_applies_it(models, photos, tmp_
     cc = read_metadata(on)["input"]["colour_constancy"]
     assert cc["method"] == "shades_of_grey" and cc["p"] == P
     assert "colour_constancy" not in read_metadata(off)["input"]  # the default document
-    assert inference.load(on).colour_constancy == P
-    assert inference.load(off).colour_constancy == "none"
+    assert bundle_mod.load(on).colour_constancy == P
+    assert bundle_mod.load(off).colour_constancy == "none"
     plain, cast = photos
     diff = np.abs(predict(on, cast, capsys) - predict(on, plain, capsys))
     assert diff.max() <= 0.01, diff

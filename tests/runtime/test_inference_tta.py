@@ -13,6 +13,7 @@ import pytest
 import tinymodel
 from dermai.core import tta
 from dermai.errors import DermaiError
+from dermai.runtime import bundle as bundle_mod
 from dermai.runtime import inference
 
 CLASSES = ["bcc", "mel", "nv"]
@@ -97,28 +98,29 @@ def _calibrate(model: Path, doc: dict) -> None:
 
 def test_the_predictor_applies_the_calibrations_tta(model):
     _calibrate(model, {"temperature": 2.0, "tta": "flips"})
-    pred = inference.load(model)
+    pred = bundle_mod.load(model)
     assert pred.tta == "flips" and pred.temperature == 2.0
     x = _batch(3, tinymodel.H, tinymodel.W, seed=3)
-    zs = [np.asarray(pred.logits(np.ascontiguousarray(tta.apply(v, x)))) for v in tta.FLIPS]
-    assert np.array_equal(pred.outputs(x)[0], pred.logits(x))  # the guard's: the image as given
-    got = pred.predict_arrays(x)
+    zs = [np.asarray(pred.logits_fn(np.ascontiguousarray(tta.apply(v, x)))) for v in tta.FLIPS]
+    assert np.array_equal(pred.outputs(x)[0], pred.logits_fn(x))  # the guard's: the image as given
+    got = pred.analyse(x).probabilities
     assert got == pytest.approx(_oracle([z.astype(np.float64) for z in zs], 2.0), abs=1e-5)
     assert not np.allclose(got, inference.softmax(zs[0], 2.0), atol=1e-4)  # TTA changed it
 
     _calibrate(model, {"temperature": 2.0})  # no mode: no TTA
-    plain = inference.load(model)
+    plain = bundle_mod.load(model)
     assert plain.tta == "none"
-    assert np.array_equal(plain.predict_arrays(x), inference.softmax(plain.logits(x), 2.0))
+    expected = inference.softmax(plain.logits_fn(x), 2.0)
+    assert np.array_equal(plain.analyse(x).probabilities, expected)
 
 
 def test_a_bad_or_impossible_tta_in_the_calibration_is_a_one_line_error(model):
     _calibrate(model, {"temperature": 1.0, "tta": "spin"})
     with pytest.raises(DermaiError, match="unknown tta 'spin'"):
-        inference.read_tta(model)
+        bundle_mod.read_tta(model)
     _calibrate(model, {"temperature": 1.0, "tta": "dihedral"})  # the tiny model is 24 x 32
     with pytest.raises(DermaiError, match="square") as exc:
-        inference.load(model)
+        bundle_mod.load(model)
     assert "\n" not in str(exc.value)
     model.with_name("calibration.json").unlink()
-    assert inference.read_tta(model) == "none"
+    assert bundle_mod.read_tta(model) == "none"

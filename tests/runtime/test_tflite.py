@@ -134,17 +134,19 @@ def test_quantize_rounds_clips_and_dequantize_inverts():
 
 
 def test_inference_load_uses_the_embedded_temperature(tiny, tmp_path):
+    from dermai.runtime import bundle as bundle_mod
     from dermai.runtime import inference
 
     copy = tmp_path / "alone.tflite"
     copy.write_bytes(tiny["float32"].read_bytes())
     (tmp_path / "calibration.json").write_text(json.dumps({"temperature": 9.0}))
-    p = inference.load(copy, num_threads=1)
+    p = bundle_mod.load(copy, num_threads=1)
     assert p.temperature == pytest.approx(1.7) and p.classes == CLASSES
-    probs = p.predict_images([lesion("nv", seed=3), lesion("bcc", seed=4, width=60)])
+    images = [lesion("nv", seed=3), lesion("bcc", seed=4, width=60)]
+    probs = p.analyse(np.stack([p.prepare(im) for im in images])).probabilities
     assert probs.shape == (2, 3)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
-    logits = p.logits(np.stack([p.prepare(lesion("nv", seed=3))]))
+    logits = p.logits_fn(np.stack([p.prepare(lesion("nv", seed=3))]))
     np.testing.assert_allclose(probs[0], inference.softmax(logits, 1.7)[0], rtol=1e-5)
 
 

@@ -118,7 +118,7 @@ def evaluate(tmp: Path, name: str, params: str = "params.yaml", code: int = 0) -
 
 
 def test_evaluate_outputs_and_determinism(project, caplog):
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
 
     with caplog.at_level("INFO", logger="dermai"):
         a, b = evaluate(project, "a"), evaluate(project, "b")
@@ -184,7 +184,7 @@ def test_evaluate_outputs_and_determinism(project, caplog):
     model_dir = project / "models"
     (model_dir / "calibration.json").write_bytes((a / "calibration.json").read_bytes())
     try:
-        assert inference.load(model_dir / "model.keras").temperature == cal["temperature"]
+        assert bundle_mod.load(model_dir / "model.keras").temperature == cal["temperature"]
     finally:
         (model_dir / "calibration.json").unlink()
 
@@ -206,7 +206,7 @@ def test_tta_flips_fits_the_temperature_on_tta_outputs_and_records_the_mode(proj
     import tensorflow as tf
 
     from dermai.models import data as tfdata
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
 
     plain = evaluate(project, "plain")
     flips = evaluate(project, "flips", _with_tta(project, "flips"))
@@ -224,13 +224,13 @@ def test_tta_flips_fits_the_temperature_on_tta_outputs_and_records_the_mode(proj
     # The runtime, given that calibration.json, reproduces the evaluated test probabilities.
     got = _test_probabilities(flips)
     assert got != _test_probabilities(plain)
-    pred = inference.load(
+    pred = bundle_mod.load(
         project / "models" / "model.keras", calibration=flips / "calibration.json"
     )
     assert pred.tta == "flips"
     for x, _, meta in tfdata.dataset(str(project / "tfrecords"), "test", 64, with_meta=True):
         ids = [v.decode() for v in meta["image_id"].numpy().tolist()]
-        proba = pred.predict_arrays(tf.cast(x, tf.float32).numpy())
+        proba = pred.analyse(tf.cast(x, tf.float32).numpy()).probabilities
         for i, p in zip(ids, proba, strict=True):
             assert got[i] == pytest.approx(p.tolist(), abs=1e-5), i
 

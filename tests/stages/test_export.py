@@ -96,7 +96,7 @@ def test_metrics_report_parity_sizes_and_latencies(exported):
 
 
 def test_each_tflite_alone_predicts_with_its_classes_and_temperature(exported, tmp_path):
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
     from dermai.runtime.tflite import read_metadata
 
     for kind in ("float32", "int8"):
@@ -104,18 +104,18 @@ def test_each_tflite_alone_predicts_with_its_classes_and_temperature(exported, t
         alone.write_bytes(exported[kind].read_bytes())
         meta = read_metadata(alone)
         assert meta["quantization"] == kind and meta["classes"] == CLASSES
-        p = inference.load(alone)
+        p = bundle_mod.load(alone)
         assert (p.classes, p.height, p.width, p.temperature) == (CLASSES, H, W, 1.5)
         # the OOD guard travels too, with the kind of training images and the refusal text
         kind = "images like its training data"  # tiny_keras's train_params name no data
-        assert meta["ood"] == GUARD | {"image_kind": kind, "message": inference.ood_message(kind)}
+        assert meta["ood"] == GUARD | {"image_kind": kind, "message": bundle_mod.ood_message(kind)}
         assert meta["training_data"]["image_kind"] == kind
         (tmp_path / "ood.json").write_text(json.dumps(GUARD | {"threshold": -99.0}))
-        guard, features_fn = inference.load_guard(alone)  # the embedded one wins
+        guard, features_fn = bundle_mod.guard_of(alone)  # the embedded one wins
         assert features_fn is None and guard.to_dict() == GUARD
-        assert inference.training_image_kind(alone) == kind
+        assert bundle_mod.training_image_kind(alone) == kind
         x = np.random.default_rng(0).uniform(0, 255, (3, H, W, 3)).astype(np.float32)
-        probs = p.predict_arrays(x)
+        probs = p.analyse(x).probabilities
         np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
 
 

@@ -202,6 +202,7 @@ def test_train_refuses_tfrecords_made_with_another_colour_constancy(splits, made
     f.write_text(yaml.safe_dump({**raw, "model": {**raw["model"], "colour_constancy": asked}}))
     args = ["train", "--params", str(f), "--tfrecords", str(folder), "--pretrained", "none.h5"]
     args += ["--model", str(tmp / "m" / "model.keras"), "--live", str(tmp / "live")]
+    args += ["--train-params", str(tmp / "m" / "train_params.json")]
     assert main(args) == 1
     assert "colour constancy" in capsys.readouterr().err
     assert not (tmp / "m").exists()

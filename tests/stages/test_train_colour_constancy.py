@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_model_trained_with_colour_constancy_is_loaded_with_it(tmp_path: Path):
-    from dermai.runtime import inference
+    from dermai.runtime import bundle as bundle_mod
 
     counts = {"bcc": 8, "mel": 10, "nv": 18}
     raw, sp = write_splits(
@@ -49,7 +49,8 @@ def test_a_model_trained_with_colour_constancy_is_loaded_with_it(tmp_path: Path)
     assert json.loads((tfr / "meta.json").read_text())["colour_constancy"] == 6.0
     args = ["train", "--params", str(prm), "--tfrecords", str(tfr), "--model", str(model)]
     args += ["--pretrained", str(tmp_path / "unused.h5"), "--live", str(tmp_path / "live")]
+    args += ["--train-params", str(model.parent / "train_params.json")]
     assert main(args) == 0
     meta = json.loads((model.parent / "train_params.json").read_text())
     assert meta["colour_constancy"] == 6.0 and meta["params"]["model"]["colour_constancy"] == 6.0
-    assert inference.load(model).colour_constancy == 6.0
+    assert bundle_mod.load(model).colour_constancy == 6.0

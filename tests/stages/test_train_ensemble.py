@@ -52,6 +52,7 @@ def _train(setup: tuple[Path, Path, Path], out: Path, **train: int | bool) -> Pa
     model = out / "model.keras"
     argv = ["train", "--params", str(out / "params.yaml"), "--tfrecords", str(records)]
     argv += ["--pretrained", "unused.h5", "--features", str(cache), "--model", str(model)]
+    argv += ["--train-params", str(out / "train_params.json")]
     assert main([*argv, "--live", str(out / "live")]) == 0
     return model
 
@@ -117,7 +118,8 @@ def test_export_predict_and_the_feature_guard_take_the_ensemble(
 
     from deploy import lesion
     from dermai.params import EvaluateParams
-    from dermai.runtime import guard, inference
+    from dermai.runtime import bundle as bundle_mod
+    from dermai.runtime import guard
 
     records, prm, _ = setup
     folder = tmp_path / "models"
@@ -134,7 +136,7 @@ def test_export_predict_and_the_feature_guard_take_the_ensemble(
     assert report["float32"]["agreement"] == 1.0
     assert report["float32"]["max_abs_logit_diff"] < 1e-4
     np.testing.assert_allclose(
-        inference.load(out["float32"]).logits(x), _logits(model, x), rtol=1e-4, atol=1e-5
+        bundle_mod.load(out["float32"]).logits_fn(x), _logits(model, x), rtol=1e-4, atol=1e-5
     )
     img = tmp_path / "lesion.png"
     lesion("mel", seed=3).save(img)
@@ -148,16 +150,16 @@ def test_export_predict_and_the_feature_guard_take_the_ensemble(
     assert guard.guard_inputs(km, str(records), "val")["features"].shape[1] == 2 * 1280
     cfg = EvaluateParams(ood_method="mahalanobis", ood_space="features", ood_components=4)
     (folder / "ood.json").write_text(json.dumps(guard.fit_guard(km, str(records), cfg, 1.0)))
-    g, features_fn = inference.load_guard(model)
+    g, features_fn = bundle_mod.guard_of(model)
     assert g is not None and features_fn is not None
     assert features_fn(x).shape == (2, 2 * 1280)
 
     # predict applies that guard to the ensemble's joined features: the same decision
     from PIL import Image
 
-    pred = inference.load(model)
+    pred = bundle_mod.load(model)
     xi = pred.prepare(Image.open(img))[None]
-    expected = bool(g.accept(pred.logits(xi), features_fn(xi))[0])
+    expected = bool(g.accept(pred.logits_fn(xi), features_fn(xi))[0])
     capsys.readouterr()
     assert main(["predict", "--model", str(model), str(img)]) == 0
     assert json.loads(capsys.readouterr().out)["in_distribution"] is expected

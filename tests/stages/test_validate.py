@@ -22,6 +22,7 @@ import pytest
 
 from dermai.errors import DermaiError
 from dermai.stages import validate
+from dermai.validation import gate
 from offline_browser import CHROMIUM, block_network
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,7 +169,7 @@ def write_dataset(root: Path, frames: Frames, *extra: str) -> argparse.Namespace
 
 def run_gate(root: Path, frames: Frames, build_docs: bool = True) -> dict:
     args = write_dataset(root, frames)
-    return validate.validate(
+    return gate.validate(
         index_path=Path(args.index),
         groups_path=Path(args.groups),
         duplicates_path=Path(args.duplicates),
@@ -705,7 +706,7 @@ def test_crash_leaves_no_previous_summary(tmp_path: Path) -> None:
     args = write_dataset(tmp_path, frames)
     Path(args.index).write_bytes(b"\x00\xff\xfe not a csv \x00\n\x01")
     with pytest.raises(Exception):  # noqa: B017 -- any failure; the point is what is left
-        validate.validate(
+        gate.validate(
             index_path=Path(args.index),
             groups_path=Path(args.groups),
             duplicates_path=Path(args.duplicates),

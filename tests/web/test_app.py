@@ -92,7 +92,7 @@ def test_a_good_image_gets_three_calibrated_predictions_and_a_gradcam(engine):
 def test_matches_the_predictor_directly(engine):
     img = lesion("nv", seed=2, height=60, width=80)
     r = call(app_for(engine), "POST", "/api/predict", **upload(encode(img, "PNG"), "a.png"))
-    expected = engine.predictor.predict_images([img])[0]
+    expected = engine.bundle.analyse(engine.bundle.prepare(img)[None]).probabilities[0]
     got = {p["code"]: p["probability"] for p in r.json()["predictions"]}
     for code, prob in got.items():
         assert prob == pytest.approx(float(expected[CLASSES.index(code)]), abs=1e-5)
@@ -178,7 +178,7 @@ def test_exif_orientation_is_applied(engine):
     assert r.json()["image"] == {"width": 90, "height": 160, "format": "JPEG"}
     assert "SecretCam" not in r.text
     shown = Image.open(io.BytesIO(data)).convert("RGB").transpose(Image.Transpose.ROTATE_270)
-    expected = engine.predictor.predict_images([shown])[0]
+    expected = engine.bundle.analyse(engine.bundle.prepare(shown)[None]).probabilities[0]
     top = r.json()["predictions"][0]
     assert top["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
 
@@ -296,8 +296,8 @@ def test_when_the_guard_trips_there_are_no_probabilities_and_the_message_names_t
     guard = Guard("energy", threshold=0.0, keep=0.95, space="logits")
     probe = build_engine(model, None)
     data = encode(lesion("mel", seed=7))
-    x = probe.predictor.prepare(Image.open(io.BytesIO(data)).convert("RGB"))[None]
-    score = float(guard.score(probe.predictor.logits(x))[0])
+    x = probe.bundle.prepare(Image.open(io.BytesIO(data)).convert("RGB"))[None]
+    score = float(guard.score(probe.bundle.logits_fn(x))[0])
     for threshold, inside in ((score + 1.0, False), (score - 1.0, True)):
         guard.threshold = threshold
         (tmp_path / "ood.json").write_text(json.dumps(guard.to_dict()))
@@ -319,6 +319,7 @@ def test_serve_applies_the_calibrations_tta_to_keras_but_a_tflite_never(models, 
     import json
     import shutil
 
+    from dermai.runtime import bundle as bundle_mod
     from dermai.runtime import inference
     from dermai.web.engine import build_engine
 
@@ -326,15 +327,15 @@ def test_serve_applies_the_calibrations_tta_to_keras_but_a_tflite_never(models, 
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "calibration.json").write_text(json.dumps({"temperature": 1.1, "tta": "flips"}))
     engine = build_engine(tmp_path / models["keras"].name, None, threads=1)
-    assert engine.predictor.tta == "flips" and engine.info()["tta"] == "flips"
+    assert engine.bundle.tta == "flips" and engine.info()["tta"] == "flips"
     img = lesion("bcc", seed=4, height=60, width=80)
     r = call(app_for(engine), "POST", "/api/predict", **upload(encode(img, "PNG"), "a.png"))
-    expected = engine.predictor.predict_images([img])[0]
-    x = engine.predictor.prepare(img)[None]
-    assert not np.allclose(expected, inference.softmax(engine.predictor.logits(x), 1.1), atol=1e-5)
+    expected = engine.bundle.analyse(engine.bundle.prepare(img)[None]).probabilities[0]
+    x = engine.bundle.prepare(img)[None]
+    assert not np.allclose(expected, inference.softmax(engine.bundle.logits_fn(x), 1.1), atol=1e-5)
     for p in r.json()["predictions"]:
         assert p["probability"] == pytest.approx(
             float(expected[CLASSES.index(p["code"])]), abs=1e-5
         )
     # The exported model scores the image once, as on device, whatever the calibration says.
-    assert inference.load(tmp_path / models["float32"].name).tta == "none"
+    assert bundle_mod.load(tmp_path / models["float32"].name).tta == "none"

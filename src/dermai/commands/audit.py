@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dermai import params as params_mod
 from dermai.core.crossdup import HashSet, cross_duplicates, shared_keys
 from dermai.errors import DermaiError
 from dermai.io import hashtable
@@ -63,8 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def settings(params_path: str) -> tuple[int, int, list[str], int, int]:
     """(dHash radius, pHash verify, extensions, max_pixels, workers) from params, or defaults."""
-    from dermai import params as params_mod
-
     prm = params_mod.load_or_defaults(params_path)
     d, i = prm.dedup, prm.index
     return d.dhash_max_distance, d.verify_max_distance, list(i.extensions), i.max_pixels, i.workers
@@ -189,7 +188,7 @@ def training_duplicates(
     from dermai.io.images import FolderIndex
 
     radius, verify, _, _, _ = settings(params_path)
-    train = hashtable.read_table(train_index)
+    train = hashtable.read_hash_table(train_index)
     finder = FolderIndex(folder, extensions)
     found: dict[Path, list[int]] = {}
     for pos, name in enumerate(names):

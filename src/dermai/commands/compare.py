@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dermai import DISCLAIMER
+from dermai import params as params_mod
 from dermai.errors import DermaiError
 
 log = logging.getLogger(__name__)
@@ -251,14 +252,10 @@ def report(
 
 def run(args: argparse.Namespace) -> None:
     n_resamples, seed = args.bootstrap, args.seed
-    if n_resamples is None or seed is None:
-        from dermai import params as params_mod
-
-        prm = params_mod.load(args.params) if Path(args.params).is_file() else None
-        if n_resamples is None:
-            n_resamples = prm.evaluate.bootstrap if prm else 1000
-        if seed is None:
-            seed = prm.base.seed if prm else 42
+    if n_resamples is None or seed is None:  # the params file's, else params.py's defaults
+        prm = params_mod.load_or_defaults(args.params)
+        n_resamples = prm.evaluate.bootstrap if n_resamples is None else n_resamples
+        seed = prm.base.seed if seed is None else seed
     if n_resamples < 1:
         raise DermaiError(f"--bootstrap must be at least 1, got {n_resamples}")
     a = load(args.a, args.path, args.repo)

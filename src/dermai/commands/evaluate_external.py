@@ -21,13 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from dermai import params as params_mod
+from dermai.core import labels
 from dermai.core.hashing import ImageRejected
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
 from dermai.io.images import FolderIndex, read
 from dermai.io.outdir import OutputDir, check_output_dir, output_dir
-from dermai.models import archive
-from dermai.runtime import loader
+from dermai.io.pipeline import pipeline_file
+from dermai.runtime import bundle as bundle_mod
+from dermai.runtime.gradcam import GradCam
 from dermai.runtime.report import EvalSettings, live_session, publish, settings_from
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="params.yaml",
         help="params file (evaluate.*, base.seed, index.extensions); optional",
     )
-    loader.add_model_arguments(p)
+    bundle_mod.add_model_arguments(p)
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument(
         "--labels", required=True, help="CSV: image,<one-hot class columns> or image,label"
@@ -65,8 +68,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _settings(params_path: str) -> tuple[EvalSettings, list[str], tuple[int, int, int]]:
     """Evaluation settings, image extensions, and (max pixels, max file bytes, decode budget)."""
-    from dermai import params as params_mod
-
     prm = params_mod.load_or_defaults(params_path)
     ix = prm.index
     limits = (ix.max_pixels, ix.max_file_bytes, ix.max_decode_bytes)
@@ -74,7 +75,7 @@ def _settings(params_path: str) -> tuple[EvalSettings, list[str], tuple[int, int
 
 
 def resolve(
-    folder: Path, names: list[str], labels: list[str], extensions: list[str], where: str
+    folder: Path, names: list[str], row_labels: list[str], extensions: list[str], where: str
 ) -> tuple[list[int], list[Path | str], dict[str, list[str]]]:
     """Find every labelled name in `folder` once: (rows kept, per kept row its file or the
     reason it has none, collapsed repeats: a kept name -> the other names of its file).
@@ -82,8 +83,6 @@ def resolve(
     Names that resolve to one file (`mel_12`, `mel_12.jpg`, `./mel_12.jpg`, or two symlinks)
     are one image: with one label they collapse to the first row, with different labels they
     are an error naming them, as a name listed twice is."""
-    from dermai.core import labels as L
-
     index = FolderIndex(folder, extensions)
     keys: list[str] = []
     found: list[Path | str] = []
@@ -94,25 +93,25 @@ def resolve(
             found.append(path)
         except ImageRejected as exc:
             try:
-                keys.append("name:" + L.normalise_id(name))
+                keys.append("name:" + labels.normalise_id(name))
             except ValueError:
                 keys.append("name:" + name.strip())
             found.append(str(exc))
-    rep = L.check_repeats(keys, labels)
+    rep = labels.check_repeats(keys, row_labels)
     names_of: dict[str, list[str]] = {}
     for name, key in zip(names, keys, strict=True):
         if name not in names_of.setdefault(key, []):
             names_of[key].append(name)
     if rep.conflicts:
         shown = {" = ".join(names_of[k]): v for k, v in rep.conflicts.items()}
-        raise DermaiError(L.conflict_message(shown, where))
+        raise DermaiError(labels.conflict_message(shown, where))
     rows = sorted(rep.keep.values())
     repeats = {names[rep.keep[k]]: names_of[k][1:] for k in rep.repeats}
     return rows, [found[i] for i in rows], repeats
 
 
 def load_images(
-    predictor: Any,
+    bundle: Any,
     folder: Path,
     names: list[str],
     found: list[Path | str],
@@ -140,14 +139,14 @@ def load_images(
                 raise ImageRejected(path)
             used.add(os.path.realpath(path))
             img = read(path, max_pixels, max_bytes=max_bytes, budget=budget)
-            arr = predictor.prepare(img)
+            arr = bundle.prepare(img)
         except ImageRejected as exc:
             print(f"dermai evaluate-external: skipped {name}: {exc}", file=sys.stderr)
             skipped.append({"image": name, "error": str(exc)})
             continue
         kept.append(i)
         arrays.append(np.clip(np.round(arr), 0, 255).astype(np.uint8))
-    shape = (0, predictor.height, predictor.width, 3)
+    shape = (0, bundle.height, bundle.width, 3)
     index = FolderIndex(folder, extensions)
     unlabelled = sorted(
         p.relative_to(folder).as_posix() for p in index.files() if os.path.realpath(p) not in used
@@ -155,21 +154,15 @@ def load_images(
     return (kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped, unlabelled)
 
 
-def keras_gradcam(model_path: Path) -> Any | None:
+def keras_gradcam(bundle: Any) -> Any | None:
     """Grad-CAM needs the Keras graph; a .tflite gets a gallery without heatmaps."""
-    if model_path.suffix != ".keras":
+    if bundle.keras_model is None:
         return None
-
-    from dermai.runtime.gradcam import GradCam
-
-    return GradCam(archive.load_keras(model_path))
+    return GradCam(bundle.keras_model)
 
 
 def run(args: argparse.Namespace) -> None:
     import pandas as pd
-
-    from dermai.core import labels as L
-    from dermai.runtime import inference
 
     check_output_dir(args.out, COMMAND)  # before any work: a refused folder fails at once
     folder, labels_path = Path(args.images), Path(args.labels)
@@ -177,15 +170,13 @@ def run(args: argparse.Namespace) -> None:
         raise DermaiError(f"images folder not found: {folder}")
     if not labels_path.is_file():
         raise DermaiError(f"labels CSV not found: {labels_path}")
-    from dermai.io.pipeline import pipeline_file
-
     args.model = pipeline_file("train", "--model", args.model)
     df = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
-    predictor = inference.load(
-        args.model, train_params=args.train_params, calibration=args.calibration
+    bundle = bundle_mod.load(
+        args.model, train_params=args.train_params, calibration=args.calibration, guard=False
     )
-    classes = list(predictor.classes)
-    names, y, fmt = L.parse(df, classes)
+    classes = list(bundle.classes)
+    names, y, fmt = labels.parse(df, classes)
     _, extensions, _ = _settings(args.params)
     rows, found, repeats = resolve(
         folder, names, [classes[int(c)] for c in y], extensions, f"labels CSV {labels_path.name}"
@@ -202,7 +193,7 @@ def run(args: argparse.Namespace) -> None:
     df, names, y = df.iloc[rows].reset_index(drop=True), [names[i] for i in rows], y[rows]
     log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))
     with output_dir(args.out, COMMAND) as target:
-        _evaluate(args, target, folder, df, names, found, y, repeats, predictor, classes)
+        _evaluate(args, target, folder, df, names, found, y, repeats, bundle, classes)
     log.info("wrote %s", args.out)
 
 
@@ -215,13 +206,11 @@ def _evaluate(
     found: list[Path | str],
     y: np.ndarray,
     repeats: dict[str, list[str]],
-    predictor: Any,
+    bundle: Any,
     classes: list[str],
 ) -> None:
     """Everything written goes to `target.staging`; messages name the final folder."""
     import pandas as pd
-
-    from dermai.core import labels as L
 
     settings, extensions, limits = _settings(args.params)
     max_pixels = limits[0]
@@ -240,7 +229,7 @@ def _evaluate(
             out / "excluded_duplicates.csv",
         )
     kept, images, skipped, unlabelled = load_images(
-        predictor, folder, names, found, extensions, limits
+        bundle, folder, names, found, extensions, limits
     )
     write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["image", "error"]))
     write_csv(out / "unlabelled.csv", pd.DataFrame({"image": unlabelled}))
@@ -274,25 +263,25 @@ def _evaluate(
         )
     logits = np.concatenate(
         [
-            predictor.outputs(images[s : s + BATCH])[1]  # with the calibration's TTA
+            bundle.analyse(images[s : s + BATCH]).scored  # with the calibration's TTA
             for s in range(0, len(images), BATCH)
         ]
     )
-    groups = {k: [v[i] for i in kept] for k, v in L.groups(df).items()}
+    groups = {k: [v[i] for i in kept] for k, v in labels.groups(df).items()}
     live = live_session(out)
     publish(
         NAME,
         y=y[kept],
         logits=logits,
         classes=classes,
-        temperature=predictor.temperature,
+        temperature=bundle.temperature,
         ids=[names[i] for i in kept],
         groups=groups,
         live=live,
         out_dir=out,
         settings=settings,
         image_of=lambda i: images[i],
-        cam=keras_gradcam(Path(args.model)),
+        cam=keras_gradcam(bundle),
         errors_dir=out / "errors",
     )
     live.summary[NAME]["skipped"] = len(skipped)

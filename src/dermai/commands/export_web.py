@@ -25,8 +25,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from dermai import DISCLAIMER, __version__
 from dermai.errors import DermaiError
 from dermai.io.outdir import output_dir
+from dermai.runtime.tflite import read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +191,6 @@ def build(
 ) -> dict[str, bytes]:
     """Every file of the site: relative path -> bytes. `image_kind` None: the kind the model's
     metadata names (its training data or its OOD guard)."""
-    from dermai import DISCLAIMER, __version__
-    from dermai.runtime.tflite import read_metadata
-
     meta = read_metadata(model)
     if not meta:
         raise DermaiError(

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermai import DISCLAIMER
+from dermai import params as params_mod
 from dermai.core.hashing import ImageRejected
+from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv
 from dermai.io.images import (
     DEFAULT_DECODE_BUDGET,
@@ -28,16 +30,16 @@ from dermai.io.images import (
     expand,
     read,
 )
-from dermai.runtime import loader
+from dermai.io.pipeline import pipeline_file
+from dermai.runtime import bundle as bundle_mod
 
 if TYPE_CHECKING:
-    from dermai.core.ood import Guard
-    from dermai.runtime.inference import LogitsFn, Predictor
+    from dermai.runtime.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
 BATCH = 32
-TOP_K = 3
+TOP_K = bundle_mod.TOP_K
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="params.yaml",
         help="params file, for index.extensions and index.max_pixels (optional)",
     )
-    loader.add_model_arguments(p)
+    bundle_mod.add_model_arguments(p)
     p.add_argument(
         "images",
         nargs="+",
@@ -59,37 +61,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _image_settings(params_path: str) -> tuple[list[str], int, int, int]:
     """Image extensions, max pixels, max file bytes and the decode budget (index.*)."""
-    from dermai import params as params_mod
-
     ix = params_mod.load_or_defaults(params_path).index
     return list(ix.extensions), ix.max_pixels, ix.max_file_bytes, ix.max_decode_bytes
 
 
-def top_k(proba: np.ndarray, classes: list[str], k: int = TOP_K) -> list[tuple[str, float]]:
-    """Highest-probability classes first; ties keep class order (stable sort)."""
-    order = np.argsort(-proba, kind="stable")[:k]
-    return [(classes[i], float(proba[i])) for i in order]
-
-
 def predict_files(
-    predictor: Predictor,
+    bundle: Bundle,
     paths: list[Path],
     *,
     batch_size: int = BATCH,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
     budget: int = DEFAULT_DECODE_BUDGET,
-    guard: Guard | None = None,
-    features_fn: LogitsFn | None = None,
-    message: str = "",
 ) -> list[dict[str, Any]]:
     """One record per path, in order: probabilities, or the reason it could not be read.
 
-    With an OOD `guard` (`core.ood.Guard`), an image it refuses gets `in_distribution` False,
-    `message` and no probabilities."""
+    An image the bundle's OOD guard refuses gets `in_distribution` False, the refusal message
+    and no probabilities."""
     from tqdm import tqdm
-
-    from dermai.runtime.inference import softmax
 
     records: list[dict[str, Any]] = []
     bar = tqdm(
@@ -99,6 +88,7 @@ def predict_files(
         disable=len(paths) < 2 * batch_size,
         desc="predict",
     )
+    message = bundle.ood_message() if bundle.guard is not None else ""
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         arrays, ok = [], []
@@ -107,30 +97,23 @@ def predict_files(
             rec: dict[str, Any] = {"image": str(p), "error": ""}
             try:
                 img = read(p, max_pixels, max_bytes=max_bytes, budget=budget)
-                arrays.append(predictor.prepare(img))
+                arrays.append(bundle.prepare(img))
                 ok.append(rec)
             except ImageRejected as exc:
                 rec["error"] = str(exc)
                 print(f"dermai predict: skipped {p}: {exc}", file=sys.stderr)
             recs.append(rec)
         if arrays:
-            x = np.stack(arrays)
-            logits, scored = predictor.outputs(x)  # as given (the guard's), TTA (the answer's)
-            proba = softmax(scored, predictor.temperature)
-            inside = (
-                np.ones(len(x), bool)
-                if guard is None
-                else guard.accept(logits, features_fn(x) if features_fn is not None else None)
-            )
-            for rec, pr, ins in zip(ok, proba, inside, strict=True):
+            a = bundle.analyse(np.stack(arrays))
+            for rec, pr, ins in zip(ok, a.probabilities, a.in_distribution, strict=True):
                 rec["in_distribution"] = bool(ins)
                 if not ins:
                     rec["message"] = message
                     continue
                 rec["probabilities"] = {
-                    c: float(v) for c, v in zip(predictor.classes, pr, strict=True)
+                    c: float(v) for c, v in zip(bundle.classes, pr, strict=True)
                 }
-                rec["top"] = top_k(pr, predictor.classes)
+                rec["top"] = bundle_mod.top(pr, bundle.classes)
         records += recs
         bar.update(len(chunk))
     bar.close()
@@ -183,36 +166,26 @@ def to_frame(records: list[dict[str, Any]], classes: list[str]) -> Any:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dermai.errors import DermaiError
-    from dermai.runtime import inference
-
     extensions, max_pixels, max_bytes, budget = _image_settings(args.params)
     paths = expand(args.images, extensions)
     if not paths:
         raise DermaiError("no image files found in the given folders")
-    from dermai.io.pipeline import pipeline_file
-
     args.model = pipeline_file("train", "--model", args.model)
-    predictor = inference.load(
+    bundle = bundle_mod.load(
         args.model, train_params=args.train_params, calibration=args.calibration
     )
-    guard, features_fn = inference.load_guard(args.model)
-    if guard is None:
+    if bundle.guard is None:
         log.warning(
             "no %s beside the model: images unlike the training data are not flagged",
-            inference.OOD_FILE,
+            bundle_mod.OOD_FILE,
         )
-    message = inference.ood_message(inference.training_image_kind(args.model))
     records = predict_files(
-        predictor,
+        bundle,
         paths,
         batch_size=max(1, args.batch_size),
         max_pixels=max_pixels,
         max_bytes=max_bytes,
         budget=budget,
-        guard=guard,
-        features_fn=features_fn,
-        message=message,
     )
     failed = sum(1 for r in records if r["error"])
     refused = sum(1 for r in records if r.get("in_distribution") is False)
@@ -226,18 +199,18 @@ def run(args: argparse.Namespace) -> None:
         "predicted %d image(s), %d skipped (T=%.4f, tta %s). %s",
         len(records) - failed,
         failed,
-        predictor.temperature,
-        predictor.tta,
+        bundle.temperature,
+        bundle.tta,
         DISCLAIMER,
     )
     meta = {
         "model": Path(args.model).name,
-        "temperature": round(predictor.temperature, 6),
-        **({"tta": predictor.tta} if predictor.tta != "none" else {}),
+        "temperature": round(bundle.temperature, 6),
+        **({"tta": bundle.tta} if bundle.tta != "none" else {}),
         "disclaimer": DISCLAIMER,
     }
     if args.out:
-        write_csv(args.out, to_frame(records, predictor.classes))
+        write_csv(args.out, to_frame(records, bundle.classes))
         log.info("wrote %s", args.out)
     elif len(records) == 1:
         json.dump({**to_json(records[0]), **meta}, sys.stdout, indent=2)

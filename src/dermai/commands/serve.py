@@ -18,6 +18,7 @@ from pathlib import Path
 from dermai import DISCLAIMER
 from dermai import params as params_mod
 from dermai.errors import DermaiError
+from dermai.io.pipeline import pipeline_file, stage_option
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,6 @@ def run(args: argparse.Namespace) -> None:
         raise DermaiError(
             "--max-upload-mb, --threads and --body-timeout must be positive, --queue >= 0"
         )
-    from dermai.io.pipeline import pipeline_file, stage_option
-
     if args.model is None and args.keras is None:  # both from the pipeline: Grad-CAM if trained
         keras_path = stage_option("train", "--model")
         args.keras = keras_path if Path(keras_path).is_file() else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
 T_BOUNDS = (0.05, 20.0)
@@ -36,6 +35,8 @@ def fit_temperature(
     """The T in `bounds` minimising validation NLL (bounded scalar search over log T)."""
     if len(y_true) == 0:
         return 1.0
+    from scipy.optimize import minimize_scalar  # ~1 s to import: not for `dermai predict --help`
+
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
     res = minimize_scalar(
         lambda log_t: nll(logits, y_true, float(np.exp(log_t))),

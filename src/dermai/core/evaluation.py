@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dermai.core import calibration as C
-from dermai.core import metrics as M
+from dermai.core import calibration, metrics
 from dermai.core.bootstrap import bootstrap_cis
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
@@ -45,24 +44,24 @@ def headline(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     n = proba.shape[1]
     pred = proba.argmax(axis=1)
     return {
-        "accuracy": M.accuracy(y, pred),
-        "balanced_accuracy": M.balanced_accuracy(y, pred, n),
-        "macro_f1": M.macro_f1(y, pred, n),
-        "macro_auc": M.macro_auc(y, proba),
+        "accuracy": metrics.accuracy(y, pred),
+        "balanced_accuracy": metrics.balanced_accuracy(y, pred, n),
+        "macro_f1": metrics.macro_f1(y, pred, n),
+        "macro_auc": metrics.macro_auc(y, proba),
     }
 
 
 def _ci_fns(n_classes: int) -> dict[str, Any]:
     return {
-        "accuracy": lambda y, p: M.accuracy(y, p.argmax(axis=1)),
-        "balanced_accuracy": lambda y, p: M.balanced_accuracy(y, p.argmax(axis=1), n_classes),
-        "macro_auc": lambda y, p: M.macro_auc(y, p),
+        "accuracy": lambda y, p: metrics.accuracy(y, p.argmax(axis=1)),
+        "balanced_accuracy": lambda y, p: metrics.balanced_accuracy(y, p.argmax(axis=1), n_classes),
+        "macro_auc": lambda y, p: metrics.macro_auc(y, p),
     }
 
 
 def per_class(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    rep = M.per_class_report(y, proba.argmax(axis=1), len(classes))
-    auc = M.per_class_auc(y, proba)
+    rep = metrics.per_class_report(y, proba.argmax(axis=1), len(classes))
+    auc = metrics.per_class_auc(y, proba)
     return {
         c: {
             "precision": rep["precision"][i],
@@ -78,17 +77,17 @@ def per_class(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[
 def calibration_report(
     y: np.ndarray, logits: np.ndarray, temperature: float, bins: int
 ) -> dict[str, Any]:
-    before = C.probabilities(logits, 1.0)
-    after = C.probabilities(logits, temperature)
+    before = calibration.probabilities(logits, 1.0)
+    after = calibration.probabilities(logits, temperature)
     return {
         "temperature": temperature,
         "bins": bins,
-        "ece_before": C.ece(before, y, bins),
-        "ece_after": C.ece(after, y, bins),
-        "nll_before": C.nll(logits, y, 1.0),
-        "nll_after": C.nll(logits, y, temperature),
-        "reliability_before": C.reliability(before, y, bins),
-        "reliability_after": C.reliability(after, y, bins),
+        "ece_before": calibration.ece(before, y, bins),
+        "ece_after": calibration.ece(after, y, bins),
+        "nll_before": calibration.nll(logits, y, 1.0),
+        "nll_after": calibration.nll(logits, y, temperature),
+        "reliability_before": calibration.reliability(before, y, bins),
+        "reliability_after": calibration.reliability(after, y, bins),
     }
 
 
@@ -125,7 +124,7 @@ def report(
     little because softmax(z / T) re-ranks a class's scores across images."""
     y = np.asarray(y, dtype=np.int64)
     logits = np.asarray(logits, dtype=np.float64)
-    proba = C.probabilities(logits, temperature)
+    proba = calibration.probabilities(logits, temperature)
     cis = bootstrap_cis(
         {k: f for k, f in _ci_fns(len(classes)).items() if k in WITH_CI},
         y,
@@ -144,7 +143,7 @@ def report(
         "per_class": per_class(y, proba, classes),
         "confusion_matrix": {
             "labels": list(classes),
-            "matrix": M.confusion_matrix(y, pred, len(classes)),
+            "matrix": metrics.confusion_matrix(y, pred, len(classes)),
         },
         "calibration": calibration_report(y, logits, temperature, bins),
         "subgroups": subgroup_report(y, proba, groups or {}),

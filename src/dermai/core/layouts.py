@@ -20,15 +20,20 @@ import string
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from dermai.core.ages import bin_age
 from dermai.core.labels import RepeatCheck, check_repeats, normalise_id
+from dermai.params import DROP
 
-DROP = "drop"
+if TYPE_CHECKING:
+    from dermai.params import ManifestParams
+
 UNKNOWN_TYPE = "unknown"
+FOLDERS_HINT = "<source>/<condition>/<age_group>/<file>"
 
 
 @dataclass(frozen=True)
@@ -447,3 +452,154 @@ def same_files(rows: Sequence[Task], files: Iterable[str]) -> tuple[list[Task], 
             collapsed[t.path] = len(ids)
             out.append(t)
     return out, collapsed
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """What turns a raw label into a class: the configured classes (empty = as found), the
+    class map, the image-type filter and the age groups."""
+
+    classes: list[str]
+    class_map: dict[str, str]
+    image_types: list[str]
+    ages: set[str]
+    exts: set[str]
+
+    def apply(self, task: Task) -> Task:
+        return apply_labels(task, self.classes, self.class_map, self.image_types, self.ages)
+
+
+def plan_folders(files: list[str], lab: Labelling) -> list[Task]:
+    """One task per file of a `<source>/<condition>/<age_group>/<file>` tree."""
+    tasks = []
+    seen: dict[str, str] = {}
+    for rel in files:
+        parts = rel.split("/")
+        name = parts[-1]
+        if name.startswith("."):
+            tasks.append(Task(path=rel, reject="hidden file, not an image"))
+            continue
+        if Path(name).suffix.lower() not in lab.exts:
+            tasks.append(
+                Task(
+                    path=rel,
+                    reject=f"unsupported extension '{Path(name).suffix}' "
+                    f"(allowed: {sorted(lab.exts)})",
+                )
+            )
+            continue
+        if len(parts) != 4:
+            tasks.append(Task(path=rel, reject=f"path does not match layout {FOLDERS_HINT}"))
+            continue
+        source, condition, age_group, _ = parts
+        image_id = Path(name).stem
+        task = lab.apply(Task(rel, image_id, condition, age_group, source, raw_label=condition))
+        if not task.reject and image_id in seen:
+            task = replace(task, reject=f"image_id '{image_id}' already used by {seen[image_id]}")
+        if not task.reject:
+            seen[image_id] = rel
+        tasks.append(task)
+    return tasks
+
+
+def plan_manifest(
+    df: pd.DataFrame,
+    name: str,
+    files: list[str],
+    cfg: ManifestParams,
+    lab: Labelling,
+    edges: list[int],
+) -> tuple[list[Task], dict[str, int]]:
+    """One task per listed id of a manifest table `df` (strings; file `name`, whose columns
+    `index.manifest` names), plus a reject for each image in its folders that it does not list.
+    Returns the tasks and the ids listed more than once with the same label."""
+    mapping = {
+        "image_id": cfg.image_id,
+        "condition": cfg.condition,
+        "age": cfg.age,
+        "source": cfg.source,
+        "group_id": cfg.group_id,
+    }
+    missing = [f"{k}->{v}" for k, v in mapping.items() if v and v not in df.columns]
+    if missing:
+        raise LayoutError(
+            f"manifest {name} lacks column(s) {', '.join(missing)}; it has {', '.join(df.columns)}"
+        )
+    on_disk = set(files)
+    rows: list[Task] = []
+    for record in df.to_dict("records"):
+        row = {str(k): v for k, v in record.items()}  # a table of strings
+        try:
+            rel = cfg.path_template.format(**row)
+        except KeyError as exc:
+            raise LayoutError(
+                f"index.manifest.path_template uses column {exc} missing from {name}"
+            ) from exc
+        group = row[cfg.group_id].strip() if cfg.group_id else ""
+        label = row[cfg.condition].strip().lower()
+        rows.append(
+            Task(
+                path=Path(rel).as_posix(),
+                image_id=row[cfg.image_id].strip(),
+                condition=label,
+                age_group=bin_age(row[cfg.age], edges) if cfg.age else "unknown",
+                source=row[cfg.source].strip() if cfg.source else "",
+                group_id=group,
+                groups=f"{cfg.group_id}={group}" if group else "",
+                raw_label=label,
+            )
+        )
+    rows, one_file = same_files(rows, files)
+    rep = repeats(rows)
+    first = {t.image_id: pos for pos, t in reversed(list(enumerate(rows)))}
+    tasks, listed = [], set()
+    for pos, t in enumerate(rows):
+        listed.add(t.path)
+        if not t.image_id:
+            tasks.append(replace(t, reject=f"manifest line {pos + 2}: empty image_id"))
+        elif first[t.image_id] != pos:
+            continue  # a repeat: collapsed (identical) or rejected once with its first row
+        elif t.image_id in rep.conflicts:
+            tasks.append(replace(t, reject=conflict_reason(rows, t.image_id)))
+            continue  # an identical repeat: collapsed (counted in the summary)
+        else:
+            t = lab.apply(t)
+            if not t.reject and t.path not in on_disk:
+                t = replace(t, reject="file listed in manifest is missing")
+            tasks.append(t)
+    # Every file under the root that no row names is a reject (`unlisted`), not ignored.
+    tasks += unlisted(files, listed, [Path(cfg.file).as_posix()])
+    return tasks, {**rep.repeats, **one_file}
+
+
+def preset_tables(preset: Preset, files: Iterable[str], root: str) -> tuple[str, str | None]:
+    """(labels table, extra table or None) of a preset among the walked `files` under `root`."""
+    files = list(files)
+    table = find_table(preset.tables, files)
+    if table is None:
+        raise LayoutError(
+            f"layout {preset.name}: none of {', '.join(preset.tables)} found under {root}"
+        )
+    extra = find_table(preset.extra_tables, files) if preset.extra_tables else None
+    return table, extra
+
+
+def plan_preset(
+    preset: Preset,
+    tables: Sequence[tuple[str, pd.DataFrame]],
+    files: list[str],
+    group_keys: list[str],
+    lab: Labelling,
+    edges: list[int],
+) -> tuple[list[Task], dict[str, int]]:
+    """One task per listed id and per walked file of a dataset as downloaded: `tables` are the
+    (name, table of strings) of `preset_tables`' labels table and extra table, in that order."""
+    (table, main), *extra = tables
+    try:
+        rows = records(preset, main, extra[0][1] if extra else None, group_keys, edges)
+    except LayoutError as exc:
+        raise LayoutError(f"{exc} ({table})") from exc
+    rep = repeats([t for t in rows if t.image_id])
+    names = [name for name, _ in tables]
+    tasks = [lab.apply(t) for t in match(rows, files, lab.exts, preset.suffixes, names)]
+    return tasks, rep.repeats

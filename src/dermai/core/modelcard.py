@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-SPLITS = ("train", "val", "test")
-EXTERNAL = "external"  # core.schema.EXTERNAL: a held-out site (split.external_source)
+from dermai.core.schema import EXTERNAL, SPLITS
+
 ECE_GOAL = 0.05
 SAMPLE_ROOT = "data/raw/sample"  # where `dermai sample` writes (dvc.yaml); the default raw_root
 

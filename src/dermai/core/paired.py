@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binomtest, chi2
 
-from dermai.core import metrics as M
+from dermai.core import metrics
 from dermai.core.bootstrap import resample_indices
 
 # Below this many discordant images McNemar uses the exact binomial test (the chi-square
@@ -57,9 +57,9 @@ class McNemar:
 def headline_metrics(n_classes: int) -> dict[str, Metric]:
     """The evaluate stage's three headline numbers as `fn(y, proba)`."""
     return {
-        "accuracy": lambda y, p: M.accuracy(y, p.argmax(axis=1)),
-        "balanced_accuracy": lambda y, p: M.balanced_accuracy(y, p.argmax(axis=1), n_classes),
-        "macro_auc": lambda y, p: M.macro_auc(y, p),
+        "accuracy": lambda y, p: metrics.accuracy(y, p.argmax(axis=1)),
+        "balanced_accuracy": lambda y, p: metrics.balanced_accuracy(y, p.argmax(axis=1), n_classes),
+        "macro_auc": lambda y, p: metrics.macro_auc(y, p),
     }
 
 

@@ -1,15 +1,27 @@
-"""Leakage-safe stratified splitting. Pure: arrays in, split labels out."""
+"""Leakage-safe stratified splitting and its leakage report. Pure: tables in, split labels and
+counts out (`dermai split` reads and writes the files).
+
+Leakage groups (duplicates + lesion ids) are assigned whole. `split.duplicate_policy`: `group`
+distributes whole groups by stratified group k-fold; `train` is the seed project's policy (naive
+split, then every crossing group moved into train). The leakage report compares the final split
+with a naive per-image stratified split. Held-out sources (`split.external_source`) go to an
+`external` split with every leakage group that touches them; the fractions apply to the rest.
+"""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
+from typing import Any, TypedDict
 
 import numpy as np
+import pandas as pd
 
-from dermai.core.schema import SPLITS
+from dermai.core.groups import parse_groups
+from dermai.core.schema import EXTERNAL, SPLITS
 
 
 def fold_plan(fractions: dict[str, float], max_folds: int = 100) -> tuple[int, dict[str, int]]:
@@ -190,3 +202,162 @@ def external_members(
     mask = of_source | np.isin(grp, list(touched))
     spanning = set(grp[mask & ~of_source].tolist())
     return mask, spanning
+
+
+class LeakageCounts(TypedDict):
+    """One side ("before"/"after") of the leakage report."""
+
+    cross_split_exact_pairs: int
+    cross_split_perceptual_pairs: int
+    cross_split_metadata_groups: int
+    cross_split_groups_by_key: dict[str, int]
+    cross_split_leakage_groups: int
+    images_in_cross_split_groups: int
+    sizes: dict[str, int]
+
+
+def leakage_counts(
+    df: pd.DataFrame, assign: pd.Series, pairs: pd.DataFrame, splits: tuple[str, ...] = SPLITS
+) -> LeakageCounts:
+    """Cross-split exact pairs, perceptual pairs and groups for one assignment."""
+    by_id = dict(zip(df["image_id"], assign, strict=True))
+
+    def cross_pairs(kind: str) -> int:
+        sel = pairs[pairs["kind"] == kind]
+        return crossing_pairs(by_id, sel["a"], sel["b"])
+
+    meta = crossing_keys(assign, df["group_id"])
+    leak = crossing_keys(assign, df["leakage_group"])
+    keys = parse_groups(df["groups"].tolist()) if "groups" in df.columns else {}
+    return {
+        "cross_split_exact_pairs": cross_pairs("exact"),
+        "cross_split_perceptual_pairs": cross_pairs("perceptual"),
+        "cross_split_metadata_groups": len(meta),
+        "cross_split_groups_by_key": {
+            k: len(crossing_keys(assign.tolist(), v)) for k, v in sorted(keys.items())
+        },
+        "cross_split_leakage_groups": len(leak),
+        "images_in_cross_split_groups": int(df["leakage_group"].isin(leak).sum()),
+        "sizes": {s: int((assign == s).sum()) for s in splits},
+    }
+
+
+def assign_splits(
+    df: pd.DataFrame, fractions: dict[str, float], policy: str, seed: int, min_groups: int
+) -> tuple[pd.Series, list[str]]:
+    strata = (df["condition"] + "|" + df["age_group"]).tolist()
+    groups = df["leakage_group"].tolist()
+    if policy == "group":
+        a = group_split(strata, groups, fractions, seed)
+    else:
+        a = train_policy_split(strata, groups, fractions, seed)
+    a, moves = ensure_presence(a, df["condition"].tolist(), groups, min_groups, seed)
+    return pd.Series(a, index=df.index, name="split"), moves
+
+
+@dataclass(frozen=True)
+class Split:
+    """An index's split: the final assignment, the naive baseline it is compared with, the
+    presence moves, and the held-out site (the `external` mask and the groups spanning it)."""
+
+    assign: pd.Series
+    naive: pd.Series
+    moves: list[str]
+    splits: tuple[str, ...]
+    external: pd.Series  # bool per image
+    spanning: set[str]
+    rest: pd.DataFrame  # the images the fractions apply to
+
+
+def split_index(
+    df: pd.DataFrame,
+    fractions: dict[str, float],
+    policy: str,
+    seed: int,
+    min_groups: int,
+    held_out: list[str],
+) -> Split:
+    """Split an index (with its `leakage_group` column) by `policy`; ValueError (one line, for
+    the user) when the held-out sources leave nothing or the fractions cannot be met."""
+    members, spanning = external_members(
+        df["source"].tolist(), df["leakage_group"].tolist(), held_out
+    )
+    ext = pd.Series(members, index=df.index)
+    # With nothing held out, `rest` is the index itself: the default split is unchanged.
+    rest = df[~ext] if held_out else df
+    if held_out and rest.empty:
+        raise ValueError(
+            f"split.external_source {held_out} holds out every image; nothing is left to train on"
+        )
+    # The naive baseline holds out the sources only (blind to groups); the final split holds
+    # out their whole groups.
+    of_source = df["source"].isin(held_out)
+    naive_pool = df[~of_source] if held_out else df
+    try:
+        assign, moves = assign_splits(rest, fractions, policy, seed, min_groups)
+        naive = pd.Series(
+            stratified_image_split(
+                (naive_pool["condition"] + "|" + naive_pool["age_group"]).tolist(), fractions, seed
+            ),
+            index=naive_pool.index,
+        )
+    except ValueError as exc:
+        raise ValueError(f"split: {exc}") from exc
+    splits = (*SPLITS, EXTERNAL) if held_out else SPLITS
+    if held_out:
+        assign = pd.concat([assign, pd.Series(EXTERNAL, index=df.index[ext])]).loc[df.index]
+        naive = pd.concat([naive, pd.Series(EXTERNAL, index=df.index[of_source])]).loc[df.index]
+    return Split(assign, naive, moves, splits, ext, spanning, rest)
+
+
+def split_summary(df: pd.DataFrame, split: Split) -> pd.DataFrame:
+    """Images per split x condition x age group, splits in their order."""
+    summary = (
+        df.assign(split=split.assign)
+        .groupby(["split", "condition", "age_group"], sort=True)
+        .size()
+        .rename("count")
+        .reset_index()
+    )
+    summary["split"] = pd.Categorical(summary["split"], split.splits, ordered=True)
+    return summary.sort_values(["split", "condition", "age_group"])
+
+
+def leakage_report(
+    df: pd.DataFrame,
+    pairs: pd.DataFrame,
+    split: Split,
+    fractions: dict[str, float],
+    policy: str,
+    seed: int,
+    held_out: list[str],
+) -> dict[str, Any]:
+    """The leakage report: the naive split's cross-split pairs and groups ("before") against the
+    final split's ("after"), the presence moves, the strata too small for every split, and the
+    held-out site's counts."""
+    strata = split.rest["condition"] + "|" + split.rest["age_group"]
+    small = small_strata(strata.tolist())
+    placed = {s: sorted(set(split.assign[strata.index][strata == s])) for s in small}
+    before = leakage_counts(df, split.naive, pairs, split.splits)
+    after = leakage_counts(df, split.assign, pairs, split.splits)
+    report: dict[str, Any] = {
+        "policy": policy,
+        "seed": seed,
+        "images": len(df),
+        "targets": {s: round(fractions[s] * len(split.rest), 1) for s in SPLITS},
+        "before": {"method": "naive per-image stratified split", **before},
+        "after": {"method": f"policy={policy}", **after},
+        "presence_moves": split.moves,
+        "small_strata": {s: {"images": c, "splits": placed[s]} for s, c in sorted(small.items())},
+    }
+    if held_out:
+        of_sources = df["source"].isin(held_out)
+        report[EXTERNAL] = {
+            "sources": sorted(held_out),
+            "rule": "a leakage group holding any image of a held-out source goes to external whole",
+            "images": int(split.external.sum()),
+            "images_of_sources": int(of_sources.sum()),
+            "images_pulled_by_groups": int((split.external & ~of_sources).sum()),
+            "groups_spanning_sources": len(split.spanning),
+        }
+    return report

@@ -1,12 +1,26 @@
 """Synthetic dermoscopy-like images for the embedded sample dataset and tests.
 
 Each condition gets its own lesion colour, shape and texture, so a small model can learn
-something; nothing here resembles real pathology. Pure: returns arrays, never touches disk.
+something; nothing here resembles real pathology. `sample_files` is the whole sample (with
+injected copies, near-duplicates and corrupt files) as bytes. Pure: returns arrays and bytes,
+never touches disk.
 """
 
 from __future__ import annotations
 
+import io
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
 import numpy as np
+from PIL import Image
+
+from dermai.core.ages import age_labels
+
+if TYPE_CHECKING:
+    from dermai.params import SampleParams
+
+SOURCES = ["clinic_a", "clinic_b"]
 
 # condition -> (lesion RGB, irregularity, texture kind)
 STYLES: dict[str, tuple[tuple[int, int, int], float, str]] = {
@@ -86,3 +100,71 @@ def lesion_image(condition: str, rng: np.random.Generator, height: int, width: i
     lesion_img = lesion + tex
     out = img * (1 - mask) + lesion_img * mask
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _jpeg(arr_or_img: np.ndarray | Image.Image, quality: int) -> bytes:
+    img = arr_or_img if isinstance(arr_or_img, Image.Image) else Image.fromarray(arr_or_img)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def sample_files(
+    seed: int, classes: list[str], age_edges: list[int], cfg: SampleParams
+) -> list[tuple[PurePosixPath, bytes]]:
+    """The sample's files, (relative path, bytes): `cfg.n_images` lesions spread over the
+    classes and SOURCES with their ages, then exact copies (in the other source), re-encoded,
+    resized and cropped near-duplicates, and corrupt files. Same seed, same bytes."""
+    rng = np.random.default_rng(seed)
+    ages = age_labels(age_edges)
+    counts = class_counts(cfg.n_images, classes)
+    files: list[tuple[PurePosixPath, bytes]] = []
+    n = 0
+    for condition in classes:
+        for _ in range(counts[condition]):
+            source = SOURCES[int(rng.integers(len(SOURCES)))]
+            # Older patients more often for the malignant-looking classes, like real data.
+            p_age = [0.1, 0.4, 0.5] if condition in ("mel", "bcc", "akiec") else [0.3, 0.45, 0.25]
+            age = ages[int(rng.choice(len(ages), p=_fit(p_age, len(ages))))]
+            arr = lesion_image(condition, rng, cfg.height, cfg.width)
+            rel = PurePosixPath(source, condition, age, f"syn_{n:04d}.jpg")
+            files.append((rel, _jpeg(arr, 92)))
+            n += 1
+
+    base = list(files)
+    picks = rng.choice(len(base), size=cfg.n_exact_copies + cfg.n_near_duplicates, replace=False)
+    for k, idx in enumerate(picks[: cfg.n_exact_copies]):
+        rel, data = base[int(idx)]
+        other = SOURCES[(SOURCES.index(rel.parts[0]) + 1) % len(SOURCES)]
+        files.append((PurePosixPath(other, *rel.parts[1:-1], f"copy_{k:03d}.jpg"), data))
+    for k, idx in enumerate(picks[cfg.n_exact_copies :]):
+        rel, data = base[int(idx)]
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        kind = k % 3
+        if kind == 0:  # re-encode at lower quality
+            new = _jpeg(img, 70)
+        elif kind == 1:  # resized copy
+            size = (img.width * 3 // 4, img.height * 3 // 4)
+            new = _jpeg(img.resize(size, Image.Resampling.LANCZOS), 90)
+        else:  # 2% crop
+            dx, dy = max(1, img.width // 50), max(1, img.height // 50)
+            new = _jpeg(img.crop((dx, dy, img.width - dx, img.height - dy)), 90)
+        files.append((rel.with_name(f"near_{k:03d}.jpg"), new))
+
+    corrupt_kinds = [
+        ("empty_000.jpg", b""),
+        ("truncated_001.jpg", base[0][1][: len(base[0][1]) // 3]),
+        ("notes_002.jpg", b"this is a text file, not an image\n"),
+    ]
+    for k in range(cfg.n_corrupt):
+        name, data = corrupt_kinds[k % len(corrupt_kinds)]
+        rel = base[k + 1][0]
+        files.append((rel.with_name(f"bad{k}_{name}"), data))
+
+    return files
+
+
+def _fit(p: list[float], n: int) -> list[float]:
+    q = (p + [p[-1]] * n)[:n]
+    s = sum(q)
+    return [x / s for x in q]

@@ -16,27 +16,21 @@ from pathlib import Path
 import pandas as pd
 
 from dermai.core.hashing import ImageRejected, inspect
-from dermai.errors import DermaiError
 from dermai.io.images import DEFAULT_EXTENSIONS, DEFAULT_MAX_PIXELS, read_bytes, walk
+from dermai.io.tables import read_table
 
 HASH_COLUMNS = ["image_id", "path", "sha1", "dhash", "phash"]
 TABLE_COLUMNS = [*HASH_COLUMNS, "group_id", "groups"]
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_hash_table(path: Path) -> pd.DataFrame:
     """An index CSV (`dermai index`) or split CSV (data/splits/*.csv) as a hash table."""
-    if not path.is_file():
-        raise DermaiError(f"not found: {path}")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise DermaiError(f"cannot read {path}: {exc}") from exc
-    missing = [c for c in HASH_COLUMNS if c not in df.columns]
-    if missing:
-        raise DermaiError(
-            f"{path} lacks column(s) {', '.join(missing)}: not an index or split "
-            "CSV written by `dermai index` / `dermai split`"
-        )
+    df = read_table(
+        path,
+        HASH_COLUMNS,
+        "index or split CSV",
+        hint="written by `dermai index` / `dermai split`",
+    )
     for col in ("group_id", "groups"):  # groups: "lesion_id=L1;patient_id=P1" (index.group_keys)
         if col not in df.columns:
             df[col] = ""
@@ -97,4 +91,4 @@ def load(
     """A folder is hashed; a file is read as an index or split CSV (no rejects)."""
     if source.is_dir():
         return hash_folder(source, extensions, max_pixels, workers)
-    return read_table(source), pd.DataFrame(columns=["path", "reason"])
+    return read_hash_table(source), pd.DataFrame(columns=["path", "reason"])

@@ -22,15 +22,21 @@ def read_table(
     *,
     hint: str = "",
     empty_as_null: bool = False,
+    sep: str = ",",
 ) -> pd.DataFrame:
-    """A CSV with all columns as strings; a one-line error if it is missing, unreadable or
-    lacks a `required` column. `empty_as_null` makes empty fields null (for the data gates)."""
+    """A CSV (`sep`: another field separator) with all columns as strings; a one-line error if
+    it is missing, unreadable or lacks a `required` column. `empty_as_null` makes empty fields
+    null (for the data gates)."""
     path = Path(path)
     if not path.is_file():
         raise DermaiError(f"{what} not found: {path}{f' ({hint})' if hint else ''}")
     try:
         df = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""] if empty_as_null else None
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""] if empty_as_null else None,
+            sep=sep,
         )
     except (ValueError, pd.errors.ParserError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
@@ -39,6 +45,12 @@ def read_table(
     if missing:
         raise DermaiError(f"{what} {path} lacks column(s) {', '.join(missing)}")
     return df
+
+
+def read_records(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, str]]:
+    """`read_table`'s rows as dicts of strings (column -> value), in file order."""
+    df = read_table(path, required, what)
+    return [{str(k): str(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
 def read_index(path: str | Path) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from dermai.errors import DermaiError
+from dermai.models.lite0 import VARIANTS, load_backbone
 
 if TYPE_CHECKING:
     import keras
@@ -53,8 +54,6 @@ def build_backbone(
     """Feature extractor: raw [0, 255] RGB of `input_shape` -> pooled 1280-d features."""
     if weights not in ("imagenet", "none"):
         raise DermaiError(f"unknown backbone weights {weights!r}; use imagenet or none")
-    from dermai.models.lite0 import VARIANTS, load_backbone
-
     if name in VARIANTS:
         if weights == "imagenet" and pretrained_path is None:
             raise DermaiError(f"{name} with imagenet weights needs the converted file")
@@ -95,7 +94,11 @@ def split_backbone(
     backbone: keras.Model, unfreeze_blocks: int
 ) -> tuple[keras.Model, keras.Model | None]:
     """(lower, upper): lower stays frozen; upper holds the stages that phase 2 trains."""
-    cut = cut_layer_name(backbone, unfreeze_blocks)
+    return split_at(backbone, cut_layer_name(backbone, unfreeze_blocks))
+
+
+def split_at(backbone: keras.Model, cut: str | None) -> tuple[keras.Model, keras.Model | None]:
+    """(lower, upper) cut at layer `cut` (`cut_layer_name`); no cut: the backbone, None."""
     if cut is None:
         return backbone, None
     import keras

@@ -8,11 +8,13 @@ added when the input is square.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from dermai.errors import DermaiError
 
@@ -153,3 +155,58 @@ def split_arrays(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     if not xs:
         raise DermaiError(f"the {split} split is empty")
     return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def example(image: bytes, row: dict, label: int) -> bytes:
+    """One serialized example of FEATURES (what `dataset` parses back)."""
+
+    def b(v: str | bytes) -> tf.train.Feature:
+        v = v.encode() if isinstance(v, str) else v
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    feats = {
+        "image": b(image),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "age_group": b(row["age_group"]),
+        "source": b(row["source"]),
+        "image_id": b(row["image_id"]),
+        "sha1": b(row["sha1"]),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feats))
+    return example.SerializeToString(deterministic=True)  # map order would follow str hash
+
+
+def shard_names(split: str, n_rows: int, shard_size: int) -> list[str]:
+    n = max(1, -(-n_rows // shard_size))
+    return [f"{split}-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
+
+
+def write_split(
+    folder: Path,
+    split: str,
+    rows: list[dict[str, Any]],
+    images: Iterable[bytes],
+    classes: list[str],
+    shard_size: int,
+) -> list[str]:
+    """Write the split's `rows` (split CSV records) with their encoded `images` (in the same
+    order) to shards of `shard_size` examples; returns the shard names."""
+    names = shard_names(split, len(rows), shard_size)
+    it = iter(
+        tqdm(
+            images,
+            total=len(rows),
+            desc=f"tfrecords {split}",
+            unit="img",
+            mininterval=1.0,
+            disable=None,
+        )
+    )
+    for k, name in enumerate(names):
+        with tf.io.TFRecordWriter(str(folder / name)) as w:
+            for row in rows[k * shard_size : (k + 1) * shard_size]:
+                w.write(example(next(it), row, classes.index(row["condition"])))
+    return names

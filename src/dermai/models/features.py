@@ -5,27 +5,34 @@ It is its own module (and DVC stage, `dermai features`) so that an experiment ch
 head or phase-2 params reuses it instead of recomputing it: it depends on the TFRecords, the
 backbone, its weights and where it is cut, never on the training loop, the head or the loss.
 The meta.json records what the activations were computed with; `dermai train` refuses a cache
-whose meta differs from its own backbone and cut.
+whose meta differs from its own backbone and cut. Both stages build that backbone, its cut and
+the cache's key with one call (`plan`), so they cannot disagree on how.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dermai import params as params_mod
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_dir
+from dermai.models.backbones import build_backbone, cut_layer_name, split_at
 
 log = logging.getLogger(__name__)
 
 META = "meta.json"
-SPLITS = ("train", "val")
+CACHED_SPLITS = ("train", "val")  # the splits whose activations are cached
 BATCH = 64  # forward-pass batch; does not change the activations
 # The keys `dermai train` compares with its own set-up (the counts are informative only).
 CHECKED = (
@@ -89,6 +96,98 @@ def describe(
         "classes": list(classes),
         "dtype": "float16",
     }
+
+
+@dataclass
+class Plan:
+    """The network both the `features` and the `train` stage build from the same params: the
+    backbone (initialised under base.seed: with random weights its init must match the cache),
+    its frozen lower and trainable upper part, the layer where it is cut, and the key a feature
+    cache computed with this lower part carries (`describe`)."""
+
+    backbone: Any
+    lower: Any
+    upper: Any | None
+    cut: str | None
+    shape: tuple[int, int, int]
+    classes: list[str]
+    seed: int  # base.seed: the backbone's init and the cache's augmented copies
+    key: dict[str, Any]
+    colour_constancy: float | str  # what the TFRecords' pixels went through
+    scope: Callable[[], AbstractContextManager[Any]] = field(default=contextlib.nullcontext)
+
+
+def plan(
+    prm: params_mod.Params,
+    records: dict[str, Any],
+    pretrained: str | Path | None,
+    scope: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> Plan:
+    """Build the backbone for TFRecords described by `records` (their meta.json) and cut it at
+    `train.unfreeze_blocks`; `scope` is the distribution strategy's (the variables live there).
+
+    The class list comes from the TFRecords (index resolved it); base.classes, when set, must
+    agree, and so must the image size with model.image_*."""
+    import keras
+    import tensorflow as tf
+
+    mcfg, cfg = prm.model, prm.train
+    classes = list(records["classes"])
+    if prm.base.classes and classes != prm.base.classes:
+        raise DermaiError("TFRecords were written for other classes; rerun `dermai tfrecords`")
+    shape = (int(records["image_height"]), int(records["image_width"]), 3)
+    if (shape[0], shape[1]) != (mcfg.image_height, mcfg.image_width):
+        raise DermaiError("TFRecords image size differs from model.image_*; rerun tfrecords")
+    keras.utils.set_random_seed(prm.base.seed)
+    if not tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()
+    with scope():
+        backbone = build_backbone(mcfg.backbone, mcfg.weights, shape, pretrained)
+        cut = cut_layer_name(backbone, cfg.unfreeze_blocks)
+        lower, upper = split_at(backbone, cut)
+    key = describe(
+        lower,
+        backbone=mcfg.backbone,
+        weights=mcfg.weights,
+        input_shape=shape,
+        unfreeze_blocks=cfg.unfreeze_blocks,
+        cut_layer=cut,
+        variants=cfg.cache_variants,
+        seed=prm.base.seed,
+        max_train_images=cfg.max_train_images,
+        classes=classes,
+    )
+    colour = records.get("colour_constancy", "none")
+    return Plan(backbone, lower, upper, cut, shape, classes, prm.base.seed, key, colour, scope)
+
+
+def cache(
+    p: Plan, folder: str | Path, cfg: params_mod.TrainParams
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The cache's arrays: `train.cache_variants` copies of every training image (at most
+    `train.max_train_images` of them) and one of every val image, through the plan's lower part."""
+    t0 = time.time()
+    arrays = {
+        "train": compute(
+            p.lower,
+            folder,
+            "train",
+            variants=cfg.cache_variants,
+            seed=p.seed,
+            limit=cfg.max_train_images,
+        ),
+        "val": compute(p.lower, folder, "val", variants=1, seed=p.seed),
+    }
+    log.info(
+        "feature cache: %d train rows (%d copies), %d val rows of %s at %s in %.0f s",
+        len(arrays["train"][1]),
+        cfg.cache_variants,
+        len(arrays["val"][1]),
+        p.key["activation_shape"],
+        p.cut or "the pooled output",
+        time.time() - t0,
+    )
+    return arrays
 
 
 def compute(
@@ -200,7 +299,7 @@ def read(folder: str | Path, expected: dict[str, Any]) -> dict[str, tuple[np.nda
     meta = read_meta(folder)
     check(meta, expected)
     out = {}
-    for split in SPLITS:
+    for split in CACHED_SPLITS:
         fx, fy = array_files(split)
         x = np.load(Path(folder) / fx, allow_pickle=False)
         y = np.load(Path(folder) / fy, allow_pickle=False)

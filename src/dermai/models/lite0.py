@@ -30,6 +30,7 @@ import numpy as np
 
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_path
+from dermai.models.torch_legacy import load_state_dict
 
 if TYPE_CHECKING:
     import keras
@@ -342,8 +343,6 @@ def check_hub_hash(path: Path) -> None:
 
 
 def load_packaged_state(package: str = PACKAGE) -> dict[str, np.ndarray]:
-    from dermai.models.torch_legacy import load_state_dict
-
     path = packaged_weights_path(package)
     check_hub_hash(path)
     return load_state_dict(path)

@@ -1,18 +1,24 @@
-"""The training loop: seeded TF set-up, epochs with the configured imbalance handling, and a
-tracker that keeps the best epoch's weights.
+"""Training: data in, trained model and its history out (`fit`).
 
-Two paths share the tracker. The CPU path (`train.feature_cache: true`) trains the top stages
-from the frozen lower backbone's activations of a few augmented copies of every training image
-(computed once by `dermai.models.features`, the `features` stage). The GPU path trains the whole
-model from the TFRecords with on-the-fly augmentation. With `train.ensemble` > 1, `fit_ensemble`
-trains more members on either path, each from its own seed, sharing the frozen lower part.
+Phase 1 trains the head on a frozen backbone; phase 2 unfreezes the plan's upper part (the top
+`train.unfreeze_blocks` EfficientNet stages, BatchNorm frozen) at a lower learning rate. Both
+phases run the one epoch loop (`train_epochs`): each epoch draws an order of rows (shuffled, or
+oversampled with `train.imbalance: oversample`), weights them by class with `class_weight`, and
+keeps the epoch with the best validation balanced accuracy (`models.tracking.Tracker`).
+
+The rows decide the path. The CPU path (`train.feature_cache: true`) trains from the frozen lower
+backbone's cached activations (`dermai.models.features`, the `features` stage): phase 1 trains
+the head on the frozen upper part's pooled output, computed once, and phase 2 the upper part and
+head together. The GPU path trains the whole model from the TFRecords' images, augmented as read.
+With `train.ensemble: K` > 1, K members share the frozen lower part and differ only in their seed
+(member k trains with seed + k); the result is ONE graph averaging the members' logits.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,20 +27,27 @@ import numpy as np
 import tensorflow as tf
 
 from dermai import params as params_mod
-from dermai.core import metrics as M
-from dermai.core import plotdata
 from dermai.core.imbalance import class_counts, class_weights, sampling_weights
-from dermai.models import data
+from dermai.errors import DermaiError
+from dermai.models import features
 from dermai.models.archive import save_keras
-from dermai.models.classifier import assemble, copy_upper, make_loss, set_phase
+from dermai.models.classifier import (
+    assemble,
+    assemble_ensemble,
+    build_head,
+    copy_upper,
+    make_loss,
+    set_phase,
+)
+from dermai.models.rows import ActivationRows, Epoch, ImageRows, Rows
+from dermai.models.tracking import BatchProgress, QuietLive, Tracker, summarise_ensemble
 
 if TYPE_CHECKING:
     from dvclive import Live
 
-log = logging.getLogger(__name__)
+    from dermai.models.features import Plan
 
-# The per-epoch values logged to dvclive (the summary reports those of the kept epoch).
-LOGGED = ("train/loss", "train/accuracy", "val/accuracy", "val/balanced_accuracy", "val/macro_auc")
+log = logging.getLogger(__name__)
 
 
 def setup_tf(cfg: params_mod.TrainParams, seed: int) -> tf.distribute.Strategy:
@@ -54,227 +67,66 @@ def setup_tf(cfg: params_mod.TrainParams, seed: int) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def _clock(seconds: float) -> str:
-    """h:mm:ss, for progress lines."""
-    s = round(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+@dataclass
+class TrainingData:
+    """What `fit` trains on: the train and val rows, and how many training images they hold
+    (the feature cache holds `train.cache_variants` copies of each)."""
+
+    train: Rows
+    val: Rows
+    images: int
+
+    @property
+    def cached(self) -> bool:
+        """The CPU path: rows are the lower backbone's cached activations."""
+        return isinstance(self.train, ActivationRows)
 
 
-class Tracker:
-    """Evaluates validation after every epoch, logs to dvclive, keeps the best weights.
-
-    "Best" is the highest validation balanced accuracy (first epoch wins ties). With zero epochs
-    nothing is kept: `best_epoch` stays -1 and `best_metrics` None.
-    """
-
-    def __init__(
-        self, live: Live, n_classes: int, total_epochs: int | None = None, label: str = ""
-    ) -> None:
-        self.live = live
-        self.label = label  # e.g. "member 2/3: ", prefixed to the epoch log lines
-        self.total_epochs = total_epochs  # for "epoch k/N" and the time left in the log
-        self.started = time.monotonic()
-        self._last_end = self.started
-        self.phase_started: tuple[int, float, int] | None = None  # (phase, time, first epoch)
-        self.n_classes = n_classes
-        self.best = -1.0
-        self.best_weights: list[np.ndarray] | None = None
-        self.best_epoch = -1
-        self.best_metrics: dict[str, float] | None = None
-        self.best_logged: dict[str, float] | None = None
-        self.epoch = 0
-        self.history: list[tuple[int, int, dict[str, float]]] = []  # for the curves chart
-
-    def end_epoch(
-        self,
-        val_proba: np.ndarray,
-        y_val: np.ndarray,
-        logs: dict[str, float],
-        phase: int,
-        weights_of: keras.Model,
-    ) -> None:
-        m = M.summary(y_val, val_proba)
-        logged = dict(
-            zip(
-                LOGGED,
-                (
-                    float(logs.get("loss", np.nan)),
-                    float(logs.get("accuracy", np.nan)),
-                    m["accuracy"],
-                    m["balanced_accuracy"],
-                    m["macro_auc"],
-                ),
-                strict=True,
-            )
-        )
-        for name, value in logged.items():
-            self.live.log_metric(name, value)
-        self.live.log_metric("phase", phase, plot=False)
-        self.history.append((self.epoch, phase, logged))
-        log.info(
-            "%sepoch %s (phase %d): loss %.4f val acc %.4f bal acc %.4f auc %.4f; %s",
-            self.label,
-            self.progress_label(),
-            phase,
-            logs.get("loss", np.nan),
-            m["accuracy"],
-            m["balanced_accuracy"],
-            m["macro_auc"],
-            self._timing(phase),
-        )
-        if m["balanced_accuracy"] > self.best:
-            self.best = m["balanced_accuracy"]
-            self.best_weights = weights_of.get_weights()
-            self.best_epoch = self.epoch
-            self.best_metrics = m
-            self.best_logged = {**logged, "phase": phase}
-        self.epoch += 1
-        self.live.next_step()
-
-    def begin_phase(self, phase: int) -> None:
-        """Start the clock for the time-left estimate (after caching, before the first epoch)."""
-        self.phase_started = (phase, time.monotonic(), self.epoch)
-
-    def progress_label(self) -> str:
-        done = self.epoch + 1
-        return f"{done}/{self.total_epochs}" if self.total_epochs else str(done)
-
-    def _timing(self, phase: int) -> str:
-        """Elapsed and time left; left = this phase's mean epoch time x epochs remaining (phase
-        2 epochs train more layers, so phase 1's pace would underestimate them)."""
-        now = time.monotonic()
-        if self.phase_started is None or self.phase_started[0] != phase:
-            # the phase began at the end of the previous epoch (or at start-up)
-            self.phase_started = (phase, self._last_end, self.epoch)
-        self._last_end = now
-        elapsed = now - self.started
-        text = f"elapsed {_clock(elapsed)}"
-        if self.total_epochs:
-            _, t0, first = self.phase_started
-            per_epoch = (now - t0) / (self.epoch - first + 1)
-            text += f", left ~{_clock(per_epoch * max(self.total_epochs - self.epoch - 1, 0))}"
-        return text
-
-    def summarise(self, n_train: int) -> None:
-        """Put the kept epoch's values (not the last epoch's) in dvclive's metrics.json."""
-        summary = self.live.summary
-        if self.best_logged is not None:
-            for name, value in self.best_logged.items():
-                section, _, key = name.rpartition("/")
-                target = summary.setdefault(section, {}) if section else summary
-                target[key] = value
-        summary["best_epoch"] = self.best_epoch
-        # Train and validation curves in one chart, with the phase and the kept epoch
-        # (long format; drawn by .dvc/plots/dermai_training.json).
-        self.live.log_plot(
-            "training",
-            plotdata.training_rows(self.history, self.best_epoch),
-            x="step",
-            y="value",
-            template=None,
-        )
-        summary["train_images"] = n_train
-        if self.best_metrics is not None:
-            summary["best_val_balanced_accuracy"] = self.best
-            summary["best_val_accuracy"] = self.best_metrics["accuracy"]
-            summary["best_val_macro_auc"] = self.best_metrics["macro_auc"]
-        else:
-            log.warning(
-                "no training epoch ran (train.head_epochs and finetune_epochs are 0): "
-                "the saved model is untrained"
-            )
-
-
-class BatchProgress(keras.callbacks.Callback):
-    """A progress line at most every `every_s` seconds inside an epoch: a phase-2 epoch over the
-    cached HAM10000 copies takes 15-20 min on 2 cores, too long to run silently."""
-
-    def __init__(
-        self, label: str, batch_size: int, every_s: float = 60.0, first_batch_s: float = 10.0
-    ) -> None:
-        super().__init__()
-        self.label, self.batch_size, self.every_s = label, batch_size, every_s
-        self.first_batch_s = first_batch_s
-        self.steps = self.first = 0
-        self.t0 = self.last = time.monotonic()
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.steps = int(self.params.get("steps") or 0)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.t0 = self.last = time.monotonic()
-        self.first = 0  # 1 once t0 was moved past a slow first batch
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        now = time.monotonic()
-        if batch == 0 and now - self.t0 >= self.first_batch_s:  # slow: the graph was built
-            log.info("%s: first batch after %s (graph built)", self.label, _clock(now - self.t0))
-            self.t0 = self.last = now  # rates and estimates from here on exclude the build
-            self.first = 1
-            return
-        if now - self.last < self.every_s:
-            return
-        self.last = now
-        done = batch + 1
-        timed = done - self.first  # batches since t0
-        rate = timed * self.batch_size / max(now - self.t0, 1e-9)
-        left = (self.steps - done) * self.batch_size / rate if self.steps else float("nan")
-        log.info(
-            "%s: batch %d/%s, %.0f samples/s, ~%s left in this epoch",
-            self.label,
-            done,
-            self.steps or "?",
-            rate,
-            _clock(left) if left == left else "?",
+def check_colour(records: dict[str, Any], model: params_mod.ModelParams) -> None:
+    """Refuse TFRecords (their meta.json) whose pixels went through another colour constancy
+    than `model.colour_constancy`: the model would learn pixels no runtime feeds it."""
+    colour = records.get("colour_constancy", "none")
+    if colour != model.colour_constancy:
+        raise DermaiError(
+            f"TFRecords colour constancy ({colour}) differs from model.colour_constancy "
+            f"({model.colour_constancy}); rerun tfrecords"
         )
 
 
-def predict_batches(model: keras.Model, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Predict slice by slice: `model.predict` on a whole array copies it to float32 first."""
-    out = [
-        model.predict_on_batch(x[i : i + batch].astype(np.float32)) for i in range(0, len(x), batch)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+def load_data(
+    plan: Plan, cfg: params_mod.TrainParams, tfrecords: str | Path, cache: str | Path | None
+) -> TrainingData:
+    """The rows `train.feature_cache` asks for: the feature cache (checked against the plan's
+    key) or the TFRecords' images."""
+    if not cfg.feature_cache:
+        images = ImageRows.read(tfrecords, "train", augment=True)
+        return TrainingData(images, ImageRows.read(tfrecords, "val"), len(images.y))
+    if cache is None:
+        raise DermaiError(
+            "train.feature_cache needs --features (the folder that `dermai features` writes)"
+        )
+    t0 = time.time()
+    arrays = features.read(cache, plan.key)
+    log.info("feature cache read from %s in %.0f s", cache, time.time() - t0)
+    rows = {split: ActivationRows(*arrays[split]) for split in features.CACHED_SPLITS}
+    n_images = int(len(rows["train"].y) // max(cfg.cache_variants, 1))
+    return TrainingData(rows["train"], rows["val"], n_images)
 
 
-class _Batches(keras.utils.PyDataset):
-    """Batches gathered from the cached arrays on demand, in `order`.
+@dataclass
+class History:
+    """What a run kept: member k's tracker (its kept epoch and curves) and seed."""
 
-    Fitting on `x[order]` would copy the whole cache (and Keras would convert it to float32
-    tensors again); gathering one batch at a time keeps training memory near the cache size.
-    """
+    trackers: list[Tracker]
+    seeds: list[int]
 
-    def __init__(
-        self,
-        x: np.ndarray,
-        targets: np.ndarray,
-        order: np.ndarray,
-        batch: int,
-        sample_weight: np.ndarray | None,
-    ) -> None:
-        super().__init__()
-        self.x, self.targets, self.order, self.batch = x, targets, order, batch
-        self.sample_weight = sample_weight
+    @property
+    def best_epoch(self) -> int:
+        return self.trackers[0].best_epoch
 
-    def __len__(self) -> int:
-        return -(-len(self.order) // self.batch)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
-        sel = self.order[i * self.batch : (i + 1) * self.batch]
-        xb, yb = self.x[sel].astype(np.float32), self.targets[sel]
-        if self.sample_weight is None:
-            return xb, yb
-        return xb, yb, self.sample_weight[sel]
-
-
-def array_batches(
-    x: np.ndarray,
-    targets: np.ndarray,
-    order: np.ndarray,
-    batch: int,
-    sample_weight: np.ndarray | None,
-) -> keras.utils.PyDataset:
-    return _Batches(x, targets, order, batch, sample_weight)
+    @property
+    def best(self) -> float:
+        return self.trackers[0].best
 
 
 def compile_for(
@@ -297,12 +149,23 @@ def compile_for(
     )
 
 
+def epoch_order(
+    rng: np.random.Generator, y: np.ndarray, cfg: params_mod.TrainParams, n_classes: int
+) -> np.ndarray:
+    """The rows of one epoch: a permutation, or with `train.imbalance: oversample` as many rows
+    drawn class first (classes weighted by `train.oversample_power`), then a row of the class."""
+    if cfg.imbalance != "oversample":
+        return rng.permutation(len(y))
+    p = sampling_weights(y, n_classes, cfg.oversample_power)
+    per_class = [np.flatnonzero(y == c) for c in range(n_classes)]
+    cls = rng.choice(n_classes, size=len(y), p=p)
+    return np.array([rng.choice(per_class[c]) for c in cls])
+
+
 def train_epochs(
     model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    train: Rows,
+    val: Rows,
     *,
     epochs: int,
     lr: float,
@@ -311,229 +174,105 @@ def train_epochs(
     seed: int,
     tracker: Tracker,
     phase: int,
-    weights_of: keras.Model,
 ) -> None:
-    """Fit on in-memory arrays, one epoch at a time, with the configured imbalance handling."""
+    """The epoch loop: fit `model` one epoch at a time, then score it on `val`."""
     if epochs <= 0:
         return
     tracker.begin_phase(phase)
+    y = train.y
     log.info(
         "phase %d (%s): %d epoch(s) over %d samples, lr %g; building the graph",
         phase,
         "head" if phase == 1 else "top stages + head",
         epochs,
-        len(x),
+        len(y),
         lr,
     )
-    compile_for(model, cfg, lr, max(1, -(-len(x) // cfg.batch_size)) * epochs, y, n_classes)
+    compile_for(model, cfg, lr, max(1, -(-len(y) // cfg.batch_size)) * epochs, y, n_classes)
     w = None
     if cfg.imbalance == "class_weight":
         w = class_weights(y, n_classes, cfg.class_weight_power)
     rng = np.random.default_rng(seed + 7919 * phase)
     onehot = np.eye(n_classes, dtype=np.float32)
-    for _ in range(epochs):
-        if cfg.imbalance == "oversample":
-            p = sampling_weights(y, n_classes, cfg.oversample_power)
-            per_class = [np.flatnonzero(y == c) for c in range(n_classes)]
-            cls = rng.choice(n_classes, size=len(y), p=p)
-            idx = np.array([rng.choice(per_class[c]) for c in cls])
-        else:
-            idx = rng.permutation(len(y))
-        batches = array_batches(
-            x, onehot[y], idx, cfg.batch_size, None if w is None else w[y].astype(np.float32)
+    for epoch in range(epochs):
+        order = epoch_order(rng, y, cfg, n_classes)
+        weights = None if w is None else w[y].astype(np.float32)
+        batches = train.batches(
+            Epoch(order, onehot[y], weights, cfg.batch_size, seed + phase, epoch)
         )
         progress = BatchProgress(
             f"epoch {tracker.progress_label()} (phase {phase})", cfg.batch_size
         )
         hist = model.fit(batches, epochs=1, verbose=0, callbacks=[progress])
         logs = {k: v[-1] for k, v in hist.history.items()}
-        proba = predict_batches(model, x_val)
-        tracker.end_epoch(proba, y_val, logs, phase, weights_of)
+        tracker.end_epoch(val.predict(model), val.y, logs, phase, model)
 
 
-def fit_cached(
-    lower: keras.Model,
+def _phase_model(
+    plan: Plan,
     upper: keras.Model | None,
     head: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
-    *,
-    cfg: params_mod.TrainParams,
-    n_classes: int,
-    seed: int,
-    tracker: Tracker,
-) -> None:
-    """Both phases from cached lower-backbone activations; leaves the best weights in place.
-
-    Phase 1 trains the head on the pooled output of the frozen upper stages; phase 2 trains the
-    upper stages and the head together (BatchNorm frozen) and competes with phase 1's best.
-    """
-    (x_tr, y_tr), (x_va, y_va) = train, val
-    if upper is not None:
-        log.info("running the cached activations through the frozen top stages for the head")
-        f_tr, f_va = predict_batches(upper, x_tr), predict_batches(upper, x_va)
-    else:
-        f_tr, f_va = x_tr.astype(np.float32), x_va.astype(np.float32)
-    set_phase(lower, upper, head, 1)
-    train_epochs(
-        head,
-        f_tr,
-        y_tr,
-        f_va,
-        y_va,
-        epochs=cfg.head_epochs,
-        lr=cfg.lr,
-        cfg=cfg,
-        n_classes=n_classes,
-        seed=seed,
-        tracker=tracker,
-        phase=1,
-        weights_of=head,
-    )
-    del f_tr, f_va
-
-    if upper is not None and cfg.finetune_epochs > 0:
-        if tracker.best_weights is not None:
-            head.set_weights(tracker.best_weights)
-        top = keras.Model(upper.input, head(upper.output), name="top")
-        set_phase(lower, upper, head, 2)
-        tracker.best_weights = top.get_weights()  # compare phase 2 against phase 1's best
-        train_epochs(
-            top,
-            x_tr,
-            y_tr,
-            x_va,
-            y_va,
-            epochs=cfg.finetune_epochs,
-            lr=cfg.finetune_lr,
-            cfg=cfg,
-            n_classes=n_classes,
-            seed=seed,
-            tracker=tracker,
-            phase=2,
-            weights_of=top,
-        )
-        top.set_weights(tracker.best_weights)
-    elif tracker.best_weights is not None:
-        head.set_weights(tracker.best_weights)
-
-
-def train_epochs_images(
-    model: keras.Model,
-    folder: str,
-    *,
-    epochs: int,
-    lr: float,
-    cfg: params_mod.TrainParams,
-    n_classes: int,
-    seed: int,
-    tracker: Tracker,
     phase: int,
-    y_train: np.ndarray,
-    val: tuple[tf.data.Dataset, np.ndarray],
-) -> None:
-    """Fit from the TFRecords with on-the-fly augmentation (the GPU path)."""
-    if epochs <= 0:
-        return
-    tracker.begin_phase(phase)
-    steps = max(1, -(-len(y_train) // cfg.batch_size))
-    compile_for(model, cfg, lr, steps * epochs, y_train, n_classes)
-    weights = (
-        sampling_weights(y_train, n_classes, cfg.oversample_power).tolist()
-        if cfg.imbalance == "oversample"
-        else None
-    )
-    ds = data.dataset(
-        folder,
-        "train",
-        cfg.batch_size,
-        training=True,
-        seed=seed + phase,
-        oversample_weights=weights,
-        repeat=True,
-    )
-    ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
-    cw = None
-    if cfg.imbalance == "class_weight":
-        w = class_weights(y_train, n_classes, cfg.class_weight_power)
-        cw = {c: float(w[c]) for c in range(n_classes)}
-    val_ds, y_val = val
-
-    class _Val(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            proba = model.predict(val_ds, verbose=0)
-            tracker.end_epoch(proba, y_val, logs or {}, phase, model)
-
-    # One fit call: a new call would restart the seeded shuffle from its first order.
-    model.fit(
-        ds,
-        steps_per_epoch=steps,
-        epochs=epochs,
-        class_weight=cw,
-        verbose=0,
-        callbacks=[BatchProgress(f"phase {phase}", cfg.batch_size), _Val()],
-    )
+    data: TrainingData,
+    full: keras.Model | None,
+) -> tuple[keras.Model, Rows, Rows]:
+    """(model trained in `phase`, its train rows, its val rows). The CPU path trains the head on
+    the frozen upper part's pooled output in phase 1, and the upper part with the head in phase
+    2; the GPU path trains the whole model (`full`) from images in both."""
+    if not data.cached:
+        assert full is not None
+        return full, data.train, data.val
+    train, val = data.train, data.val
+    assert isinstance(train, ActivationRows) and isinstance(val, ActivationRows)
+    if phase == 1:
+        if upper is not None:
+            log.info("running the cached activations through the frozen top stages for the head")
+        return head, train.through(upper), val.through(upper)
+    assert upper is not None
+    return keras.Model(upper.input, head(upper.output), name="top"), train, val
 
 
-def fit_images(
-    folder: str,
-    lower: keras.Model,
+def fit_member(
+    plan: Plan,
     upper: keras.Model | None,
     head: keras.Model,
-    shape: tuple[int, int, int],
-    classes: list[str],
-    *,
+    data: TrainingData,
     cfg: params_mod.TrainParams,
     seed: int,
     tracker: Tracker,
-) -> tuple[keras.Model, int]:
-    """Both phases on the full model, fed from the TFRecords; returns (best model, n_train)."""
-    n = len(classes)
-    y_tr = np.concatenate([y.numpy() for _, y in data.dataset(folder, "train", 512)])
-    val_ds = data.dataset(folder, "val", cfg.batch_size)
-    y_va = np.concatenate([y.numpy() for _, y in val_ds])
-    model = assemble(lower, upper, head, shape, classes)
-    for phase, epochs, lr in (
-        (1, cfg.head_epochs, cfg.lr),
-        (2, cfg.finetune_epochs if upper is not None else 0, cfg.finetune_lr),
-    ):
-        set_phase(lower, upper, head, phase)
-        if tracker.best_weights is not None:
-            model.set_weights(tracker.best_weights)
-        train_epochs_images(
+) -> keras.Model:
+    """Both phases of one member; leaves the kept epoch's weights in place and returns the model
+    that holds them (the CPU path: head or upper + head; the GPU path: the whole model).
+
+    Phase 2 starts from phase 1's kept weights and competes with them."""
+    full = None if data.cached else assemble(plan.lower, upper, head, plan.shape, plan.classes)
+    phases = [(1, cfg.head_epochs, cfg.lr)]
+    if upper is not None and cfg.finetune_epochs > 0:
+        phases.append((2, cfg.finetune_epochs, cfg.finetune_lr))
+    current = None
+    for phase, epochs, lr in phases:
+        model, train, val = _phase_model(plan, upper, head, phase, data, full)
+        set_phase(plan.lower, upper, head, phase)
+        if current is not None and tracker.best_weights is not None:
+            current.set_weights(tracker.best_weights)
+            tracker.best_weights = model.get_weights()  # phase 2 competes with phase 1's best
+        train_epochs(
             model,
-            folder,
+            train,
+            val,
             epochs=epochs,
             lr=lr,
             cfg=cfg,
-            n_classes=n,
+            n_classes=len(plan.classes),
             seed=seed,
             tracker=tracker,
             phase=phase,
-            y_train=y_tr,
-            val=(val_ds, y_va),
         )
+        current = model
+    assert current is not None
     if tracker.best_weights is not None:
-        model.set_weights(tracker.best_weights)
-    return model, len(y_tr)
-
-
-class QuietLive:
-    """The part of dvclive.Live a Tracker uses, recording nothing: ensemble members after the
-    first train without dvclive curves (the curves are member 0's, i.e. the single model's)."""
-
-    def __init__(self) -> None:
-        self.summary: dict[str, Any] = {}
-
-    def log_metric(self, name: str, value: float, plot: bool = True) -> None:
-        pass
-
-    def next_step(self) -> None:
-        pass
-
-
-FitMember = Callable[[keras.Model | None, keras.Model, int, Tracker], None]
-"""Trains one member in place: (upper or None, head, seed, tracker)."""
+        current.set_weights(tracker.best_weights)
+    return current
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -543,96 +282,76 @@ def member_seed(seed: int, k: int) -> int:
     return seed + k
 
 
-def fit_ensemble(
-    upper: keras.Model | None,
-    head: keras.Model,
-    fit_member: FitMember,
-    *,
-    members: int,
-    seed: int,
-    tracker: Tracker,
-    new_head: Callable[[], keras.Model],
-    scope: Callable[[], Any],
-) -> tuple[list[keras.Model | None], list[keras.Model], list[Tracker]]:
-    """Train `members` (upper, head) pairs on one frozen lower part; return them and their
-    trackers.
+def _new_head(plan: Plan, cfg: params_mod.TrainParams, dropout: float) -> keras.Model:
+    return build_head(
+        int(plan.backbone.output.shape[-1]), len(plan.classes), dropout, cfg.weight_decay
+    )
 
-    Member 0 is `upper` and `head` trained with `seed` and `tracker` exactly as a single model
-    (nothing runs before it, so train.ensemble: 1 gives today's bytes). Member k then starts
-    from a copy of the upper's weights as they were before member 0 trained, and a head built
-    after `keras.utils.set_random_seed(member_seed(seed, k))`; it logs through a quiet tracker.
-    Each member costs its own phase-1 + phase-2 time; the lower part and its cache are shared.
+
+def above_cut(model: keras.Model) -> keras.Model:
+    """An assembled model (image -> lower -> [upper] -> head) from the lower part's output on:
+    its layers after the lower part, for cached activations."""
+    x = inp = keras.Input(model.layers[1].output.shape[1:], name="cut")
+    for layer in model.layers[2:]:
+        x = layer(x)
+    return keras.Model(inp, x, name="above_cut")
+
+
+def fit(
+    plan: Plan,
+    data: TrainingData,
+    cfg: params_mod.TrainParams,
+    seed: int,
+    live: Live,
+    *,
+    dropout: float,
+) -> tuple[keras.Model, History]:
+    """Train `cfg.ensemble` members on `data` (seed `seed` + k each) and return the deployable
+    model (raw [0, 255] RGB in, probabilities out) with the members' history; the heads drop
+    `dropout` (model.dropout) of their input in training. dvclive's curves
+    and summary are member 0's (its kept epoch's values), plus the ensemble's under `ensemble`.
+
+    Member 0 is exactly the single model of `seed` (nothing runs before it, so ensemble: 1 gives
+    the single model's bytes). Member k starts from a copy of the upper part's weights as they
+    were before member 0 trained and a head built after `keras.utils.set_random_seed(seed + k)`;
+    it logs through a quiet tracker. Each member costs its own phase 1 + 2; the lower part and
+    the rows are shared.
     """
-    start = None if upper is None or members <= 1 else upper.get_weights()
-    if members > 1:
-        tracker.label = f"member 1/{members}: "
-    fit_member(upper, head, seed, tracker)
-    uppers, heads, trackers = [upper], [head], [tracker]
-    for k in range(1, members):
-        s = member_seed(seed, k)
-        with scope():
-            u = None if upper is None else copy_upper(upper, start or [], f"upper_{k}")
+    k = cfg.ensemble
+    with plan.scope():
+        if seed != plan.seed:  # equal seeds keep one stream with the backbone: the default bytes
+            keras.utils.set_random_seed(seed)
+        head = _new_head(plan, cfg, dropout)
+    epochs = cfg.head_epochs + (cfg.finetune_epochs if plan.upper is not None else 0)
+    tracker = Tracker(live, len(plan.classes), total_epochs=epochs)
+    start = None if plan.upper is None or k <= 1 else plan.upper.get_weights()
+    if k > 1:
+        tracker.label = f"member 1/{k}: "
+    trained = fit_member(plan, plan.upper, head, data, cfg, seed, tracker)
+    uppers, heads, trackers = [plan.upper], [head], [tracker]
+    for i in range(1, k):
+        s = member_seed(seed, i)
+        with plan.scope():
+            u = None if plan.upper is None else copy_upper(plan.upper, start or [], f"upper_{i}")
             keras.utils.set_random_seed(s)  # after the copy: the head's init is seed s's alone
-            h = new_head()
+            h = _new_head(plan, cfg, dropout)
         t = Tracker(
-            QuietLive(),
-            tracker.n_classes,
-            total_epochs=tracker.total_epochs,
-            label=f"member {k + 1}/{members}: ",
+            QuietLive(), len(plan.classes), total_epochs=epochs, label=f"member {i + 1}/{k}: "
         )
-        fit_member(u, h, s, t)
+        fit_member(plan, u, h, data, cfg, s, t)
         uppers.append(u)
         heads.append(h)
         trackers.append(t)
-    return uppers, heads, trackers
-
-
-def cut_proba(model: keras.Model, x_cut: np.ndarray) -> np.ndarray:
-    """Probabilities of an assembled model (image -> lower -> [upper] -> head) from cached
-    lower-part activations: its layers after the lower part, applied to them."""
-    x = inp = keras.Input(x_cut.shape[1:], name="cut")
-    for layer in model.layers[2:]:
-        x = layer(x)
-    return predict_batches(keras.Model(inp, x, name="above_cut"), x_cut)
-
-
-def images_proba(
-    model: keras.Model, folder: str, split: str, batch: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) of a TFRecords split, in file order."""
-    ds = data.dataset(folder, split, batch)
-    y = np.concatenate([yb.numpy() for _, yb in ds])
-    return model.predict(ds, verbose=0), y
-
-
-def summarise_ensemble(
-    live: Live, trackers: list[Tracker], seeds: list[int], y_val: np.ndarray, proba: np.ndarray
-) -> dict[str, Any]:
-    """The ensemble's validation metrics (its averaged output, `proba`) and each member's kept
-    epoch, into dvclive's summary under `ensemble` (numbers only: `dvc exp show` reads them)."""
-    m = M.summary(y_val, proba)
-    doc: dict[str, Any] = {
-        "members": len(trackers),
-        "val_accuracy": m["accuracy"],
-        "val_balanced_accuracy": m["balanced_accuracy"],
-        "val_macro_auc": m["macro_auc"],
-    }
-    for k, (t, s) in enumerate(zip(trackers, seeds, strict=True)):
-        doc[f"member_{k}"] = {
-            "seed": s,
-            "best_epoch": t.best_epoch,
-            "val_balanced_accuracy": t.best,
-        }
-    live.summary["ensemble"] = doc
-    log.info(
-        "ensemble of %d: val acc %.4f bal acc %.4f auc %.4f (members' bal acc %s)",
-        len(trackers),
-        m["accuracy"],
-        m["balanced_accuracy"],
-        m["macro_auc"],
-        ", ".join(f"{t.best:.4f}" for t in trackers),
-    )
-    return doc
+    if data.cached or k > 1:
+        model = assemble_ensemble(plan.lower, uppers, heads, plan.shape, plan.classes)
+    else:  # the GPU path's single member: the model it trained (its archive keeps its state)
+        model = trained
+    history = History(trackers, [member_seed(seed, i) for i in range(k)])
+    tracker.summarise(data.images)
+    if k > 1:
+        reader = above_cut(model) if data.cached else model
+        summarise_ensemble(live, trackers, history.seeds, data.val.y, data.val.predict(reader))
+    return model, history
 
 
 def save_model(model: keras.Model, path: Path) -> None:

@@ -19,11 +19,11 @@ import numpy as np
 from PIL import Image
 
 from dermai import DISCLAIMER
-from dermai.core import calibration as C
-from dermai.core import plotdata as P
+from dermai.core import calibration, plotdata
 from dermai.core.evaluation import HEADLINE, most_confident_mistakes, report
 from dermai.io.atomic import atomic_open, atomic_path, write_csv, write_json
 from dermai.params import Params
+from dermai.runtime.gradcam import overlay
 
 if TYPE_CHECKING:
     from dvclive import Live
@@ -97,19 +97,19 @@ def log_report(
     live.summary[prefix]["subgroups"] = rep["subgroups"]
 
     y = np.asarray(y)
-    proba = C.probabilities(logits, cal["temperature"])
+    proba = calibration.probabilities(logits, cal["temperature"])
     # Long-format plot data, one file per chart with the class in a field, drawn by the
     # templates in .dvc/plots/ (dvc.yaml `plots:`); x/y only label the data for dvclive.
     for kind, rows, x, y_field in (
         (
             "confusion",
-            P.confusion_rows(rep["confusion_matrix"]["matrix"], classes),
+            plotdata.confusion_rows(rep["confusion_matrix"]["matrix"], classes),
             "actual",
             "predicted",
         ),
-        ("roc", P.roc_rows(y, proba, classes), "fpr", "tpr"),
-        ("precision_recall", P.pr_rows(y, proba, classes), "recall", "precision"),
-        ("reliability", P.reliability_rows(cal), "confidence", "accuracy"),
+        ("roc", plotdata.roc_rows(y, proba, classes), "fpr", "tpr"),
+        ("precision_recall", plotdata.pr_rows(y, proba, classes), "recall", "precision"),
+        ("reliability", plotdata.reliability_rows(cal), "confidence", "accuracy"),
     ):
         live.log_plot(f"{prefix}/{kind}", rows, x=x, y=y_field, template=None)
 
@@ -158,8 +158,6 @@ def error_gallery(
 ) -> Path:
     """Per true class, the most confident mistakes as PNG tiles (image | Grad-CAM of the
     predicted class) on one HTML page. Returns the page's path."""
-    from dermai.runtime.gradcam import overlay
-
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in list(out_dir.glob("*.png")):
         stale.unlink()
@@ -261,7 +259,7 @@ def publish(
         bins=settings.ece_bins,
     )
     log_report(live, name, rep, y, logits, classes)
-    proba = C.probabilities(logits, temperature)
+    proba = calibration.probabilities(logits, temperature)
     write_predictions(out_dir / f"predictions_{name}.csv", ids, y, proba, classes)
     write_json(out_dir / f"report_{name}.json", rep)
     if image_of is not None and errors_dir is not None and settings.errors_per_class > 0:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from dermai import DISCLAIMER, __version__
 from dermai.errors import DermaiError
 from dermai.io.native_stderr import quiet_native
 
@@ -54,8 +55,6 @@ def make_metadata(
     `ood` is the out-of-distribution guard (`core.ood.Guard.to_dict()` plus `image_kind` and
     the refusal `message`) so every runtime, the browser included, applies the rule the
     pipeline fitted; `training_data` names the data (`core.modelcard.dataset_of`)."""
-    from dermai import DISCLAIMER, __version__
-
     meta: dict[str, Any] = {
         "format": METADATA_FORMAT,
         "classes": list(classes),

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 
 from dermai import params as params_mod
-from dermai.errors import DermaiError, require_gate
+from dermai.errors import add_gate_argument, require_gate
+from dermai.models import features
 
 log = logging.getLogger(__name__)
 
@@ -35,74 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--pretrained", required=True, help="converted Lite ImageNet weights (.weights.h5)"
     )
     p.add_argument("--out", required=True, help="output folder (.npy arrays + meta.json)")
-    p.add_argument(
-        "--gate",
-        default=None,
-        help="file that `dermai validate` writes only when the data gates pass",
-    )
+    add_gate_argument(p)
 
 
 def run(args: argparse.Namespace) -> None:
     require_gate(args.gate)
     prm = params_mod.load(args.params)
-    cfg, mcfg = prm.train, prm.model
-    from dermai.models import features as F
-
-    if not cfg.feature_cache:
-        F.write_disabled(args.out)
+    if not prm.train.feature_cache:
+        features.write_disabled(args.out)
         log.info("train.feature_cache is false: no activations cached (train reads images)")
         return
+    from dermai.models.data import read_meta
 
-    import keras
-    import tensorflow as tf
-
-    from dermai.models import data
-    from dermai.models.backbones import build_backbone, cut_layer_name, split_backbone
-
-    keras.utils.set_random_seed(prm.base.seed)
-    if not tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.enable_op_determinism()
-    meta = data.read_meta(args.tfrecords)
-    # The class list comes from the TFRecords (index resolved it); base.classes, when set, agrees.
-    if prm.base.classes and meta["classes"] != prm.base.classes:
-        raise DermaiError("TFRecords were written for other classes; rerun `dermai tfrecords`")
-    shape = (meta["image_height"], meta["image_width"], 3)
-    if (shape[0], shape[1]) != (mcfg.image_height, mcfg.image_width):
-        raise DermaiError("TFRecords image size differs from model.image_*; rerun tfrecords")
-    t0 = time.time()
-    backbone = build_backbone(mcfg.backbone, mcfg.weights, shape, args.pretrained)
-    lower, _ = split_backbone(backbone, cfg.unfreeze_blocks)
-    info = F.describe(
-        lower,
-        backbone=mcfg.backbone,
-        weights=mcfg.weights,
-        input_shape=shape,
-        unfreeze_blocks=cfg.unfreeze_blocks,
-        cut_layer=cut_layer_name(backbone, cfg.unfreeze_blocks),
-        variants=cfg.cache_variants,
-        seed=prm.base.seed,
-        max_train_images=cfg.max_train_images,
-        classes=meta["classes"],
-    )
-    seed = prm.base.seed
-    arrays = {
-        "train": F.compute(
-            lower,
-            args.tfrecords,
-            "train",
-            variants=cfg.cache_variants,
-            seed=seed,
-            limit=cfg.max_train_images,
-        ),
-        "val": F.compute(lower, args.tfrecords, "val", variants=1, seed=seed),
-    }
-    F.write(args.out, info, arrays)
-    log.info(
-        "feature cache: %d train rows (%d copies), %d val rows of %s at %s in %.0f s",
-        len(arrays["train"][1]),
-        cfg.cache_variants,
-        len(arrays["val"][1]),
-        info["activation_shape"],
-        info["cut_layer"] or "the pooled output",
-        time.time() - t0,
-    )
+    plan = features.plan(prm, read_meta(args.tfrecords), args.pretrained)
+    features.write(args.out, plan.key, features.cache(plan, args.tfrecords, prm.train))

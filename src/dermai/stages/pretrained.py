@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from dermai import params as params_mod
+from dermai.models import lite0
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dermai.models import lite0
-
     lite0.check_weights_suffix(Path(args.out))
     name: str = params_mod.load(args.params).model.backbone
     if name not in lite0.VARIANTS:

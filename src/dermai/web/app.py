@@ -174,9 +174,9 @@ def create_app(
     try:
         classes = [c["code"] for c in info.get("classes", [])]
         # half the input size: the scale `dermai sample` draws at (75x100 for 150x200)
-        size = (max(32, engine.predictor.height // 2), max(32, engine.predictor.width // 2))
+        size = (max(32, engine.bundle.height // 2), max(32, engine.bundle.width // 2))
         examples = example_images(classes, size)
-    except AttributeError:  # an engine without a predictor (tests): no examples
+    except AttributeError:  # an engine without a bundle (tests): no examples
         examples = []
     page = _page(engine, max_upload_bytes, len(examples))
     static = resources.files("dermai.web").joinpath("static")

@@ -1,19 +1,19 @@
 """The demo's engine: decode -> fit -> calibrated probabilities, the out-of-distribution guard,
 Grad-CAM, and what the page says about the loaded model.
 
-Everything it knows about the model comes from the files the pipeline wrote beside it:
-`train_params.json` (classes, input, params), `model_card.json` (training data, headline
-metrics; written by `dermai evaluate`) and `ood.json` (the guard). A missing file makes the page
-say "unknown", never guess.
+Everything it knows about the model comes from its bundle (`runtime.bundle`: the model and the
+files the pipeline wrote beside it): `train_params.json` (classes, input, params),
+`model_card.json` (training data, headline metrics; written by `dermai evaluate`) and `ood.json`
+(the guard). A missing file makes the page say "unknown", never guess. The images go through the
+bundle's `analyse`, as `dermai predict`'s do.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +22,15 @@ from PIL import Image
 
 from dermai import DISCLAIMER, __version__
 from dermai.core.hashing import ImageRejected, decode
+from dermai.core.modelcard import dataset_of
 from dermai.core.preprocess import fit
+from dermai.core.synth import STYLES, lesion_image
 from dermai.errors import DermaiError
-from dermai.models import archive
+from dermai.runtime import bundle as bundle_mod
+from dermai.runtime.gradcam import GradCam, overlay
 
 if TYPE_CHECKING:
-    from dermai.core.ood import Guard
-    from dermai.runtime.gradcam import GradCam
-    from dermai.runtime.inference import LogitsFn, Predictor
+    from dermai.runtime.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,7 @@ LABELS = {
     "nv": "Melanocytic nevus (mole)",
     "vasc": "Vascular lesion",
 }
-TOP_K = 3
 DISPLAY_SCALE = 2  # the Grad-CAM overlay is drawn on the model's crop at this scale
-CARD_FILE = "model_card.json"
-TRAIN_PARAMS_FILE = "train_params.json"
 N_EXAMPLES = 4
 
 
@@ -77,25 +75,15 @@ def _rejection(reason: str) -> UploadRejected:
     return UploadRejected(422, f"the image file is damaged or incomplete ({reason})")
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text("utf-8")) if path.is_file() else None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring %s: %s", path, exc)
-        return None
-
-
 def describe_model(model_path: Path, classes: list[str]) -> dict[str, Any]:
     """What the page says about the model, from the files beside it (see module doc)."""
-    from dermai.core.modelcard import dataset_of
-
-    card = read_json(model_path.with_name(CARD_FILE)) or {}
-    train = read_json(model_path.with_name(TRAIN_PARAMS_FILE)) or {}
+    card = bundle_mod.read_side_json(model_path, bundle_mod.MODEL_CARD_FILE) or {}
+    train = bundle_mod.read_side_json(model_path, bundle_mod.TRAIN_PARAMS_FILE) or {}
     data = card.get("data") or (dataset_of(train["params"]) if "params" in train else None)
     return {
         "name": model_path.name,
         "data": data
-        or {"name": "unknown", "image_kind": "images like its training data", "synthetic": False},
+        or {"name": "unknown", "image_kind": bundle_mod.UNKNOWN_KIND, "synthetic": False},
         "classes": [{"code": c, "label": LABELS.get(c, c)} for c in classes],
         "metrics": card.get("metrics"),
     }
@@ -105,8 +93,6 @@ def example_images(
     classes: list[str], size: tuple[int, int], n: int = N_EXAMPLES
 ) -> list[tuple[str, bytes]]:
     """Synthetic lesion pictures to try the demo with (core/synth; never real images)."""
-    from dermai.core.synth import STYLES, lesion_image
-
     h, w = size
     kinds = [c for c in classes if c in STYLES] or sorted(STYLES)
     out = []
@@ -121,42 +107,35 @@ def example_images(
 
 @dataclass
 class Engine:
-    """Decode -> fit -> guard -> calibrated probabilities (+ Grad-CAM). Called from threads."""
+    """Decode -> fit -> the bundle's analysis (+ Grad-CAM). Called from threads."""
 
-    predictor: Predictor
+    bundle: Bundle
     gradcam: GradCam | None = None
     max_pixels: int = 89_478_485
     gradcam_note: str = ""
-    guard: Guard | None = None
-    features_fn: LogitsFn | None = None  # x -> penultimate features, when the guard needs them
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.model:
-            self.model = describe_model(Path(self.predictor.path), list(self.predictor.classes))
+            self.model = describe_model(Path(self.bundle.path), list(self.bundle.classes))
 
     @property
     def image_kind(self) -> str:
-        return str(self.model["data"].get("image_kind", "images like its training data"))
-
-    def ood_message(self) -> str:
-        from dermai.runtime.inference import ood_message
-
-        return ood_message(self.image_kind)
+        return str(self.model["data"].get("image_kind", bundle_mod.UNKNOWN_KIND))
 
     def info(self) -> dict[str, Any]:
-        p = self.predictor
+        b = self.bundle
         return {
-            "classes": [{"code": c, "label": LABELS.get(c, c)} for c in p.classes],
-            "input": {"height": p.height, "width": p.width},
-            "model": p.path.name,
+            "classes": [{"code": c, "label": LABELS.get(c, c)} for c in b.classes],
+            "input": {"height": b.height, "width": b.width},
+            "model": b.path.name,
             "model_card": self.model,
             "ood_guard": None
-            if self.guard is None
-            else {"method": self.guard.method, "keep": self.guard.keep},
-            "temperature": p.temperature,
-            "tta": p.tta,
-            "colour_constancy": p.colour_constancy,
+            if b.guard is None
+            else {"method": b.guard.method, "keep": b.guard.keep},
+            "temperature": b.temperature,
+            "tta": b.tta,
+            "colour_constancy": b.colour_constancy,
             "gradcam": self.gradcam is not None,
             "gradcam_note": self.gradcam_note,
             "disclaimer": DISCLAIMER,
@@ -166,15 +145,13 @@ class Engine:
     @property
     def need(self) -> int:
         """The smallest side a decoded image needs: the model input at display scale."""
-        return max(self.predictor.height, self.predictor.width) * DISPLAY_SCALE
+        return max(self.bundle.height, self.bundle.width) * DISPLAY_SCALE
 
     def warmup(self) -> None:
         """One untimed pass (graph tracing, allocations) so the first visitor does not wait."""
-        p = self.predictor
-        x = np.full((1, p.height, p.width, 3), 128.0, dtype=np.float32)
-        p.predict_arrays(x)
-        if self.features_fn is not None:
-            self.features_fn(x)
+        b = self.bundle
+        x = np.full((1, b.height, b.width, 3), 128.0, dtype=np.float32)
+        b.analyse(x)
         if self.gradcam is not None:
             try:
                 self.gradcam.heatmap(x[0], 0)
@@ -182,43 +159,28 @@ class Engine:
                 log.exception("Grad-CAM disabled: it failed on a test image")
                 self.gradcam, self.gradcam_note = None, "Grad-CAM is unavailable on this server."
 
-    def check(self, x: np.ndarray, logits: np.ndarray) -> tuple[bool, float | None]:
-        """(in distribution?, score) under the saved guard; (True, None) without one."""
-        if self.guard is None:
-            return True, None
-        feats = None
-        if self.guard.space == "features":
-            if self.features_fn is None:
-                raise DermaiError(
-                    "the OOD guard scores image features: the engine needs "
-                    "features_fn (runtime.inference.load_guard gives both)"
-                )
-            feats = self.features_fn(x)
-        score = float(self.guard.score(logits, feats)[0])
-        return score >= self.guard.threshold, score
-
     def analyse(self, data: bytes) -> dict[str, Any]:
         try:
             img, fmt = decode(data, self.max_pixels, draft=(self.need, self.need))
         except ImageRejected as exc:
             raise _rejection(str(exc)) from exc
-        p = self.predictor
-        x = p.prepare(img)[None]
-        logits, scored = p.outputs(x)  # as given (the guard's), with TTA (the answer's)
+        b = self.bundle
+        x = b.prepare(img)[None]
+        a = b.analyse(x)
         base = {
             "image": {"width": img.width, "height": img.height, "format": fmt},
-            "model": p.path.name,
-            "temperature": p.temperature,
+            "model": b.path.name,
+            "temperature": b.temperature,
             "disclaimer": DISCLAIMER,
         }
-        inside, score = self.check(x, logits)
+        score = None if a.ood_scores is None else float(a.ood_scores[0])
         ood = {
-            "in_distribution": inside,
+            "in_distribution": bool(a.in_distribution[0]),
             "score": score,
-            "threshold": None if self.guard is None else self.guard.threshold,
-            "method": None if self.guard is None else self.guard.method,
+            "threshold": None if b.guard is None else b.guard.threshold,
+            "method": None if b.guard is None else b.guard.method,
         }
-        if not inside:
+        if not ood["in_distribution"]:
             log.info(
                 "out-of-distribution image refused (score %.3f < %.3f)", score, ood["threshold"]
             )
@@ -228,30 +190,20 @@ class Engine:
                 "gradcam": None,
                 "gradcam_note": "",
                 "ood": ood,
-                "message": self.ood_message(),
+                "message": bundle_mod.ood_message(self.image_kind),
             }
-        from dermai.runtime.inference import softmax
-
-        probs = softmax(scored, p.temperature)[0]
-        order = np.argsort(-probs, kind="stable")[:TOP_K]
+        ranked = bundle_mod.top(a.probabilities[0], b.classes)
         preds = [
-            {
-                "code": p.classes[i],
-                "label": LABELS.get(p.classes[i], p.classes[i]),
-                "probability": round(float(probs[i]), 6),
-            }
-            for i in order
+            {"code": c, "label": LABELS.get(c, c), "probability": round(p, 6)} for c, p in ranked
         ]
         cam: dict[str, Any] | None = None
         note = self.gradcam_note
         if self.gradcam is not None:
             try:
-                from dermai.runtime.gradcam import overlay
-
-                heat = self.gradcam.heatmap(x[0], int(order[0]))
-                shown = fit(img, p.height * DISPLAY_SCALE, p.width * DISPLAY_SCALE)
+                heat = self.gradcam.heatmap(x[0], b.classes.index(ranked[0][0]))
+                shown = fit(img, b.height * DISPLAY_SCALE, b.width * DISPLAY_SCALE)
                 cam = {
-                    "code": p.classes[order[0]],
+                    "code": ranked[0][0],
                     "label": preds[0]["label"],
                     "image": _png_data_url(overlay(shown, heat, alpha=0.4)),
                 }
@@ -273,11 +225,9 @@ def build_engine(
     threads: int | None = 1,
     max_pixels: int = 89_478_485,
 ) -> Engine:
-    """Predictor (+ OOD guard, + Grad-CAM when a Keras model is available), ready to serve."""
-    from dermai.runtime import inference
-
+    """The model's bundle (+ Grad-CAM when a Keras model is available), ready to serve."""
     model = Path(model)
-    predictor = inference.load(model, num_threads=threads)
+    b = bundle_mod.load(model, num_threads=threads, guard=False)
     if keras_path is None and model.suffix == ".keras":
         keras_path = model
     gradcam, note, km = None, "", None
@@ -285,34 +235,27 @@ def build_engine(
         note = "No Grad-CAM: start the server with --keras models/model.keras to see one."
     else:
         try:
-            from dermai.runtime.gradcam import GradCam
-
-            km = archive.load_keras(Path(keras_path))
+            same = Path(keras_path) == model and b.keras_model is not None
+            km = b.keras_model if same else bundle_mod.load_keras(keras_path)
             h, w = (int(d) for d in km.inputs[0].shape[1:3])
-            if (h, w) != (predictor.height, predictor.width):
+            if (h, w) != (b.height, b.width):
                 raise DermaiError(
                     f"Keras model input {h}x{w} differs from the served model's "
-                    f"{predictor.height}x{predictor.width}"
+                    f"{b.height}x{b.width}"
                 )
             gradcam = GradCam(km)
         except (ImportError, OSError, ValueError, DermaiError) as exc:
             log.warning("Grad-CAM disabled: %s", str(exc).splitlines()[0] if str(exc) else exc)
             note = "Grad-CAM is unavailable on this server."
             km = None
-    guard, features_fn = inference.load_guard(model, km)
+    guard, features_fn = bundle_mod.guard_of(model, km if km is not None else b.keras_model)
+    b = replace(b, guard=guard, features_fn=features_fn)
     if guard is None:
         log.warning(
             "no %s beside %s: the page cannot refuse non-skin images",
-            inference.OOD_FILE,
+            bundle_mod.OOD_FILE,
             model.name,
         )
-    engine = Engine(
-        predictor,
-        gradcam=gradcam,
-        max_pixels=max_pixels,
-        gradcam_note=note,
-        guard=guard,
-        features_fn=features_fn,
-    )
+    engine = Engine(b, gradcam=gradcam, max_pixels=max_pixels, gradcam_note=note)
     engine.warmup()
     return engine

@@ -284,7 +284,7 @@ export function softmax(logits, temperature = 1) {
 
 // ------------------------------------------------------------------ out-of-distribution guard
 // The rule `dermai evaluate` fitted (dermai.core.ood), read from the metadata's `ood` entry, the
-// same document `dermai.runtime.inference.load_guard` reads. The arithmetic mirrors core/ood.py
+// same document `dermai.runtime.bundle.guard_of` reads. The arithmetic mirrors core/ood.py
 // step by step in float64 (the logits are the model's float32 outputs, as in Python).
 
 /** core.ood.logsumexp for one row: m + log(sum(exp(z - m))). */
