@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import string
 import types
 import typing
 from dataclasses import dataclass, field
@@ -72,7 +73,6 @@ class Pattern:
 NON_EMPTY = Pattern(r"(?s).*\S.*", "a non-empty string")
 ANY_TEXT = Pattern(r"(?s).*", "any string, empty for none")
 EXTENSION = Pattern(r"\.[A-Za-z0-9]+", "a file extension with its dot, e.g. .jpg")
-TEMPLATE = Pattern(r"(?s).*\{[^{}]+\}.*", "a path with a {column} placeholder")
 
 
 def text(default: str, pattern: Pattern = NON_EMPTY) -> Any:
@@ -133,7 +133,7 @@ class SampleParams:
 @dataclass(frozen=True)
 class ManifestParams:
     file: str = text("metadata.csv")
-    path_template: str = text("images/{image_id}.jpg", TEMPLATE)
+    path_template: str = text("images/{image_id}.jpg")  # fields: check_manifest_template
     image_id: str = text("image_id")  # the manifest's columns; the optional ones may be ""
     condition: str = text("dx")
     age: str = text("age", ANY_TEXT)
@@ -490,6 +490,27 @@ def check_tta(p: Params) -> None:
     )
 
 
+def template_problem(template: str) -> str | None:
+    """Why `template` is not a path of named {column} fields (None when it is): a positional,
+    attribute or index field, no field (every row would name one file), or a broken brace."""
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        return f"is not a valid template: {exc}"
+    if not names:
+        return "names no column: every row would point at one file"
+    for f in names:
+        if not f or f.isdigit() or "." in f or "[" in f:
+            return f"has the field {{{f}}}: use {{column}} with a manifest column name"
+    return None
+
+
+def check_manifest_template(p: Params) -> None:
+    template = p.index.manifest.path_template
+    problem = template_problem(template)
+    _cross([(problem is not None, f"index.manifest.path_template={template!r} {problem}")])
+
+
 # The rules that tie fields together, run on load after every field's own constraint.
 CROSS_CHECKS = (
     check_sample,
@@ -498,6 +519,7 @@ CROSS_CHECKS = (
     check_split,
     check_colour_encoding,
     check_tta,
+    check_manifest_template,
 )
 
 

@@ -143,8 +143,11 @@ def test_an_empty_or_header_only_ham_metadata_is_a_one_line_error(tmp_path, caps
 @pytest.mark.parametrize(
     ("manifest", "line"),
     [
-        ({"image_id": ""}, "params: index.manifest.image_id is empty"),
-        ({"condition": " "}, "params: index.manifest.condition is empty"),
+        ({"image_id": ""}, "params: index.manifest.image_id='': each must be a non-empty string"),
+        (
+            {"condition": " "},
+            "params: index.manifest.condition=' ': each must be a non-empty string",
+        ),
         (
             {"path_template": "images/{image_id.jpg"},
             "params: index.manifest.path_template='images/{image_id.jpg' is not a valid "

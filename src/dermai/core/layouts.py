@@ -16,7 +16,6 @@ Presets know their table files, columns, label encoding, ages, groups and image-
 
 from __future__ import annotations
 
-import string
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -374,31 +373,6 @@ def apply_labels(
 def resolve_classes(classes: Sequence[str], found: Iterable[str]) -> list[str]:
     """`base.classes` when given, else the mapped classes found in the data, sorted."""
     return list(classes) if classes else sorted(set(found))
-
-
-MANIFEST_REQUIRED = ("file", "path_template", "image_id", "condition")
-
-
-def check_manifest(fields: Mapping[str, str]) -> None:
-    """`index.manifest.*` as a one-line LayoutError naming the param and its value: the file,
-    template, id and label columns must be named (age, source and group_id may be empty: not
-    in the manifest), and the path template must be a format string of named columns."""
-    for name in MANIFEST_REQUIRED:
-        if not str(fields.get(name, "")).strip():
-            raise LayoutError(f"params: index.manifest.{name} is empty")
-    template = fields["path_template"]
-    where = f"params: index.manifest.path_template={template!r}"
-    try:
-        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-    except ValueError as exc:
-        raise LayoutError(f"{where} is not a valid template: {exc}") from exc
-    if not names:
-        raise LayoutError(f"{where} names no column: every row would point at one file")
-    for f in names:
-        if not f or f.isdigit() or "." in f or "[" in f:  # positional, attribute or index
-            raise LayoutError(
-                f"{where} has the field {{{f}}}: use {{column}} with a manifest column name"
-            )
 
 
 def unlisted(files: Iterable[str], listed: set[str], tables: Iterable[str]) -> list[Task]:

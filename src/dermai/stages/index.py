@@ -12,7 +12,6 @@ files found + listed ids without a file.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -71,7 +70,6 @@ def plan(
     if layout == "folders":
         return layouts.plan_folders(files, lab), {}
     if layout == "manifest":
-        layouts.check_manifest(dataclasses.asdict(cfg.manifest))
         manifest = root / cfg.manifest.file
         if not manifest.is_file():
             raise DermaiError(f"manifest not found: {manifest} (index.manifest.file)")
