@@ -11,6 +11,10 @@ from deploy import CLASSES, TEMPERATURE, H, W, representative
 from dermai.errors import DermaiError
 from dermai.runtime.convert import export_bytes, float_stage_pattern
 
+# The module fixture converts the tiny Lite0 to int8 twice (the session's and a 2-float-stage
+# one): 140 s of setup under load 13 on 2 cores, and it ran past the 300 s default under more.
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_lite0, tiny_int8) -> dict[str, object]:
