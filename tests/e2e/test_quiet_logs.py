@@ -26,8 +26,16 @@ def noise(text: str) -> list[str]:
 
 def test_dvc_repro_prints_no_cpp_log_lines(tiny_run: Path) -> None:
     log = (tiny_run.parent / "repro.log").read_text()
-    for stage in ("features", "train", "evaluate", "export"):  # the stages that run TensorFlow
-        assert f"Running stage '{stage}'" in log and f"dermai.stages.{stage}" in log, stage
+    # The stages that run TensorFlow ran, and their Python log lines still show (the thin
+    # features stage logs from the module it calls).
+    loggers = {
+        "features": "dermai.models.features",
+        "train": "dermai.stages.train",
+        "evaluate": "dermai.stages.evaluate",
+        "export": "dermai.stages.export",
+    }
+    for stage, logger in loggers.items():
+        assert f"Running stage '{stage}'" in log and f" INFO {logger}:" in log, stage
     assert noise(log) == []
 
 
