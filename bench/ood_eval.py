@@ -397,6 +397,14 @@ def fitted(d: dict, method: str, space: str, keep: float, k: int) -> tuple[Score
     return (lambda s: g.score(d[s]["logits"], d[s][key])), g.threshold
 
 
+def ppca_wider(d: dict, k: int, factor: float) -> Score:
+    """PPCA on the trunk with its off-subspace (noise) variance multiplied by `factor`: what
+    lies off the top components, as JPEG artefacts do, costs less."""
+    m = ood.Ppca.fit(d["train"]["trunk"], k)
+    wide = ood.Ppca(m.mean, m.components, m.variances, m.noise_variance * factor)
+    return lambda s: wide.score(d[s]["trunk"])
+
+
 def imagenet_head(d: dict, cover: float = 0.99) -> Score:
     """log P(ImageNet class in S): S = the ImageNet top-1 classes that cover `cover` of TRAIN."""
     top = d["train"]["imagenet_logits"].argmax(1)
@@ -429,8 +437,10 @@ def candidates(d: dict, keep: float, model_dir: Path) -> dict[str, tuple[Score, 
     out["energy (logits)"] = fitted(d, "energy", "logits", keep, 0)
     out["Mahalanobis 32 (penultimate)"] = fitted(d, "mahalanobis", "penultimate", keep, 32)
     out["PPCA 16 (penultimate)"] = fitted(d, "ppca", "penultimate", keep, 16)
-    for k in (8, 16, 32):
+    for k in (4, 8, 16, 32, 64):
         out[f"PPCA {k} (trunk)"] = fitted(d, "ppca", "trunk", keep, k)
+    for factor in (4, 8):  # JPEG robustness: a wider off-subspace variance forgives artefacts
+        add(f"PPCA 16 (trunk), off-subspace variance x{factor}", ppca_wider(d, 16, factor))
     add(
         "PPCA 16 (trunk) + energy",
         smaller_z(d, out["PPCA 16 (trunk)"][0], out["energy (logits)"][0]),
