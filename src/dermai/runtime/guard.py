@@ -95,4 +95,3 @@ def fit_guard(
         100 * acc["test"],
     )
     return g.to_dict()
-

@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> None:
     # Parity on the test split: every model through its bundle's `analyse`, as runtimes run it
     x_test, y_test = tfdata.split_arrays(args.tfrecords, "test")
     ref_run = keras_bundle.analyse(x_test)
-    runs = {kind: bundle_mod.load(path, num_threads=1).analyse(x_test) for kind, path in paths.items()}
+    runs = {
+        kind: bundle_mod.load(path, num_threads=1).analyse(x_test) for kind, path in paths.items()
+    }
     ref, exported = ref_run.logits, {kind: a.logits for kind, a in runs.items()}
     report = export_report(
         ref,
