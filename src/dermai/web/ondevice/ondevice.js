@@ -318,17 +318,17 @@ export function ppcaScore(ppca, x) {
   const {mean, components, variances} = ppca;
   const noise = ppca.noise_variance;
   const xc = Array.from(mean, (m, j) => x[j] - m);
+  const r = xc.slice();  // the residual off the components (as core.ood: no |xc|^2 - |z|^2)
   let inside = 0;
-  let projected = 0;
   for (let i = 0; i < components.length; i++) {
     let z = 0;
     for (let j = 0; j < xc.length; j++) z += xc[j] * components[i][j];
     inside += z * z / variances[i];
-    projected += z * z;
+    for (let j = 0; j < xc.length; j++) r[j] -= z * components[i][j];
   }
   let total = 0;
-  for (const v of xc) total += v * v;
-  const off = Math.max(total - projected, 0) / noise;
+  for (const v of r) total += v * v;
+  const off = total / noise;
   const d = mean.length;
   const k = variances.length;
   let logdet = (d - k) * Math.log(noise);
