@@ -263,13 +263,13 @@ class EvaluateParams:
     bootstrap: int = ranged(1000, 1)
     ece_bins: int = ranged(15, 1)
     errors_per_class: int = ranged(8, 0)  # most confident mistakes shown per class, with Grad-CAM
-    # The OOD guard (core/ood.py, README): its method, what Mahalanobis scores (penultimate
-    # features or logits), the share of val images the threshold keeps, and the principal
-    # components of the features Mahalanobis uses.
-    ood_method: Literal["energy", "mahalanobis", "max_softmax"] = "energy"
-    ood_space: Literal["features", "logits"] = "features"
-    ood_keep: float = ranged(0.95, 0, 1, "right")
-    ood_components: int = ranged(32, 1)
+    # The out-of-distribution guard (core/ood.py; chosen by bench/ood_eval.py, docs/deployment.md):
+    # a PPCA density of the pooled frozen ImageNet trunk, which does not depend on what the
+    # classifier learned. space: what ppca/mahalanobis score (trunk | penultimate | logits).
+    ood_method: Literal["ppca", "energy", "mahalanobis", "max_softmax"] = "ppca"
+    ood_space: Literal["trunk", "features", "logits"] = "trunk"
+    ood_keep: float = ranged(0.95, 0, 1, "right")  # val share the threshold keeps
+    ood_components: int = ranged(16, 1)  # principal components (ppca, mahalanobis)
     # Test-time augmentation: none | flips (identity, left-right, up-down, both: any aspect)
     # | dihedral (the 8 turns and flips; square inputs only). Probabilities are averaged
     # before calibration, and the temperature is fitted on the averaged outputs.

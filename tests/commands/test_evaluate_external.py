@@ -242,3 +242,49 @@ def test_exclude_duplicates_of_training_index(setup, tmp_path, caplog):
     preds = pd.read_csv(out / "predictions_external.csv")
     assert len(preds) == N - 2
     assert not {"ISIC_0003", "ISIC_0005"} & {Path(str(i)).stem for i in preds.iloc[:, 0]}
+
+
+def test_the_models_guard_is_applied_and_its_refusals_listed(setup, tmp_path):
+    """A PPCA guard on the frozen trunk beside the model: every image gets its score and
+    decision in ood.csv (as `core.ood` computes them), the summary counts the refusals, and
+    the metrics still cover every image."""
+    import shutil
+
+    from dermai.core import ood
+    from dermai.io.images import read
+    from dermai.models import archive
+    from dermai.runtime import bundle as bundle_mod
+    from dermai.runtime import inference
+
+    model, images, names, labels = setup
+    folder = tmp_path / "model"
+    shutil.copytree(model.parent, folder)
+    pred = bundle_mod.load(folder / model.name)
+    ids = names[:N]
+    x = np.stack([pred.prepare(tinymodel.tinted(100 + i)) for i in range(N)])
+    km = archive.load_keras(folder / model.name)
+    trunk = np.asarray(inference.trunk_model(km)(x))
+    g = ood.fit(
+        "ppca",
+        train_logits=pred.logits_fn(x),
+        train_features=trunk,
+        train_labels=np.zeros(N),
+        val_logits=pred.logits_fn(x),
+        val_features=trunk,
+        n_components=3,
+        space="trunk",
+    )
+    g.threshold = float(np.median(g.score(None, trunk)))  # both decisions occur
+    (folder / "ood.json").write_text(json.dumps(g.to_dict()))
+    pd.DataFrame({"image": names, "label": labels}).to_csv(tmp_path / "l.csv", index=False)
+    assert run(folder / model.name, images, tmp_path / "l.csv", tmp_path / "out") == 0
+    got = pd.read_csv(tmp_path / "out" / "ood.csv")
+    assert got["image"].tolist() == ids
+    # scored as the command reads them: from the JPEG files
+    rd = np.stack([pred.prepare(read(next(images.rglob(f"{n}.jpg")))) for n in ids])
+    want = g.score(pred.logits_fn(rd), np.asarray(inference.trunk_model(km)(rd)))
+    np.testing.assert_allclose(got["score"], want, rtol=1e-4, atol=1e-3)
+    assert got["in_distribution"].tolist() == (want >= g.threshold).tolist()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["external"]
+    assert metrics["n"] == N and 0 < metrics["ood_refused"] < N
+    assert metrics["ood_refused"] == int((~got["in_distribution"]).sum())

@@ -215,3 +215,43 @@ def test_predict_applies_the_tta_named_in_the_calibration(tmp_path, capsys):
     assert got == pytest.approx(expected.tolist(), abs=1e-5)
     plain = inference.softmax(pred.logits_fn(x), 2.0)[0]
     assert not np.allclose(got, plain, atol=1e-4)  # the un-augmented answer differs
+
+
+def test_a_trunk_guard_scores_the_frozen_trunk_of_each_image(model, tmp_path, capsys):
+    """The default guard kind (PPCA on the pooled frozen trunk) through `dermai predict`: each
+    image's decision is core.ood's on `runtime.inference.trunk_model`'s features."""
+    import shutil
+
+    from dermai.core import ood
+    from dermai.models import archive
+    from dermai.runtime import bundle as bundle_mod
+    from dermai.runtime import inference
+
+    folder = tmp_path / "m"
+    shutil.copytree(model.parent, folder)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(6):
+        tinymodel.tinted(i).save(imgs / f"{i}.png")
+    pred = bundle_mod.load(folder / model.name)
+    x = np.stack([pred.prepare(tinymodel.tinted(i)) for i in range(6)])
+    trunk = np.asarray(inference.trunk_model(archive.load_keras(folder / model.name))(x))
+    z = pred.logits_fn(x)
+    g = ood.fit(
+        "ppca",
+        train_logits=z,
+        train_features=trunk,
+        train_labels=np.zeros(6),
+        val_logits=z,
+        val_features=trunk,
+        n_components=2,
+        space="trunk",
+    )
+    scores = g.score(z, trunk)
+    g.threshold = float(np.median(scores))
+    (folder / "ood.json").write_text(json.dumps(g.to_dict()))
+    assert main(["predict", "--model", str(folder / model.name), str(imgs)]) == 0
+    out = json.loads(capsys.readouterr().out)["predictions"]
+    got = {Path(p["image"]).name: p["in_distribution"] for p in out}
+    assert got == {f"{i}.png": bool(scores[i] >= g.threshold) for i in range(6)}
+    assert 0 < sum(got.values()) < 6

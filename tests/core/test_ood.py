@@ -73,6 +73,45 @@ def test_mahalanobis_equals_a_brute_force_distance_and_flags_far_points():
     assert m.score(x).min() > m.score(far).max()
 
 
+@given(st.integers(0, 10_000), st.integers(1, 7), st.integers(8, 14), st.integers(10, 40))
+@settings(max_examples=30, deadline=None)
+def test_ppca_equals_the_explicit_gaussian_log_density(seed, k, d, n):
+    """Oracle: log N(x; mean, W' diag(v) W + s (I - W' W)) with the D x D covariance built and
+    inverted explicitly, and scikit-learn's own PCA.score_samples. The explicit oracle gets the
+    fitted parameters with W made exactly orthonormal: the saved W is rounded to float32, whose
+    rows are orthonormal only to ~1e-7, and the score's formula (like the browser's) assumes
+    orthonormal rows (hypothesis found n=10, d=8, k=6 off by 1.9e-6 relative without it)."""
+    from scipy.stats import multivariate_normal
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n, d)) @ rng.normal(0, 1, (d, d)) + rng.normal(0, 5, d)
+    m = ood.Ppca.fit(x, k)
+    w = np.linalg.qr(m.components.T)[0].T  # the same subspace, rows orthonormal in float64
+    v, s = m.variances, m.noise_variance
+    exact = ood.Ppca(m.mean, w, v, s)
+    cov = w.T @ np.diag(v) @ w + s * (np.eye(d) - w.T @ w)
+    q = np.r_[x[:3], rng.normal(0, 10, (4, d))]
+    brute = multivariate_normal(m.mean, cov, allow_singular=False).logpdf(q)
+    assert exact.score(q) == pytest.approx(brute, rel=1e-6, abs=1e-6)
+    ref = PCA(n_components=m.variances.shape[0], svd_solver="full").fit(x)
+    assert m.score(q) == pytest.approx(ref.score_samples(q), rel=1e-4, abs=1e-3)
+
+
+def test_ppca_sees_what_lies_off_the_training_subspace():
+    """A point at the training mean plus a step orthogonal to every principal component: the
+    PCA-projected Mahalanobis cannot see it, PPCA refuses it."""
+    rng = np.random.default_rng(3)
+    basis = np.linalg.qr(rng.normal(0, 1, (30, 30)))[0]
+    x = (rng.normal(0, 1, (200, 4)) * [9, 7, 5, 3]) @ basis[:, :4].T
+    x += rng.normal(0, 0.1, x.shape)
+    m = ood.Ppca.fit(x, 4)
+    off = m.mean + 5 * basis[:, 10]  # far off the 4-d subspace, on its centre
+    maha = ood.Mahalanobis.fit(x, np.zeros(len(x)), n_components=4)
+    assert maha.score(off[None])[0] > np.quantile(maha.score(x), 0.5)
+    assert m.score(off[None])[0] < m.score(x).min()
+
+
 def test_fit_keeps_the_requested_share_of_validation_and_round_trips_through_json():
     rng = np.random.default_rng(2)
     x, y, means = blobs(rng)
@@ -93,7 +132,8 @@ def test_fit_keeps_the_requested_share_of_validation_and_round_trips_through_jso
         val_scores = g.score(lv, xv)
         assert g.threshold == ood.threshold_keeping(val_scores, 0.95)
         assert g.accept(lv, xv).mean() == 57 / 60
-        assert g.space == ("features" if method == "mahalanobis" else "logits")
+        assert g.space == ("features" if method in ("mahalanobis", "ppca") else "logits")
+        assert g.needs_features == (method in ("mahalanobis", "ppca"))
         back = ood.Guard.from_dict(json.loads(json.dumps(g.to_dict())))
         assert back.method == method and back.threshold == g.threshold
         assert back.score(lv, xv) == pytest.approx(g.score(lv, xv), rel=1e-4, abs=1e-4)
@@ -109,3 +149,28 @@ def test_fit_keeps_the_requested_share_of_validation_and_round_trips_through_jso
     assert g.space == "logits" and g.accept(lv, None).mean() >= 0.95
     with pytest.raises(ValueError, match="not an OOD guard"):
         ood.Guard.from_dict({"method": "vibes", "space": "logits"})
+    with pytest.raises(ValueError, match="without its fitted state"):
+        ood.Guard.from_dict({"method": "ppca", "space": "trunk", "threshold": 0, "keep": 0.9})
+
+
+def test_a_saved_ppca_guard_scores_exactly_as_fitted():
+    """The threshold is set with the float32 parameters the JSON carries, so a guard read back
+    accepts exactly the validation images the fitted one accepted."""
+    rng = np.random.default_rng(4)
+    x, xv = rng.normal(0, 1, (80, 12)), rng.normal(0, 1, (41, 12))
+    z = rng.normal(0, 1, (80, 3))
+    g = ood.fit(
+        "ppca",
+        train_logits=z,
+        train_features=x,
+        train_labels=np.zeros(80),
+        val_logits=z[:41],
+        val_features=xv,
+        keep=0.9,
+        n_components=4,
+        space="trunk",
+    )
+    back = ood.Guard.from_dict(json.loads(json.dumps(g.to_dict())))
+    assert back.space == "trunk" and back.needs_features
+    assert np.array_equal(back.score(None, xv), g.score(None, xv))
+    assert back.accept(None, xv).mean() >= 0.9

@@ -512,15 +512,23 @@ def fitted_guard(model_path: Path, method: str):
 
 @pytest.mark.parametrize("method", ["embedded", "energy", "max_softmax", "mahalanobis"])
 def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, tmp_path, method):
-    from dermai.runtime.bundle import guard_of
-
     ref, guard, doc = fitted_guard(model_path, method)
     model = with_guard(model_path, doc, tmp_path / "model.tflite")
+    check_guard_in_browser(browser, model, ref, guard, tmp_path, method != "embedded")
+
+
+def check_guard_in_browser(browser, model: Path, ref, guard, tmp_path: Path, both: bool) -> None:
+    """The page's guard decisions and scores on the probe images equal Python's for the same
+    file (`guard_of`: the embedded document, and the trunk output for a trunk guard)."""
+    from dermai.runtime.bundle import guard_of
+
     py_guard, features_fn = guard_of(model)  # Python reads the same embedded document
-    assert py_guard is not None and features_fn is None and py_guard.to_dict() == guard.to_dict()
+    assert py_guard is not None and py_guard.to_dict() == guard.to_dict()
+    assert (features_fn is not None) == (guard.space == "trunk")
     probes = probe_images(ref.height, ref.width)
     x = np.stack(list(probes.values()))
-    want = py_guard.score(ref(x.astype(np.float32)))
+    xf = x.astype(np.float32)
+    want = py_guard.score(ref(xf), None if features_fn is None else features_fn(xf))
     site = site_for(model, tmp_path / "site")
     _, b = browser
     with static_server(site) as (base, _):
@@ -551,8 +559,8 @@ def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, 
     score = np.array([g["score"] for g in got])
     inside = [g["inDistribution"] for g in got]
     assert inside == (want >= guard.threshold).tolist()
-    assert np.abs(score - want).max() <= 1e-4
-    if method != "embedded":
+    assert np.abs(score - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+    if both:
         assert any(inside) and not all(inside)  # both decisions were compared
     print(
         f"\n[ondevice] guard {guard.method}: max |score diff| JS vs Python "
@@ -561,20 +569,72 @@ def test_browser_applies_the_embedded_guard_as_python_does(browser, model_path, 
     )
 
 
-def test_a_guard_the_browser_cannot_compute_is_not_claimed(browser, model_path, tmp_path):
-    from dermai.core.ood import Guard, Mahalanobis
+def trunk_guarded(tmp: Path):
+    """The tiny stand-in exported to int8 WITH a PPCA guard on its pooled frozen trunk (as
+    `dermai export` exports a model whose `ood.json` scores the trunk), fitted on sample
+    lesions; its threshold is then set at the median probe score, so both decisions occur.
+    Returns (the .tflite, its runner, the guard)."""
+    from dermai.core import ood
+    from dermai.runtime.convert import export_bytes
+    from dermai.runtime.inference import logits_model, trunk_model
+    from dermai.runtime.tflite import TfliteModel
+
+    classes = ["bcc", "mel", "nv"]
+    km = tinymodel.build(classes)
+    x = sample_images(40, tinymodel.H, tinymodel.W).astype(np.float32)
+    trunk = np.asarray(trunk_model(km)(x))
+    z = np.asarray(logits_model(km)(x))
+    g = ood.fit(
+        "ppca",
+        train_logits=z,
+        train_features=trunk,
+        train_labels=np.zeros(len(x)),
+        val_logits=z,
+        val_features=trunk,
+        n_components=4,
+        space="trunk",
+        temperature=1.3,
+    )
+    blob = export_bytes(km, classes, 1.3, x, ("int8",), ood=guard_doc(g))["int8"]
+    (tmp / "trunk.tflite").write_bytes(blob)
+    ref = TfliteModel(tmp / "trunk.tflite", num_threads=1)
+    assert ref.meta["outputs"] == ["logits", "trunk"]
+    probes = np.stack(list(probe_images(ref.height, ref.width).values())).astype(np.float32)
+    g.threshold = float(np.median(g.score(ref(probes), ref.trunk(probes))))
+    return with_guard(tmp / "trunk.tflite", guard_doc(g), tmp / "model.tflite"), ref, g
+
+
+def test_browser_applies_a_trunk_guard_from_the_models_second_output(browser, tmp_path):
+    """PPCA on the frozen trunk (the pipeline's default guard): the page reads the .tflite's
+    second output and scores it as core.ood does, decision for decision."""
+    model, ref, guard = trunk_guarded(tmp_path)
+    check_guard_in_browser(browser, model, ref, guard, tmp_path, True)
+
+
+@pytest.mark.parametrize("kind", ["penultimate", "trunk without its output"])
+def test_a_guard_the_browser_cannot_compute_is_not_claimed(browser, model_path, tmp_path, kind):
+    """Mahalanobis on the penultimate features (which no .tflite outputs), or a trunk guard
+    embedded in a model without the trunk output: the page says it does not check."""
+    from dermai.core.ood import Guard, Mahalanobis, Ppca
+    from dermai.runtime.tflite import read_metadata
 
     rng = np.random.default_rng(0)
-    maha = Mahalanobis(
-        rng.normal(size=16), rng.normal(size=(4, 16)), rng.normal(size=(3, 4)), np.eye(4)
-    )
-    doc = guard_doc(Guard("mahalanobis", -5.0, 0.95, "features", 1.0, maha))
-    site = site_for(with_guard(model_path, doc, tmp_path / "model.tflite"), tmp_path / "site")
+    if kind == "penultimate":
+        maha = Mahalanobis(
+            rng.normal(size=16), rng.normal(size=(4, 16)), rng.normal(size=(3, 4)), np.eye(4)
+        )
+        g, why = Guard("mahalanobis", -5.0, 0.95, "features", 1.0, maha), "internal features"
+    else:
+        if read_metadata(model_path).get("outputs"):
+            pytest.skip("this model has the trunk output")
+        ppca = Ppca(rng.normal(size=8), np.eye(8)[:2], np.ones(2), 1.0)
+        g, why = Guard("ppca", -5.0, 0.95, "trunk", ppca=ppca), "does not output"
+    site = site_for(with_guard(model_path, guard_doc(g), tmp_path / "model.tflite"), tmp_path / "s")
     with ready_page(browser, site) as page:
         info = page.locator("#guard-info")
         sync_api.expect(info).to_have_attribute("data-guard", "none")
         sync_api.expect(info).to_contain_text("does not check whether a photo looks like")
-        sync_api.expect(info).to_contain_text("internal features")
+        sync_api.expect(info).to_contain_text(why)
         h, w = page.evaluate("[window.dermai.model.height, window.dermai.model.width]")
         r = page.evaluate(
             """async ([h, w]) => (await window.dermai.model.predict(

@@ -161,7 +161,8 @@ def test_evaluate_outputs_and_determinism(project, caplog):
     assert (a / "reports" / "report_test.json").is_file()
     guard = json.loads((a / "ood.json").read_text())  # fitted on train, threshold on val:
     # the largest threshold keeping >= 95% of the 24 val images rejects exactly floor(1.2) = 1
-    assert guard["method"] == "energy" and guard["measured"]["accepted_val"] == round(23 / 24, 6)
+    assert (guard["method"], guard["space"]) == ("ppca", "trunk")  # the default: frozen trunk
+    assert guard["measured"]["accepted_val"] == round(23 / 24, 6)
     assert guard["measured"]["n_train"] == 12
     summary = json.loads((a / "model_card.json").read_text())
     assert summary["classes"] == CLASSES and summary["metrics"]["n"] == 24

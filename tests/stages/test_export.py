@@ -195,3 +195,83 @@ def test_a_named_guard_that_is_missing_or_invalid_is_refused(exported, tmp_path,
     assert main([*base, "--ood", str(tmp_path / "bad.json")]) == 1
     assert "not a valid OOD guard" in capsys.readouterr().err
     assert not (tmp_path / "f.tflite").exists()
+
+
+@pytest.mark.timeout(900)  # fits a guard and converts twice (int8 calibration): minutes when busy
+def test_a_trunk_guard_travels_with_its_trunk_output_and_decides_as_keras(exported, tmp_path):
+    """A PPCA guard on the frozen trunk (the default): both .tflite files get a second output,
+    the pooled trunk, named in the metadata; Python reads the guard and that output from the
+    file alone, and the export report compares its test decisions with the Keras model's."""
+    import keras
+
+    from dermai.models import archive
+    from dermai.params import EvaluateParams
+    from dermai.runtime import bundle as bundle_mod
+    from dermai.runtime import inference
+    from dermai.runtime.guard import fit_guard
+    from dermai.runtime.tflite import TfliteModel
+
+    km = archive.load_keras(exported["keras"])
+    cfg = EvaluateParams(ood_method="ppca", ood_space="trunk", ood_components=4)
+    doc = fit_guard(km, str(exported["tfrecords"]), cfg, 1.5)
+    assert doc["method"] == "ppca" and doc["space"] == "trunk"
+    assert doc["measured"]["accepted_val"] >= 0.95 and doc["measured"]["n_train"] == 18
+    (tmp_path / "ood.json").write_text(json.dumps(doc))
+    models = exported["keras"].parent
+    out = {k: tmp_path / f"{k}.tflite" for k in ("float32", "int8")}
+    args = ["export", "--params", str(exported["params"]), "--model", str(exported["keras"])]
+    args += ["--calibration", str(models / "calibration.json"), "--ood", str(tmp_path / "ood.json")]
+    args += ["--tfrecords", str(exported["tfrecords"]), "--float-out", str(out["float32"])]
+    args += ["--int8-out", str(out["int8"]), "--metrics", str(tmp_path / "m.json")]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["float32"]["agreement"] == 1.0  # the logits are the same with two outputs
+    assert report["guard"]["float32"]["decision_agreement"] == 1.0
+    assert 0.0 <= report["guard"]["int8"]["decision_agreement"] <= 1.0
+    x = np.random.default_rng(5).uniform(0, 255, (6, H, W, 3)).astype(np.float32)
+    want_trunk = np.asarray(inference.trunk_model(km)(x))
+    want_logits = np.asarray(inference.logits_model(km)(x))
+    for kind, path in out.items():
+        tfl = TfliteModel(path)
+        assert tfl.meta["outputs"] == ["logits", "trunk"] and tfl.has_trunk
+        assert tfl.meta["ood"]["ppca"] == doc["ppca"]
+        assert tfl.trunk(x).shape == want_trunk.shape
+        if kind == "float32":
+            np.testing.assert_allclose(tfl(x), want_logits, atol=1e-3)
+            np.testing.assert_allclose(tfl.trunk(x), want_trunk, atol=1e-3, rtol=1e-4)
+        alone = tmp_path / kind / "m.tflite"  # no ood.json nor model.keras beside it
+        alone.parent.mkdir()
+        alone.write_bytes(path.read_bytes())
+        guard, features_fn = bundle_mod.guard_of(alone)
+        assert guard is not None and guard.space == "trunk" and features_fn is not None
+        assert np.array_equal(features_fn(x), tfl.trunk(x))
+    keras_guard, keras_fn = bundle_mod.guard_of(exported["keras"], km)
+    assert keras_guard is None  # no ood.json beside the shared model
+    (models / "ood.json").write_text(json.dumps(doc))
+    try:
+        keras_guard, keras_fn = bundle_mod.guard_of(exported["keras"], km)
+        assert keras_guard is not None and keras_fn is not None
+        f32 = bundle_mod.guard_of(out["float32"])[1]
+        assert f32 is not None
+        assert np.array_equal(
+            keras_guard.accept(want_logits, keras_fn(x)),
+            keras_guard.accept(TfliteModel(out["float32"])(x), f32(x)),
+        )
+    finally:
+        (models / "ood.json").unlink()
+    keras.backend.clear_session()
+
+
+def test_a_trunk_guard_on_a_tflite_without_the_trunk_output_is_refused(exported, tmp_path):
+    from dermai.errors import DermaiError
+    from dermai.runtime import bundle as bundle_mod
+
+    m = tmp_path / "m.tflite"
+    m.write_bytes(exported["float32"].read_bytes())
+    doc = {"method": "ppca", "space": "trunk", "threshold": -1.0, "keep": 0.95}
+    doc["ppca"] = {"mean": [0.0], "components": [[1.0]], "variances": [1.0], "noise_variance": 1.0}
+    from dermai.runtime.tflite import embed_metadata, read_metadata
+
+    m.write_bytes(embed_metadata(m.read_bytes(), read_metadata(m) | {"ood": doc}))
+    with pytest.raises(DermaiError, match="has no trunk output"):
+        bundle_mod.guard_of(m)

@@ -185,6 +185,16 @@ def test_manifest_layout(tmp_path):
     assert summary["files_found"] == 7 == len(rows) + len(rejects)
 
 
+def test_manifest_without_source_column_names_the_folder(tmp_path):
+    """A manifest with no source column (PAD-UFES-20 has none): the source is the raw_root
+    folder's name, so the source gate holds instead of failing on every row."""
+    raw = manifest_root(tmp_path)
+    rows, _, _, rc = run_index(tmp_path, raw, layout="manifest", extra={"manifest": {"source": ""}})
+    assert rc == 0
+    assert sorted(r["image_id"] for r in rows) == ["I2", "I3", "I4"]
+    assert {r["source"] for r in rows} == {"ham"}
+
+
 def test_manifest_missing_column_is_one_line_error(tmp_path, capsys):
     raw = manifest_root(tmp_path)
     _, _, _, rc = run_index(

@@ -7,7 +7,9 @@ decoded with EXIF orientation and fitted like the training data; unreadable or m
 are reported and skipped. The model's saved temperature is used; ECE is shown with and without
 it. `--exclude-duplicates-of <index.csv>` drops (and lists in excluded_duplicates.csv) every
 image that is an exact or perceptual duplicate of an indexed training image, with the `dedup`
-rules, so the external score is known to be clean. Not a diagnostic tool.
+rules, so the external score is known to be clean. The model's out-of-distribution guard is
+applied too: `ood.csv` lists each image's score and decision, and the summary counts the
+refusals (the metrics still cover every image). Not a diagnostic tool.
 """
 
 from __future__ import annotations
@@ -154,6 +156,33 @@ def load_images(
     return (kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped, unlabelled)
 
 
+def guard_refusals(
+    bundle: Any, analyses: list[Any], ids: list[str], out: Path, shown: Path
+) -> np.ndarray | None:
+    """The images the model's OOD guard refuses (predict and serve would give them no answer),
+    listed in <out>/ood.csv with their scores; None without a guard. The metrics still cover
+    every image: they measure the classifier, the refusals measure the guard."""
+    import pandas as pd
+
+    if bundle.guard is None:
+        return None
+    scores = np.concatenate([a.ood_scores for a in analyses])
+    refused = ~np.concatenate([a.in_distribution for a in analyses])
+    write_csv(
+        out / "ood.csv",
+        pd.DataFrame({"image": ids, "in_distribution": ~refused, "score": scores}),
+    )
+    log.info(
+        "the OOD guard (%s) refuses %d of %d images (%.1f%%; listed in %s)",
+        bundle.guard.method,
+        refused.sum(),
+        len(refused),
+        100 * refused.mean(),
+        shown / "ood.csv",
+    )
+    return refused
+
+
 def keras_gradcam(bundle: Any) -> Any | None:
     """Grad-CAM needs the Keras graph; a .tflite gets a gallery without heatmaps."""
     if bundle.keras_model is None:
@@ -173,7 +202,7 @@ def run(args: argparse.Namespace) -> None:
     args.model = pipeline_file("train", "--model", args.model)
     df = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
     bundle = bundle_mod.load(
-        args.model, train_params=args.train_params, calibration=args.calibration, guard=False
+        args.model, train_params=args.train_params, calibration=args.calibration
     )
     classes = list(bundle.classes)
     names, y, fmt = labels.parse(df, classes)
@@ -261,12 +290,9 @@ def _evaluate(
             len(names),
             shown / "skipped.csv",
         )
-    logits = np.concatenate(
-        [
-            bundle.analyse(images[s : s + BATCH]).scored  # with the calibration's TTA
-            for s in range(0, len(images), BATCH)
-        ]
-    )
+    analyses = [bundle.analyse(images[s : s + BATCH]) for s in range(0, len(images), BATCH)]
+    logits = np.concatenate([a.scored for a in analyses])  # with the calibration's TTA
+    refused = guard_refusals(bundle, analyses, [names[i] for i in kept], out, shown)
     groups = {k: [v[i] for i in kept] for k, v in labels.groups(df).items()}
     live = live_session(out)
     publish(
@@ -289,4 +315,7 @@ def _evaluate(
     live.summary[NAME]["collapsed_repeats"] = len(repeats)
     if args.exclude_duplicates_of:
         live.summary[NAME]["excluded_duplicates"] = len(excluded)
+    if refused is not None:
+        live.summary[NAME]["ood_refused"] = int(refused.sum())
+        live.summary[NAME]["ood_refused_share"] = float(refused.mean())
     live.end()

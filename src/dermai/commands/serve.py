@@ -5,7 +5,8 @@ Serves on 127.0.0.1 by default (this computer only); `--host 0.0.0.0` exposes it
 network, e.g. to try the camera upload from a phone; the server then also answers to this
 machine's own names and addresses, and `--allowed-hosts` adds others. Photos are analysed in
 memory and never written to disk. With a .tflite `--model`, pass `--keras` as well to get the
-Grad-CAM overlay (and the out-of-distribution guard, when `ood.json` scores features).
+Grad-CAM overlay (and the out-of-distribution guard, when `ood.json` scores penultimate
+features; a trunk guard reads the .tflite's own trunk output).
 """
 
 from __future__ import annotations

@@ -483,10 +483,13 @@ def plan_manifest(
     cfg: ManifestParams,
     lab: Labelling,
     edges: list[int],
+    folder: str = "",
 ) -> tuple[list[Task], dict[str, int]]:
     """One task per listed id of a manifest table `df` (strings; file `name`, whose columns
     `index.manifest` names), plus a reject for each image in its folders that it does not list.
-    Returns the tasks and the ids listed more than once with the same label."""
+    Without a source column the source is `folder` (the raw root's name), so the source gate
+    holds (PAD-UFES-20 has none). Returns the tasks and the ids listed more than once with the
+    same label."""
     mapping = {
         "image_id": cfg.image_id,
         "condition": cfg.condition,
@@ -517,7 +520,7 @@ def plan_manifest(
                 image_id=row[cfg.image_id].strip(),
                 condition=label,
                 age_group=bin_age(row[cfg.age], edges) if cfg.age else "unknown",
-                source=row[cfg.source].strip() if cfg.source else "",
+                source=row[cfg.source].strip() if cfg.source else folder,
                 group_id=group,
                 groups=f"{cfg.group_id}={group}" if group else "",
                 raw_label=label,

@@ -8,7 +8,14 @@ much an input looks like the training data, higher = more in-distribution:
 - Mahalanobis: minus the smallest squared distance to a class mean under the shared (tied)
   covariance of the training features (Lee et al. 2018). Features are first projected on their
   top principal components (a few dozen), which keeps the covariance well conditioned with few
-  images per class and the saved guard small enough to travel as JSON.
+  images per class and the saved guard small enough to travel as JSON. It sees nothing off
+  those components, so an image unlike every training image can project near their centre;
+- `ppca`: the log-likelihood under probabilistic PCA (Tipping & Bishop 1999; scikit-learn's
+  `PCA.score_samples`) of the training images' features: a Gaussian that is full on the top
+  principal components and isotropic (the mean discarded variance) on the rest, so what lies
+  off the training subspace counts too. Fitted on the pooled activations of the FROZEN
+  ImageNet trunk (`space` "trunk", the lower part below the cut that every model carries), it
+  does not depend on how much the classifier learned (docs/deployment.md measures it).
 
 The threshold keeps a chosen share of in-distribution validation images (`threshold_keeping`).
 Pure numpy/scikit-learn: no TensorFlow, no files; `Guard.to_dict`/`from_dict` round-trip JSON.
@@ -21,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("mahalanobis", "energy", "max_softmax")
-SPACES = ("features", "logits")
+METHODS = ("ppca", "mahalanobis", "energy", "max_softmax")
+# trunk: pooled frozen-trunk activations; features: the penultimate (head input); logits
+SPACES = ("trunk", "features", "logits")
 
 
 def logsumexp(z: np.ndarray) -> np.ndarray:
@@ -76,6 +84,70 @@ class Mahalanobis:
         return -dist.min(axis=1)
 
 
+def _f32(a: Any) -> np.ndarray:
+    """float64 holding float32 values: what the saved (float32) JSON gives back, so the
+    threshold is set with exactly the parameters every runtime reads."""
+    return np.asarray(a, dtype=np.float32).astype(np.float64)
+
+
+@dataclass
+class Ppca:
+    """Probabilistic PCA density of the training features (class-agnostic)."""
+
+    mean: np.ndarray  # D
+    components: np.ndarray  # k x D, orthonormal rows
+    variances: np.ndarray  # k: variance along each component
+    noise_variance: float  # the variance of every other direction
+
+    @classmethod
+    def fit(cls, features: np.ndarray, n_components: int = 16) -> Ppca:
+        from sklearn.decomposition import PCA
+
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or len(x) < 3:
+            raise ValueError("need an N x D feature matrix with N >= 3")
+        k = max(1, min(n_components, x.shape[1] - 1, len(x) - 2))
+        p = PCA(n_components=k, svd_solver="full").fit(x)
+        floor = 1e-12 * max(float(p.explained_variance_[0]), 1e-12)
+        return cls(
+            _f32(p.mean_),
+            _f32(p.components_),
+            _f32(np.maximum(p.explained_variance_, floor)),
+            float(_f32(max(float(p.noise_variance_), floor))),
+        )
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """log N(x; mean, C) with C = W' diag(variances) W + noise (I - W' W): the same number
+        as scikit-learn's `PCA.score_samples`, without a D x D matrix."""
+        xc = np.asarray(features, dtype=np.float64) - self.mean
+        z = xc @ self.components.T
+        inside = (z * z / self.variances).sum(axis=1)
+        # the residual off the components, not |xc|^2 - |z|^2: that difference cancels when the
+        # residual is small, and the float32-rounded components make the error ~4% (hypothesis)
+        r = xc - z @ self.components
+        off = (r * r).sum(axis=1) / self.noise_variance
+        d, k = self.mean.shape[0], self.variances.shape[0]
+        logdet = np.log(self.variances).sum() + (d - k) * np.log(self.noise_variance)
+        return -0.5 * (inside + off + logdet + d * np.log(2 * np.pi))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean.astype(np.float32).tolist(),
+            "components": self.components.astype(np.float32).tolist(),
+            "variances": self.variances.astype(np.float32).tolist(),
+            "noise_variance": float(np.float32(self.noise_variance)),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Ppca:
+        return cls(
+            np.asarray(d["mean"], dtype=np.float64),
+            np.asarray(d["components"], dtype=np.float64),
+            np.asarray(d["variances"], dtype=np.float64),
+            float(d["noise_variance"]),
+        )
+
+
 def scores(
     method: str,
     *,
@@ -83,6 +155,7 @@ def scores(
     features: np.ndarray | None = None,
     model: Mahalanobis | None = None,
     temperature: float = 1.0,
+    density: Ppca | None = None,
 ) -> np.ndarray:
     """Scores for one method; higher = more like the training data."""
     if method == "energy":
@@ -94,6 +167,9 @@ def scores(
     if method == "mahalanobis":
         assert model is not None and features is not None
         return model.score(features)
+    if method == "ppca":
+        assert density is not None and features is not None
+        return density.score(features)
     raise ValueError(f"unknown OOD method {method!r}: use one of {METHODS}")
 
 
@@ -121,15 +197,22 @@ class Guard:
     method: str
     threshold: float
     keep: float
-    space: str  # "features" (penultimate) or "logits": what a runtime must compute
+    space: str  # "trunk", "features" (penultimate) or "logits": what a runtime must compute
     temperature: float = 1.0
     mahalanobis: Mahalanobis | None = None
     measured: dict[str, Any] = field(default_factory=dict)
+    ppca: Ppca | None = None
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether a runtime must compute `features` (its `space`) beside the logits."""
+        return self.space != "logits"
 
     def score(
         self, logits: np.ndarray | None = None, features: np.ndarray | None = None
     ) -> np.ndarray:
-        """Mahalanobis scores `features` or `logits` (its `space`); the others, logits."""
+        """Mahalanobis and PPCA score `features` (of the guard's `space`: trunk or
+        penultimate) or `logits`; energy and max-softmax, logits."""
         if self.space == "logits":
             features = logits
         return scores(
@@ -138,6 +221,7 @@ class Guard:
             features=features,
             model=self.mahalanobis,
             temperature=self.temperature,
+            density=self.ppca,
         )
 
     def accept(
@@ -161,6 +245,8 @@ class Guard:
                 k: np.asarray(getattr(m, k)).astype(np.float32).tolist()
                 for k in ("center", "components", "means", "precision")
             }
+        if self.ppca is not None:
+            out["ppca"] = self.ppca.to_dict()
         return out
 
     @classmethod
@@ -178,6 +264,10 @@ class Guard:
                 )
             )
         )
+        if (d["method"] == "mahalanobis" and maha is None) or (
+            d["method"] == "ppca" and "ppca" not in d
+        ):
+            raise ValueError(f"OOD guard {d['method']!r} without its fitted state")
         return cls(
             d["method"],
             float(d["threshold"]),
@@ -186,6 +276,7 @@ class Guard:
             float(d.get("temperature", 1.0)),
             maha,
             dict(d.get("measured", {})),
+            Ppca.from_dict(d["ppca"]) if "ppca" in d else None,
         )
 
 
@@ -202,17 +293,18 @@ def fit(
     n_components: int = 32,
     space: str = "features",
 ) -> Guard:
-    """A guard fitted on TRAIN (class means, covariance) with its threshold set on VAL.
+    """A guard fitted on TRAIN (class means and covariance, or the PPCA density) with its
+    threshold set on VAL.
 
-    `space` matters for Mahalanobis only: "features" (penultimate) or "logits" (which every
-    runtime already computes, e.g. a .tflite that outputs logits only)."""
+    `space` matters for Mahalanobis and PPCA only: `train_features`/`val_features` are the
+    features of that space ("trunk" or "features"), or "logits" (which every runtime already
+    computes)."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}")
-    space = space if method == "mahalanobis" else "logits"
-    maha = None
-    if method == "mahalanobis":
-        basis = train_features if space == "features" else train_logits
-        maha = Mahalanobis.fit(basis, train_labels, n_components)
-    g = Guard(method, 0.0, keep, space, temperature, maha)
+    space = space if method in ("mahalanobis", "ppca") else "logits"
+    basis = train_logits if space == "logits" else train_features
+    maha = Mahalanobis.fit(basis, train_labels, n_components) if method == "mahalanobis" else None
+    density = Ppca.fit(basis, n_components) if method == "ppca" else None
+    g = Guard(method, 0.0, keep, space, temperature, maha, ppca=density)
     g.threshold = threshold_keeping(g.score(val_logits, val_features), keep)
     return g

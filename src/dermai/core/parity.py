@@ -46,6 +46,17 @@ def parity(reference_logits: np.ndarray, logits: np.ndarray, y: np.ndarray) -> P
     }
 
 
+def guard_parity(reference_accepts: np.ndarray, accepts: np.ndarray) -> dict[str, float]:
+    """How an exported model applies the OOD guard against the reference, image by image: the
+    share with the same accept/refuse decision, and the share each accepts."""
+    ref, got = np.asarray(reference_accepts, bool), np.asarray(accepts, bool)
+    return {
+        "decision_agreement": float(np.mean(ref == got)),
+        "accepted": float(np.mean(got)),
+        "accepted_keras": float(np.mean(ref)),
+    }
+
+
 def export_report(
     reference_logits: np.ndarray,
     exported_logits: Mapping[str, np.ndarray],

@@ -274,7 +274,8 @@ class Bundle:
     tta: str = "none"  # core.tta mode, from calibration.json (the temperature was fitted with it)
     colour_constancy: float | str = "none"  # "none" or the Shades-of-Grey p it was trained with
     guard: Guard | None = None
-    features_fn: LogitsFn | None = field(default=None, repr=False)  # for a feature-space guard
+    # x -> what the guard scores beside the logits (pooled frozen trunk or penultimate features)
+    features_fn: LogitsFn | None = field(default=None, repr=False)
     keras_model: Any = field(default=None, repr=False)  # the Keras graph, when loaded
     meta: dict[str, Any] = field(default_factory=dict, repr=False)  # train_params.json (.keras)
 
@@ -284,10 +285,10 @@ class Bundle:
             preprocess.colour_p(self.colour_constancy)
         except ValueError as exc:
             raise DermaiError(f"{self.path.name}: {exc}") from exc
-        if self.guard is not None and self.guard.space == "features" and not self.features_fn:
+        if self.guard is not None and self.guard.needs_features and not self.features_fn:
             raise DermaiError(
-                f"the OOD guard of {self.path.name} scores image features: it needs the "
-                "Keras model's features"
+                f"the OOD guard of {self.path.name} scores image features ({self.guard.space}): "
+                "it needs them from the model"
             )
 
     def prepare(self, img: Image.Image) -> np.ndarray:
@@ -317,9 +318,14 @@ class Bundle:
         proba = inference.softmax(scored, self.temperature)
         if self.guard is None:
             return Analysis(plain, scored, proba, np.ones(len(x), bool), None)
-        feats = self.features_fn(x) if self.guard.space == "features" and self.features_fn else None
+        feats = self.features_fn(x) if self.guard.needs_features and self.features_fn else None
         scores = self.guard.score(plain, feats)
         return Analysis(plain, scored, proba, scores >= self.guard.threshold, scores)
+
+    @property
+    def lite(self) -> TfliteModel | None:
+        """The LiteRT interpreter of a .tflite bundle (None for Keras)."""
+        return self.logits_fn if isinstance(self.logits_fn, TfliteModel) else None
 
     @property
     def image_kind(self) -> str:
@@ -337,16 +343,31 @@ def load_keras(path: str | Path) -> Any:
     return archive.load_keras(path)
 
 
-def guard_of(path: str | Path, keras_model: Any = None) -> tuple[Guard | None, LogitsFn | None]:
-    """(guard, features_fn) for a model; a feature-space guard needs a Keras graph:
-    `keras_model`, else the `model.keras` beside the model file."""
-    found = read_guard(path)
+def guard_of(
+    path: str | Path,
+    keras_model: Any = None,
+    lite: TfliteModel | None = None,
+    explicit: str | Path | None = None,
+) -> tuple[Guard | None, LogitsFn | None]:
+    """(guard, features_fn) for a model. A trunk guard on a .tflite reads the file's own second
+    output (`lite`, else the file opened again); otherwise the trunk or penultimate features
+    come from a Keras graph: `keras_model`, else the `model.keras` beside the model file.
+    `explicit`: the `ood.json` to read instead of the one beside the model."""
+    found = read_guard(path, explicit)
     if found is None:
         return None, None
     doc, where = found
     guard = Guard.from_dict(doc)
-    if guard.space != "features":
+    if not guard.needs_features:
         return guard, None
+    if guard.space == "trunk" and Path(path).suffix == ".tflite":
+        lite = lite if lite is not None else TfliteModel(path)
+        if not lite.has_trunk:
+            raise DermaiError(
+                f"the OOD guard in {where} scores the frozen trunk, but {Path(path).name} has "
+                f"no {inference.TRUNK} output (export it again)"
+            )
+        return guard, lite.trunk
     if keras_model is None:
         beside = side_path(path, KERAS_FILE)
         if not beside.is_file():
@@ -355,7 +376,11 @@ def guard_of(path: str | Path, keras_model: Any = None) -> tuple[Guard | None, L
                 f"models/{KERAS_FILE} beside the model (or --keras)"
             )
         keras_model = load_keras(beside)
-    fm = inference.features_model(keras_model)
+    fm = (
+        inference.trunk_model(keras_model)
+        if guard.space == "trunk"
+        else inference.features_model(keras_model)
+    )
     return guard, lambda x: np.asarray(fm(np.asarray(x, dtype=np.float32), training=False))
 
 
@@ -369,6 +394,7 @@ def load(
     calibrated: bool = True,
     tta: str | None = None,
     guard: bool = True,
+    ood: str | Path | None = None,
 ) -> Bundle:
     """The bundle of a `.keras` or `.tflite` model file.
 
@@ -377,7 +403,8 @@ def load(
     applies to .tflite models only. `keras_model`: the model's Keras graph when the caller
     already has it (a .keras file's own, or a .tflite's companion for its feature guard).
     `calibrated=False` ignores any temperature (1.0) and TTA file (what `evaluate` fits);
-    `tta` names the TTA mode instead of the calibration's; `guard=False` loads no guard.
+    `tta` names the TTA mode instead of the calibration's; `guard=False` loads no guard, `ood`
+    names the `ood.json` to read instead of the one beside the model.
     """
     path = Path(path)
     if not path.is_file():
@@ -408,7 +435,8 @@ def load(
         temperature = 1.0
     elif temperature is None:
         temperature = read_temperature(path, calibration)
-    g, features_fn = guard_of(path, keras_model) if guard else (None, None)
+    lite_model = fn if isinstance(fn, TfliteModel) else None
+    g, features_fn = guard_of(path, keras_model, lite_model, ood) if guard else (None, None)
     return Bundle(
         path,
         classes,

@@ -1,5 +1,6 @@
 """Keras classifier -> LiteRT bytes: float32, or full-integer int8 with int8 input and output,
-both outputting logits with the dermai metadata (classes, input, temperature) embedded.
+both outputting logits (and the pooled frozen trunk, for a trunk OOD guard) with the dermai
+metadata (classes, input, temperature, guard) embedded.
 
 Selective quantization: the int8 model can keep its first `float_stages` backbone stages (input
 scaling, stem, block1..blockN) in float. On a HAM10000 Lite0 model those early, high-resolution
@@ -22,7 +23,7 @@ import tensorflow as tf
 
 from dermai.errors import DermaiError
 from dermai.io.native_stderr import quiet_native
-from dermai.runtime.inference import logits_model
+from dermai.runtime.inference import logits_and_trunk, logits_model
 from dermai.runtime.tflite import embed_metadata, make_metadata
 
 if TYPE_CHECKING:
@@ -139,6 +140,40 @@ def convert(
     return _run_converter(converter)
 
 
+def output_roles(model: bytes, n_classes: int) -> list[str]:
+    """The role of each output of a converted [logits, trunk] model, in its output order (which
+    the converter does not keep): its tensors are named after the Keras output index
+    (`...:0` logits, `...:1` trunk); the logits' width is checked against the classes."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    sub = fb.Model.GetRootAs(model, 0).Subgraphs(0)
+    roles, widths = [], []
+    for i in range(sub.OutputsLength()):
+        t = sub.Tensors(sub.Outputs(i))
+        name = (t.Name() or b"").decode("utf-8")
+        k = name.rsplit(":", 1)[-1]
+        roles.append({"0": "logits", "1": "trunk"}.get(k, "?"))
+        widths.append(int(t.Shape(t.ShapeLength() - 1)))
+    if sorted(roles) != ["logits", "trunk"] or widths[roles.index("logits")] != n_classes:
+        raise DermaiError(f"cannot tell the converted model's outputs apart ({roles}, {widths})")
+    return roles
+
+
+def logits_first(model: bytes, n_classes: int) -> bytes:
+    """A converted [logits, trunk] model with its outputs in that order (the converter may
+    list them the other way round): every runtime, LiteRT.js included, then reads output 0 as
+    the logits and output 1 as the trunk, whether it follows the subgraph or the signature."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    roles = output_roles(model, n_classes)
+    if roles == ["logits", "trunk"]:
+        return model
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    sg = obj.subgraphs[0]
+    sg.outputs = [sg.outputs[roles.index("logits")], sg.outputs[roles.index("trunk")]]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
 def export_bytes(
     keras_model: keras.Model,
     classes: list[str],
@@ -151,11 +186,12 @@ def export_bytes(
     colour_constancy: float | str = "none",
     float_stages: int = 0,
 ) -> dict[str, bytes]:
-    """The .tflite files (logits out), metadata embedded (with the OOD guard when given, and
-    the colour constancy the model was trained with); `float_stages` leading backbone stages
-    stay float in the int8 one."""
+    """The .tflite files (logits out, and the pooled frozen trunk when the OOD guard scores
+    it), metadata embedded (with the OOD guard when given, and the colour constancy the model
+    was trained with); `float_stages` leading backbone stages stay float in the int8 one."""
     h, w = (int(d) for d in keras_model.inputs[0].shape[1:3])
-    lm = logits_model(keras_model)
+    trunk = ood is not None and ood.get("space") == "trunk"
+    lm = logits_and_trunk(keras_model) if trunk else logits_model(keras_model)
     out = {}
     for kind in kinds:
         log.info(
@@ -168,6 +204,8 @@ def export_bytes(
         raw = (
             convert(lm, kind, representative, float_stages) if kind == "int8" else convert(lm, kind)
         )
+        if trunk:
+            raw = logits_first(raw, len(classes))
         meta = make_metadata(
             classes,
             h,
@@ -177,6 +215,7 @@ def export_bytes(
             ood=ood,
             training_data=training_data,
             colour_constancy=colour_constancy,
+            outputs=output_roles(raw, len(classes)) if trunk else None,  # logits, trunk
         )
         out[kind] = embed_metadata(raw, meta)
     return out

@@ -1,4 +1,6 @@
-"""Fitting the out-of-distribution guard (`core.ood`) on a trained model's own outputs.
+"""Fitting the out-of-distribution guard (`core.ood`) on a trained model's outputs: its logits,
+its penultimate features, or the pooled activations of its frozen ImageNet trunk (the default,
+`evaluate.ood_space: trunk`), which do not depend on what the classifier learned.
 
 `evaluate` fits it and writes `models/ood.json`; `bench/ood_eval.py` compares the methods on the
 same inputs. The scoring rule itself is pure (`core.ood`), so every runtime applies it alike.
@@ -20,57 +22,68 @@ from dermai import params as params_mod
 from dermai.core import ood
 from dermai.errors import DermaiError
 from dermai.models import data as tfdata
-from dermai.runtime.inference import features_and_logits
+from dermai.runtime.inference import features_and_logits, trunk_output
 
 log = logging.getLogger(__name__)
 
 
+FITTED_ON = {
+    "ppca": "train (PPCA density); threshold on val",
+    "mahalanobis": "train (means, covariance); threshold on val",
+}
+
+
 def guard_inputs(model: Any, folder: str, split: str) -> dict[str, np.ndarray]:
-    """Penultimate features, logits and labels of one split, in file order."""
+    """Penultimate features, logits, pooled frozen-trunk features and labels of one split, in
+    file order (one forward pass)."""
+    import keras
+
     fl = features_and_logits(model)
-    fn = tf.function(lambda x: fl(x, training=False), reduce_retracing=True)
-    feats, logits, ys = [], [], []
+    inp = keras.Input(model.input_shape[1:], name="image")
+    three = keras.Model(inp, [*fl(inp), trunk_output(model, inp)])
+    fn = tf.function(lambda x: three(x, training=False), reduce_retracing=True)
+    out: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "trunk": [], "y": []}
     for x, y in tfdata.dataset(folder, split, 64, shuffle=False):
-        f, z = fn(x)
-        feats.append(f.numpy().astype(np.float64))
-        logits.append(z.numpy().astype(np.float64))
-        ys.append(y.numpy())
-    if not ys:
+        for key, v in zip(("features", "logits", "trunk"), fn(x), strict=True):
+            out[key].append(v.numpy().astype(np.float64))
+        out["y"].append(y.numpy())
+    if not out["y"]:
         raise DermaiError(f"TFRecords split {split!r} in {folder} is empty")
-    return {
-        "features": np.concatenate(feats),
-        "logits": np.concatenate(logits),
-        "y": np.concatenate(ys).astype(np.int64),
-    }
+    got = {k: np.concatenate(v) for k, v in out.items()}
+    got["y"] = got["y"].astype(np.int64)
+    return got
 
 
 def fit_guard(
     model: Any, folder: str, cfg: params_mod.EvaluateParams, temperature: float
 ) -> dict[str, Any]:
-    """The OOD guard (`core.ood`): fitted on TRAIN features, threshold keeping `ood_keep` of
-    VAL; its acceptance of TEST is recorded with it."""
+    """The OOD guard (`core.ood`): fitted on TRAIN features (of `ood_space`: the pooled frozen
+    trunk or the penultimate), threshold keeping `ood_keep` of VAL; its acceptance of TEST is
+    recorded with it."""
     log.info("OOD guard (%s): scoring the train, val and test images", cfg.ood_method)
     d = {s: guard_inputs(model, folder, s) for s in ("train", "val", "test")}
+    key = "trunk" if cfg.ood_space == "trunk" else "features"
+    for s in d:
+        d[s]["space"] = d[s][key]
     g = ood.fit(
         cfg.ood_method,
         train_logits=d["train"]["logits"],
-        train_features=d["train"]["features"],
+        train_features=d["train"]["space"],
         train_labels=d["train"]["y"],
         val_logits=d["val"]["logits"],
-        val_features=d["val"]["features"],
+        val_features=d["val"]["space"],
         keep=cfg.ood_keep,
         temperature=temperature,
         n_components=cfg.ood_components,
         space=cfg.ood_space,
     )
     acc = {
-        s: round(float(g.accept(d[s]["logits"], d[s]["features"]).mean()), 6)
-        for s in ("val", "test")
+        s: round(float(g.accept(d[s]["logits"], d[s]["space"]).mean()), 6) for s in ("val", "test")
     }
     g.measured = {
         "accepted_val": acc["val"],
         "accepted_test": acc["test"],
-        "fitted_on": "train (means, covariance); threshold on val",
+        "fitted_on": FITTED_ON.get(g.method, "threshold on val"),
         "n_train": len(d["train"]["y"]),
     }
     log.info(

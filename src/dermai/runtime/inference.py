@@ -54,6 +54,38 @@ def features_model(model: keras.Model) -> keras.Model:
     return keras.Model(inp, x, name="features")
 
 
+TRUNK = "trunk"  # the pooled frozen-trunk output's name (Keras and the exported .tflite)
+
+
+def trunk_output(model: keras.Model, x: Any) -> Any:
+    """The frozen lower part's activations (the first nested model: below the cut, ImageNet
+    weights, never trained), averaged over space: what the PPCA guard (`core.ood.Ppca`) scores.
+    Without a cut (`train.unfreeze_blocks: 0`) the lower part is the whole backbone, already
+    pooled."""
+    from keras import layers
+
+    t = model.layers[1](x)
+    return layers.GlobalAveragePooling2D(name=TRUNK)(t) if len(t.shape) == 4 else t
+
+
+def trunk_model(model: keras.Model) -> keras.Model:
+    """Image -> pooled frozen-trunk features (shares weights with `model`)."""
+    import keras
+
+    inp = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(inp, trunk_output(model, inp), name=TRUNK)
+
+
+def logits_and_trunk(model: keras.Model) -> keras.Model:
+    """Image -> [logits, pooled frozen-trunk features]: what a model with a trunk guard
+    exports (the guard's features cost one pooling of an activation the model computes)."""
+    import keras
+
+    lm = logits_model(model)
+    inp = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(inp, [lm(inp), trunk_output(model, inp)], name="logits_and_trunk")
+
+
 def features_and_logits(model: keras.Model) -> keras.Model:
     """One Keras model, image -> [penultimate features, logits]: the OOD guard's inputs."""
     import keras

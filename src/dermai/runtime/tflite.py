@@ -9,6 +9,9 @@ takes (size, raw [0, 255] RGB, the resize rule) and the calibration temperature.
 needs only the schema module shipped with ai-edge-litert (no TensorFlow).
 
 The models output LOGITS: temperature scaling and softmax happen after (`dermai.inference`).
+A model whose OOD guard scores the frozen trunk (`core.ood.Ppca`) has a second output, the
+pooled trunk features; the metadata's `outputs` names the role of each output in the model's
+output order (absent: one output, the logits).
 Quantized (int8/uint8) inputs and outputs are converted here with the tensors' own scale and
 zero point, so callers always pass float32 raw RGB and get float32 logits.
 """
@@ -30,6 +33,7 @@ from dermai.io.native_stderr import quiet_native
 METADATA_NAME = "dermai"
 METADATA_FORMAT = "dermai-tflite/1"
 MAX_BATCH = 64  # larger batches are run in chunks (bounded memory)
+OUTPUT_ROLES = ("logits", "trunk")  # a two-output model: logits, pooled frozen-trunk features
 
 
 # --------------------------------------------------------------------------- metadata
@@ -45,8 +49,12 @@ def make_metadata(
     ood: dict[str, Any] | None = None,
     training_data: dict[str, Any] | None = None,
     colour_constancy: float | str = "none",
+    outputs: list[str] | None = None,
 ) -> dict[str, Any]:
     """The document embedded in every exported model (no timestamps: equal inputs, equal bytes).
+
+    `outputs` (e.g. ["trunk", "logits"]) names each output tensor in the model's order when
+    there are several (`OUTPUT_ROLES`); one output is the logits and needs no entry.
 
     `colour_constancy` (the model's `model.colour_constancy`) goes into `input` only when it is
     on, as {"method": "shades_of_grey", "p": p}: a model trained on corrected pixels must be fed
@@ -85,6 +93,10 @@ def make_metadata(
             "e_c), e_c the channel's Minkowski p-mean, rounded half up and clipped to "
             "[0, 255] (dermai.core.preprocess.shades_of_grey)",
         }
+    if outputs is not None and list(outputs) != ["logits"]:
+        if sorted(outputs) != sorted(OUTPUT_ROLES):
+            raise DermaiError(f"model outputs must be {OUTPUT_ROLES} in some order: {outputs}")
+        meta["outputs"] = list(outputs)
     if ood is not None:
         meta["ood"] = ood
     if training_data is not None:
@@ -181,7 +193,8 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 class TfliteModel:
-    """One LiteRT interpreter: float32 raw RGB batches in, float32 logits out.
+    """One LiteRT interpreter: float32 raw RGB batches in, float32 logits out (and the pooled
+    trunk features, `trunk`, when the model has that output).
 
     Calls are serialised with a lock (an interpreter is not thread-safe); for parallel
     inference make one TfliteModel per worker.
@@ -208,10 +221,15 @@ class TfliteModel:
         with quiet_native():  # LiteRT's "Created ... XNNPACK delegate" notice, on fd 2
             self._it = Interpreter(model_path=str(self.path), num_threads=num_threads)
             self._it.allocate_tensors()
+        self.roles: list[str] = list(self.meta.get("outputs", ["logits"]))
         inp, out = self._it.get_input_details(), self._it.get_output_details()
-        if len(inp) != 1 or len(out) != 1:
-            raise DermaiError(f"{self.path.name}: expected one input and one output tensor")
-        self._in, self._out = inp[0], out[0]
+        if len(inp) != 1 or len(out) != len(self.roles) or "logits" not in self.roles:
+            raise DermaiError(
+                f"{self.path.name}: expected one input and {len(self.roles)} output tensor(s) "
+                f"({', '.join(self.roles)}), found {len(inp)} and {len(out)}"
+            )
+        self._in, self._outs = inp[0], dict(zip(self.roles, out, strict=True))
+        self._out = self._outs["logits"]
         shape = [int(d) for d in self._in["shape"]]
         if shape[1:] != [self.height, self.width, 3]:
             raise DermaiError(
@@ -238,7 +256,8 @@ class TfliteModel:
         self._it.allocate_tensors()
         self._batch = n
         self._in = self._it.get_input_details()[0]
-        self._out = self._it.get_output_details()[0]
+        self._outs = dict(zip(self.roles, self._it.get_output_details(), strict=True))
+        self._out = self._outs["logits"]
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         dtype = self._in["dtype"]
@@ -247,19 +266,33 @@ class TfliteModel:
         scale, zp = self._in["quantization"]
         return quantize(x, scale, zp, dtype)
 
-    def _finish(self, y: np.ndarray) -> np.ndarray:
-        if self._out["dtype"] == np.float32:
+    @property
+    def has_trunk(self) -> bool:
+        return "trunk" in self._outs
+
+    def _finish(self, y: np.ndarray, out: dict[str, Any]) -> np.ndarray:
+        if out["dtype"] == np.float32:
             return np.array(y, dtype=np.float32)
-        scale, zp = self._out["quantization"]
+        scale, zp = out["quantization"]
         return dequantize(y, scale, zp)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, role: str) -> np.ndarray:
         self._it.set_tensor(self._in["index"], self._prepare(x))
         self._it.invoke()
-        return self._finish(self._it.get_tensor(self._out["index"]))
+        out = self._outs[role]
+        return self._finish(self._it.get_tensor(out["index"]), out)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x: N x H x W x 3 float raw RGB in [0, 255] -> N x classes float32 logits."""
+        return self._batched(x, "logits")
+
+    def trunk(self, x: np.ndarray) -> np.ndarray:
+        """x: N x H x W x 3 float raw RGB -> N x D pooled frozen-trunk features (float32)."""
+        if not self.has_trunk:
+            raise DermaiError(f"{self.path.name} has no trunk output")
+        return self._batched(x, "trunk")
+
+    def _batched(self, x: np.ndarray, role: str) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (self.height, self.width, 3):
             raise DermaiError(
@@ -271,11 +304,13 @@ class TfliteModel:
                 for s in range(0, len(x), MAX_BATCH):
                     chunk = x[s : s + MAX_BATCH]
                     self._set_batch(len(chunk))
-                    outs.append(self._run(chunk))
+                    outs.append(self._run(chunk, role))
             else:  # fixed batch (e.g. 1): one image at a time
                 self._set_batch(self._batch)
-                outs = [self._run(x[i : i + self._batch]) for i in range(0, len(x), self._batch)]
-        return np.concatenate(outs) if outs else np.zeros((0, len(self.classes)), dtype=np.float32)
+                step = self._batch
+                outs = [self._run(x[i : i + step], role) for i in range(0, len(x), step)]
+        width = int(self._outs[role]["shape"][-1])
+        return np.concatenate(outs) if outs else np.zeros((0, width), dtype=np.float32)
 
 
 def load_tflite(

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
     cfg = prm.export
     import keras  # TensorFlow: only when the stage runs
 
-    from dermai.core.parity import export_report
+    from dermai.core.parity import export_report, guard_parity
     from dermai.models import data as tfdata
     from dermai.runtime import bundle as bundle_mod
     from dermai.runtime.convert import export_bytes
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
         train_params=args.train_params,
         calibration=args.calibration,
         tta="none",
-        guard=False,
+        ood=args.ood,
     )
     tf_meta = tfdata.read_meta(args.tfrecords)
     if tf_meta["classes"] != keras_bundle.classes:
@@ -103,11 +103,11 @@ def run(args: argparse.Namespace) -> None:
 
     # Parity on the test split: every model through its bundle's `analyse`, as runtimes run it
     x_test, y_test = tfdata.split_arrays(args.tfrecords, "test")
-    ref = keras_bundle.analyse(x_test).logits
-    exported = {
-        kind: bundle_mod.load(path, num_threads=1, guard=False).analyse(x_test).logits
-        for kind, path in paths.items()
+    ref_run = keras_bundle.analyse(x_test)
+    runs = {
+        kind: bundle_mod.load(path, num_threads=1).analyse(x_test) for kind, path in paths.items()
     }
+    ref, exported = ref_run.logits, {kind: a.logits for kind, a in runs.items()}
     report = export_report(
         ref,
         exported,
@@ -117,6 +117,11 @@ def run(args: argparse.Namespace) -> None:
         float_stages=cfg.float_stages,
         temperature=keras_bundle.temperature,
     )
+    if keras_bundle.guard is not None:  # the guard's test decisions, each .tflite against Keras
+        report["guard"] = {
+            kind: guard_parity(ref_run.in_distribution, a.in_distribution)
+            for kind, a in runs.items()
+        }
     for kind in exported:
         log.info(
             "%s: agreement %.4f, balanced acc %.4f (Keras %.4f), %.2f MB",

@@ -74,7 +74,9 @@ def plan(
         if not manifest.is_file():
             raise DermaiError(f"manifest not found: {manifest} (index.manifest.file)")
         table = labels_table(manifest, "manifest")
-        return layouts.plan_manifest(table, manifest.name, files, cfg.manifest, lab, edges)
+        return layouts.plan_manifest(
+            table, manifest.name, files, cfg.manifest, lab, edges, folder=root.name
+        )
     preset = layouts.PRESETS[layout]
     names = [t for t in layouts.preset_tables(preset, files, str(root)) if t]
     tables = [

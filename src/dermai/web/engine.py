@@ -248,7 +248,7 @@ def build_engine(
             log.warning("Grad-CAM disabled: %s", str(exc).splitlines()[0] if str(exc) else exc)
             note = "Grad-CAM is unavailable on this server."
             km = None
-    guard, features_fn = bundle_mod.guard_of(model, km if km is not None else b.keras_model)
+    guard, features_fn = bundle_mod.guard_of(model, km if km is not None else b.keras_model, b.lite)
     b = replace(b, guard=guard, features_fn=features_fn)
     if guard is None:
         log.warning(

@@ -62,6 +62,9 @@ function render(model, fitted, result) {
   }
 }
 
+const GUARD_NAMES = {ppca: 'image-feature density (PPCA)', max_softmax: 'max softmax',
+                     energy: 'energy', mahalanobis: 'Mahalanobis'};
+
 /** What the page says about its out-of-distribution guard (and never claims one it lacks). */
 function describeGuard(model) {
   const el = $('guard-info');
@@ -73,7 +76,7 @@ function describeGuard(model) {
     const g = model.guard;
     const kept = g.keep ? `, which keeps ${(g.keep * 100).toFixed(0)}% of validation images` : '';
     el.textContent = `Photos that do not look like ${g.image_kind || 'the training images'} ` +
-      `get no answer (out-of-distribution guard: ${g.method.replace('_', ' ')} score, ` +
+      `get no answer (out-of-distribution guard: ${GUARD_NAMES[g.method] || g.method} score, ` +
       `threshold ${Number(g.threshold).toFixed(3)}${kept}).`;
     el.className = 'hint';
   }

@@ -295,21 +295,50 @@ export function logSumExp(z) {
   return m + Math.log(s);
 }
 
-/** Why this page cannot apply `guard` (null when it can): it sees logits only. */
-export function guardProblem(guard) {
+/** Why this page cannot apply `guard` (null when it can): it sees the model's outputs, the
+ * logits and, when `roles` (the metadata's `outputs`) lists it, the pooled frozen trunk. */
+export function guardProblem(guard, roles = ['logits']) {
   if (!guard) return 'the model carries no out-of-distribution guard';
-  if (guard.method === 'mahalanobis' && guard.space !== 'logits') {
-    return 'its out-of-distribution guard (Mahalanobis distance on the network\'s internal ' +
+  if (!['energy', 'max_softmax', 'mahalanobis', 'ppca'].includes(guard.method)) {
+    return `its out-of-distribution guard (${guard.method}) is not known to this page`;
+  }
+  if (guard.space === 'features' && guard.method !== 'energy' && guard.method !== 'max_softmax') {
+    return 'its out-of-distribution guard (a density on the network\'s internal ' +
       'features) needs values the on-device model does not output';
   }
-  if (!['energy', 'max_softmax', 'mahalanobis'].includes(guard.method)) {
-    return `its out-of-distribution guard (${guard.method}) is not known to this page`;
+  if (guard.space === 'trunk' && !roles.includes('trunk')) {
+    return 'its out-of-distribution guard scores the frozen trunk, which this model file ' +
+      'does not output (export it again)';
   }
   return null;
 }
 
-/** core.ood.Guard.score for one image's logits; higher = more like the training data. */
-export function oodScore(guard, logits) {
+/** core.ood.Ppca.score for one row x: the PPCA log-likelihood, without a D x D matrix. */
+export function ppcaScore(ppca, x) {
+  const {mean, components, variances} = ppca;
+  const noise = ppca.noise_variance;
+  const xc = Array.from(mean, (m, j) => x[j] - m);
+  const r = xc.slice();  // the residual off the components (as core.ood: no |xc|^2 - |z|^2)
+  let inside = 0;
+  for (let i = 0; i < components.length; i++) {
+    let z = 0;
+    for (let j = 0; j < xc.length; j++) z += xc[j] * components[i][j];
+    inside += z * z / variances[i];
+    for (let j = 0; j < xc.length; j++) r[j] -= z * components[i][j];
+  }
+  let total = 0;
+  for (const v of r) total += v * v;
+  const off = total / noise;
+  const d = mean.length;
+  const k = variances.length;
+  let logdet = (d - k) * Math.log(noise);
+  for (const v of variances) logdet += Math.log(v);
+  return -0.5 * (inside + off + logdet + d * Math.log(2 * Math.PI));
+}
+
+/** core.ood.Guard.score for one image's logits (and pooled trunk, for a trunk guard); higher =
+ * more like the training data. */
+export function oodScore(guard, logits, trunk = null) {
   const t = guard.temperature ?? 1;
   if (guard.method === 'energy') {  // T * logsumexp(logits / T)
     return t * logSumExp(Array.from(logits, (v) => v / t));
@@ -318,10 +347,12 @@ export function oodScore(guard, logits) {
     const z = Array.from(logits, (v) => v / t);
     return Math.exp(Math.max(...z) - logSumExp(z));
   }
-  if (guard.method === 'mahalanobis' && guard.space === 'logits') {
-    // -min_c (p - mu_c)' P (p - mu_c), p = (logits - center) @ components.T
+  const x = guard.space === 'logits' ? logits : (guard.space === 'trunk' ? trunk : null);
+  if (x && guard.method === 'ppca') return ppcaScore(guard.ppca, x);
+  if (x && guard.method === 'mahalanobis') {
+    // -min_c (p - mu_c)' P (p - mu_c), p = (x - center) @ components.T
     const {center, components, means, precision} = guard.mahalanobis;
-    const p = components.map((row) => row.reduce((a, w, j) => a + (logits[j] - center[j]) * w, 0));
+    const p = components.map((row) => row.reduce((a, w, j) => a + (x[j] - center[j]) * w, 0));
     let best = Infinity;
     for (const mu of means) {
       const d = p.map((v, k) => v - mu[k]);
@@ -339,8 +370,8 @@ export function oodScore(guard, logits) {
 }
 
 /** {score, threshold, inDistribution, method} under the model's guard (accept: score >= t). */
-export function checkGuard(guard, logits) {
-  const score = oodScore(guard, logits);
+export function checkGuard(guard, logits, trunk = null) {
+  const score = oodScore(guard, logits, trunk);
   return {score, threshold: guard.threshold, inDistribution: score >= guard.threshold,
           method: guard.method};
 }
@@ -381,24 +412,32 @@ export class OnDeviceModel {
     this.width = meta.input.width;
     this.temperature = meta.temperature ?? 1;
     this.colourP = colourConstancy(meta);  // null: the model was trained without it
+    // Each output's role in order (dermai.runtime.tflite.OUTPUT_ROLES): the logits, and the
+    // pooled frozen trunk when the guard scores it. One output: the logits.
+    this.roles = meta.outputs ?? ['logits'];
     this.guard = meta.ood ?? null;
-    this.guardProblem = guardProblem(this.guard);  // null: the page applies the guard
+    this.guardProblem = guardProblem(this.guard, this.roles);  // null: the page applies it
     const [inp] = compiled.getInputDetails();
-    const [out] = compiled.getOutputDetails();
+    const outs = compiled.getOutputDetails();
     const shape = Array.from(inp.shape);
-    if (inp.dtype !== 'float32' || out.dtype !== 'float32') {
+    if (inp.dtype !== 'float32' || outs.some((o) => o.dtype !== 'float32')) {
       throw new Error('the browser model must have float32 input and output (export-web wraps int8)');
     }
     if (shape.join() !== [1, this.height, this.width, 3].join()) {
       throw new Error(`input tensor ${shape} does not match the metadata ${this.height}x${this.width}`);
     }
+    if (outs.length !== this.roles.length) {
+      throw new Error(`the model has ${outs.length} outputs, its metadata names ${this.roles}`);
+    }
+    const out = outs[this.roles.indexOf('logits')];
     if (out.shape[out.shape.length - 1] !== this.classes.length) {
       throw new Error('output size does not match the classes in the metadata');
     }
   }
 
-  /** Logits for one fitted RGB image ({data: Uint8Array h*w*3}); raw [0, 255] floats in. */
-  async logits(img) {
+  /** {logits, trunk} for one fitted RGB image ({data: Uint8Array h*w*3}); raw [0, 255]
+   * floats in; trunk is null when the model has no trunk output. */
+  async run(img) {
     if (img.width !== this.width || img.height !== this.height) {
       throw new Error(`expected ${this.width}x${this.height}, got ${img.width}x${img.height}`);
     }
@@ -406,13 +445,20 @@ export class OnDeviceModel {
     try {
       const outputs = await this.compiled.run(input);
       try {
-        return Array.from(outputs[0].toTypedArray());
+        const get = (role) => (this.roles.includes(role) ?
+          Array.from(outputs[this.roles.indexOf(role)].toTypedArray()) : null);
+        return {logits: get('logits'), trunk: get('trunk')};
       } finally {
         for (const t of outputs) t.delete();
       }
     } finally {
       input.delete();
     }
+  }
+
+  /** Logits for one fitted RGB image ({data: Uint8Array h*w*3}); raw [0, 255] floats in. */
+  async logits(img) {
+    return (await this.run(img)).logits;
   }
 
   /** What the model sees of an RGB image: fit() to the input size, then the colour constancy
@@ -427,11 +473,11 @@ export class OnDeviceModel {
     const t0 = performance.now();
     const fitted = this.prepare(img);
     const t1 = performance.now();
-    const logits = await this.logits(fitted);
+    const {logits, trunk} = await this.run(fitted);
     const t2 = performance.now();
     const probabilities = softmax(logits, this.temperature);
     // null when the page cannot apply a guard (none, or one on internal features)
-    const ood = this.guardProblem ? null : checkGuard(this.guard, logits);
-    return {logits, probabilities, ood, preprocessMs: t1 - t0, inferenceMs: t2 - t1};
+    const ood = this.guardProblem ? null : checkGuard(this.guard, logits, trunk);
+    return {logits, trunk, probabilities, ood, preprocessMs: t1 - t0, inferenceMs: t2 - t1};
   }
 }
