@@ -92,3 +92,19 @@ def fold_report(table: pd.DataFrame, k: int, moves: list[str]) -> dict:
         "cross_fold_groups": int((per_group > 1).sum()),
         "presence_moves": moves,
     }
+
+
+INNER_FOLDS = 8  # the inner validation set is 1/8 of a fold's training images (~10% of all)
+
+
+def inner_validation(
+    conditions: Sequence[str], age_groups: Sequence[str], groups: Sequence[str], seed: int
+) -> np.ndarray:
+    """Which of a fold's training images form its inner validation set (bool per image): one
+    of INNER_FOLDS grouped, stratified folds of them. The epoch and the temperature are chosen
+    on it, so nothing about the held-out fold chooses them."""
+    k = min(INNER_FOLDS, len(set(groups)))
+    if k < 2:
+        raise ValueError("a fold's training images hold fewer than 2 leakage groups")
+    strata = [f"{c}|{a}" for c, a in zip(conditions, age_groups, strict=True)]
+    return group_kfold(strata, groups, k, seed) == 0
