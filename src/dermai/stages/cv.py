@@ -1,12 +1,12 @@
 """The cross-validation report: pool the folds' out-of-fold predictions (core.cv).
 
 With `split.folds: [0..K-1]` every image was predicted once by the fold that held it out; this
-writes reports/cv/report.json: accuracy, balanced accuracy, AUC with 95% CIs from a bootstrap over
-leakage groups (patients, lesions), per class, per age group, per fold and the fold spread; and
-reports/cv/predictions.csv, every image's out-of-fold prediction in `dermai compare`'s format
-(`dermai compare EXP_A EXP_B --path reports/cv/predictions.csv` pairs two CV experiments image by
-image). With `split.folds: []` it writes only report.json `{"folds": 0}`, and metrics.json gains no
-cv key.
+writes reports/cv/report.json: accuracy, balanced accuracy, AUC with 95% CIs from a bootstrap
+over leakage groups (patients, lesions), per class, per age group, per fold and the fold spread;
+and reports/cv/predictions.csv, every image's out-of-fold prediction in `dermai compare`'s
+format plus its leakage group (`dermai compare EXP_A EXP_B --path reports/cv/predictions.csv`
+pairs two CV experiments image by image, resampling whole groups). With `split.folds: []` it
+writes only report.json `{"folds": 0}`, and metrics.json gains no cv key.
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> None:
         raise DermaiError(f"cv: {exc}") from exc
     with atomic_dir(args.out) as tmp:
         write_json(tmp / REPORT, report)
-        cols = ["image_id", "label", *(f"p_{c}" for c in classes)]
-        write_csv(tmp / "predictions.csv", oof[cols].sort_values("image_id", kind="stable"))
+        pred = oof.merge(folds[["image_id", "leakage_group"]], on="image_id", how="left")
+        cols = ["image_id", "label", *(f"p_{c}" for c in classes), "leakage_group"]
+        write_csv(tmp / "predictions.csv", pred[cols].sort_values("image_id", kind="stable"))
     ci = report["ci"]["balanced_accuracy"]
     log.info(
         "%d-fold CV over %d images (%d groups): accuracy %.3f, balanced accuracy %.3f "
