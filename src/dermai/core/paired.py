@@ -227,8 +227,8 @@ def paired_bootstrap_headline(
             assert idx is not None
             part = idx[start : start + chunk]
             flat = (np.arange(len(part))[:, None] * n + part).ravel()
-            w = np.bincount(flat, minlength=len(part) * n).reshape(len(part), n).T
-            w = w.astype(np.float64)
+            counts = np.bincount(flat, minlength=len(part) * n)
+            w = counts.reshape(len(part), n).T.astype(np.float64)
         ma, mb = _headline_weighted(y, proba_a, w, k), _headline_weighted(y, proba_b, w, k)
         for m in diffs:
             diffs[m].append(mb[m] - ma[m])
