@@ -245,3 +245,16 @@ def test_each_constraint_fails_on_load_with_a_one_line_error_naming_the_param(ra
 )
 def test_consistent_params_pass_the_cross_checks(raw):
     params.parse(raw)
+
+
+@pytest.mark.parametrize("folds", [[1, 2], [0], [0, 2], [0, 1, 1]])
+def test_split_folds_must_be_off_or_the_folds_0_to_k_minus_1(folds):
+    with pytest.raises(
+        DermaiError, match=r"split.folds=.* must be \[\] \(off\) or the folds 0..K-1"
+    ):
+        params.parse({"split": {"folds": folds}})
+
+
+def test_split_folds_count_the_folds():
+    assert params.parse({"split": {"folds": [0, 1, 2, 3, 4]}}).split.k() == 5
+    assert params.parse({}).split.k() == 0

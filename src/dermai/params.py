@@ -142,12 +142,27 @@ class ManifestParams:
 
 
 @dataclass(frozen=True)
+class SidecarParams:
+    """An optional CSV beside an `imagefolder` tree: one row per image file (named by its file
+    name, or its path under the raw root), whose columns these name ('' = not in the table)."""
+
+    file: str = text("", ANY_TEXT)  # '' = no sidecar; a path relative to the raw root
+    image: str = text("file")
+    age: str = text("", ANY_TEXT)
+    patient_id: str = text("", ANY_TEXT)
+    lesion_id: str = text("", ANY_TEXT)
+    sex: str = text("", ANY_TEXT)
+    site: str = text("", ANY_TEXT)
+
+
+@dataclass(frozen=True)
 class IndexParams:
     raw_root: str = text("data/raw/sample")
-    layout: Literal["folders", "manifest", "ham10000", "isic2019", "isic2020", "isic_archive"] = (
-        "folders"
-    )
+    layout: Literal[
+        "folders", "imagefolder", "manifest", "ham10000", "isic2019", "isic2020", "isic_archive"
+    ] = "folders"
     manifest: ManifestParams = field(default_factory=ManifestParams)
+    sidecar: SidecarParams = field(default_factory=SidecarParams)
     # Raw label (case-insensitive) -> class, or "drop"; unmapped labels are kept as they are.
     class_map: dict[str, str] = field(default_factory=dict, metadata={"pattern": NON_EMPTY})
     # Metadata columns whose shared values join images into one leakage group (e.g. lesion_id,
@@ -183,10 +198,18 @@ class SplitParams:
     # Every image of these sources goes to an `external` split (never trained, tuned or
     # calibrated on): the model's score on a site it never saw. [] = none.
     external_source: list[str] = field(default_factory=list, metadata={"pattern": NON_EMPTY})
+    # Cross-validation folds, named 0..K-1 ([] = off): a list, not K, because dvc.yaml's
+    # `foreach` makes one cached stage per item and cannot count up to an int.
+    folds: list[int] = field(default_factory=list, metadata={"interval": Interval(0, None)})
 
     def fractions(self) -> dict[str, float]:
         """{train, val, test: fraction} (they sum to 1: `check_split`)."""
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    def k(self) -> int:
+        """The number of cross-validation folds (0 = off); a method, not a property, so the
+        param walk of tests/test_dvc_deps.py sees it read `split.folds`."""
+        return len(self.folds)
 
 
 @dataclass(frozen=True)
@@ -456,7 +479,12 @@ def check_split(p: Params) -> None:
                 + " = "
                 + " + ".join(f"{v:g}" for v in fractions.values())
                 + f" = {total:g}, must be 1",
-            )
+            ),
+            (
+                p.split.folds != list(range(p.split.k())) or p.split.k() == 1,
+                f"split.folds={p.split.folds} must be [] (off) or the folds 0..K-1 with K >= 2, "
+                "e.g. -S 'split.folds=[0,1,2,3,4]' for 5-fold cross-validation",
+            ),
         ]
     )
 

@@ -50,3 +50,18 @@ def test_leakage_is_the_after_split_count_and_missing_numbers_are_null():
     )
     assert out["leaks"] == 3 and out["gate"] is False
     assert out["acc"] is None and out["acc_ci"] is None and out["int8"] is None
+
+
+def test_cv_keys_only_when_folds_are_on():
+    kw = dict(test_report=REPORT, export=EXPORT, leakage=LEAKAGE, index_summary=INDEX)
+    plain = headline(**kw, gate_passed=True)
+    assert headline(**kw, gate_passed=True, cv_report={"folds": 0, "note": "off"}) == plain
+    out = headline(**kw, gate_passed=True, cv_report={"folds": 5, **REPORT})
+    assert {k: v for k, v in out.items() if k.startswith("cv_")} == {
+        "cv_acc": 0.755,
+        "cv_acc_ci": "0.71-0.77",
+        "cv_bacc": 0.666,
+        "cv_bacc_ci": "0.62-0.71",
+        "cv_auc": 0.95,
+        "cv_auc_ci": None,
+    }

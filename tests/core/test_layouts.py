@@ -149,3 +149,148 @@ def test_an_image_without_a_type_is_unknown_and_kept_when_unknown_is_allowed():
         ages,
     )
     assert typed.reject == ""
+
+
+# --- imagefolder: <condition>/<file> and <condition>/<age_group>/<file> --------------------
+
+AGES = {"0-29", "30-59", "60+", "unknown"}
+EDGES = [30, 60]
+
+
+def lab(classes: tuple[str, ...] = ()) -> layouts.Labelling:
+    return layouts.Labelling(list(classes), {}, [], AGES, EXTS)
+
+
+def sidecar(rows: list[dict], **cols: str) -> dict[str, dict[str, str]]:
+    from dermai.params import SidecarParams
+
+    return layouts.read_sidecar(pd.DataFrame(rows, dtype=str), "meta.csv", SidecarParams(**cols))
+
+
+def test_imagefolder_reads_both_depths_and_rejects_the_rest():
+    files = ["acne/a.jpg", "eczema/60+/b.png", "eczema/misc/c.jpg", "x/y/z/d.jpg", "e.jpg"]
+    tasks, unused = layouts.plan_imagefolder(files, lab(), EDGES, "clinic")
+    got = {t.path: (t.condition, t.age_group, t.source, t.reject[:24]) for t in tasks}
+    assert got["acne/a.jpg"] == ("acne", "unknown", "clinic", "")
+    assert got["eczema/60+/b.png"] == ("eczema", "60+", "clinic", "")
+    assert "is not an age group" in next(t.reject for t in tasks if t.path == "eczema/misc/c.jpg")
+    assert got["x/y/z/d.jpg"][3] == got["e.jpg"][3] == "path does not match layo"
+    assert unused == 0 and all(t.meta == () for t in tasks)
+
+
+def test_imagefolder_sidecar_gives_age_meta_and_group_keys():
+    side = sidecar(
+        [
+            {"name": "a.jpg", "yrs": "45", "pid": "P1", "les": "", "sex": "f", "site": "face"},
+            {"name": "eczema/b.jpg", "yrs": "", "pid": "P1", "les": "L9", "sex": "", "site": ""},
+            {"name": "gone.jpg", "yrs": "7", "pid": "P2", "les": "", "sex": "", "site": ""},
+            {"name": "c.jpg", "yrs": "12", "pid": "", "les": "", "sex": "", "site": ""},
+        ],
+        image="name",
+        age="yrs",
+        patient_id="pid",
+        lesion_id="les",
+        sex="sex",
+        site="site",
+    )
+    files = ["acne/a.jpg", "eczema/b.jpg", "acne/60+/c.jpg", "acne/d.jpg"]
+    tasks, unused = layouts.plan_imagefolder(files, lab(), EDGES, "clinic", side)
+    by = {t.path: t for t in tasks}
+    assert unused == 1  # gone.jpg names no file: counted, not lost
+    a, b, c, d = (by[f] for f in files)
+    assert (a.age_group, a.meta, a.groups, a.group_id) == (
+        "30-59",
+        ("45", "f", "face"),
+        "patient_id=P1",
+        "P1",
+    )
+    assert (b.age_group, b.groups, b.group_id) == ("unknown", "lesion_id=L9;patient_id=P1", "L9")
+    assert "disagrees with the sidecar" in c.reject  # age folder 60+, sidecar age 12
+    assert (d.reject, d.meta, d.groups) == ("", ("", "", ""), "")
+    # the sidecar's patient key joins a and b into one leakage group
+    keys = parse_groups([a.groups, b.groups, d.groups])
+    comp = leakage_components(3, [], *keys.values())
+    assert comp[0] == comp[1] != comp[2]
+
+
+def test_sidecar_errors_are_one_line():
+    import pytest
+
+    with pytest.raises(layouts.LayoutError, match="lacks column.*age->years"):
+        sidecar([{"file": "a.jpg"}], age="years")
+    with pytest.raises(layouts.LayoutError, match="line 3: file 'a.jpg' listed twice"):
+        sidecar([{"file": "a.jpg"}, {"file": "./a.jpg"}])
+
+
+LOOKS = {
+    "imagefolder": ["acne/a.jpg", "acne/b.jpg", "tinea/c.png"],
+    "imagefolder (aged)": ["acne/0-29/a.jpg", "tinea/60+/c.png"],
+    "folders": ["clinic/acne/0-29/a.jpg", "clinic/tinea/60+/c.png"],
+    "manifest": ["labels.csv", "images/a.jpg"],
+    "ham10000": ["HAM10000_metadata.csv", "HAM10000_images_part_1/ISIC_1.jpg"],
+}
+
+
+def test_looks_like_names_each_layout():
+    for want, files in LOOKS.items():
+        assert layouts.looks_like(files, AGES, EXTS).startswith(want.split()[0]), want
+    assert layouts.looks_like(["a/b/c/d/e.jpg"], AGES, EXTS).startswith("none of the layouts")
+
+
+def test_no_match_error_names_the_layout_the_tree_looks_like():
+    import pytest
+
+    files = LOOKS["imagefolder"]
+    with pytest.raises(layouts.LayoutError, match=r"layout folders .* looks like imagefolder"):
+        layouts.check_matches(layouts.plan_folders(files, lab()), "folders", files, lab())
+    files = LOOKS["folders"]
+    tasks, _ = layouts.plan_imagefolder(files, lab(), EDGES, "x")
+    with pytest.raises(layouts.LayoutError, match=r"layout imagefolder .* looks like folders"):
+        layouts.check_matches(tasks, "imagefolder", files, lab())
+    # one file that fits is enough: the others are rejects with their reasons
+    files = [*LOOKS["folders"], "acne/z.jpg"]
+    tasks, _ = layouts.plan_imagefolder(files, lab(), EDGES, "x")
+    layouts.check_matches(tasks, "imagefolder", files, lab())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["acne", "tinea", "nv"]),
+            st.sampled_from(["", "0-29/", "60+/", "misc/", "a/b/"]),
+            st.integers(0, 30),
+            st.sampled_from([".jpg", ".png", ".txt"]),
+        ),
+        unique_by=lambda t: t[2],
+        max_size=15,
+    ),
+    st.booleans(),
+)
+def test_imagefolder_accounts_for_every_file_once(entries, with_sidecar):
+    """Oracle: a file is an image row iff its extension is allowed, it sits at depth 2, or at
+    depth 3 under an age folder, and its class is configured; its labels are its folders."""
+    files = [f"{c}/{mid}f{i}{e}" for c, mid, i, e in entries]
+    side = (
+        {
+            f"f{i}{e}": {
+                "age": "",
+                "sex": "m",
+                "site": "",
+                "patient_id": f"P{i % 3}",
+                "lesion_id": "",
+            }
+            for _, _, i, e in entries
+        }
+        if with_sidecar
+        else None
+    )
+    tasks, unused = layouts.plan_imagefolder(files, lab(("acne", "nv")), EDGES, "src", side)
+    assert [t.path for t in tasks] == files and unused == 0
+    for (c, mid, i, e), t in zip(entries, tasks, strict=True):
+        ok = e != ".txt" and mid in ("", "0-29/", "60+/") and c != "tinea"
+        assert (t.reject == "") == ok, (t.path, t.reject)
+        if ok:
+            assert (t.condition, t.age_group, t.image_id) == (c, mid[:-1] or "unknown", f"f{i}")
+            assert t.groups == (f"patient_id=P{i % 3}" if with_sidecar else "")
+            assert t.meta == (("", "m", "") if with_sidecar else ())

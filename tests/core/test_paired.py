@@ -169,16 +169,19 @@ def test_mcnemar_chi_square_hand_case_and_no_discordance():
     k=st.integers(2, 6),
     decimals=st.sampled_from([1, 2, 6]),
     chunk=st.integers(1, 50),
+    grouped=st.booleans(),
 )
-def test_vectorised_headline_path_equals_the_generic_loop(seed, n, k, decimals, chunk):
+def test_vectorised_headline_path_equals_the_generic_loop(seed, n, k, decimals, chunk, grouped):
     """Oracle: the weighted, vectorised resamples give the generic loop's intervals, with ties
-    (rounded probabilities) and classes missing from small resamples."""
+    (rounded probabilities) and classes missing from small resamples; also when whole groups
+    (patients of out-of-fold predictions) are resampled."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
     pa = np.round(rng.dirichlet(np.ones(k), n), decimals)
     pb = np.round(rng.dirichlet(np.ones(k), n), decimals)
-    slow = paired_bootstrap(headline_metrics(k), y, pa, pb, n_resamples=30, seed=seed)
-    fast = paired_bootstrap_headline(y, pa, pb, n_resamples=30, seed=seed, chunk=chunk)
+    g = [f"p{i}" for i in rng.integers(0, max(n // 3, 1), n)] if grouped else None
+    slow = paired_bootstrap(headline_metrics(k), y, pa, pb, n_resamples=30, seed=seed, groups=g)
+    fast = paired_bootstrap_headline(y, pa, pb, n_resamples=30, seed=seed, chunk=chunk, groups=g)
     assert slow.keys() == fast.keys()
     for m in slow:
         s, f = slow[m], fast[m]

@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 
 from dermai.cli import main
+from dermai.core.schema import INDEX_COLUMNS
 from imaging import encode, gradient
 
 GOOD_JPEG = encode(gradient(40, 30, seed=1), "JPEG")
@@ -193,6 +194,70 @@ def test_manifest_without_source_column_names_the_folder(tmp_path):
     assert rc == 0
     assert sorted(r["image_id"] for r in rows) == ["I2", "I3", "I4"]
     assert {r["source"] for r in rows} == {"ham"}
+
+
+def imagefolder_root(tmp_path: Path) -> Path:
+    """A clinic's class folders, one level aged, with a sidecar of ages, patients, sex, site."""
+    raw = tmp_path / "clinic"
+    for i, rel in enumerate(["nv/p1.jpg", "nv/p2.jpg", "mel/60+/p3.jpg", "mel/p4.png"]):
+        write(
+            raw / rel, encode(gradient(40, 30, seed=10 + i), "PNG" if rel[-3:] == "png" else "JPEG")
+        )
+    write(raw / "nv/notes.txt", b"not an image")
+    lines = ["file,years,patient,sex,where", "p1.jpg,25,A,f,arm", "p2.jpg,70,A,f,back"]
+    lines += ["mel/60+/p3.jpg,66,B,m,face", "ghost.jpg,40,C,m,leg"]
+    write(raw / "meta.csv", ("\n".join(lines) + "\n").encode())
+    return raw
+
+
+SIDECAR = {
+    "file": "meta.csv",
+    "age": "years",
+    "patient_id": "patient",
+    "sex": "sex",
+    "site": "where",
+}
+
+
+def test_imagefolder_layout_with_sidecar(tmp_path):
+    raw = imagefolder_root(tmp_path)
+    rows, rejects, summary, rc = run_index(
+        tmp_path, raw, layout="imagefolder", extra={"sidecar": SIDECAR}
+    )
+    assert rc == 0
+    got = {r["image_id"]: (r["condition"], r["age_group"], r["source"], r["groups"]) for r in rows}
+    assert got == {
+        "p1": ("nv", "0-29", "clinic", "patient_id=A"),
+        "p2": ("nv", "60+", "clinic", "patient_id=A"),
+        "p3": ("mel", "60+", "clinic", "patient_id=B"),
+        "p4": ("mel", "unknown", "clinic", ""),
+    }
+    assert [(r["age"], r["sex"], r["site"]) for r in rows if r["image_id"] == "p3"] == [
+        ("66", "m", "face")
+    ]
+    assert [r["path"] for r in rejects] == ["nv/notes.txt"]  # the sidecar itself is not a reject
+    assert summary["sidecar_rows_naming_no_file"] == 1  # ghost.jpg
+    assert summary["files_found"] == 5 == len(rows) + len(rejects)
+
+
+def test_imagefolder_without_sidecar_keeps_the_index_columns(tmp_path):
+    raw = imagefolder_root(tmp_path)
+    rows, _, summary, rc = run_index(tmp_path, raw, layout="imagefolder")
+    assert rc == 0 and len(rows) == 4 and "sidecar_rows_naming_no_file" not in summary
+    assert list(rows[0]) == list(INDEX_COLUMNS)
+
+
+def test_no_file_matching_the_layout_names_the_layout_the_tree_looks_like(tmp_path, capsys):
+    """802 of 802 clinical photos once came back as rejects one by one; now one line says which
+    layout the tree looks like, for each of the folder layouts."""
+    raw = imagefolder_root(tmp_path)
+    _, _, _, rc = run_index(tmp_path, raw, layout="folders")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert "no file matches layout folders" in err[0] and "looks like imagefolder" in err[0]
+    _, _, _, rc = run_index(tmp_path / "b", manifest_root(tmp_path / "b"), layout="ham10000")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and "looks like manifest (table metadata.csv" in err[-1], err
 
 
 def test_manifest_missing_column_is_one_line_error(tmp_path, capsys):

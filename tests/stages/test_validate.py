@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dermai.core import gates
 from dermai.errors import DermaiError
 from dermai.stages import validate
 from dermai.validation import gate
@@ -803,3 +804,64 @@ def test_index_breakage_fails_exactly_its_expectation(tmp_path: Path, name: str)
     }
     assert failed == {f"index.{name}"}
     assert name in suite_names("index")  # the expectation is still in the checked-in suite
+
+
+def fold_table(frames: Frames, k: int = 3) -> pd.DataFrame:
+    """Valid folds over make_frames' images: fold = the group leader's number // 3 mod k (groups
+    whole), with the fold file's columns taken from the index and groups."""
+    full = frames["index"].merge(frames["groups"], on="image_id")
+    leader = full.groupby("leakage_group")["image_id"].transform("min")
+    return pd.DataFrame(
+        {
+            "image_id": full["image_id"],
+            "fold": leader.str[3:].astype(int) // 3 % k,
+            "leakage_group": full["leakage_group"],
+            "condition": full["condition"],
+            "age_group": full["age_group"],
+        }
+    )
+
+
+def fold_gate(root: Path, folds: pd.DataFrame) -> dict:
+    (root / "splits").mkdir(parents=True, exist_ok=True)
+    folds.to_csv(root / "splits" / "folds.csv", index=False)
+    return run_gate(root, make_frames(), build_docs=False)
+
+
+def test_valid_folds_pass_the_folds_suite(tmp_path: Path) -> None:
+    summary = fold_gate(tmp_path, fold_table(make_frames()))
+    assert summary["success"], gates.gate_message(summary)
+    body = summary["suites"]["folds"]
+    assert body["n_passed"] == body["n_expectations"] == 10
+    assert json.loads((tmp_path / "out" / "passed.json").read_text())["suites"] == [
+        "index",
+        "splits",
+        "folds",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "breakage"),
+    [
+        # img001 shares df lesion-1 (and leakage group) with img000, in fold 0
+        ("cross_fold_leakage_group", lambda f: f.assign(fold=f["fold"].mask(f.index == 1, 1))),
+        ("image_in_a_fold", lambda f: f[f["image_id"] != image_id(7)]),
+        ("image_held_out_once", lambda f: pd.concat([f, f.iloc[[9]].assign(fold=2)])),
+        (
+            "condition_in_every_fold",
+            lambda f: f.assign(fold=f["fold"].mask(f["condition"] == "mel", 0)),
+        ),
+        (
+            "row_matches_index",
+            lambda f: f.assign(condition=f["condition"].mask(f.index == 9, "bcc")),
+        ),
+    ],
+)
+def test_fold_breakage_fails_the_folds_suite(
+    tmp_path: Path, name: str, breakage: Callable[[pd.DataFrame], pd.DataFrame]
+) -> None:
+    summary = fold_gate(tmp_path, breakage(fold_table(make_frames())))
+    assert not summary["success"]
+    failed = [n for n, e in summary["suites"]["folds"]["expectations"].items() if not e["success"]]
+    assert name in failed, failed
+    assert all(e["success"] for e in summary["suites"]["splits"]["expectations"].values())

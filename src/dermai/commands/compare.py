@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Written by `dermai evaluate` into its --out folder (dvc.yaml: reports/evaluate).
 DEFAULT_PREDICTIONS = "reports/evaluate/predictions_test.csv"
 PROBA_PREFIX = "p_"
+GROUP = "leakage_group"  # in `dermai cv`'s predictions.csv: the bootstrap resamples groups
 LABELS = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced accuracy",
@@ -44,6 +45,7 @@ class Predictions:
     labels: list[str]
     classes: list[str]
     proba: np.ndarray
+    groups: list[str] | None = None  # leakage groups (CV predictions): resampled whole
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -98,7 +100,8 @@ def _parse(name: str, text: str) -> Predictions:
     proba = df[[PROBA_PREFIX + c for c in classes]].to_numpy(dtype=np.float64)
     if not np.isfinite(proba).all():
         raise DermaiError(f"{name}: probabilities must be finite numbers")
-    return Predictions(name, df["image_id"].tolist(), df["label"].tolist(), classes, proba)
+    groups = df[GROUP].astype(str).tolist() if GROUP in df.columns else None
+    return Predictions(name, df["image_id"].tolist(), df["label"].tolist(), classes, proba, groups)
 
 
 def load(spec: str, path: str, repo: str) -> Predictions:
@@ -189,10 +192,13 @@ def report(
             f"--recall {unknown[0]}: not a class of {a.name} ({', '.join(a.classes)})"
         )
     y, pa, pb = align(a, b)
-    cis = paired_bootstrap_headline(y, pa, pb, n_resamples=n_resamples, seed=seed)
+    groups = a.groups  # out-of-fold predictions: whole patients/lesions are resampled
+    cis = paired_bootstrap_headline(y, pa, pb, n_resamples=n_resamples, seed=seed, groups=groups)
     ks = {f"{c} recall": a.classes.index(c) for c in dict.fromkeys(recall)}
     metrics = {name: class_recall(k) for name, k in ks.items()}
-    cis.update(paired_bootstrap(metrics, y, pa, pb, n_resamples=n_resamples, seed=seed))
+    cis.update(
+        paired_bootstrap(metrics, y, pa, pb, n_resamples=n_resamples, seed=seed, groups=groups)
+    )
     mc = mcnemar(pa.argmax(1) == y, pb.argmax(1) == y)
     lines = [
         f"dermai compare: B - A on the same {len(y)} test images",

@@ -7,7 +7,7 @@ interval, byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,14 +37,26 @@ def resample_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
     return rng.integers(0, n_items, size=(n_resamples, n_items))
 
 
+def group_resamples(groups: Sequence[str], n_resamples: int, seed: int) -> list[np.ndarray]:
+    """Item indices of n_resamples cluster-bootstrap resamples: whole groups (patients,
+    lesions) drawn with replacement, each bringing all its items. Photos of one patient are not
+    independent, so resampling items would make the interval too narrow."""
+    _, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    draws = resample_indices(len(members), n_resamples, seed)
+    return [np.concatenate([members[g] for g in row]) for row in draws]
+
+
 def bootstrap_cis(
     metrics: Mapping[str, Callable[..., float]],
     *arrays: np.ndarray,
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, CI]:
-    """Percentile CIs for several metrics `fn(*arrays) -> float`, on the same resamples.
+    """Percentile CIs for several metrics `fn(*arrays) -> float`, on the same resamples
+    (of items, or of whole `groups` when given: `group_resamples`).
 
     Resamples where a metric is undefined (NaN, e.g. an AUC with a class missing) are dropped
     for that metric; with no defined resample the interval is NaN.
@@ -56,7 +68,11 @@ def bootstrap_cis(
     points = {k: float(fn(*arrays)) for k, fn in metrics.items()}
     if n == 0 or n_resamples <= 0:
         return {k: CI(p, float("nan"), float("nan"), level, 0) for k, p in points.items()}
-    idx = resample_indices(n, n_resamples, seed)
+    idx: np.ndarray | list[np.ndarray] = (
+        resample_indices(n, n_resamples, seed)
+        if groups is None
+        else group_resamples(groups, n_resamples, seed)
+    )
     values = {k: np.empty(n_resamples) for k in metrics}
     for r in range(n_resamples):
         sample = tuple(a[idx[r]] for a in arrays)

@@ -9,6 +9,11 @@ A held-out site (`split.external_source`) adds the `external` split to every cro
 its expected members (the sources' images and whatever shares a leakage group with them, the
 split stage's rule) are `held_out` rows that must sit in `external`, its expected size is exact,
 and train/val/test sizes are expected from the rest of the index.
+
+Cross-validation folds (data/splits/folds.csv, `split.folds`) get the same facts with each fold
+as a "split" (`fold_members`): the folds suite checks that every image is held out exactly once,
+that no leakage group, lesion, patient, duplicate or near-duplicate pair spans two folds, and that
+every condition with enough groups is in every fold.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from dermai.core.groups import parse_groups
-from dermai.core.schema import EXTERNAL, INDEX_COLUMNS
+from dermai.core.schema import EXTERNAL, FOLDS_COLUMNS, INDEX_COLUMNS
 from dermai.core.splitting import external_members
 
 # Columns the facts frame is built from; without them the gate cannot be evaluated at all.
@@ -254,3 +259,19 @@ def gate_message(summary: Mapping[str, Any]) -> str:
         if not item["success"]
     ]
     return "gate failed: " + ", ".join(failed)
+
+
+def fold_members(
+    index: pd.DataFrame, folds: pd.DataFrame, external: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
+    """Fold name -> its rows, as `splits_facts` reads split rows: folds.csv's own columns (fold,
+    leakage group, condition, age group: compared with the index and groups.csv) and the
+    index's other columns by image id. The external split, when a site is held out, is one more
+    member (its images are in no fold)."""
+    rest = [c for c in INDEX_COLUMNS if c not in FOLDS_COLUMNS]
+    ref = index.drop_duplicates("image_id").set_index("image_id").reindex(columns=rest)
+    rows = folds.join(ref, on="image_id")
+    out = {str(f): rows[rows["fold"] == f] for f in sorted(set(rows["fold"].dropna()), key=int)}
+    if external is not None:
+        out[EXTERNAL] = external
+    return out

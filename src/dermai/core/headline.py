@@ -14,6 +14,8 @@ Keys (all about the TEST split unless noted):
   images, rejects     images indexed, files rejected by the index stage
   ext_acc, ext_bacc, ext_auc   the same three on the EXTERNAL split (a held-out site,
                       split.external_source); present only when a site was held out
+  cv_acc, cv_bacc, cv_auc (+ _ci)   the same three pooled over every image's out-of-fold
+                      prediction (CIs over leakage groups); present only with split.folds on
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def headline(
     index_summary: Mapping[str, Any],
     gate_passed: bool,
     external_report: Mapping[str, Any] | None = None,
+    cv_report: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The headline dict from the evaluate test report, the export metrics, the leakage report
     and the index summary (as the stages write them); plus the held-out site's accuracy,
@@ -59,4 +62,8 @@ def headline(
     if external_report is not None:
         for key, name in CI_KEYS.items():
             out[f"ext_{key}"] = _num(external_report.get(name), 3)
+    if cv_report is not None and cv_report.get("folds"):
+        for key, name in CI_KEYS.items():
+            out[f"cv_{key}"] = _num(cv_report.get(name), 3)
+            out[f"cv_{key}_ci"] = _ci(cv_report.get("ci", {}).get(name))
     return out

@@ -16,6 +16,7 @@ Presets know their table files, columns, label encoding, ages, groups and image-
 
 from __future__ import annotations
 
+import collections
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,13 +27,19 @@ import pandas as pd
 
 from dermai.core.ages import bin_age
 from dermai.core.labels import RepeatCheck, check_repeats, normalise_id
+from dermai.core.schema import META_COLUMNS
 from dermai.params import DROP
 
 if TYPE_CHECKING:
-    from dermai.params import ManifestParams
+    from dermai.params import ManifestParams, SidecarParams
 
 UNKNOWN_TYPE = "unknown"
 FOLDERS_HINT = "<source>/<condition>/<age_group>/<file>"
+IMAGEFOLDER_HINT = "<condition>/<file> or <condition>/<age_group>/<file>"
+# What a file's path must look like under each folder layout (the "no file matches" error).
+HINTS = {"folders": FOLDERS_HINT, "imagefolder": IMAGEFOLDER_HINT}
+SIDECAR_FIELDS = META_COLUMNS  # index columns a sidecar adds (the default index is unchanged)
+SIDECAR_GROUP_KEYS = ("lesion_id", "patient_id")
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Task:
     raw_label: str = ""
     reject: str = ""
     drop: str = ""
+    meta: tuple[str, ...] = ()  # SIDECAR_FIELDS' values, when a sidecar table gives them
 
 
 @dataclass(frozen=True)
@@ -443,6 +451,19 @@ class Labelling:
         return apply_labels(task, self.classes, self.class_map, self.image_types, self.ages)
 
 
+def not_image(rel: str, exts: set[str]) -> Task | None:
+    """The reject of a walked file that is hidden or has no image extension, else None."""
+    name = rel.rsplit("/", 1)[-1]
+    if name.startswith("."):
+        return Task(path=rel, reject="hidden file, not an image")
+    if Path(name).suffix.lower() not in exts:
+        return Task(
+            path=rel,
+            reject=f"unsupported extension '{Path(name).suffix}' (allowed: {sorted(exts)})",
+        )
+    return None
+
+
 def plan_folders(files: list[str], lab: Labelling) -> list[Task]:
     """One task per file of a `<source>/<condition>/<age_group>/<file>` tree."""
     tasks = []
@@ -450,17 +471,9 @@ def plan_folders(files: list[str], lab: Labelling) -> list[Task]:
     for rel in files:
         parts = rel.split("/")
         name = parts[-1]
-        if name.startswith("."):
-            tasks.append(Task(path=rel, reject="hidden file, not an image"))
-            continue
-        if Path(name).suffix.lower() not in lab.exts:
-            tasks.append(
-                Task(
-                    path=rel,
-                    reject=f"unsupported extension '{Path(name).suffix}' "
-                    f"(allowed: {sorted(lab.exts)})",
-                )
-            )
+        skipped = not_image(rel, lab.exts)
+        if skipped is not None:
+            tasks.append(skipped)
             continue
         if len(parts) != 4:
             tasks.append(Task(path=rel, reject=f"path does not match layout {FOLDERS_HINT}"))
@@ -483,13 +496,12 @@ def plan_manifest(
     cfg: ManifestParams,
     lab: Labelling,
     edges: list[int],
-    folder: str = "",
+    default_source: str = "",
 ) -> tuple[list[Task], dict[str, int]]:
     """One task per listed id of a manifest table `df` (strings; file `name`, whose columns
     `index.manifest` names), plus a reject for each image in its folders that it does not list.
-    Without a source column the source is `folder` (the raw root's name), so the source gate
-    holds (PAD-UFES-20 has none). Returns the tasks and the ids listed more than once with the
-    same label."""
+    With no source column (`index.manifest.source: ''`) every source is `default_source` (the
+    raw root's name). Returns the tasks and the ids listed more than once with the same label."""
     mapping = {
         "image_id": cfg.image_id,
         "condition": cfg.condition,
@@ -520,7 +532,7 @@ def plan_manifest(
                 image_id=row[cfg.image_id].strip(),
                 condition=label,
                 age_group=bin_age(row[cfg.age], edges) if cfg.age else "unknown",
-                source=row[cfg.source].strip() if cfg.source else folder,
+                source=row[cfg.source].strip() if cfg.source else default_source,
                 group_id=group,
                 groups=f"{cfg.group_id}={group}" if group else "",
                 raw_label=label,
@@ -580,3 +592,141 @@ def plan_preset(
     names = [name for name, _ in tables]
     tasks = [lab.apply(t) for t in match(rows, files, lab.exts, preset.suffixes, names)]
     return tasks, rep.repeats
+
+
+def read_sidecar(df: pd.DataFrame, name: str, cfg: SidecarParams) -> dict[str, dict[str, str]]:
+    """A sidecar table of strings (file `name`) as file key -> {age, patient_id, lesion_id, sex,
+    site} ('' where the table has no such column). The key is the file name, or its path under
+    the raw root when it holds a `/`. A missing column or a file listed twice is a LayoutError."""
+    columns = {f: getattr(cfg, f) for f in ("image", *SIDECAR_FIELDS, *SIDECAR_GROUP_KEYS)}
+    missing = [f"{k}->{v}" for k, v in columns.items() if v and v not in df.columns]
+    if missing:
+        raise LayoutError(
+            f"sidecar {name} lacks column(s) {', '.join(missing)} (index.sidecar); "
+            f"it has {', '.join(df.columns)}"
+        )
+    out: dict[str, dict[str, str]] = {}
+    for line, record in enumerate(df.to_dict("records"), start=2):
+        try:
+            key = normalise_id(str(record[cfg.image]), "the raw root")
+        except ValueError as exc:
+            raise LayoutError(f"sidecar {name} line {line}: {exc}") from exc
+        if key in out:
+            raise LayoutError(f"sidecar {name} line {line}: file {key!r} listed twice")
+        out[key] = {
+            f: str(record[col]).strip() if col else "" for f, col in columns.items() if f != "image"
+        }
+    return out
+
+
+def plan_imagefolder(
+    files: list[str],
+    lab: Labelling,
+    edges: list[int],
+    source: str,
+    sidecar: Mapping[str, Mapping[str, str]] | None = None,
+    group_keys: Sequence[str] = (),
+) -> tuple[list[Task], int]:
+    """One task per file of a class-folder tree, `<condition>/<file>` or (when the second level
+    is an age group) `<condition>/<age_group>/<file>`, as Keras' `image_dataset_from_directory`
+    and torchvision's ImageFolder read it. Every image's source is `source` (the raw root's
+    name). A sidecar row (matched by path, else by file name) gives the age, which overrides a
+    missing age folder and must agree with a present one, the sex and site, and the group keys
+    (`group_keys`, or lesion_id then patient_id) that join images into leakage groups. Returns
+    the tasks and the number of sidecar rows that name no walked file (reported, not lost)."""
+    keys = list(group_keys) or list(SIDECAR_GROUP_KEYS)
+    tasks: list[Task] = []
+    seen: dict[str, str] = {}
+    for rel in files:
+        skipped = not_image(rel, lab.exts)
+        if skipped is not None:
+            tasks.append(skipped)
+            continue
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[1] not in lab.ages:
+            reason = f"second folder '{parts[1]}' is not an age group {sorted(lab.ages)}"
+            tasks.append(
+                Task(path=rel, reject=f"path does not match layout {IMAGEFOLDER_HINT}: {reason}")
+            )
+            continue
+        if len(parts) not in (2, 3):
+            tasks.append(Task(path=rel, reject=f"path does not match layout {IMAGEFOLDER_HINT}"))
+            continue
+        name = parts[-1]
+        folder_age = parts[1] if len(parts) == 3 else ""
+        row: Mapping[str, str] = {}
+        if sidecar is not None:
+            row = sidecar.get(rel) or sidecar.get(name, {})
+        age_group = bin_age(row["age"], edges) if row.get("age") else folder_age or "unknown"
+        pairs = [(k, row[k]) for k in keys if row.get(k)]
+        task = Task(
+            rel,
+            Path(name).stem,
+            parts[0],
+            age_group,
+            source,
+            group_id=pairs[0][1] if pairs else "",
+            groups=";".join(f"{k}={v}" for k, v in pairs),
+            raw_label=parts[0],
+            meta=tuple(row.get(f, "") for f in SIDECAR_FIELDS) if sidecar is not None else (),
+        )
+        task = lab.apply(task)
+        if not task.reject and folder_age and folder_age != age_group:
+            task = replace(
+                task,
+                reject=f"age folder '{folder_age}' disagrees with the sidecar's age "
+                f"{row['age']} ({age_group})",
+            )
+        if not task.reject and task.image_id in seen:
+            task = replace(
+                task, reject=f"image_id '{task.image_id}' already used by {seen[task.image_id]}"
+            )
+        if not task.reject:
+            seen[task.image_id] = rel
+        tasks.append(task)
+    walked = {*files, *(f.rsplit("/", 1)[-1] for f in files)}
+    return tasks, len(set(sidecar or ()) - walked)
+
+
+def looks_like(files: Sequence[str], ages: set[str], exts: set[str]) -> str:
+    """Which layout a walked tree looks like, for the error when no file fits the chosen one:
+    a preset (its labels table found), a folder layout by where the images sit (the most common
+    depth and whether an age-group folder is at it), else a manifest (a table at the root)."""
+    for preset in PRESETS.values():
+        table = find_table([t for t in preset.tables if t != "metadata.csv"], files)
+        if table is not None:
+            return f"{preset.name} (found {table})"
+    tables = [f for f in files if "/" not in f and f.lower().endswith((".csv", ".tab", ".tsv"))]
+    images = [f for f in files if not_image(f, exts) is None]
+    shape = ""
+    if images:
+        depth = collections.Counter(f.count("/") + 1 for f in images).most_common(1)[0][0]
+        at = [f.split("/") for f in images if f.count("/") + 1 == depth]
+        aged = sum(p[-2] in ages for p in at if len(p) > 1) * 2 > len(at)  # most in age folders
+        example = "/".join(at[0])
+        one_folder = len({p[0] for p in at}) == 1  # images/ beside a table: a manifest
+        if tables and one_folder:
+            shape = ""
+        elif depth == 2 or (depth == 3 and aged):
+            shape = f"imagefolder {IMAGEFOLDER_HINT} (e.g. {example})"
+        elif depth == 4 and aged:
+            shape = f"folders {FOLDERS_HINT} (e.g. {example})"
+        elif not tables:
+            shape = f"none of the layouts: most images sit {depth} level(s) deep (e.g. {example})"
+    if tables:
+        table = f"table {tables[0]} at the root"
+        return f"{shape}, with {table}" if shape else f"manifest ({table}; set index.manifest.*)"
+    return shape or "no layout: no image file found"
+
+
+def check_matches(tasks: Sequence[Task], layout: str, files: Sequence[str], lab: Labelling) -> None:
+    """A LayoutError naming the layout the tree looks like when image files were found but not
+    one fits the chosen folder layout (802 of 802 once rejected one by one, with no hint)."""
+    if layout not in HINTS:
+        return
+    images = [t for t in tasks if not_image(t.path, lab.exts) is None]
+    if images and all(t.reject.startswith("path does not match layout") for t in images):
+        raise LayoutError(
+            f"no file matches layout {layout} ({HINTS[layout]}): the tree under the raw root "
+            f"looks like {looks_like(files, lab.ages, lab.exts)}"
+        )

@@ -9,14 +9,14 @@ one model is right.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import binomtest, chi2
 
 from dermai.core import metrics
-from dermai.core.bootstrap import resample_indices
+from dermai.core.bootstrap import group_resamples, resample_indices
 
 # Below this many discordant images McNemar uses the exact binomial test (the chi-square
 # approximation is poor there); statsmodels uses the same cut-off.
@@ -83,15 +83,23 @@ def paired_bootstrap(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, DiffCI]:
     """Percentile CIs of metric(B) - metric(A), both scored on the same seeded resamples of
-    image indices. Resamples where a difference is undefined (NaN) are dropped for that metric."""
+    image indices (of whole `groups` when given: patients of out-of-fold predictions). Resamples
+    where a difference is undefined (NaN) are dropped for that metric."""
     y = np.asarray(y)
     proba_a, proba_b = np.asarray(proba_a, dtype=np.float64), np.asarray(proba_b, np.float64)
     n = len(y)
     if proba_a.shape != proba_b.shape or len(proba_a) != n:
         raise ValueError(f"shapes differ: y {y.shape}, A {proba_a.shape}, B {proba_b.shape}")
-    idx = resample_indices(n, n_resamples, seed) if n and n_resamples > 0 else None
+    idx: np.ndarray | list[np.ndarray] | None = None
+    if n and n_resamples > 0:
+        idx = (
+            resample_indices(n, n_resamples, seed)
+            if groups is None
+            else group_resamples(groups, n_resamples, seed)
+        )
     tail = (1.0 - level) / 2.0 * 100.0
     out = {}
     for name, fn in metrics.items():
@@ -189,6 +197,7 @@ def paired_bootstrap_headline(
     seed: int = 0,
     level: float = 0.95,
     chunk: int = 250,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, DiffCI]:
     """`paired_bootstrap(headline_metrics(k), ...)`, same resamples and result, vectorised."""
     y = np.asarray(y)
@@ -205,13 +214,21 @@ def paired_bootstrap_headline(
             n_resamples=n_resamples,
             seed=seed,
             level=level,
+            groups=groups,
         )
-    idx = resample_indices(n, n_resamples, seed)
+    idx = resample_indices(n, n_resamples, seed) if groups is None else None
+    grouped = None if groups is None else group_resamples(groups, n_resamples, seed)
     diffs: dict[str, list[np.ndarray]] = {m: [] for m in headline_metrics(k)}
     for start in range(0, n_resamples, chunk):
-        part = idx[start : start + chunk]
-        flat = (np.arange(len(part))[:, None] * n + part).ravel()
-        w = np.bincount(flat, minlength=len(part) * n).reshape(len(part), n).T.astype(np.float64)
+        if grouped is not None:  # resamples of whole groups: each its own length
+            rows = grouped[start : start + chunk]
+            w = np.stack([np.bincount(r, minlength=n) for r in rows], axis=1).astype(np.float64)
+        else:
+            assert idx is not None
+            part = idx[start : start + chunk]
+            flat = (np.arange(len(part))[:, None] * n + part).ravel()
+            counts = np.bincount(flat, minlength=len(part) * n)
+            w = counts.reshape(len(part), n).T.astype(np.float64)
         ma, mb = _headline_weighted(y, proba_a, w, k), _headline_weighted(y, proba_b, w, k)
         for m in diffs:
             diffs[m].append(mb[m] - ma[m])

@@ -27,6 +27,9 @@ INDEX_COLUMNS = (
     "groups",
     "image_type",
 )
+# Appended to the index only when an `imagefolder` sidecar table gives them (index.sidecar); the
+# index of every other layout keeps exactly INDEX_COLUMNS.
+META_COLUMNS = ("age", "sex", "site")
 # data/reports/rejects.csv
 REJECT_COLUMNS = ("path", "reason", "image_id", "condition")
 # data/index/groups.csv: one leakage group per image.
@@ -36,3 +39,7 @@ GROUPS_COLUMNS = ("image_id", "leakage_group")
 DUPLICATES_COLUMNS = ("a", "b", "kind", "distance", "verify_distance")
 # data/splits/<split>.csv: the index rows plus their leakage group.
 SPLIT_COLUMNS = (*INDEX_COLUMNS, "leakage_group")
+# data/splits/folds.csv (only with split.folds on): each image's cross-validation fold, i.e. the
+# fold whose model never saw its leakage group and predicts it.
+FOLDS_FILE = "folds.csv"
+FOLDS_COLUMNS = ("image_id", "fold", "leakage_group", "condition", "age_group")

@@ -10,7 +10,6 @@ with a naive per-image stratified split. Held-out sources (`split.external_sourc
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,6 +19,7 @@ from typing import Any, TypedDict
 import numpy as np
 import pandas as pd
 
+from dermai.core.folds import group_kfold
 from dermai.core.groups import parse_groups
 from dermai.core.schema import EXTERNAL, SPLITS
 
@@ -80,28 +80,16 @@ def group_split(
     strata: Sequence[str], groups: Sequence[str], fractions: dict[str, float], seed: int
 ) -> np.ndarray:
     """Whole groups distributed by stratified group k-fold, folds merged to the fractions."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     k, folds = fold_plan(fractions)
     n = len(strata)
     out = np.empty(n, dtype=object)
     if n == 0:
         return out
-    fold_of = np.full(n, -1)
-    n_groups = len(set(groups))
-    splits = min(k, n_groups)
+    splits = min(k, len(set(groups)))
     if splits < 2:
         out[:] = "train"
         return out
-    y = np.asarray(strata)
-    if np.unique(y, return_counts=True)[1].max() < splits:
-        y = np.zeros(n, dtype=int)  # every stratum tinier than the folds: plain group k-fold
-    with warnings.catch_warnings():
-        # "The least populated class has only N members": expected for rare strata; reported.
-        warnings.simplefilter("ignore", UserWarning)
-        sgkf = StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=seed)
-        for f, (_, test_idx) in enumerate(sgkf.split(np.zeros(n), y, np.asarray(groups))):
-            fold_of[test_idx] = f
+    fold_of = group_kfold(strata, groups, splits, seed)
     # Fold f -> split: the first folds go to test, then val, the rest to train.
     order = [("test", folds["test"]), ("val", folds["val"]), ("train", folds["train"])]
     mapping: dict[int, str] = {}
@@ -144,8 +132,10 @@ def ensure_presence(
     groups: Sequence[str],
     min_groups: int,
     seed: int,
+    targets: Sequence[str] = SPLITS,
 ) -> tuple[np.ndarray, list[str]]:
-    """Move whole groups so every label with >= `min_groups` groups appears in every split.
+    """Move whole groups so every label with >= `min_groups` groups appears in every split
+    (or every one of `targets`: the CV folds).
 
     Small datasets can leave a rare condition out of val or test even with stratification;
     this takes the smallest group of that label from the split holding most of its groups.
@@ -161,11 +151,11 @@ def ensure_presence(
         label_groups = sorted(set(group_arr[has].tolist()))
         if len(label_groups) < min_groups:
             continue
-        for target in SPLITS:
+        for target in targets:
             if (has & (out == target)).any():
                 continue
-            per_split = {s: sorted(set(group_arr[has & (out == s)].tolist())) for s in SPLITS}
-            donor = max(SPLITS, key=lambda s: (len(per_split[s]), s == "train"))
+            per_split = {s: sorted(set(group_arr[has & (out == s)].tolist())) for s in targets}
+            donor = max(targets, key=lambda s: (len(per_split[s]), s == "train"))
             if len(per_split[donor]) < 2:
                 continue
             sizes = {g: int((group_arr == g).sum()) for g in per_split[donor]}

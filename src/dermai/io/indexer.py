@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dermai.core.hashing import ImageInfo, ImageRejected, inspect
 from dermai.core.layouts import UNKNOWN_TYPE, Task
-from dermai.core.schema import INDEX_COLUMNS, REJECT_COLUMNS
+from dermai.core.schema import INDEX_COLUMNS, META_COLUMNS, REJECT_COLUMNS
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open
 from dermai.io.images import read_bytes
@@ -78,7 +78,8 @@ def build_index(
     ):
         wi = csv.writer(fi, lineterminator="\n")
         wr = csv.writer(fr, lineterminator="\n")
-        wi.writerow(INDEX_COLUMNS)
+        with_meta = any(t.meta for t in tasks)  # a sidecar's columns, only when it gave them
+        wi.writerow([*INDEX_COLUMNS, *(META_COLUMNS if with_meta else ())])
         wr.writerow(REJECT_COLUMNS)
         results: Iterator[tuple[Task, ImageInfo | None]]
         if workers == 1:
@@ -121,6 +122,7 @@ def build_index(
                         info.bytes,
                         task.groups,
                         task.image_type,
+                        *((task.meta or ("",) * len(META_COLUMNS)) if with_meta else ()),
                     ]
                 )
                 for key in ("condition", "age_group", "source", "image_type"):

@@ -53,6 +53,17 @@ def read_records(path: str | Path, required: Sequence[str], what: str) -> list[d
     return [{str(k): str(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
+def read_labels_table(path: Path, what: str, sep: str = ",") -> pd.DataFrame:
+    """A labels table as strings, or a one-line error, also when it has no rows: a header-only
+    table once indexed 0 images and failed two stages later."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise DermaiError(f"{path} is empty: a labels table needs a header and rows")
+    df = read_table(path, (), what, sep=sep)
+    if df.empty:
+        raise DermaiError(f"{path} has a header but no rows: no image is labelled")
+    return df
+
+
 def read_index(path: str | Path) -> pd.DataFrame:
     return read_table(path, ("image_id",), "index", hint="run `dermai index` first")
 

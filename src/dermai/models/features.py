@@ -199,9 +199,10 @@ def compute(
     seed: int,
     limit: int = 0,
     batch: int = BATCH,
+    ids: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower-backbone activations (float16) for `variants` copies of each image of `split`,
-    and the labels (int64).
+    and the labels (int64); `ids`, when given, receives the image ids of copy 0 in row order.
 
     Copy 0 is the plain image; copies 1.. are augmented with seeds derived from `seed`, so the
     cache, and the model trained from it, are reproducible.
@@ -215,14 +216,22 @@ def compute(
     for v in range(variants):
         # A capped run takes a seeded random subset, not the first rows of the file.
         ds = data.dataset(
-            folder, split, batch, training=v > 0, seed=seed * 1000 + v, shuffle=bool(limit)
+            folder,
+            split,
+            batch,
+            training=v > 0,
+            seed=seed * 1000 + v,
+            shuffle=bool(limit),
+            with_meta=ids is not None,
         )
         if limit:
             ds = ds.unbatch().take(limit).batch(batch)
         t0, n = time.time(), 0
-        for x, y in ds:
+        for x, y, *meta in ds:
             xs.append(forward(x).numpy().astype(np.float16))
             ys.append(y.numpy())
+            if ids is not None and v == 0:
+                ids.extend(i.decode() for i in meta[0]["image_id"].numpy())
             n += len(y)
         log.info(
             "cached %s copy %d/%d: %d images in %.0f s (%.1f img/s)",
@@ -237,6 +246,51 @@ def compute(
     if not xs:
         raise DermaiError(f"no {split} images in the TFRecords to cache")
     return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+
+def cache_cv(
+    p: Plan, folder: str | Path, cfg: params_mod.TrainParams, splits: list[str]
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+    """`cache`'s arrays plus `cv`: `train.cache_variants` copies of EVERY image of `splits`
+    (copy-major: row v * N + i is copy v of image i), computed once for all folds, and the
+    image ids of its N images. The train and val arrays are the same computations as
+    `cache`'s (val is copy 0 of its copies), so the single split's training is unchanged."""
+    if cfg.max_train_images:
+        raise DermaiError("split.folds needs train.max_train_images: 0 (every image is cached)")
+    t0, v = time.time(), cfg.cache_variants
+    blocks, labels, ids = [], [], []
+    arrays = {}
+    for split in splits:
+        split_ids: list[str] = []
+        x, y = compute(p.lower, folder, split, variants=v, seed=p.seed, ids=split_ids)
+        n = len(split_ids)
+        if split == "train":
+            arrays["train"] = (x, y)
+        elif split == "val":
+            arrays["val"] = (x[:n], y[:n])
+        blocks.append(x.reshape(v, n, *x.shape[1:]))
+        labels.append(y[:n])
+        ids += split_ids
+    x_cv = np.concatenate(blocks, axis=1)
+    arrays["cv"] = (x_cv.reshape(-1, *x_cv.shape[2:]), np.concatenate(labels))
+    log.info("feature cache for %d-copy CV of %d images in %.0f s", v, len(ids), time.time() - t0)
+    return arrays, ids
+
+
+def read_cv(
+    folder: str | Path, expected: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The CV arrays of `cache_cv`: activations (copies, images, ...), labels and image ids."""
+    meta = read_meta(folder)
+    check(meta, expected)
+    if "cv_ids" not in meta:
+        raise DermaiError(
+            f"feature cache {folder} has no CV arrays: run `dermai features` with split.folds on"
+        )
+    fx, fy = array_files("cv")
+    x = np.load(Path(folder) / fx, allow_pickle=False)
+    ids = list(meta["cv_ids"])
+    return x.reshape(meta["variants"], len(ids), *x.shape[1:]), np.load(Path(folder) / fy), ids
 
 
 def _write_meta(folder: Path, meta: dict[str, Any]) -> None:

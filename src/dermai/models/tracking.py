@@ -202,12 +202,16 @@ class BatchProgress(keras.callbacks.Callback):
 
 class QuietLive:
     """The part of dvclive.Live a Tracker uses, recording nothing: ensemble members after the
-    first train without dvclive curves (the curves are member 0's, i.e. the single model's)."""
+    first train without dvclive curves (the curves are member 0's, i.e. the single model's), and
+    the cross-validation folds (their report is the cv stage's)."""
 
     def __init__(self) -> None:
         self.summary: dict[str, Any] = {}
 
     def log_metric(self, name: str, value: float, plot: bool = True) -> None:
+        pass
+
+    def log_plot(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def next_step(self) -> None:

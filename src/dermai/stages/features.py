@@ -7,6 +7,9 @@ TFRecords, the backbone, its weights, the cut or these params change: an experim
 phase-2 params (`dvc exp run -S train.lr=...`) skips it, and DVC's run cache brings back a cache
 computed before for the same inputs.
 
+With `split.folds` on, every image of train, val and test gets those copies too (`cv`, computed
+once and shared by every fold's `cv_train`).
+
 With `train.feature_cache: false` (the GPU path) nothing is computed; the folder holds only a
 meta.json saying so.
 """
@@ -47,5 +50,12 @@ def run(args: argparse.Namespace) -> None:
         return
     from dermai.models.data import read_meta
 
-    plan = features.plan(prm, read_meta(args.tfrecords), args.pretrained)
-    features.write(args.out, plan.key, features.cache(plan, args.tfrecords, prm.train))
+    records = read_meta(args.tfrecords)
+    plan = features.plan(prm, records, args.pretrained)
+    if not prm.split.k():
+        features.write(args.out, plan.key, features.cache(plan, args.tfrecords, prm.train))
+        return
+    # Cross-validation: every image's copies once, for all folds (not once per fold)
+    splits = [s for s in ("train", "val", "test") if s in records["splits"]]
+    arrays, ids = features.cache_cv(plan, args.tfrecords, prm.train, splits)
+    features.write(args.out, {**plan.key, "cv_ids": ids}, arrays)

@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="evaluate's report_external.json (read only when leakage.json names held-out sites)",
     )
     p.add_argument("--export", required=True, help="export's metrics JSON (int8 agreement)")
+    p.add_argument("--cv", default=None, help="the cv report (cv keys only when folds are on)")
     p.add_argument("--out", required=True, help="headline metrics JSON to write")
 
 
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> None:
             index_summary=_read(args.index_summary),
             gate_passed=Path(args.gate).is_file(),
             external_report=external,
+            cv_report=_read(args.cv) if args.cv else None,
         )
     except KeyError as exc:
         raise DermaiError(f"headline: an input lacks the field {exc}") from None

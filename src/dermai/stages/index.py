@@ -1,13 +1,13 @@
 """Index every raw image: labels, age group, source, group id, SHA1, dHash and size.
 
-Reads folders `<source>/<condition>/<age_group>/<image>`, a manifest CSV (e.g. HAM10000's
-metadata.csv), or a dataset as downloaded (index.layout: ham10000, isic2019, isic2020,
-isic_archive; see core.layouts), after one walk of the raw root. Raw labels go through
-index.class_map (or `drop`), index.image_types filters image types; the resolved class list is
-written for later stages. Every file is decoded (JPEG draft mode for large ones); each file or
-listed id that fails is written to the rejects report with a reason, so index rows + rejects =
-files found + listed ids without a file.
-"""
+Reads folders `<source>/<condition>/<age_group>/<image>`, class folders (`imagefolder`:
+`<condition>/[<age_group>/]<image>`, optional sidecar CSV), a manifest CSV (e.g. HAM10000's
+metadata.csv), or a dataset as downloaded (ham10000, isic2019, isic2020, isic_archive; see
+core.layouts), after one walk of the raw root; when no file fits the layout, the error names the
+one the tree looks like. Raw labels go through index.class_map (or `drop`), index.image_types
+filters image types; the resolved class list is written for later stages. Every file is decoded
+(JPEG draft mode for large ones); each file or listed id that fails is written to the rejects
+report with a reason, so index rows + rejects = files found + listed ids without a file."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ import argparse
 import logging
 import os
 from pathlib import Path
-
-import pandas as pd
 
 from dermai import params as params_mod
 from dermai.core import layouts
@@ -27,11 +25,11 @@ from dermai.errors import DermaiError
 from dermai.io.atomic import write_json
 from dermai.io.images import walk_files
 from dermai.io.indexer import build_index
-from dermai.io.tables import read_table
+from dermai.io.tables import read_labels_table as labels_table
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("folders", "manifest", *layouts.PRESETS)
+LAYOUTS = ("folders", "imagefolder", "manifest", *layouts.PRESETS)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,41 +47,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="overrides index.workers")
 
 
-def labels_table(path: Path, what: str, sep: str = ",") -> pd.DataFrame:
-    """A labels table as strings, or a one-line error, also when it has no rows: a header-only
-    table once indexed 0 images and failed two stages later."""
-    if path.is_file() and path.stat().st_size == 0:
-        raise DermaiError(f"{path} is empty: a labels table needs a header and rows")
-    df = read_table(path, (), what, sep=sep)
-    if df.empty:
-        raise DermaiError(f"{path} has a header but no rows: no image is labelled")
-    return df
-
-
 def plan(
     root: Path, layout: str, prm: params_mod.Params, lab: Labelling
-) -> tuple[list[Task], dict[str, int]]:
+) -> tuple[list[Task], dict[str, int], dict[str, int]]:
     """The tasks of `layout` under `root` (`core.layouts`), after one walk and reading its
-    labels tables; and the ids listed more than once with the same label."""
-    cfg, edges = prm.index, prm.base.age_edges
+    labels tables; the ids listed more than once with the same label; summary counts."""
+    cfg, edges, src = prm.index, prm.base.age_edges, root.resolve().name
     files = walk_files(root)
-    if layout == "folders":
-        return layouts.plan_folders(files, lab), {}
+
+    def looks() -> str:  # only on an error: it scans every walked path
+        return f"; the tree looks like {layouts.looks_like(files, lab.ages, lab.exts)}"
+
+    if layout in layouts.HINTS:  # folders, imagefolder
+        name, counts = cfg.sidecar.file, {}
+        if layout == "folders":
+            tasks = layouts.plan_folders(files, lab)
+        else:
+            table = labels_table(root / name, "sidecar") if name else None
+            side = None if table is None else layouts.read_sidecar(table, name, cfg.sidecar)
+            files = [f for f in files if f != name]
+            tasks, unused = layouts.plan_imagefolder(files, lab, edges, src, side, cfg.group_keys)
+            counts = {"sidecar_rows_naming_no_file": unused} if name else {}
+        layouts.check_matches(tasks, layout, files, lab)
+        return tasks, {}, counts
     if layout == "manifest":
         manifest = root / cfg.manifest.file
         if not manifest.is_file():
-            raise DermaiError(f"manifest not found: {manifest} (index.manifest.file)")
+            raise DermaiError(f"manifest not found: {manifest} (index.manifest.file){looks()}")
         table = labels_table(manifest, "manifest")
-        return layouts.plan_manifest(
-            table, manifest.name, files, cfg.manifest, lab, edges, folder=root.name
+        return (  # with no source column, the raw root's name is the source
+            *layouts.plan_manifest(table, manifest.name, files, cfg.manifest, lab, edges, src),
+            {},
         )
     preset = layouts.PRESETS[layout]
-    names = [t for t in layouts.preset_tables(preset, files, str(root)) if t]
+    try:
+        names = [t for t in layouts.preset_tables(preset, files, str(root)) if t]
+    except LayoutError as exc:
+        raise LayoutError(f"{exc}{looks()}") from exc
     tables = [
         (t, labels_table(root / t, "labels table", sep=layouts.separator(preset, t))) for t in names
     ]
     log.info("layout %s: labels from %s", preset.name, ", ".join(names))
-    return layouts.plan_preset(preset, tables, files, list(cfg.group_keys), lab, edges)
+    return (*layouts.plan_preset(preset, tables, files, list(cfg.group_keys), lab, edges), {})
 
 
 def run(args: argparse.Namespace) -> None:
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
         exts={e.lower() for e in cfg.extensions},
     )
     try:
-        tasks, repeats = plan(root, layout, prm, lab)
+        tasks, repeats, counts = plan(root, layout, prm, lab)
     except LayoutError as exc:
         raise DermaiError(str(exc)) from exc
     if not tasks:
@@ -126,6 +131,7 @@ def run(args: argparse.Namespace) -> None:
     if layout == "manifest":
         summary["unlisted"] = summary["rejects_by_reason"].get("unlisted", 0)
     summary["collapsed_repeats"] = len(repeats)
+    summary.update(counts)
     classes = layouts.resolve_classes(prm.base.classes, summary["by_condition"])
     summary["classes"] = classes
     if not classes:

@@ -5,6 +5,9 @@ Leakage groups (duplicates + lesion ids) are assigned whole. `split.duplicate_po
 policy (naive split, then every crossing group moved into train). The leakage report compares the
 final split with a naive per-image stratified split.
 
+`split.folds: [0..K-1]` also writes `folds.csv`: grouped, stratified K-fold over the same images
+(core.folds), for the cross-validation stages; with `[]` no such file is written.
+
 `split.external_source` holds whole sites out: every image of those sources goes to a fourth
 split, `external.csv`, and the fractions apply to the rest. A leakage group that holds an image
 of a held-out source goes to `external` whole, so no training image duplicates (or shows the same
@@ -19,8 +22,8 @@ import logging
 from pathlib import Path
 
 from dermai import params as params_mod
-from dermai.core import splitting
-from dermai.core.schema import EXTERNAL, SPLITS
+from dermai.core import folds, splitting
+from dermai.core.schema import EXTERNAL, FOLDS_FILE, SPLITS
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv, write_json
 from dermai.io.tables import read_duplicates, read_groups, read_index
@@ -64,6 +67,24 @@ def run(args: argparse.Namespace) -> None:
         (out / f"{EXTERNAL}.csv").unlink(missing_ok=True)  # a previous run's held-out site
     write_csv(args.summary, splitting.split_summary(df, split))
     report = splitting.leakage_report(df, pairs, split, fractions, policy, seed, held_out)
+    (out / FOLDS_FILE).unlink(missing_ok=True)  # folds off: no file, every output as before
+    if cfg.k():  # cross-validation folds over every image the fractions apply to
+        rest = split.rest
+        try:
+            of, moves = folds.assign_folds(
+                rest["condition"].tolist(),
+                rest["age_group"].tolist(),
+                rest["leakage_group"].tolist(),
+                cfg.k(),
+                seed,
+                cfg.min_groups_for_presence,
+            )
+        except ValueError as exc:
+            raise DermaiError(str(exc)) from exc
+        table = folds.fold_table(rest, of)
+        write_csv(out / FOLDS_FILE, table)
+        report["folds"] = folds.fold_report(table, cfg.k(), moves)
+        log.info("%d-fold cross-validation folds: sizes %s", cfg.k(), report["folds"]["sizes"])
     write_json(args.leakage, report)
     for line in split.moves:
         log.info("moved so every condition is in every split: %s", line)

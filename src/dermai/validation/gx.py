@@ -25,7 +25,11 @@ from dermai.io.atomic import atomic_open, remove_stale, temp_prefix
 log = logging.getLogger(__name__)
 
 # Columns that identify an unexpected row in the results (instead of a bare row number).
-ROW_IDS = {"index": ["image_id"], "splits": ["check", "key", "split"]}
+ROW_IDS = {
+    "index": ["image_id"],
+    "splits": ["check", "key", "split"],
+    "folds": ["check", "key", "split"],
+}
 # Result keys that change from run to run; dropped so equal inputs give equal result bytes.
 _VOLATILE_META = ("run_id", "validation_time", "validation_id", "checkpoint_id")
 _PARTIAL_UNEXPECTED = 20

@@ -1,0 +1,117 @@
+"""One cross-validation fold's model on the shared feature cache: train on the other folds (less
+an inner validation set that chooses the epoch and the temperature), predict the held-out fold.
+
+The frozen lower backbone's activations of every image (`features.cache_cv`) were computed once;
+a fold selects its rows, so K folds cost K heads + top stages, not K feature passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dermai import params as params_mod
+from dermai.core import calibration, folds
+from dermai.errors import DermaiError
+from dermai.models import features, training
+from dermai.models.rows import ActivationRows
+from dermai.models.tracking import QuietLive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldResult:
+    """The held-out fold's calibrated probabilities (rows of `ids`) and how they were chosen."""
+
+    ids: list[str]
+    labels: np.ndarray
+    proba: np.ndarray
+    info: dict
+
+
+def train_fold(
+    prm: params_mod.Params,
+    fold: int,
+    tfrecords: str,
+    cache: str,
+    table: pd.DataFrame,
+    pretrained: str,
+) -> FoldResult:
+    """Train fold `fold`'s model: `table` is folds.csv (image_id, fold, leakage_group, ...)."""
+    from dermai.models.data import read_meta
+
+    records = read_meta(tfrecords)
+    training.check_colour(records, prm.model)
+    strategy = training.setup_tf(prm.train, prm.base.seed)
+    plan = features.plan(prm, records, pretrained, strategy.scope)
+    x, y, ids = features.read_cv(cache, plan.key)
+    rows = table.set_index("image_id").reindex(ids)
+    if rows["fold"].isna().any() or len(table) != len(ids):
+        raise DermaiError(
+            "folds.csv and the feature cache's images differ; rerun split and features"
+        )
+    of = rows["fold"].astype(int).to_numpy()
+    held, rest = of == fold, np.flatnonzero(of != fold)
+    inner = np.zeros(len(ids), dtype=bool)
+    inner[rest] = folds.inner_validation(
+        rows["condition"].to_numpy()[rest].tolist(),
+        rows["age_group"].to_numpy()[rest].tolist(),
+        rows["leakage_group"].to_numpy()[rest].tolist(),
+        prm.base.seed + fold,
+    )
+    fit = (of != fold) & ~inner
+    v = x.shape[0]
+    data = training.TrainingData(
+        ActivationRows(x[:, fit].reshape(-1, *x.shape[2:]), np.tile(y[fit], v)),
+        ActivationRows(x[0, inner], y[inner]),
+        int(fit.sum()),
+    )
+    log.info(
+        "fold %d: training on %d images (%d copies), inner validation %d, held out %d",
+        fold,
+        fit.sum(),
+        v,
+        inner.sum(),
+        held.sum(),
+    )
+    model, history = training.fit(
+        plan,
+        data,
+        prm.train,
+        prm.train.seed,
+        QuietLive(),
+        dropout=prm.model.dropout,
+    )
+    reader = training.above_cut(model)
+    logits_val = np.log(np.clip(ActivationRows(x[0, inner], y[inner]).predict(reader), 1e-12, 1))
+    temperature = calibration.fit_temperature(logits_val, y[inner])
+    logits = np.log(np.clip(ActivationRows(x[0, held], y[held]).predict(reader), 1e-12, 1))
+    info = {
+        "fold": fold,
+        "train_images": int(fit.sum()),
+        "inner_val_images": int(inner.sum()),
+        "held_out_images": int(held.sum()),
+        "best_epoch": history.best_epoch,
+        "inner_val_balanced_accuracy": float(history.best),
+        "temperature": temperature,
+        "classes": plan.classes,
+    }
+    proba = calibration.probabilities(logits, temperature)
+    return FoldResult([ids[i] for i in np.flatnonzero(held)], y[held], proba, info)
+
+
+def write(result: FoldResult, classes: list[str], out: Path) -> None:
+    """oof.csv (image_id, label, one probability column per class) and fold.json."""
+    from dermai.core.evaluation import json_safe
+    from dermai.io.atomic import write_csv, write_json
+
+    oof = pd.DataFrame({"image_id": result.ids, "label": [classes[i] for i in result.labels]})
+    for k, c in enumerate(classes):
+        oof[f"p_{c}"] = np.round(result.proba[:, k], 6)
+    write_csv(out / "oof.csv", oof)
+    write_json(out / "fold.json", json_safe(result.info))
