@@ -121,7 +121,7 @@ def _interval(values: np.ndarray, level: float) -> dict[str, float | None]:
     return {"low": float(lo), "high": float(hi)}
 
 
-def _point(v: float) -> float | None:
+def _point(v: Any) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
