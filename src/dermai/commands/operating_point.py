@@ -18,8 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from dermai import DISCLAIMER
-from dermai import params as params_mod
-from dermai.commands.compare import DEFAULT_PREDICTIONS, Predictions, load
+from dermai.commands.compare import (
+    DEFAULT_PREDICTIONS,
+    Predictions,
+    add_resampling_arguments,
+    load,
+    resampling,
+)
 from dermai.errors import DermaiError
 
 log = logging.getLogger(__name__)
@@ -44,16 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         help="the recall of CLASS to keep on val (repeatable), e.g. --recall 0.8 --recall 0.9",
     )
-    p.add_argument("--repo", default=".", help="DVC repository for experiments/revisions")
-    p.add_argument(
-        "--params",
-        default="params.yaml",
-        help="params file for the defaults of --bootstrap (evaluate) and --seed (base)",
-    )
-    p.add_argument(
-        "--bootstrap", type=int, default=None, help="resamples (default: evaluate.bootstrap)"
-    )
-    p.add_argument("--seed", type=int, default=None, help="resampling seed (default: base.seed)")
+    add_resampling_arguments(p)
 
 
 def read(run: str, repo: str) -> dict[str, Predictions]:
@@ -72,13 +68,7 @@ def labels(p: Predictions) -> np.ndarray:
 def run(args: argparse.Namespace) -> None:
     from dermai.core.operating_point import markdown, operating_points
 
-    n_resamples, seed = args.bootstrap, args.seed
-    if n_resamples is None or seed is None:  # the params file's, else params.py's defaults
-        prm = params_mod.load_or_defaults(args.params)
-        n_resamples = prm.evaluate.bootstrap if n_resamples is None else n_resamples
-        seed = prm.base.seed if seed is None else seed
-    if n_resamples < 1:
-        raise DermaiError(f"--bootstrap must be at least 1, got {n_resamples}")
+    n_resamples, seed = resampling(args)
     bad = [r for r in args.recall if not 0.0 < r <= 1.0]
     if bad:
         raise DermaiError(f"--recall {bad[0]:g}: a recall must be in (0, 1]")
