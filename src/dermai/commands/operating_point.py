@@ -25,6 +25,7 @@ from dermai.commands.compare import (
     load,
     resampling,
 )
+from dermai.core.operating_point import markdown, operating_points
 from dermai.errors import DermaiError
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,6 @@ def labels(p: Predictions) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dermai.core.operating_point import markdown, operating_points
-
     n_resamples, seed = resampling(args)
     bad = [r for r in args.recall if not 0.0 < r <= 1.0]
     if bad:
