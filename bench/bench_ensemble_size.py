@@ -1,5 +1,6 @@
 """Size of a `train.ensemble` model: the saved .keras of K members as a ratio to the single
-model (K = 1) built the same way, in this same process.
+model (K = 1) built the same way, in this same process, for several `unfreeze_blocks` (latency
+and the int8 TFLite size: bench/bench_ensemble.py, whose builder this uses).
 
 The members share the frozen lower backbone (stored once); each adds its own upper part and
 head. Untrained Lite0 weights (`model.weights: none`) at a small input: the parameter count and
@@ -28,33 +29,22 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=7)
     args = ap.parse_args()
 
-    import keras
-
-    from dermai.models.backbones import build_backbone, split_backbone
-    from dermai.models.classifier import assemble_ensemble, build_head, copy_upper
+    from bench_ensemble import build
     from dermai.models.training import save_model
 
-    shape, classes = (24, 32, 3), [f"c{i}" for i in range(args.classes)]
+    shape = (24, 32, 3)
     for ub in args.unfreeze_blocks:
-        keras.utils.set_random_seed(42)
-        backbone = build_backbone("efficientnet_lite0", "none", shape)
-        lower, upper = split_backbone(backbone, ub)
-        start = None if upper is None else upper.get_weights()
         sizes = {}
         for k in (1, args.members):
-            uppers = [upper] + [
-                None if upper is None else copy_upper(upper, start or [], f"upper_{i}")
-                for i in range(1, k)
-            ]
-            heads = [build_head(1280, len(classes), 0.3, 0.0) for _ in range(k)]
-            model = assemble_ensemble(lower, uppers, heads, shape, classes)
+            model = build(k, ub, shape, None, args.classes)
+            lower, members = model.layers[1], model.layers[2] if ub else None
             with tempfile.TemporaryDirectory() as d:
                 save_model(model, os.path.join(d, "model.keras"))
                 sizes[k] = os.path.getsize(os.path.join(d, "model.keras"))
             print(
                 f"unfreeze_blocks={ub} K={k}: {model.count_params():,} params "
                 f"(lower {lower.count_params():,}, upper "
-                f"{0 if upper is None else upper.count_params():,} per member), "
+                f"{0 if members is None else members.count_params() // k:,} per member), "
                 f"model.keras {sizes[k]:,} bytes"
             )
         ratio = sizes[args.members] / sizes[1]

@@ -21,6 +21,8 @@ STAGES = [
     "tfrecords",
     "features",
     "train",
+    "cv-train",
+    "cv",
     "evaluate",
     "export",
     "headline",

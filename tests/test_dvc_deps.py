@@ -85,7 +85,7 @@ def closure(root: str) -> set[Path]:
 
 
 def stages() -> dict[str, dict]:
-    """Each stage's definition; a `foreach` stage (cv_train) by its `do` template, which every
+    """Each stage's definition; a `foreach` stage (cv-train) by its `do` template, which every
     instance shares: its code and params are the same for every fold."""
     raw = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     return {name: stage.get("do", stage) for name, stage in raw.items()}
@@ -93,7 +93,7 @@ def stages() -> dict[str, dict]:
 
 def instantiated() -> dict[str, dict]:
     """The stages `dvc repro` runs with the project's params: a `foreach` over an empty list
-    (cv_train with `split.folds: []`, the default) has no instance."""
+    (cv-train with `split.folds: []`, the default) has no instance."""
     raw = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     return {n: s for n, s in stages().items() if "foreach" not in raw[n]}
 

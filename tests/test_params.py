@@ -211,6 +211,13 @@ def test_choices_repeat_the_modules_that_implement_them():
         ({"evaluate": {"ood_keep": 0}}, "evaluate.ood_keep=0"),
         ({"evaluate": {"ood_components": -5}}, "evaluate.ood_components=-5"),
         ({"evaluate": {"tta": "dihedral"}}, "model.image_height=150"),  # 150 x 200
+        (
+            {"evaluate": {"operating_point": {"target": "melanoma"}}},
+            "evaluate.operating_point.target='melanoma' is not in base.classes",
+        ),
+        ({"evaluate": {"operating_point": {"target": "m el"}}}, "operating_point.target='m el'"),
+        ({"evaluate": {"operating_point": {"recall": 0}}}, "evaluate.operating_point.recall=0"),
+        ({"evaluate": {"operating_point": {"recall": 1.5}}}, "operating_point.recall=1.5"),
         ({"split": {"train": 0.9}}, "0.9 + 0.1 + 0.1 = 1.1"),
         ({"index": {"extensions": ["jpg"]}}, "index.extensions=['jpg']"),
         ({"index": {"raw_root": ""}}, "index.raw_root=''"),
@@ -238,6 +245,8 @@ def test_each_constraint_fails_on_load_with_a_one_line_error_naming_the_param(ra
         {"split": {"train": 0.6, "val": 0.2, "test": 0.2}},
         {"split": {"train": 0.7, "val": 0.15, "test": 0.15}},  # 1 in floating point, almost
         {"evaluate": {"tta": "dihedral"}, "model": {"image_height": 64, "image_width": 64}},
+        {"evaluate": {"operating_point": {"target": "mel", "recall": 1.0}}},
+        {"evaluate": {"operating_point": {"target": "x", "recall": 0.5}}, "base": {"classes": []}},
         {"index": {"class_map": {"scc": "bcc", "unk": "drop"}}},
         {"index": {"class_map": {"scc": "anything"}}, "base": {"classes": []}},
         {"index": {"manifest": {"age": "", "source": ""}}},  # optional columns: none

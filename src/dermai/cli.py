@@ -59,6 +59,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dermai.commands.compare",
         "is B better than A? paired bootstrap CIs and McNemar on the same test images",
     ),
+    "operating-point": (
+        "dermai.commands.operating_point",
+        "thresholds on one class chosen on val, their cost on test (from predictions CSVs)",
+    ),
 }
 
 log = logging.getLogger("dermai")

@@ -281,6 +281,20 @@ class TrainParams:
     ensemble: int = ranged(1, 1)
 
 
+CLASS_OR_OFF = Pattern(r"|[^\s]+", "a class name, or empty for off")
+
+
+@dataclass(frozen=True)
+class OperatingPointParams:
+    """A threshold on one class's probability for triage users, chosen on val (the highest
+    that keeps `recall` of that class) and reported on test beside the argmax decision, with
+    its cost (core/operating_point.py, docs/operating-point.md). Reported only: predict, serve
+    and the on-device page keep the argmax and show the probabilities."""
+
+    target: str = text("", CLASS_OR_OFF)  # e.g. mel; "" = off
+    recall: float = ranged(0.8, 0, 1, "right")
+
+
 @dataclass(frozen=True)
 class EvaluateParams:
     bootstrap: int = ranged(1000, 1)
@@ -297,6 +311,7 @@ class EvaluateParams:
     # | dihedral (the 8 turns and flips; square inputs only). Probabilities are averaged
     # before calibration, and the temperature is fitted on the averaged outputs.
     tta: Literal["none", "flips", "dihedral"] = "none"
+    operating_point: OperatingPointParams = field(default_factory=OperatingPointParams)
 
 
 @dataclass(frozen=True)
@@ -539,6 +554,20 @@ def check_manifest_template(p: Params) -> None:
     _cross([(problem is not None, f"index.manifest.path_template={template!r} {problem}")])
 
 
+def check_operating_point(p: Params) -> None:
+    """The operating point's class is one of base.classes when base.classes names them
+    (with base.classes empty, evaluate checks it against the classes found)."""
+    target, classes = p.evaluate.operating_point.target, p.base.classes
+    _cross(
+        [
+            (
+                bool(target and classes and target not in classes),
+                f"evaluate.operating_point.target={target!r} is not in base.classes {classes}",
+            )
+        ]
+    )
+
+
 # The rules that tie fields together, run on load after every field's own constraint.
 CROSS_CHECKS = (
     check_sample,
@@ -548,6 +577,7 @@ CROSS_CHECKS = (
     check_colour_encoding,
     check_tta,
     check_manifest_template,
+    check_operating_point,
 )
 
 

@@ -239,3 +239,82 @@ def test_tta_flips_fits_the_temperature_on_tta_outputs_and_records_the_mode(proj
     evaluate(project, "dihedral", _with_tta(project, "dihedral"), code=1)  # 24 x 32 input
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "tta=dihedral needs a square input" in err
+
+
+def _with_operating_point(tmp: Path, target: str, recall: float) -> str:
+    """A params file like the project's, with `evaluate.operating_point` on."""
+    prm = yaml.safe_load((tmp / "params.yaml").read_text())
+    prm["evaluate"] = {**prm["evaluate"], "operating_point": {"target": target, "recall": recall}}
+    (tmp / "params_op.yaml").write_text(yaml.safe_dump(prm))
+    return "params_op.yaml"
+
+
+def test_operating_point_is_chosen_on_val_reported_on_test_and_changes_nothing_else(
+    project, capsys
+):
+    """On: operating_point.json and a card section; every other output byte-identical to the
+    run without it (off writes no file). `dermai operating-point` on the written predictions
+    CSVs gives the same threshold and test numbers."""
+    from dermai.core.operating_point import choose_threshold
+
+    plain = evaluate(project, "op_off")
+    on = evaluate(project, "op_on", _with_operating_point(project, "mel", 0.8))
+    assert not (plain / "reports" / "operating_point.json").exists()
+    files = sorted(p.relative_to(plain).as_posix() for p in plain.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(on).as_posix() for p in on.rglob("*") if p.is_file()) == sorted(
+        [*files, "reports/operating_point.json"]
+    )
+    for f in files:
+        if f != "model_card.md":
+            assert (plain / f).read_bytes() == (on / f).read_bytes(), f
+
+    rep = json.loads((on / "reports" / "operating_point.json").read_text())
+    point = rep["thresholds"]["recall>=0.8"]
+    val = pd.read_csv(on / "reports" / "predictions_val.csv")
+    y = val["label"].map(CLASSES.index).to_numpy()
+    proba = val[[f"p_{c}" for c in CLASSES]].to_numpy()
+    assert point["threshold"] == pytest.approx(choose_threshold(y, proba, 1, 0.8), abs=1e-6)
+    assert point["val"]["sensitivity"] >= 0.8
+    test = pd.read_csv(on / "reports" / "predictions_test.csv")
+    flagged = test["p_mel"].to_numpy() >= point["threshold"]
+    is_mel = (test["label"] == "mel").to_numpy()
+    got = rep["test"]["decisions"]["recall>=0.8"]
+    assert got["sensitivity"]["value"] == pytest.approx(flagged[is_mel].mean(), abs=1e-6)
+    assert got["specificity"]["value"] == pytest.approx((~flagged[~is_mel]).mean(), abs=1e-6)
+    default = rep["test"]["decisions"]["default"]
+    report_test = json.loads((on / "reports" / "report_test.json").read_text())
+    assert default["accuracy"]["value"] == pytest.approx(report_test["accuracy"], abs=1e-6)
+    assert default["balanced_accuracy"]["value"] == pytest.approx(
+        report_test["balanced_accuracy"], abs=1e-6
+    )
+    assert default["sensitivity"]["value"] == pytest.approx(
+        report_test["per_class"]["mel"]["recall"], abs=1e-6
+    )
+
+    card = (on / "model_card.md").read_text()
+    assert "### Operating point `mel` (a choice for triage use, not an improvement)" in card
+    assert f"{point['threshold']:.4f}" in card and "Reported only" in card
+    plain_card = (plain / "model_card.md").read_text()
+    for c in (card, plain_card):
+        assert "### Sensitivity and specificity (test, default decision)" in c
+    assert "Operating point" not in plain_card
+
+    capsys.readouterr()
+    args = ["operating-point", str(on / "reports"), "--target", "mel", "--recall", "0.8"]
+    assert main([*args, "--bootstrap", "200", "--seed", "42"]) == 0
+    printed = capsys.readouterr().out
+    assert f"| {point['threshold']:.4f} |" in printed
+    from dermai.core.operating_point import markdown
+
+    assert markdown(rep) in printed  # the same table, from the CSVs
+
+
+def test_operating_point_class_must_be_the_models(project, capsys):
+    capsys.readouterr()
+    prm = yaml.safe_load((project / "params.yaml").read_text())
+    prm["base"]["classes"] = []  # classes from the data: evaluate checks the model's
+    prm["evaluate"] = {**prm["evaluate"], "operating_point": {"target": "scc", "recall": 0.8}}
+    (project / "params_op_bad.yaml").write_text(yaml.safe_dump(prm))
+    evaluate(project, "op_bad", "params_op_bad.yaml", code=1)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "evaluate.operating_point.target='scc' is not a class of this model" in err

@@ -56,6 +56,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_PREDICTIONS,
         help=f"predictions file inside an experiment/revision (default {DEFAULT_PREDICTIONS})",
     )
+    add_resampling_arguments(p)
+    p.add_argument(
+        "--recall",
+        action="append",
+        default=[],
+        metavar="CLASS",
+        help="also compare this class's recall (repeatable), e.g. --recall mel",
+    )
+
+
+def add_resampling_arguments(p: argparse.ArgumentParser) -> None:
+    """--repo, --params, --bootstrap and --seed: shared with `dermai operating-point`."""
     p.add_argument("--repo", default=".", help="DVC repository for experiments/revisions")
     p.add_argument(
         "--params",
@@ -66,13 +78,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--bootstrap", type=int, default=None, help="paired resamples (default: evaluate.bootstrap)"
     )
     p.add_argument("--seed", type=int, default=None, help="resampling seed (default: base.seed)")
-    p.add_argument(
-        "--recall",
-        action="append",
-        default=[],
-        metavar="CLASS",
-        help="also compare this class's recall (repeatable), e.g. --recall mel",
-    )
+
+
+def resampling(args: argparse.Namespace) -> tuple[int, int]:
+    """(resamples, seed): the options, else the params file's, else params.py's defaults."""
+    n_resamples, seed = args.bootstrap, args.seed
+    if n_resamples is None or seed is None:
+        prm = params_mod.load_or_defaults(args.params)
+        n_resamples = prm.evaluate.bootstrap if n_resamples is None else n_resamples
+        seed = prm.base.seed if seed is None else seed
+    if n_resamples < 1:
+        raise DermaiError(f"--bootstrap must be at least 1, got {n_resamples}")
+    return n_resamples, seed
 
 
 def _parse(name: str, text: str) -> Predictions:
@@ -257,13 +274,7 @@ def report(
 
 
 def run(args: argparse.Namespace) -> None:
-    n_resamples, seed = args.bootstrap, args.seed
-    if n_resamples is None or seed is None:  # the params file's, else params.py's defaults
-        prm = params_mod.load_or_defaults(args.params)
-        n_resamples = prm.evaluate.bootstrap if n_resamples is None else n_resamples
-        seed = prm.base.seed if seed is None else seed
-    if n_resamples < 1:
-        raise DermaiError(f"--bootstrap must be at least 1, got {n_resamples}")
+    n_resamples, seed = resampling(args)
     a = load(args.a, args.path, args.repo)
     b = load(args.b, args.path, args.repo)
     log.info("comparing %s (A) with %s (B), %d paired resamples", a.name, b.name, n_resamples)

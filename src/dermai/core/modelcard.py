@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dermai.core import operating_point as op_mod
 from dermai.core.schema import EXTERNAL, SPLITS
 
 ECE_GOAL = 0.05
@@ -205,6 +206,41 @@ def _tta_line(calibration: Mapping[str, Any]) -> str:
     )
 
 
+def decision_section(decision: Mapping[str, Any] | None) -> str:
+    """Each class's test sensitivity and specificity at the argmax, and the operating point
+    (`evaluate.operating_point`) when one was asked for; empty without a decision report."""
+    if not decision:
+        return ""
+    text = f"""
+### Sensitivity and specificity (test, default decision)
+
+The default decision is the most probable class. Each class against the rest (sensitivity =
+its recall, specificity = the share of the other images not called it), 95% bootstrap intervals
+on the same resamples as above:
+
+{op_mod.one_vs_rest_markdown(decision["one_vs_rest"])}
+"""
+    op = decision.get("operating_point")
+    if not op:
+        return text
+    target, point = op["class"], next(iter(op["thresholds"].values()))
+    return (
+        text
+        + f"""
+### Operating point `{target}` (a choice for triage use, not an improvement)
+
+`evaluate.operating_point`: {op["rule"]}. The threshold, {point["threshold"]:.4f} on the
+calibrated probability, is the highest that keeps {target} recall at least
+{point["recall_asked"]:g} on the validation set; below it is measured on test beside the default
+decision. It finds more {target} at the cost of more false alarms and lower accuracy: it trades
+one error for another. Reported only: `dermai predict`, `serve` and the on-device page show the
+calibrated probabilities and the default decision (compare p_{target} with the threshold).
+
+{op_mod.markdown(op)}
+"""
+    )
+
+
 def external_section(rep: Mapping[str, Any] | None, held: Mapping[str, Any]) -> str:
     """The held-out-site section (`split.external_source`); empty when no site was held out."""
     if rep is None:
@@ -246,9 +282,10 @@ def render(
     reports: Mapping[str, Mapping[str, Any]],
     calibration: Mapping[str, Any],
     rejected: int | None = None,
+    decision: Mapping[str, Any] | None = None,
 ) -> str:
     """The model card. `reports` maps set name (val, test, and external for a held-out site)
-    to `core.evaluation.report`."""
+    to `core.evaluation.report`; `decision` is `runtime.report.decision_report`'s."""
     test = reports.get("test") or next(iter(reports.values()))
     tcal = test["calibration"]
     classes = ", ".join(model.get("classes", []))
@@ -333,7 +370,7 @@ model selection and to fit the temperature, so the **test** row is the one to qu
 ### Per class (test)
 
 {per_class_table(test)}
-
+{decision_section(decision)}
 ### Subgroups (test)
 
 Subgroups are small; treat differences as hints to investigate, not findings.

@@ -16,7 +16,9 @@ import pandas as pd
 
 from dermai import params as params_mod
 from dermai.core import calibration, folds
+from dermai.core.evaluation import json_safe
 from dermai.errors import DermaiError
+from dermai.io.atomic import write_csv, write_json
 from dermai.models import features, training
 from dermai.models.rows import ActivationRows
 from dermai.models.tracking import QuietLive
@@ -107,9 +109,6 @@ def train_fold(
 
 def write(result: FoldResult, classes: list[str], out: Path) -> None:
     """oof.csv (image_id, label, one probability column per class) and fold.json."""
-    from dermai.core.evaluation import json_safe
-    from dermai.io.atomic import write_csv, write_json
-
     oof = pd.DataFrame({"image_id": result.ids, "label": [classes[i] for i in result.labels]})
     for k, c in enumerate(classes):
         oof[f"p_{c}"] = np.round(result.proba[:, k], 6)

@@ -20,9 +20,11 @@ from PIL import Image
 
 from dermai import DISCLAIMER
 from dermai.core import calibration, plotdata
-from dermai.core.evaluation import HEADLINE, most_confident_mistakes, report
+from dermai.core import operating_point as op_mod
+from dermai.core.evaluation import HEADLINE, json_safe, most_confident_mistakes, report
+from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_open, atomic_path, write_csv, write_json
-from dermai.params import Params
+from dermai.params import OperatingPointParams, Params
 from dermai.runtime.gradcam import overlay
 
 if TYPE_CHECKING:
@@ -114,6 +116,18 @@ def log_report(
         live.log_plot(f"{prefix}/{kind}", rows, x=x, y=y_field, template=None)
 
 
+def fixed(v: np.ndarray) -> list[str]:
+    """Probabilities as the predictions CSV writes them: "%.6f" text."""
+    return [f"{x:.6f}" for x in np.asarray(v, dtype=np.float64)]
+
+
+def as_written(proba: np.ndarray) -> np.ndarray:
+    """The probabilities as read back from the predictions CSV, so a number computed here is
+    the number `dermai operating-point` computes from the CSV."""
+    proba = np.asarray(proba, dtype=np.float64)
+    return np.array([float(t) for t in fixed(proba.ravel())]).reshape(proba.shape)
+
+
 def write_predictions(
     path: Path, ids: Sequence[str], y: np.ndarray, proba: np.ndarray, classes: Sequence[str]
 ) -> None:
@@ -123,9 +137,6 @@ def write_predictions(
     import pandas as pd
 
     pred = proba.argmax(axis=1)
-
-    def fixed(v: np.ndarray) -> list[str]:
-        return [f"{x:.6f}" for x in np.asarray(v, dtype=np.float64)]
 
     df = pd.DataFrame(
         {
@@ -295,3 +306,51 @@ def publish(
         temperature,
     )
     return rep
+
+
+def decision_report(
+    data: Mapping[str, Mapping[str, Any]],
+    temperature: float,
+    classes: Sequence[str],
+    settings: EvalSettings,
+    op: OperatingPointParams,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """The model card's decision section from the val and test `y` and `logits`: each class's
+    test sensitivity and specificity at the argmax; with `evaluate.operating_point` on, the
+    threshold chosen on val and its test report beside the argmax's, also written to
+    `operating_point.json` (nothing is written when off). Probabilities as the CSVs hold them."""
+
+    def proba(logits: np.ndarray) -> np.ndarray:
+        return as_written(calibration.probabilities(np.asarray(logits, np.float64), temperature))
+
+    boot = {"n_bootstrap": settings.n_bootstrap, "seed": settings.seed}
+    (yv, lv), (yt, lt) = ((data[s]["y"], data[s]["logits"]) for s in ("val", "test"))
+    out: dict[str, Any] = {
+        "one_vs_rest": json_safe(op_mod.one_vs_rest(yt, proba(lt), classes, **boot))
+    }
+    if not op.target:
+        return out
+    if op.target not in classes:
+        raise DermaiError(
+            f"evaluate.operating_point.target={op.target!r} is not a class of this model "
+            f"({', '.join(classes)})"
+        )
+    try:
+        rep = op_mod.operating_points(
+            (yv, proba(lv)), (yt, proba(lt)), classes, op.target, [op.recall], **boot
+        )
+    except ValueError as exc:  # no image of the class in val
+        raise DermaiError(f"evaluate.operating_point: {exc} in val") from None
+    out["operating_point"] = json_safe(rep)
+    write_json(out_dir / "operating_point.json", out["operating_point"])
+    point = next(iter(rep["thresholds"].values()))
+    log.info(
+        "operating point: %s flagged at p >= %.4f (val recall %.3f, asked %g); test in %s",
+        op.target,
+        point["threshold"],
+        point["val"]["sensitivity"],
+        op.recall,
+        out_dir / "operating_point.json",
+    )
+    return out

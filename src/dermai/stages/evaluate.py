@@ -9,8 +9,8 @@ them. Metrics and plots go through dvclive; the most confident test mistakes are
 Grad-CAM; the model card is generated from the run. With `evaluate.tta` the logits are the
 test-time augmentation's, the temperature is fitted on them and the mode saved with it. A
 held-out site (`split.external_source`, split `external`) is reported exactly like test; the
-temperature and the guard stay fitted on val only. The model runs through its bundle
-(`runtime.bundle`, via `runtime.evaluation`). Not a diagnostic tool.
+temperature, the guard and `evaluate.operating_point`'s threshold are fitted on val only. The
+model runs through its bundle (`runtime.bundle`, via `runtime.evaluation`). Not a diagnostic tool.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dermai.core.schema import EXTERNAL
 from dermai.io.atomic import atomic_open, write_json
 from dermai.io.tables import read_records
 from dermai.runtime.gradcam import GradCam
-from dermai.runtime.report import live_session, publish, settings_from
+from dermai.runtime.report import decision_report, live_session, publish, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,6 @@ def run(args: argparse.Namespace) -> None:
         extra = ", Grad-CAM of the errors" if s != "val" else ""
         what = "bootstrap resamples, subgroups, calibration"
         log.info("%s: metrics with %d %s%s", s, settings.n_bootstrap, what, extra)
-        images = d["images"]
         reports[s] = publish(
             s,
             y=d["y"],
@@ -116,12 +115,13 @@ def run(args: argparse.Namespace) -> None:
             live=live,
             out_dir=out,
             settings=settings,
-            image_of=None if images is None else images.__getitem__,
+            image_of=None if d["images"] is None else d["images"].__getitem__,
             cam=cam,
             errors_dir={"test": out / "errors", EXTERNAL: out / "errors_external"}.get(s),
         )
     live.summary["temperature"] = round(t, 6)
     live.end()
+    decision = decision_report(data, t, bundle.classes, settings, prm.evaluate.operating_point, out)
 
     test_cal = reports["test"]["calibration"]
     cal = evaluation.calibration_doc(t, val_nll, test_cal, settings.ece_bins, bundle)
@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> None:
         reports=reports,
         calibration=cal,
         rejected=index_summary.get("rejected"),
+        decision=decision,
     )
     with atomic_open(args.card, "w", encoding="utf-8") as fh:
         fh.write(card)

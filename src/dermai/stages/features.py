@@ -8,7 +8,7 @@ phase-2 params (`dvc exp run -S train.lr=...`) skips it, and DVC's run cache bri
 computed before for the same inputs.
 
 With `split.folds` on, every image of train, val and test gets those copies too (`cv`, computed
-once and shared by every fold's `cv_train`).
+once and shared by every fold's `cv-train`).
 
 With `train.feature_cache: false` (the GPU path) nothing is computed; the folder holds only a
 meta.json saying so.
