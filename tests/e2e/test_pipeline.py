@@ -42,7 +42,18 @@ def tracked_outputs(root: Path) -> list[str]:
     cached or not), checked against what dvc.yaml declares."""
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    assert set(lock["stages"]) == set(stages), "a stage has no dvc.lock entry"
+    params = yaml.safe_load((root / "params.yaml").read_text())
+
+    def items(ref: str) -> list:  # a foreach over `${section.key}` of params.yaml
+        value = params
+        for key in ref.strip("${}").split("."):
+            value = value[key]
+        return list(value)
+
+    # A foreach stage (cv-train over split.folds) has one entry per item: none with folds off.
+    want = {n for n, s in stages.items() if "foreach" not in s}
+    want |= {f"{n}@{i}" for n, s in stages.items() if "foreach" in s for i in items(s["foreach"])}
+    assert set(lock["stages"]) == want, "a stage has no dvc.lock entry"
     outs = sorted({o["path"] for s in lock["stages"].values() for o in s.get("outs", [])})
     assert set(outs) == declared_outputs(root)
     for rel in outs:
