@@ -173,29 +173,25 @@ EXCLUDED_COLUMNS = ["image", "kind", "distance", "verify_distance", "train_image
 def training_duplicates(
     folder: Path,
     names: list[str],
+    files: list[Path | str],
     train_index: Path,
     params_path: str,
-    extensions: list[str],
     max_pixels: int,
     out_csv: Path,
 ) -> set[int]:
     """Positions in `names` of external images that duplicate an image of `train_index`.
 
-    Each is logged and listed (with every training image it duplicates) in `out_csv`. Names
-    that cannot be found or read are left to the caller, which reports them as skipped.
+    `files`: per name its file in `folder`, as the caller's one walk found it, or the reason it
+    has none. Each duplicate is logged and listed (with every training image it duplicates) in
+    `out_csv`. Names that cannot be found or read are left to the caller, which reports them as
+    skipped.
     """
-    from dermai.core.hashing import ImageRejected
-    from dermai.io.images import FolderIndex
-
     radius, verify, _, _, _ = settings(params_path)
     train = hashtable.read_hash_table(train_index)
-    finder = FolderIndex(folder, extensions)
     found: dict[Path, list[int]] = {}
-    for pos, name in enumerate(names):
-        try:
-            found.setdefault(finder.find(name), []).append(pos)
-        except ImageRejected:
-            continue
+    for pos, path in enumerate(files):
+        if not isinstance(path, str):
+            found.setdefault(path, []).append(pos)
     table, _ = hashtable.hash_files(folder, list(found), max_pixels)
     pos_of = {p.relative_to(folder).as_posix(): k for p, k in found.items()}
     pairs = pairs_frame(table, train, radius, verify)

@@ -77,15 +77,14 @@ def _settings(params_path: str) -> tuple[EvalSettings, list[str], tuple[int, int
 
 
 def resolve(
-    folder: Path, names: list[str], row_labels: list[str], extensions: list[str], where: str
+    index: FolderIndex, names: list[str], row_labels: list[str], where: str
 ) -> tuple[list[int], list[Path | str], dict[str, list[str]]]:
-    """Find every labelled name in `folder` once: (rows kept, per kept row its file or the
+    """Find every labelled name in the indexed folder once: (rows kept, per kept row its file or the
     reason it has none, collapsed repeats: a kept name -> the other names of its file).
 
     Names that resolve to one file (`mel_12`, `mel_12.jpg`, `./mel_12.jpg`, or two symlinks)
     are one image: with one label they collapse to the first row, with different labels they
     are an error naming them, as a name listed twice is."""
-    index = FolderIndex(folder, extensions)
     keys: list[str] = []
     found: list[Path | str] = []
     for name in names:
@@ -114,15 +113,15 @@ def resolve(
 
 def load_images(
     bundle: Any,
-    folder: Path,
+    index: FolderIndex,
     names: list[str],
     found: list[Path | str],
-    extensions: list[str],
     limits: tuple[int, int, int],
 ) -> tuple[list[int], np.ndarray, list[dict[str, str]], list[str]]:
     """(row indices kept, N x H x W x 3 uint8 fitted images, skipped rows with reasons,
-    images in the folder that no labels row names). `found`: per row its file or the reason
-    it has none; `limits`: max pixels, max file bytes, decode budget."""
+    images in the folder that no labels row names). `index`: the folder walked once by
+    `resolve`'s caller; `found`: per row its file or the reason it has none; `limits`: max
+    pixels, max file bytes, decode budget."""
     from tqdm import tqdm
 
     max_pixels, max_bytes, budget = limits
@@ -149,9 +148,10 @@ def load_images(
         kept.append(i)
         arrays.append(np.clip(np.round(arr), 0, 255).astype(np.uint8))
     shape = (0, bundle.height, bundle.width, 3)
-    index = FolderIndex(folder, extensions)
     unlabelled = sorted(
-        p.relative_to(folder).as_posix() for p in index.files() if os.path.realpath(p) not in used
+        p.relative_to(index.folder).as_posix()
+        for p in index.files()
+        if os.path.realpath(p) not in used
     )
     return (kept, (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), skipped, unlabelled)
 
@@ -207,8 +207,9 @@ def run(args: argparse.Namespace) -> None:
     classes = list(bundle.classes)
     names, y, fmt = labels.parse(df, classes)
     _, extensions, _ = _settings(args.params)
+    index = FolderIndex(folder, extensions)  # walked once: resolve and load_images share it
     rows, found, repeats = resolve(
-        folder, names, [classes[int(c)] for c in y], extensions, f"labels CSV {labels_path.name}"
+        index, names, [classes[int(c)] for c in y], f"labels CSV {labels_path.name}"
     )
     if repeats:
         log.warning(
@@ -222,14 +223,14 @@ def run(args: argparse.Namespace) -> None:
     df, names, y = df.iloc[rows].reset_index(drop=True), [names[i] for i in rows], y[rows]
     log.info("%d labelled images (%s format) for classes %s", len(names), fmt, ", ".join(classes))
     with output_dir(args.out, COMMAND) as target:
-        _evaluate(args, target, folder, df, names, found, y, repeats, bundle, classes)
+        _evaluate(args, target, index, df, names, found, y, repeats, bundle, classes)
     log.info("wrote %s", args.out)
 
 
 def _evaluate(
     args: argparse.Namespace,
     target: OutputDir,
-    folder: Path,
+    index: FolderIndex,
     df: Any,
     names: list[str],
     found: list[Path | str],
@@ -241,7 +242,7 @@ def _evaluate(
     """Everything written goes to `target.staging`; messages name the final folder."""
     import pandas as pd
 
-    settings, extensions, limits = _settings(args.params)
+    settings, _, limits = _settings(args.params)
     max_pixels = limits[0]
     out, shown = target.staging, Path(args.out)
     excluded: set[int] = set()
@@ -249,24 +250,22 @@ def _evaluate(
         from dermai.commands.audit import training_duplicates
 
         excluded = training_duplicates(
-            folder,
+            index.folder,
             names,
+            found,
             Path(args.exclude_duplicates_of),
             args.params,
-            extensions,
             max_pixels,
             out / "excluded_duplicates.csv",
         )
-    kept, images, skipped, unlabelled = load_images(
-        bundle, folder, names, found, extensions, limits
-    )
+    kept, images, skipped, unlabelled = load_images(bundle, index, names, found, limits)
     write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=["image", "error"]))
     write_csv(out / "unlabelled.csv", pd.DataFrame({"image": unlabelled}))
     if unlabelled:
         log.warning(
             "%d image(s) in %s have no row in the labels CSV (listed in %s)",
             len(unlabelled),
-            folder,
+            index.folder,
             shown / "unlabelled.csv",
         )
     if excluded:
