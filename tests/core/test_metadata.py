@@ -27,8 +27,9 @@ def oracle(fields, vocab, answers) -> list[float]:
         raw = answers.get(f)
         text = "" if raw is None else str(raw).strip().lower()
         if f == "age":
+            plain = text.lstrip("+-").replace(".", "", 1).replace("e", "", 1).replace("-", "", 1)
             try:
-                years = float(text)
+                years = float(text) if plain.replace("+", "", 1).isdigit() else float("nan")
             except ValueError:
                 years = float("nan")
             ok = np.isfinite(years) and 0 <= years <= 130

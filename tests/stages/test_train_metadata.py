@@ -87,11 +87,15 @@ def test_the_model_answers_with_all_some_and_none_known(trained) -> None:
     assert not np.allclose(p[0], p_unknown[0])  # the metadata reaches the logits
 
 
-def test_evaluate_reports_with_metadata_and_with_every_field_unknown(trained, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def evaluated(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`trained`'s evaluate outputs (reports folder); calibration.json, ood.json and
+    model_card.json beside the model, where export, predict and serve find them."""
     import pandas as pd
 
     model, records, prm = trained
-    r = tmp_path / "data_reports"
+    tmp = tmp_path_factory.mktemp("evaluated")
+    r = tmp / "data_reports"
     r.mkdir()
     pd.DataFrame([{"split": "test", "condition": "mel", "age_group": "30-59", "count": 1}]).to_csv(
         r / "split_summary.csv", index=False
@@ -99,14 +103,34 @@ def test_evaluate_reports_with_metadata_and_with_every_field_unknown(trained, tm
     sizes = {"sizes": {"test": 9}, "cross_split_exact_pairs": 0, "method": "policy=group"}
     (r / "leakage.json").write_text(json.dumps({"before": sizes, "after": sizes}))
     (r / "index_summary.json").write_text(json.dumps({"by_source": {"s": 36}, "rejected": 0}))
-    out = tmp_path / "eval"
     argv = ["evaluate", "--params", str(prm), "--model", str(model), "--tfrecords", str(records)]
     argv += ["--split-summary", str(r / "split_summary.csv"), "--leakage", str(r / "leakage.json")]
-    argv += ["--index-summary", str(r / "index_summary.json")]
-    argv += ["--calibration", str(out / "calibration.json"), "--out", str(out / "reports")]
-    argv += ["--card", str(out / "model_card.md"), "--live", str(out / "live")]
-    argv += ["--ood", str(out / "ood.json"), "--card-json", str(out / "model_card.json")]
+    argv += ["--index-summary", str(r / "index_summary.json"), "--out", str(tmp / "reports")]
+    argv += ["--card", str(tmp / "model_card.md"), "--live", str(tmp / "live")]
     assert main(argv) == 0
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def exported(trained, evaluated) -> dict[str, Path]:
+    """The export stage's float32 and int8 models of `trained` (beside it) and its report."""
+    model, records, prm = trained
+    d = model.parent
+    argv = ["export", "--params", str(prm), "--model", str(model), "--tfrecords", str(records)]
+    argv += ["--float-out", str(d / "model_float32.tflite")]
+    argv += ["--int8-out", str(d / "model_int8.tflite"), "--metrics", str(d / "export.json")]
+    assert main(argv) == 0
+    return {
+        "float32": d / "model_float32.tflite",
+        "int8": d / "model_int8.tflite",
+        "report": d / "export.json",
+    }
+
+
+def test_evaluate_reports_with_metadata_and_with_every_field_unknown(evaluated) -> None:
+    import pandas as pd
+
+    out = evaluated
     known = json.loads((out / "reports" / "report_test.json").read_text())
     unknown = json.loads((out / "reports" / "report_test_metadata_unknown.json").read_text())
     assert known["n"] == unknown["n"] == 9
@@ -116,3 +140,118 @@ def test_evaluate_reports_with_metadata_and_with_every_field_unknown(trained, tm
     assert list(p_known["image_id"]) == list(p_unknown["image_id"])
     live = json.loads((out / "live" / "metrics.json").read_text())
     assert "test_metadata_unknown" in live
+
+
+ANSWERS = {
+    "all": {"age": "45", "sex": "female", "site": "back"},
+    "some": {"site": "face"},
+    "none": {},
+}
+
+
+def test_the_tflite_models_take_the_metadata_as_a_second_input(trained, exported) -> None:
+    from dermai.runtime import bundle as bundle_mod
+    from dermai.runtime.tflite import TfliteModel
+
+    model, _, _ = trained
+    report = json.loads(exported["report"].read_text())
+    assert report["float32"]["agreement"] == 1.0
+    keras_b = bundle_mod.load(model)
+    x = np.random.default_rng(1).uniform(0, 255, (3, 24, 32, 3)).astype(np.float32)
+    m = np.stack([keras_b.metadata.encode(a) for a in ANSWERS.values()])
+    ref = keras_b.analyse(x, m).logits
+    for kind, tol in (("float32", 1e-3), ("int8", None)):
+        lite = TfliteModel(exported[kind])
+        assert lite.meta["metadata"] == keras_b.metadata.to_dict()
+        assert lite.meta["input"]["metadata"]["width"] == 9
+        b = bundle_mod.load(exported[kind])
+        assert b.metadata == keras_b.metadata
+        got = b.analyse(x, m).logits
+        if tol is not None:
+            np.testing.assert_allclose(got, ref, atol=tol)
+        else:  # int8: the same decisions on these rows
+            assert (got.argmax(1) == ref.argmax(1)).mean() >= 2 / 3
+        # none known: the same as asking with every field unknown
+        np.testing.assert_allclose(b.analyse(x).logits, b.analyse(x, m[[2, 2, 2]]).logits)
+
+
+def test_predict_with_all_some_and_none_known(trained, evaluated, exported, tmp_path, capsys):
+    from deploy import lesion
+
+    model, _, _ = trained
+    img = tmp_path / "a.png"
+    lesion("mel", seed=3, height=36, width=48).save(img)
+    flags = {"all": ["--age", "45", "--sex", "female", "--site", "back"], "some": [], "none": []}
+    flags["some"] = ["--site", "face", "--meta", "itch=true"]
+    for m in (model, exported["int8"]):
+        outs = {}
+        for name, extra in flags.items():
+            assert main(["predict", "--model", str(m), str(img), *extra]) == 0
+            outs[name] = json.loads(capsys.readouterr().out)
+        assert outs["all"]["metadata"]["used"] == ANSWERS["all"]
+        assert outs["some"]["metadata"] == {"used": {"site": "face"}, "not_used": {"itch": "true"}}
+        assert outs["none"]["metadata"] == {"used": {}, "not_used": {}}
+        assert outs["all"]["metadata_fields"] == FIELDS
+        assert outs["all"]["probabilities"] != outs["none"]["probabilities"]
+    # a CSV beside the images: each image's own answers over the flags
+    other = tmp_path / "b.png"
+    lesion("nv", seed=4, height=36, width=48).save(other)
+    (tmp_path / "meta.csv").write_text("image,age,sex\na.png,45,female\nb.png,,\n")
+    argv = ["predict", "--model", str(model), str(img), str(other), "--site", "back"]
+    assert main([*argv, "--metadata-csv", str(tmp_path / "meta.csv")]) == 0
+    got = {
+        Path(p["image"]).name: p["metadata"]
+        for p in json.loads(capsys.readouterr().out)["predictions"]
+    }
+    assert got["a.png"]["used"] == ANSWERS["all"]
+    assert got["b.png"]["used"] == {"site": "back"}
+
+
+def test_serve_takes_optional_metadata_fields(trained, evaluated, exported) -> None:
+    import asyncio
+    import io
+
+    import httpx
+
+    from deploy import lesion
+    from dermai.web.app import create_app
+    from dermai.web.engine import build_engine
+
+    model, _, _ = trained
+    engine = build_engine(exported["float32"], model, threads=1)
+    app = create_app(engine, workers=1)
+
+    def call(method: str, url: str, **kw: object) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                return await c.request(method, url, **kw)
+
+        return asyncio.run(go())
+
+    page = call("GET", "/").text
+    assert (
+        '<select id="meta-sex" data-field="sex"><option value="" selected>unknown</option>' in page
+    )
+    assert '<option value="face">face</option>' in page and 'id="meta-age"' in page
+    info = call("GET", "/api/info").json()
+    assert info["metadata"] == {
+        "fields": FIELDS,
+        "vocab": {"sex": ["female", "male"], "site": ["arm", "back", "face"]},
+    }
+    buf = io.BytesIO()
+    img = lesion("mel", seed=5, height=48, width=64)
+    img.save(buf, "PNG")
+    files = {"files": {"file": ("a.png", buf.getvalue(), "image/png")}}
+    b = engine.bundle
+    x = b.prepare(img)[None]
+    for name, answers in ANSWERS.items():
+        query = "&".join(f"{k}={v}" for k, v in answers.items())
+        r = call("POST", "/api/predict" + (f"?{query}" if query else ""), **files)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["metadata"]["used"] == answers, name
+        expected = b.analyse(x, b.encode_answers(answers)[0][None]).probabilities[0]
+        got = {p["code"]: p["probability"] for p in body["predictions"]}
+        for code, prob in got.items():
+            assert prob == pytest.approx(float(expected[b.classes.index(code)]), abs=1e-5)

@@ -19,6 +19,7 @@ so the unknown path is trained as well.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,9 @@ UNKNOWN = "unknown"
 # Raw values that mean "not known" (after strip + lower): blanks and the usual placeholders.
 UNKNOWN_VALUES = ("", "unknown", "unk", "nan", "none", "na", "n/a", "null", "?", "-")
 VERSION = 1
+# An age must be a plain decimal number (no hex, inf or digit separators): the rule the
+# on-device page's JavaScript applies too (web/ondevice/metadata.js).
+AGE_PATTERN = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 
 
 def normalise(value: object) -> str:
@@ -43,10 +47,9 @@ def normalise(value: object) -> str:
 def parse_age(value: object) -> float | None:
     """Years as a number, or None when unknown or implausible."""
     text = normalise(value)
-    try:
-        years = float(text)
-    except ValueError:
+    if re.fullmatch(AGE_PATTERN, text) is None:
         return None
+    years = float(text)
     return years if math.isfinite(years) and 0.0 <= years <= MAX_AGE else None
 
 
@@ -122,10 +125,12 @@ class Encoder:
                 for f, a, b in self.slices()
             ],
             "age_scale": AGE_SCALE,
+            "age_pattern": AGE_PATTERN,
             "max_age": MAX_AGE,
             "unknown_values": list(UNKNOWN_VALUES),
             "encoding": (
-                "age: [years / age_scale, 1] if known else [0, 0] (years in [0, max_age]); "
+                "age: [years / age_scale, 1] if known else [0, 0] (years: a decimal number "
+                "matching age_pattern, in [0, max_age]); "
                 "other fields: one-hot over vocab (sorted) then an unknown slot; a value is "
                 "trimmed and lower-cased, and unknown when in unknown_values or not in vocab"
             ),

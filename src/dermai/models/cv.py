@@ -17,6 +17,7 @@ import pandas as pd
 from dermai import params as params_mod
 from dermai.core import calibration, folds
 from dermai.core.evaluation import json_safe
+from dermai.core.schema import OOF_UNKNOWN
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv, write_json
 from dermai.models import features, metainputs, training
@@ -127,9 +128,6 @@ def train_fold(
         unknown = calibration.probabilities(logits_unknown, temperature)
     held_ids = [ids[i] for i in np.flatnonzero(held)]
     return FoldResult(held_ids, y[held], proba, info, unknown)
-
-
-OOF_UNKNOWN = "oof_metadata_unknown.csv"  # model.metadata on: the held-out fold, all unknown
 
 
 def write(result: FoldResult, classes: list[str], out: Path) -> None:

@@ -132,6 +132,12 @@ def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
 
     Picks record indices first and decodes only those, so a 10k-image split costs n decodes.
     """
+    return representative_with_ids(folder, n, seed)[0]
+
+
+def representative_with_ids(folder: str | Path, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """`representative_images` and the image ids of its rows (a metadata model's int8
+    calibration needs each image's metadata too)."""
     meta = read_meta(folder)
     total = int(meta["splits"]["train"]["images"])
     if total == 0:
@@ -143,9 +149,13 @@ def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
         tf.data.TFRecordDataset(files(folder, "train"))  # sequential: stable order
         .enumerate()
         .filter(lambda i, _r: tf.reduce_any(tf.equal(i, keep)))
-        .map(lambda _i, r: decode(meta["image_height"], meta["image_width"])(r)[0])
+        .map(lambda _i, r: decode(meta["image_height"], meta["image_width"])(r))
     )
-    return np.stack([x.numpy() for x in ds]).astype(np.float32)
+    xs, ids = [], []
+    for x, _y, m in ds:
+        xs.append(x.numpy())
+        ids.append(m["image_id"].numpy().decode("utf-8"))
+    return np.stack(xs).astype(np.float32), ids
 
 
 def metadata_fields(folder: str | Path) -> list[str]:

@@ -19,7 +19,7 @@ import argparse
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,6 +328,21 @@ class Bundle:
                 f"metadata rows {m.shape} do not fit {n} images x {self.metadata.width} inputs"
             )
         return m
+
+    def encode_answers(self, answers: Mapping[str, object]) -> tuple[np.ndarray, dict[str, Any]]:
+        """(the metadata row of one image, what was used): `answers` ({field: raw value}, any
+        subset) encoded by `self.metadata`, with the fields it used as known and the answers
+        it could not use (a field it does not take, or a value training never saw)."""
+        if self.metadata is None:
+            raise DermaiError(f"{self.path.name} takes no metadata")
+        enc = self.metadata
+        used = {f: str(answers[f]) for f in enc.fields if f in answers and enc.known(f, answers[f])}
+        unused = {
+            str(f): str(v)
+            for f, v in answers.items()
+            if f not in used and metadata_mod.normalise(v)
+        }
+        return enc.encode(used), {"used": used, "not_used": unused}
 
     def outputs(self, x: np.ndarray, m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(logits of the images as given, the logits the probabilities come from): the same

@@ -13,8 +13,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from dermai.core import calibration
-from dermai.core.schema import EXTERNAL
+from dermai.core import calibration, metadata
+from dermai.core.schema import EXTERNAL, METADATA_UNKNOWN
 from dermai.errors import DermaiError
 from dermai.models import data as tfdata
 from dermai.runtime.bundle import Bundle
@@ -92,9 +92,6 @@ def predict_split(
     }
 
 
-METADATA_UNKNOWN = "metadata_unknown"  # a report's suffix: the same model, every field unknown
-
-
 def predict_splits(bundle: Bundle, folder: str) -> dict[str, SplitPredictions]:
     """val and test (+ external when the TFRecords hold a held-out site); the images of the
     reported splits are kept for the error gallery. A model with metadata reads each image's
@@ -156,3 +153,21 @@ def calibration_doc(
     if bundle.tta != "none":
         cal["tta"] = bundle.tta
     return cal
+
+
+def representative_metadata(folder: str, ids: list[str], enc: metadata.Encoder) -> np.ndarray:
+    """The int8 calibration's metadata rows: each representative TRAIN image's own (`ids`), every
+    second one all unknown, so both paths set the metadata input's range."""
+    got, cols, _ = tfdata.read_metadata(folder, "train")
+    pos = {i: k for k, i in enumerate(got)}
+    m = enc.encode_columns({f: [cols[f][pos[i]] for i in ids] for f in enc.fields})
+    m[1::2] = enc.unknown()
+    return m
+
+
+def test_metadata(folder: str, y: np.ndarray, enc: metadata.Encoder) -> np.ndarray:
+    """The test split's encoded metadata in `tfdata.split_arrays`' order (checked on labels)."""
+    _ids, cols, labels = tfdata.read_metadata(folder, "test")
+    if not np.array_equal(labels, y):
+        raise DermaiError("the test split's metadata rows are not in the images' order")
+    return enc.encode_columns({f: cols[f] for f in enc.fields})
