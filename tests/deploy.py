@@ -123,6 +123,18 @@ def with_temperature(src: Path, dest: Path, temperature: float) -> Path:
     return dest
 
 
+# `train` params of the stage tests on tiny TFRecords: one plain copy, cut after block1 (deeper,
+# the untrained backbone's activations vanish in float16), phase 1 only.
+TINY_TRAIN = {
+    "cache_variants": 1,
+    "unfreeze_blocks": 6,
+    "head_epochs": 1,
+    "finetune_epochs": 0,
+    "lr": 0.05,
+    "batch_size": 16,
+}
+
+
 # Patient metadata of image k (`tiny_tfrecords(metadata=True)`): blanks and placeholders for
 # unknown, mixed case, and a site ("scalp") on test rows only, which training never sees.
 AGES = ["25", "70", "", "45", "n/a", "62"]

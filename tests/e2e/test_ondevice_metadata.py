@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_ondevice import CHROMIUM, NPM, PROB_TOL, ready_page, sync_api
+from test_ondevice import CHROMIUM, NPM, PROB_TOL, browser, ready_page  # noqa: F401 (fixture)
 
 import tinymodel
 from deploy import lesion
@@ -85,15 +85,7 @@ def meta_site(meta_model, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
-        yield p, b
-        b.close()
-
-
-def test_the_page_offers_the_fields_and_matches_python(browser, meta_model, meta_site) -> None:
+def test_the_page_offers_the_fields_and_matches_python(browser, meta_model, meta_site) -> None:  # noqa: F811
     from dermai.runtime.inference import softmax
     from dermai.runtime.tflite import TfliteModel
 

@@ -13,7 +13,7 @@ import yaml
 
 pytest.importorskip("tensorflow")
 
-from deploy import tiny_tfrecords
+from deploy import TINY_TRAIN, tiny_tfrecords
 from dermai.cli import main
 from dermai.core import metadata
 
@@ -30,15 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     records, prm = tiny_tfrecords(tmp, metadata=True)
     params = yaml.safe_load(prm.read_text())
     params["model"]["metadata"] = FIELDS
-    params["train"] = {
-        "cache_variants": 2,
-        "unfreeze_blocks": 6,
-        "head_epochs": 2,
-        "finetune_epochs": 0,
-        "lr": 0.05,
-        "batch_size": 16,
-        "metadata_dropout": 0.5,
-    }
+    params["train"] = {**TINY_TRAIN, "cache_variants": 2, "head_epochs": 2, "metadata_dropout": 0.5}
     prm.write_text(yaml.safe_dump(params))
     cache = tmp / "features"
     argv = ["--params", str(prm), "--tfrecords", str(records), "--pretrained", "unused.h5"]
