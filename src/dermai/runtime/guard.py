@@ -13,7 +13,7 @@ temperature is the one fitted on the TTA outputs, and it is stored in the guard 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +23,9 @@ from dermai.core import ood
 from dermai.errors import DermaiError
 from dermai.models import data as tfdata
 from dermai.runtime.inference import features_and_logits, trunk_output
+
+if TYPE_CHECKING:
+    from dermai.core.metadata import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +79,13 @@ def fit_guard(
     folder: str,
     cfg: params_mod.EvaluateParams,
     temperature: float,
-    unknown: np.ndarray | None = None,
+    metadata: Encoder | None = None,
 ) -> dict[str, Any]:
     """The OOD guard (`core.ood`): fitted on TRAIN features (of `ood_space`: the pooled frozen
     trunk or the penultimate), threshold keeping `ood_keep` of VAL; its acceptance of TEST is
-    recorded with it. `unknown`: a metadata model's input of no answers (`guard_inputs`)."""
+    recorded with it. `metadata`: a metadata model's encoder (fed no answers: `guard_inputs`)."""
     log.info("OOD guard (%s): scoring the train, val and test images", cfg.ood_method)
+    unknown = None if metadata is None else metadata.unknown()
     d = {s: guard_inputs(model, folder, s, unknown) for s in ("train", "val", "test")}
     key = "trunk" if cfg.ood_space == "trunk" else "features"
     for s in d:

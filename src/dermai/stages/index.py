@@ -125,16 +125,9 @@ def run(args: argparse.Namespace) -> None:
         "indexing %d files under %s (%s layout, %d workers)", len(tasks), root, layout, workers
     )
     limits = (cfg.max_pixels, cfg.max_file_bytes, cfg.max_decode_bytes)
-    extra = tuple(cfg.manifest.extra) if layout == "manifest" else ()
+    columns = (*META_COLUMNS, *(cfg.manifest.extra if layout == "manifest" else ()))
     summary = build_index(
-        root,
-        tasks,
-        Path(args.out),
-        Path(args.rejects),
-        limits,
-        workers,
-        cfg.chunksize,
-        (*META_COLUMNS, *extra),
+        root, tasks, Path(args.out), Path(args.rejects), limits, workers, cfg.chunksize, columns
     )
     summary["layout"] = layout
     if layout == "manifest":
