@@ -123,13 +123,50 @@ def with_temperature(src: Path, dest: Path, temperature: float) -> Path:
     return dest
 
 
-def tiny_tfrecords(tmp: Path, counts: dict[str, int] | None = None) -> tuple[Path, Path]:
-    """Synthetic lesion images -> splits CSVs -> `dermai tfrecords` (24x32). Returns
-    (tfrecords folder, params.yaml)."""
+# `train` params of the stage tests on tiny TFRecords: one plain copy, cut after block1 (deeper,
+# the untrained backbone's activations vanish in float16), phase 1 only.
+TINY_TRAIN = {
+    "cache_variants": 1,
+    "unfreeze_blocks": 6,
+    "head_epochs": 1,
+    "finetune_epochs": 0,
+    "lr": 0.05,
+    "batch_size": 16,
+}
+
+
+# Patient metadata of image k (`tiny_tfrecords(metadata=True)`): blanks and placeholders for
+# unknown, mixed case, and a site ("scalp") on test rows only, which training never sees.
+AGES = ["25", "70", "", "45", "n/a", "62"]
+SEXES = ["female", "MALE", "", "male", "unknown"]
+SITES = ["back", "face", "arm", "", "back"]
+
+
+def add_metadata(splits: Path) -> None:
+    """Give every split CSV the index's metadata columns (age, sex, site), as an index with
+    metadata columns writes them."""
+    import pandas as pd
+
+    for f in sorted(splits.glob("*.csv")):
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        k = [int(i[1:]) for i in df["image_id"]]
+        df["age"] = [AGES[j % len(AGES)] for j in k]
+        df["sex"] = [SEXES[j % len(SEXES)] for j in k]
+        df["site"] = ["scalp" if f.stem == "test" else SITES[j % len(SITES)] for j in k]
+        df.to_csv(f, index=False)
+
+
+def tiny_tfrecords(
+    tmp: Path, counts: dict[str, int] | None = None, metadata: bool = False
+) -> tuple[Path, Path]:
+    """Synthetic lesion images -> splits CSVs (with metadata columns: `add_metadata`) ->
+    `dermai tfrecords` (24x32). Returns (tfrecords folder, params.yaml)."""
     from dermai.cli import main
 
     counts = counts or {"bcc": 8, "mel": 10, "nv": 18}
     raw, sp = write_splits(tmp, counts, lambda cond, k: lesion(cond, seed=k, height=36, width=48))
+    if metadata:
+        add_metadata(sp)
     prm = tmp / "params.yaml"
     prm.write_text(
         yaml.safe_dump(

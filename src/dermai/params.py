@@ -72,6 +72,8 @@ class Pattern:
 
 NON_EMPTY = Pattern(r"(?s).*\S.*", "a non-empty string")
 ANY_TEXT = Pattern(r"(?s).*", "any string, empty for none")
+# A metadata field's name: an index column it becomes (core.metadata).
+METADATA_NAME = Pattern(r"[a-z][a-z0-9_]*", "a lower-case column name, e.g. itch")
 EXTENSION = Pattern(r"\.[A-Za-z0-9]+", "a file extension with its dot, e.g. .jpg")
 
 
@@ -139,6 +141,14 @@ class ManifestParams:
     age: str = text("age", ANY_TEXT)
     source: str = text("dataset", ANY_TEXT)
     group_id: str = text("lesion_id", ANY_TEXT)
+    # Metadata columns carried into the index as its `sex` and `site` columns ('' = none;
+    # HAM10000: sex, localization; PAD-UFES-20: gender, region). Any of them, or `extra`, set:
+    # the index gains the columns age (years, from `age`), sex, site and then each extra
+    # column under its own name (categorical, e.g. PAD-UFES-20's itch, grew, hurt, changed,
+    # bleed, elevation), for `model.metadata` to use.
+    sex: str = text("", ANY_TEXT)
+    site: str = text("", ANY_TEXT)
+    extra: list[str] = field(default_factory=list, metadata={"pattern": METADATA_NAME})
 
 
 @dataclass(frozen=True)
@@ -244,6 +254,11 @@ class ModelParams:
     colour_constancy: float | Literal["none"] = field(
         default="none", metadata={"interval": Interval(1, 64)}
     )
+    # Patient metadata appended to the head's input after pooling (core.metadata): [] = none,
+    # or index columns among age, sex, site, age_group and index.manifest.extra. Encoded with
+    # an explicit unknown (age: scaled + known flag; the others one-hot over the TRAINING
+    # rows' values plus an unknown slot), so a model still answers when they are unknown.
+    metadata: list[str] = field(default_factory=list, metadata={"pattern": METADATA_NAME})
 
 
 @dataclass(frozen=True)
@@ -279,6 +294,9 @@ class TrainParams:
     # K members that share the frozen lower backbone and the feature cache and differ only in
     # their seed (member k: train.seed + k); saved as ONE model averaging their logits. 1 = one.
     ensemble: int = ranged(1, 1)
+    # With model.metadata: each field of each training row is set to unknown with this
+    # probability, drawn anew every epoch, so the model learns the unknown path too.
+    metadata_dropout: float = ranged(0.3, 0, 1)
 
 
 CLASS_OR_OFF = Pattern(r"|[^\s]+", "a class name, or empty for off")
@@ -554,6 +572,35 @@ def check_manifest_template(p: Params) -> None:
     _cross([(problem is not None, f"index.manifest.path_template={template!r} {problem}")])
 
 
+def check_metadata(p: Params) -> None:
+    """model.metadata names each field once, and only age, sex, site or an extra manifest
+    column; the extra columns do not shadow an index column."""
+    fields, extra = p.model.metadata, p.index.manifest.extra
+    known = ("age", "sex", "site", "age_group", *extra)
+    taken = {"image_id", "path", "condition", "age_group", "source", "group_id", "groups"}
+    taken |= {"sha1", "dhash", "phash", "width", "height", "format", "bytes", "image_type"}
+    taken |= {"leakage_group", "fold", "label"}
+    _cross(
+        [
+            (
+                len(set(fields)) != len(fields),
+                f"model.metadata={fields} names a field twice",
+            ),
+            (
+                any(f not in known for f in fields),
+                f"model.metadata={fields}: each must be one of {list(known)} "
+                "(index.manifest.extra adds columns)",
+            ),
+            (
+                len(set(extra)) != len(extra)
+                or bool(set(extra) & {"age", "sex", "site", "age_group", *taken}),
+                f"index.manifest.extra={extra} repeats a name or uses a reserved one "
+                "(age, sex, site or an index column)",
+            ),
+        ]
+    )
+
+
 def check_operating_point(p: Params) -> None:
     """The operating point's class is one of base.classes when base.classes names them
     (with base.classes empty, evaluate checks it against the classes found)."""
@@ -578,6 +625,7 @@ CROSS_CHECKS = (
     check_tta,
     check_manifest_template,
     check_operating_point,
+    check_metadata,
 )
 
 

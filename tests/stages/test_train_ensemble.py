@@ -14,7 +14,7 @@ import yaml
 
 pytest.importorskip("tensorflow")
 
-from deploy import tiny_tfrecords
+from deploy import TINY_TRAIN, tiny_tfrecords
 from dermai.cli import main
 
 pytestmark = pytest.mark.timeout(900)  # tfrecords, features, three short trainings, export
@@ -28,14 +28,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("ensemble")
     records, prm = tiny_tfrecords(tmp)
     params = yaml.safe_load(prm.read_text())
-    params["train"] = {
-        "cache_variants": 1,
-        "unfreeze_blocks": 6,
-        "head_epochs": 1,
-        "finetune_epochs": 0,
-        "lr": 0.05,
-        "batch_size": 16,
-    }
+    params["train"] = dict(TINY_TRAIN)
     prm.write_text(yaml.safe_dump(params))
     cache = tmp / "features"
     argv = ["--params", str(prm), "--tfrecords", str(records), "--pretrained", "unused.h5"]

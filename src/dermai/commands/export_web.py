@@ -208,7 +208,7 @@ def build(
     files["manifest.webmanifest"] = (json.dumps(manifest(), indent=2) + "\n").encode()
     files["icon-192.png"] = icon_png(192)
     files["icon-512.png"] = icon_png(512)
-    for name in ("ondevice.js", "app.js"):
+    for name in ("ondevice.js", "metadata.js", "app.js"):
         files[name] = (SOURCES / name).read_bytes()
     # One stylesheet for both pages: the server page's, plus the on-device page's own rules.
     files["app.css"] = (

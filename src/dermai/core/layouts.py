@@ -61,7 +61,9 @@ class Task:
     raw_label: str = ""
     reject: str = ""
     drop: str = ""
-    meta: tuple[str, ...] = ()  # SIDECAR_FIELDS' values, when a sidecar table gives them
+    # META_COLUMNS' values (then index.manifest.extra's), when a sidecar, a manifest with
+    # metadata columns set, or a preset gives them
+    meta: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Preset:
     default_source: str = ""
     group_keys: tuple[str, ...] = ()
     image_type: str = ""
+    sex: str = ""  # metadata columns (index columns sex and site, with age in years)
+    site: str = ""
     extra_tables: tuple[str, ...] = ()  # a second table joined on image id (ages, groups)
     suffixes: tuple[str, ...] = ()  # file-name endings stripped to get the id
     sep: Mapping[str, str] = field(default_factory=dict)  # file suffix -> field separator
@@ -90,6 +94,8 @@ PRESETS: dict[str, Preset] = {
         age="age",
         source="dataset",
         group_keys=("lesion_id",),
+        sex="sex",
+        site="localization",
         sep={".tab": "\t", "": "\t"},
     ),
     "isic2019": Preset(
@@ -100,6 +106,8 @@ PRESETS: dict[str, Preset] = {
         age="age_approx",
         default_source="isic2019",
         group_keys=("lesion_id",),
+        sex="sex",
+        site="anatom_site_general",
         extra_tables=("ISIC_2019_Training_Metadata.csv",),
         suffixes=("_downsampled",),
     ),
@@ -115,6 +123,8 @@ PRESETS: dict[str, Preset] = {
         age="age_approx",
         default_source="isic2020",
         group_keys=("patient_id",),
+        sex="sex",
+        site="anatom_site_general_challenge",
     ),
     "isic_archive": Preset(
         "isic_archive",
@@ -126,6 +136,8 @@ PRESETS: dict[str, Preset] = {
         default_source="isic_archive",
         group_keys=("lesion_id", "patient_id"),
         image_type="image_type",
+        sex="sex",
+        site="anatom_site_general",
     ),
 }
 
@@ -228,6 +240,9 @@ def records(
     ages = _col(meta, preset.age) or [""] * len(ids)
     sources = _col(meta, preset.source) or [preset.default_source] * len(ids)
     types = _col(meta, preset.image_type) or [""] * len(ids)
+    blank = [""] * len(ids)
+    sexes, sites = _col(meta, preset.sex) or blank, _col(meta, preset.site) or blank
+    with_meta = bool(preset.sex or preset.site)
     keys = list(group_keys) or list(preset.group_keys)
     key_values = {k: _col(meta, k) for k in keys if k in meta.columns}
     out = []
@@ -246,6 +261,7 @@ def records(
                 image_type=types[i].lower(),
                 raw_label=labels[i].lower(),
                 reject=bad[i],
+                meta=(ages[i], sexes[i], sites[i]) if with_meta else (),
             )
         )
     return out
@@ -508,8 +524,12 @@ def plan_manifest(
         "age": cfg.age,
         "source": cfg.source,
         "group_id": cfg.group_id,
+        "sex": cfg.sex,
+        "site": cfg.site,
+        **{f"extra {e}": e for e in cfg.extra},
     }
     missing = [f"{k}->{v}" for k, v in mapping.items() if v and v not in df.columns]
+    meta_cols = (cfg.age, cfg.sex, cfg.site, *cfg.extra) if cfg.sex or cfg.site or cfg.extra else ()
     if missing:
         raise LayoutError(
             f"manifest {name} lacks column(s) {', '.join(missing)}; it has {', '.join(df.columns)}"
@@ -536,6 +556,7 @@ def plan_manifest(
                 group_id=group,
                 groups=f"{cfg.group_id}={group}" if group else "",
                 raw_label=label,
+                meta=tuple(row[c].strip() if c else "" for c in meta_cols),
             )
         )
     rows, one_file = same_files(rows, files)

@@ -43,3 +43,8 @@ SPLIT_COLUMNS = (*INDEX_COLUMNS, "leakage_group")
 # fold whose model never saw its leakage group and predicts it.
 FOLDS_FILE = "folds.csv"
 FOLDS_COLUMNS = ("image_id", "fold", "leakage_group", "condition", "age_group")
+# model.metadata on: a report's or predictions file's suffix for the same model with every
+# metadata field unknown (evaluate: report_test_metadata_unknown.json; cv:
+# report_metadata_unknown.json), and each CV fold's out-of-fold file of those predictions.
+METADATA_UNKNOWN = "metadata_unknown"
+OOF_UNKNOWN = "oof_metadata_unknown.csv"

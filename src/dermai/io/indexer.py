@@ -12,7 +12,7 @@ import collections
 import csv
 import multiprocessing as mp
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,8 +56,11 @@ def build_index(
     limits: tuple[int, int, int],
     workers: int,
     chunksize: int,
+    meta_columns: Sequence[str] = META_COLUMNS,
 ) -> dict:
-    """Decode all tasks in parallel, stream rows to `out` and rejects, return the summary."""
+    """Decode all tasks in parallel, stream rows to `out` and rejects, return the summary.
+    The tasks' metadata values (when any task has them) go in `meta_columns`, after the
+    index's own columns."""
     counts: dict[str, collections.Counter] = {
         k: collections.Counter()
         for k in (
@@ -79,7 +82,7 @@ def build_index(
         wi = csv.writer(fi, lineterminator="\n")
         wr = csv.writer(fr, lineterminator="\n")
         with_meta = any(t.meta for t in tasks)  # a sidecar's columns, only when it gave them
-        wi.writerow([*INDEX_COLUMNS, *(META_COLUMNS if with_meta else ())])
+        wi.writerow([*INDEX_COLUMNS, *(meta_columns if with_meta else ())])
         wr.writerow(REJECT_COLUMNS)
         results: Iterator[tuple[Task, ImageInfo | None]]
         if workers == 1:
@@ -122,7 +125,7 @@ def build_index(
                         info.bytes,
                         task.groups,
                         task.image_type,
-                        *((task.meta or ("",) * len(META_COLUMNS)) if with_meta else ()),
+                        *((task.meta or ("",) * len(meta_columns)) if with_meta else ()),
                     ]
                 )
                 for key in ("condition", "age_group", "source", "image_type"):

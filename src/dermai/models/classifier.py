@@ -17,20 +17,47 @@ from keras import layers
 
 from dermai import params as params_mod
 
+METADATA_INPUT = "metadata"  # the second input of a model trained with model.metadata
+
 
 def build_head(
-    feature_dim: int, n_classes: int, dropout: float, weight_decay: float
+    feature_dim: int, n_classes: int, dropout: float, weight_decay: float, metadata_width: int = 0
 ) -> keras.Model:
-    """Dropout + linear logits + a float32 softmax (stable under mixed precision)."""
+    """Dropout + linear logits + a float32 softmax (stable under mixed precision). With
+    `metadata_width` > 0 the head takes a second input, the encoded metadata (core.metadata),
+    appended to the pooled features after their dropout (the metadata has its own dropout,
+    `train.metadata_dropout`, which sets whole fields to unknown)."""
     x = inp = keras.Input((feature_dim,), name="features")
     x = layers.Dropout(dropout, name="head_dropout")(x)
+    inputs: Any = inp
+    if metadata_width:
+        meta = keras.Input((metadata_width,), name=METADATA_INPUT)
+        x = layers.Concatenate(axis=-1, name="with_metadata")([x, meta])
+        inputs = [inp, meta]
     x = layers.Dense(
         n_classes,
         kernel_regularizer=keras.regularizers.l2(weight_decay) if weight_decay else None,
         name="logits",
     )(x)
     out = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inp, out, name="head")
+    return keras.Model(inputs, out, name="head")
+
+
+def metadata_width(model: keras.Model) -> int:
+    """The width of a model's (or head's) metadata input; 0 when it has none (or is a layer)."""
+    inputs = getattr(model, "inputs", None) or [] if isinstance(model, keras.Model) else []
+    return int(inputs[1].shape[-1]) if len(inputs) > 1 else 0
+
+
+def head_logits(head: keras.Model) -> keras.Model:
+    """The head up to its logits (same inputs, shared weights): the softmax dropped."""
+    return keras.Model(head.inputs, head.get_layer("logits").output, name="head_logits")
+
+
+def body(model: keras.Model) -> list[Any]:
+    """An assembled model's nested parts between its input(s) and its head, in order (lower,
+    [upper]): its layers but the inputs (the metadata input sits among them) and the head."""
+    return [la for la in model.layers[:-1] if not isinstance(la, keras.layers.InputLayer)]
 
 
 def set_phase(lower: keras.Model, upper: keras.Model | None, head: keras.Model, phase: int) -> None:
@@ -54,12 +81,18 @@ def assemble(
     input_shape: tuple[int, int, int],
     classes: list[str],
 ) -> keras.Model:
-    """The deployable model: raw [0, 255] RGB in, class probabilities out."""
+    """The deployable model: raw [0, 255] RGB in (and, when the head takes metadata, the
+    encoded metadata as a second input), class probabilities out."""
     inp = keras.Input(input_shape, name="image")
     x = lower(inp)
     if upper is not None:
         x = upper(x)
-    return keras.Model(inp, head(x), name="dermai_" + "_".join(classes))
+    name = "dermai_" + "_".join(classes)
+    width = metadata_width(head)
+    if not width:
+        return keras.Model(inp, head(x), name=name)
+    meta = keras.Input((width,), name=METADATA_INPUT)
+    return keras.Model([inp, meta], head([x, meta]), name=name)
 
 
 MEMBERS = "members"  # the ensemble's nested model: cut activation -> members' features, joined
@@ -95,13 +128,18 @@ def ensemble_top(
     if k == 1:
         return uppers[0], heads[0]
     dense = [h.get_layer("logits") for h in heads]
+    width = metadata_width(heads[0])  # the metadata's kernel rows come last, shared: mean
     kernels = [d.get_weights()[0] for d in dense]
+    meta_kernel = sum(w[w.shape[0] - width :] for w in kernels) / k
+    kernels = [w[: w.shape[0] - width] for w in kernels]
     bias = sum(d.get_weights()[1] for d in dense) / k
     rate = float(heads[0].get_layer("head_dropout").rate)
     n_classes = int(kernels[0].shape[1])
     if uppers[0] is None:
-        head = build_head(int(kernels[0].shape[0]), n_classes, rate, 0.0)
-        head.get_layer("logits").set_weights([sum(kernels) / k, bias])
+        head = build_head(int(kernels[0].shape[0]), n_classes, rate, 0.0, width)
+        head.get_layer("logits").set_weights(
+            [np.concatenate([sum(kernels) / k, meta_kernel]), bias]
+        )
         return None, head
     if any(u is None for u in uppers):
         raise ValueError("either every member has an upper part or none has")
@@ -109,8 +147,10 @@ def ensemble_top(
     feats = [u(inp) for u in uppers]  # type: ignore[misc]
     joined = layers.Concatenate(axis=-1, name=MEMBER_FEATURES)(feats)
     members = keras.Model(inp, joined, name=MEMBERS)
-    head = build_head(int(joined.shape[-1]), n_classes, rate, 0.0)
-    head.get_layer("logits").set_weights([np.concatenate(kernels, axis=0) / k, bias])
+    head = build_head(int(joined.shape[-1]), n_classes, rate, 0.0, width)
+    head.get_layer("logits").set_weights(
+        [np.concatenate([*(w / k for w in kernels), meta_kernel], axis=0), bias]
+    )
     return members, head
 
 

@@ -17,9 +17,10 @@ import pandas as pd
 from dermai import params as params_mod
 from dermai.core import calibration, folds
 from dermai.core.evaluation import json_safe
+from dermai.core.schema import OOF_UNKNOWN
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_csv, write_json
-from dermai.models import features, training
+from dermai.models import features, metainputs, training
 from dermai.models.rows import ActivationRows
 from dermai.models.tracking import QuietLive
 
@@ -34,6 +35,7 @@ class FoldResult:
     labels: np.ndarray
     proba: np.ndarray
     info: dict
+    proba_unknown: np.ndarray | None = None  # model.metadata on: with every field unknown
 
 
 def train_fold(
@@ -68,11 +70,26 @@ def train_fold(
     )
     fit = (of != fold) & ~inner
     v = x.shape[0]
-    data = training.TrainingData(
-        ActivationRows(x[:, fit].reshape(-1, *x.shape[2:]), np.tile(y[fit], v)),
-        ActivationRows(x[0, inner], y[inner]),
-        int(fit.sum()),
-    )
+    train_rows = ActivationRows(x[:, fit].reshape(-1, *x.shape[2:]), np.tile(y[fit], v))
+    val_rows, held_rows = ActivationRows(x[0, inner], y[inner]), ActivationRows(x[0, held], y[held])
+    enc, unknown_rows = None, None
+    if prm.model.metadata:  # encoded with the vocabularies of this fold's training rows
+        fields = prm.model.metadata
+        splits = list(records["splits"])
+        cols = metainputs.by_id(tfrecords, splits, fields, ids)
+        enc = metainputs.fit(
+            fields, {f: [c[i] for i in np.flatnonzero(fit)] for f, c in cols.items()}
+        )
+        m = enc.encode_columns(cols)
+        train_rows = metainputs.attach(
+            train_rows, np.tile(m[fit], (v, 1)), enc, prm.train.metadata_dropout
+        )
+        val_rows = metainputs.attach(val_rows, m[inner], enc)
+        unknown_rows = metainputs.attach(
+            held_rows, np.tile(enc.unknown(), (int(held.sum()), 1)), enc
+        )
+        held_rows = metainputs.attach(held_rows, m[held], enc)
+    data = training.TrainingData(train_rows, val_rows, int(fit.sum()), enc)
     log.info(
         "fold %d: training on %d images (%d copies), inner validation %d, held out %d",
         fold,
@@ -90,9 +107,9 @@ def train_fold(
         dropout=prm.model.dropout,
     )
     reader = training.above_cut(model)
-    logits_val = np.log(np.clip(ActivationRows(x[0, inner], y[inner]).predict(reader), 1e-12, 1))
+    logits_val = np.log(np.clip(val_rows.predict(reader), 1e-12, 1))
     temperature = calibration.fit_temperature(logits_val, y[inner])
-    logits = np.log(np.clip(ActivationRows(x[0, held], y[held]).predict(reader), 1e-12, 1))
+    logits = np.log(np.clip(held_rows.predict(reader), 1e-12, 1))
     info = {
         "fold": fold,
         "train_images": int(fit.sum()),
@@ -104,13 +121,23 @@ def train_fold(
         "classes": plan.classes,
     }
     proba = calibration.probabilities(logits, temperature)
-    return FoldResult([ids[i] for i in np.flatnonzero(held)], y[held], proba, info)
+    unknown = None
+    if unknown_rows is not None and enc is not None:  # the same model, every field unknown
+        info["metadata"] = enc.to_dict()
+        logits_unknown = np.log(np.clip(unknown_rows.predict(reader), 1e-12, 1))
+        unknown = calibration.probabilities(logits_unknown, temperature)
+    held_ids = [ids[i] for i in np.flatnonzero(held)]
+    return FoldResult(held_ids, y[held], proba, info, unknown)
 
 
 def write(result: FoldResult, classes: list[str], out: Path) -> None:
-    """oof.csv (image_id, label, one probability column per class) and fold.json."""
-    oof = pd.DataFrame({"image_id": result.ids, "label": [classes[i] for i in result.labels]})
-    for k, c in enumerate(classes):
-        oof[f"p_{c}"] = np.round(result.proba[:, k], 6)
-    write_csv(out / "oof.csv", oof)
+    """oof.csv (image_id, label, one probability column per class) and fold.json; with
+    model.metadata, also OOF_UNKNOWN (the same predictions with every field unknown)."""
+    for name, proba in (("oof.csv", result.proba), (OOF_UNKNOWN, result.proba_unknown)):
+        if proba is None:
+            continue
+        oof = pd.DataFrame({"image_id": result.ids, "label": [classes[i] for i in result.labels]})
+        for k, c in enumerate(classes):
+            oof[f"p_{c}"] = np.round(proba[:, k], 6)
+        write_csv(out / name, oof)
     write_json(out / "fold.json", json_safe(result.info))

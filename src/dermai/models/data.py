@@ -8,7 +8,7 @@ added when the input is square.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ FEATURES = {
     "sha1": tf.io.FixedLenFeature([], tf.string),
 }
 AUTOTUNE = tf.data.AUTOTUNE
+META_PREFIX = "meta_"  # a metadata column's feature: meta_<column>, its raw string
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
@@ -131,6 +132,12 @@ def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
 
     Picks record indices first and decodes only those, so a 10k-image split costs n decodes.
     """
+    return representative_with_ids(folder, n, seed)[0]
+
+
+def representative_with_ids(folder: str | Path, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """`representative_images` and the image ids of its rows (a metadata model's int8
+    calibration needs each image's metadata too)."""
     meta = read_meta(folder)
     total = int(meta["splits"]["train"]["images"])
     if total == 0:
@@ -142,9 +149,43 @@ def representative_images(folder: str | Path, n: int, seed: int) -> np.ndarray:
         tf.data.TFRecordDataset(files(folder, "train"))  # sequential: stable order
         .enumerate()
         .filter(lambda i, _r: tf.reduce_any(tf.equal(i, keep)))
-        .map(lambda _i, r: decode(meta["image_height"], meta["image_width"])(r)[0])
+        .map(lambda _i, r: decode(meta["image_height"], meta["image_width"])(r))
     )
-    return np.stack([x.numpy() for x in ds]).astype(np.float32)
+    xs, ids = [], []
+    for x, _y, m in ds:
+        xs.append(x.numpy())
+        ids.append(m["image_id"].numpy().decode("utf-8"))
+    return np.stack(xs).astype(np.float32), ids
+
+
+def metadata_fields(folder: str | Path) -> list[str]:
+    """The metadata columns the TFRecords carry (meta.json `metadata_fields`; none: [])."""
+    return list(read_meta(folder).get("metadata_fields", []))
+
+
+def read_metadata(
+    folder: str | Path, split: str
+) -> tuple[list[str], dict[str, list[str]], np.ndarray]:
+    """(image ids, {column: raw strings}, labels) of `split` in the order `dataset` reads it
+    (the same interleaved reads), without decoding an image: what `model.metadata` encodes
+    (core.metadata). The columns are the carried metadata columns and age_group."""
+    fields = metadata_fields(folder)
+    spec = {k: FEATURES[k] for k in ("image_id", "age_group", "label")}
+    spec |= {META_PREFIX + f: tf.io.FixedLenFeature([], tf.string, "") for f in fields}
+    ids: list[str] = []
+    labels: list[np.ndarray] = []
+    values: dict[str, list[str]] = {f: [] for f in (*fields, "age_group")}
+    ds = tf.data.TFRecordDataset(files(folder, split), num_parallel_reads=AUTOTUNE).map(
+        lambda r: tf.io.parse_single_example(r, spec)
+    )
+    for ex in ds.batch(1024):
+        ids += [v.decode("utf-8") for v in ex["image_id"].numpy().tolist()]
+        labels.append(ex["label"].numpy())
+        for f in (*fields, "age_group"):
+            key = f if f == "age_group" else META_PREFIX + f
+            values[f] += [v.decode("utf-8") for v in ex[key].numpy().tolist()]
+    y = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+    return ids, values, y
 
 
 def split_arrays(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -160,8 +201,9 @@ def split_arrays(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
 # --------------------------------------------------------------------------- writing
 
 
-def example(image: bytes, row: dict, label: int) -> bytes:
-    """One serialized example of FEATURES (what `dataset` parses back)."""
+def example(image: bytes, row: dict, label: int, metadata: Sequence[str] = ()) -> bytes:
+    """One serialized example of FEATURES (what `dataset` parses back), plus the raw strings
+    of the `metadata` columns of `row` (`read_metadata`)."""
 
     def b(v: str | bytes) -> tf.train.Feature:
         v = v.encode() if isinstance(v, str) else v
@@ -175,6 +217,7 @@ def example(image: bytes, row: dict, label: int) -> bytes:
         "image_id": b(row["image_id"]),
         "sha1": b(row["sha1"]),
     }
+    feats |= {META_PREFIX + f: b(str(row[f])) for f in metadata}
     example = tf.train.Example(features=tf.train.Features(feature=feats))
     return example.SerializeToString(deterministic=True)  # map order would follow str hash
 
@@ -191,9 +234,11 @@ def write_split(
     images: Iterable[bytes],
     classes: list[str],
     shard_size: int,
+    metadata: Sequence[str] = (),
 ) -> list[str]:
     """Write the split's `rows` (split CSV records) with their encoded `images` (in the same
-    order) to shards of `shard_size` examples; returns the shard names."""
+    order) and their `metadata` columns to shards of `shard_size` examples; returns the shard
+    names."""
     names = shard_names(split, len(rows), shard_size)
     it = iter(
         tqdm(
@@ -208,5 +253,5 @@ def write_split(
     for k, name in enumerate(names):
         with tf.io.TFRecordWriter(str(folder / name)) as w:
             for row in rows[k * shard_size : (k + 1) * shard_size]:
-                w.write(example(next(it), row, classes.index(row["condition"])))
+                w.write(example(next(it), row, classes.index(row["condition"]), metadata))
     return names

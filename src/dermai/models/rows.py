@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dermai.core import metadata
 from dermai.errors import DermaiError
 from dermai.models import data
 
@@ -51,11 +52,17 @@ class Rows(Protocol):
         ...
 
 
-def predict_batches(model: keras.Model, x: np.ndarray, batch: int = PREDICT_BATCH) -> np.ndarray:
-    """Predict slice by slice: `model.predict` on a whole array copies it to float32 first."""
-    out = [
-        model.predict_on_batch(x[i : i + batch].astype(np.float32)) for i in range(0, len(x), batch)
-    ]
+def predict_batches(
+    model: keras.Model, x: np.ndarray, batch: int = PREDICT_BATCH, m: np.ndarray | None = None
+) -> np.ndarray:
+    """Predict slice by slice: `model.predict` on a whole array copies it to float32 first.
+    `m`: the rows' encoded metadata, the model's second input."""
+
+    def inputs(i: int) -> Any:
+        xb = x[i : i + batch].astype(np.float32)
+        return xb if m is None else [xb, m[i : i + batch]]
+
+    out = [model.predict_on_batch(inputs(i)) for i in range(0, len(x), batch)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
@@ -73,17 +80,20 @@ class _Batches(keras.utils.PyDataset):
         order: np.ndarray,
         batch: int,
         sample_weight: np.ndarray | None,
+        m: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.x, self.targets, self.order, self.batch = x, targets, order, batch
-        self.sample_weight = sample_weight
+        self.sample_weight, self.m = sample_weight, m
 
     def __len__(self) -> int:
         return -(-len(self.order) // self.batch)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         sel = self.order[i * self.batch : (i + 1) * self.batch]
         xb, yb = self.x[sel].astype(np.float32), self.targets[sel]
+        if self.m is not None:
+            xb = (xb, self.m[sel])
         if self.sample_weight is None:
             return xb, yb
         return xb, yb, self.sample_weight[sel]
@@ -95,33 +105,58 @@ def array_batches(
     order: np.ndarray,
     batch: int,
     sample_weight: np.ndarray | None,
+    m: np.ndarray | None = None,
 ) -> keras.utils.PyDataset:
-    return _Batches(x, targets, order, batch, sample_weight)
+    return _Batches(x, targets, order, batch, sample_weight, m)
+
+
+@dataclass(frozen=True)
+class MetadataRows:
+    """The rows' encoded metadata (core.metadata: one vector per row) and how training hides
+    it: each field of each row is set to unknown with probability `dropout`, drawn anew each
+    epoch from the epoch's seed (0 for validation rows: they are read as they are)."""
+
+    m: np.ndarray
+    encoder: metadata.Encoder
+    dropout: float = 0.0
+
+    def for_epoch(self, epoch: Epoch) -> np.ndarray:
+        rng = np.random.default_rng([epoch.seed, epoch.index, 104729])
+        return metadata.mask(self.m, self.encoder, self.dropout, rng)
+
+    def select(self, rows: np.ndarray) -> MetadataRows:
+        return MetadataRows(self.m[rows], self.encoder, self.dropout)
 
 
 @dataclass
 class ActivationRows:
-    """Cached activations (float16) at the backbone's cut, or pooled features, with labels."""
+    """Cached activations (float16) at the backbone's cut, or pooled features, with labels
+    (and, with model.metadata, the rows' encoded metadata: the model's second input)."""
 
     x: np.ndarray
     y: np.ndarray
+    meta: MetadataRows | None = None
 
     def batches(self, epoch: Epoch) -> keras.utils.PyDataset:
         """The rows as cached (their copies were augmented when the cache was made)."""
-        return array_batches(self.x, epoch.targets, epoch.order, epoch.batch, epoch.sample_weight)
+        m = None if self.meta is None else self.meta.for_epoch(epoch)
+        return array_batches(
+            self.x, epoch.targets, epoch.order, epoch.batch, epoch.sample_weight, m
+        )
 
     def predict(self, model: keras.Model) -> np.ndarray:
-        return predict_batches(model, self.x)
+        return predict_batches(model, self.x, m=None if self.meta is None else self.meta.m)
 
     def through(self, model: keras.Model | None) -> ActivationRows:
         """The rows after a frozen `model` (None: as they are, in float32): phase 1 trains the
         head on the pooled output of the frozen upper stages, computed once."""
         if model is None:
-            return ActivationRows(self.x.astype(np.float32), self.y)
-        return ActivationRows(predict_batches(model, self.x), self.y)
+            return ActivationRows(self.x.astype(np.float32), self.y, self.meta)
+        return ActivationRows(predict_batches(model, self.x), self.y, self.meta)
 
     def select(self, rows: np.ndarray) -> ActivationRows:
-        return ActivationRows(self.x[rows], self.y[rows])
+        meta = None if self.meta is None else self.meta.select(rows)
+        return ActivationRows(self.x[rows], self.y[rows], meta)
 
 
 @dataclass

@@ -32,11 +32,13 @@ from dermai.errors import DermaiError
 from dermai.models import features
 from dermai.models.archive import save_keras
 from dermai.models.classifier import (
+    METADATA_INPUT,
     assemble,
     assemble_ensemble,
     build_head,
     copy_upper,
     make_loss,
+    metadata_width,
     set_phase,
 )
 from dermai.models.rows import ActivationRows, Epoch, ImageRows, Rows
@@ -45,6 +47,7 @@ from dermai.models.tracking import BatchProgress, QuietLive, Tracker, summarise_
 if TYPE_CHECKING:
     from dvclive import Live
 
+    from dermai.core.metadata import Encoder
     from dermai.models.features import Plan
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,11 @@ class TrainingData:
     train: Rows
     val: Rows
     images: int
+    metadata: Encoder | None = None  # model.metadata's encoder: the head's second input
+
+    @property
+    def metadata_width(self) -> int:
+        return 0 if self.metadata is None else self.metadata.width
 
     @property
     def cached(self) -> bool:
@@ -111,6 +119,30 @@ def load_data(
     rows = {split: ActivationRows(*arrays[split]) for split in features.CACHED_SPLITS}
     n_images = int(len(rows["train"].y) // max(cfg.cache_variants, 1))
     return TrainingData(rows["train"], rows["val"], n_images)
+
+
+def with_metadata(
+    data: TrainingData, prm: params_mod.Params, tfrecords: str | Path
+) -> TrainingData:
+    """`data` with model.metadata's fields encoded (the encoder fitted on the train split) and
+    hidden in training with train.metadata_dropout (models.metainputs)."""
+    from dermai.models import metainputs
+
+    cfg = prm.train
+    if not isinstance(data.train, ActivationRows) or not isinstance(data.val, ActivationRows):
+        raise DermaiError("model.metadata needs train.feature_cache: true (the CPU path)")
+    if cfg.max_train_images:
+        raise DermaiError("model.metadata needs train.max_train_images: 0 (rows in record order)")
+    train, val, enc = metainputs.single_split(
+        data.train,
+        data.val,
+        tfrecords,
+        prm.model.metadata,
+        cfg.cache_variants,
+        cfg.metadata_dropout,
+    )
+    log.info("metadata %s: %d inputs appended to the head", ", ".join(enc.fields), enc.width)
+    return TrainingData(train, val, data.images, enc)
 
 
 @dataclass
@@ -229,7 +261,11 @@ def _phase_model(
             log.info("running the cached activations through the frozen top stages for the head")
         return head, train.through(upper), val.through(upper)
     assert upper is not None
-    return keras.Model(upper.input, head(upper.output), name="top"), train, val
+    if not data.metadata_width:
+        return keras.Model(upper.input, head(upper.output), name="top"), train, val
+    meta = keras.Input((data.metadata_width,), name=METADATA_INPUT)
+    top = keras.Model([upper.input, meta], head([upper.output, meta]), name="top")
+    return top, train, val
 
 
 def fit_member(
@@ -282,19 +318,33 @@ def member_seed(seed: int, k: int) -> int:
     return seed + k
 
 
-def _new_head(plan: Plan, cfg: params_mod.TrainParams, dropout: float) -> keras.Model:
+def _new_head(
+    plan: Plan, cfg: params_mod.TrainParams, dropout: float, metadata_width: int = 0
+) -> keras.Model:
     return build_head(
-        int(plan.backbone.output.shape[-1]), len(plan.classes), dropout, cfg.weight_decay
+        int(plan.backbone.output.shape[-1]),
+        len(plan.classes),
+        dropout,
+        cfg.weight_decay,
+        metadata_width,
     )
 
 
 def above_cut(model: keras.Model) -> keras.Model:
-    """An assembled model (image -> lower -> [upper] -> head) from the lower part's output on:
-    its layers after the lower part, for cached activations."""
-    x = inp = keras.Input(model.layers[1].output.shape[1:], name="cut")
-    for layer in model.layers[2:]:
+    """An assembled model (image [+ metadata] -> lower -> [upper] -> head) from the lower
+    part's output on: its layers after the lower part, for cached activations (the metadata,
+    when the model takes it, stays the second input)."""
+    nested = [la for la in model.layers if not isinstance(la, keras.layers.InputLayer)]
+    x = inp = keras.Input(nested[0].output.shape[1:], name="cut")
+    width = metadata_width(model)
+    if not width:
+        for layer in nested[1:]:
+            x = layer(x)
+        return keras.Model(inp, x, name="above_cut")
+    meta = keras.Input((width,), name=METADATA_INPUT)
+    for layer in nested[1:-1]:
         x = layer(x)
-    return keras.Model(inp, x, name="above_cut")
+    return keras.Model([inp, meta], nested[-1]([x, meta]), name="above_cut")
 
 
 def fit(
@@ -321,7 +371,7 @@ def fit(
     with plan.scope():
         if seed != plan.seed:  # equal seeds keep one stream with the backbone: the default bytes
             keras.utils.set_random_seed(seed)
-        head = _new_head(plan, cfg, dropout)
+        head = _new_head(plan, cfg, dropout, data.metadata_width)
     epochs = cfg.head_epochs + (cfg.finetune_epochs if plan.upper is not None else 0)
     tracker = Tracker(live, len(plan.classes), total_epochs=epochs)
     start = None if plan.upper is None or k <= 1 else plan.upper.get_weights()
@@ -334,7 +384,7 @@ def fit(
         with plan.scope():
             u = None if plan.upper is None else copy_upper(plan.upper, start or [], f"upper_{i}")
             keras.utils.set_random_seed(s)  # after the copy: the head's init is seed s's alone
-            h = _new_head(plan, cfg, dropout)
+            h = _new_head(plan, cfg, dropout, data.metadata_width)
         t = Tracker(
             QuietLive(), len(plan.classes), total_epochs=epochs, label=f"member {i + 1}/{k}: "
         )

@@ -19,7 +19,7 @@ import argparse
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dermai.core import metadata as metadata_mod
 from dermai.core import preprocess
 from dermai.core import tta as tta_mod
 from dermai.core.modelcard import dataset_of
@@ -247,10 +248,24 @@ class Analysis:
 
 
 def keras_logits(model: Any) -> LogitsFn:
-    """A Keras classifier's logits, BATCH images per forward pass (as `evaluate` always ran)."""
+    """A Keras classifier's logits, BATCH images per forward pass (as `evaluate` always ran);
+    for a model with metadata, a function of (images, encoded metadata rows)."""
     import tensorflow as tf
 
+    from dermai.models.classifier import metadata_width
+
     lm = inference.logits_model(model)
+    if metadata_width(model):
+        fn2 = tf.function(lambda x, m: lm([x, m], training=False), reduce_retracing=True)
+        n2 = int(lm.output_shape[-1])
+
+        def logits_meta(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+            out = [
+                np.asarray(fn2(x[i : i + BATCH], m[i : i + BATCH])) for i in range(0, len(x), BATCH)
+            ]
+            return np.concatenate(out) if out else np.zeros((0, n2), np.float32)
+
+        return logits_meta  # type: ignore[return-value]
     fn = tf.function(lambda x: lm(x, training=False), reduce_retracing=True)
     n = int(lm.output_shape[-1])
 
@@ -278,6 +293,8 @@ class Bundle:
     features_fn: LogitsFn | None = field(default=None, repr=False)
     keras_model: Any = field(default=None, repr=False)  # the Keras graph, when loaded
     meta: dict[str, Any] = field(default_factory=dict, repr=False)  # train_params.json (.keras)
+    # model.metadata's encoding (core.metadata): the model's second input; None = images only
+    metadata: metadata_mod.Encoder | None = None
 
     def __post_init__(self) -> None:
         self._views = tta_mod.views(self.tta, self.height, self.width)
@@ -298,23 +315,59 @@ class Bundle:
         )
         return np.asarray(fitted, dtype=np.float32)
 
-    def outputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def metadata_rows(self, n: int, m: np.ndarray | None = None) -> np.ndarray:
+        """The model's metadata input for `n` images: `m` (n x width, encoded by
+        `self.metadata`), or every field unknown when None."""
+        if self.metadata is None:
+            raise DermaiError(f"{self.path.name} takes no metadata")
+        if m is None:
+            return np.tile(self.metadata.unknown(), (n, 1))
+        m = np.asarray(m, dtype=np.float32)
+        if m.shape != (n, self.metadata.width):
+            raise DermaiError(
+                f"metadata rows {m.shape} do not fit {n} images x {self.metadata.width} inputs"
+            )
+        return m
+
+    def encode_answers(self, answers: Mapping[str, object]) -> tuple[np.ndarray, dict[str, Any]]:
+        """(the metadata row of one image, what was used): `answers` ({field: raw value}, any
+        subset) encoded by `self.metadata`, with the fields it used as known and the answers
+        it could not use (a field it does not take, or a value training never saw)."""
+        if self.metadata is None:
+            raise DermaiError(f"{self.path.name} takes no metadata")
+        enc = self.metadata
+        used = {f: str(answers[f]) for f in enc.fields if f in answers and enc.known(f, answers[f])}
+        unused = {
+            str(f): str(v)
+            for f, v in answers.items()
+            if f not in used and metadata_mod.normalise(v)
+        }
+        return enc.encode(used), {"used": used, "not_used": unused}
+
+    def outputs(self, x: np.ndarray, m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(logits of the images as given, the logits the probabilities come from): the same
-        array without TTA, else the TTA logits (`inference.tta_outputs`) as the second."""
+        array without TTA, else the TTA logits (`inference.tta_outputs`) as the second. `m`:
+        the encoded metadata rows of a model that takes them (None: every field unknown)."""
         x = np.asarray(x, dtype=np.float32)
+        fn: Callable[[np.ndarray], np.ndarray] = self.logits_fn
+        if self.metadata is not None:
+            rows = self.metadata_rows(len(x), m)
+            fn = lambda v: self.logits_fn(v, rows)  # type: ignore[call-arg]  # noqa: E731
+        elif m is not None:
+            raise DermaiError(f"{self.path.name} takes no metadata")
         if self.tta == "none":
-            z = np.asarray(self.logits_fn(x))
+            z = np.asarray(fn(x))
             return z, z
-        plain, avg = inference.tta_outputs(
-            lambda v: self.logits_fn(np.ascontiguousarray(v)), x, self._views
-        )
+        plain, avg = inference.tta_outputs(lambda v: fn(np.ascontiguousarray(v)), x, self._views)
         return np.asarray(plain), np.asarray(avg)
 
-    def analyse(self, x: np.ndarray) -> Analysis:
+    def analyse(self, x: np.ndarray, m: np.ndarray | None = None) -> Analysis:
         """x: N x H x W x 3 fitted raw RGB in [0, 255] (`prepare`) -> logits, calibrated
-        probabilities and, with a guard, which images look like the training data."""
+        probabilities and, with a guard, which images look like the training data. `m`: the
+        encoded metadata rows (`self.metadata.encode`), for a model that takes them; None =
+        every field unknown."""
         x = np.asarray(x, dtype=np.float32)
-        plain, scored = self.outputs(x)
+        plain, scored = self.outputs(x, m)
         proba = inference.softmax(scored, self.temperature)
         if self.guard is None:
             return Analysis(plain, scored, proba, np.ones(len(x), bool), None)
@@ -411,6 +464,7 @@ def load(
         raise DermaiError(f"model not found: {path}")
     meta: dict[str, Any] = {}
     temperature: float | None = None
+    encoding: dict[str, Any] | None = None
     if path.suffix == ".keras":
         meta = read_train_params(path, train_params)
         keras_model = keras_model if keras_model is not None else load_keras(path)
@@ -418,6 +472,7 @@ def load(
         classes, (h, w, _) = list(meta["classes"]), meta["input_shape"]
         colour = colour_constancy(meta)
         mode = "none" if tta is not None or not calibrated else read_tta(path, calibration)
+        encoding = meta.get("metadata")
     elif path.suffix == ".tflite":
         lite = TfliteModel(path, num_threads)
         fn, classes, h, w, colour = (
@@ -429,6 +484,7 @@ def load(
         )
         temperature = float(lite.meta["temperature"]) if "temperature" in lite.meta else None
         mode = "none"
+        encoding = lite.meta.get("metadata")
     else:
         raise DermaiError(f"unsupported model file {path.name}: use .keras or .tflite")
     if not calibrated:
@@ -450,4 +506,34 @@ def load(
         features_fn,
         keras_model,
         meta,
+        encoder_of(path, encoding, keras_model),
     )
+
+
+def encoder_of(
+    path: Path, encoding: dict[str, Any] | None, keras_model: Any
+) -> metadata_mod.Encoder | None:
+    """The model's metadata encoder (from train_params.json or the .tflite's metadata), checked
+    against the Keras graph's metadata input when there is one."""
+    if encoding is None:
+        width = 0
+        if keras_model is not None and path.suffix == ".keras":
+            from dermai.models.classifier import metadata_width
+
+            width = metadata_width(keras_model)
+        if width:
+            raise DermaiError(f"{path.name} takes metadata but its files hold no encoding")
+        return None
+    try:
+        enc = metadata_mod.Encoder.from_dict(encoding)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DermaiError(f"{path.name}: not a valid metadata encoding ({exc})") from exc
+    if keras_model is not None and path.suffix == ".keras":
+        from dermai.models.classifier import metadata_width
+
+        if metadata_width(keras_model) != enc.width:
+            raise DermaiError(
+                f"{path.name}: metadata input of width {metadata_width(keras_model)}, but its "
+                f"encoding has {enc.width}"
+            )
+    return enc

@@ -116,17 +116,26 @@ def convert(
     kind: str,
     representative: np.ndarray | None = None,
     float_stages: int = 0,
+    representative_metadata: np.ndarray | None = None,
 ) -> bytes:
     """Keras logits model -> .tflite bytes (float32, or full-integer int8 with int8 I/O whose
-    first `float_stages` backbone stages stay float)."""
+    first `float_stages` backbone stages stay float). A model with a metadata input is
+    calibrated on `representative_metadata` (one encoded row per representative image)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(logits_model)
     if kind == "int8":
         if representative is None or not len(representative):
             raise DermaiError("int8 export needs representative images")
+        if len(logits_model.inputs) > 1 and (
+            representative_metadata is None or len(representative_metadata) != len(representative)
+        ):
+            raise DermaiError("int8 export of a metadata model needs one metadata row per image")
 
         def samples():
             for i in range(len(representative)):
-                yield [representative[i : i + 1]]
+                if representative_metadata is None:
+                    yield [representative[i : i + 1]]
+                else:  # the Keras inputs' order: image, metadata
+                    yield [representative[i : i + 1], representative_metadata[i : i + 1]]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = samples
@@ -185,10 +194,13 @@ def export_bytes(
     training_data: dict[str, Any] | None = None,
     colour_constancy: float | str = "none",
     float_stages: int = 0,
+    metadata: dict[str, Any] | None = None,
+    representative_metadata: np.ndarray | None = None,
 ) -> dict[str, bytes]:
     """The .tflite files (logits out, and the pooled frozen trunk when the OOD guard scores
     it), metadata embedded (with the OOD guard when given, and the colour constancy the model
-    was trained with); `float_stages` leading backbone stages stay float in the int8 one."""
+    was trained with); `float_stages` leading backbone stages stay float in the int8 one. A
+    model with a metadata input (`metadata`: its encoding) keeps it as its second input."""
     h, w = (int(d) for d in keras_model.inputs[0].shape[1:3])
     trunk = ood is not None and ood.get("space") == "trunk"
     lm = logits_and_trunk(keras_model) if trunk else logits_model(keras_model)
@@ -202,7 +214,9 @@ def export_bytes(
             else "",
         )
         raw = (
-            convert(lm, kind, representative, float_stages) if kind == "int8" else convert(lm, kind)
+            convert(lm, kind, representative, float_stages, representative_metadata)
+            if kind == "int8"
+            else convert(lm, kind)
         )
         if trunk:
             raw = logits_first(raw, len(classes))
@@ -216,6 +230,7 @@ def export_bytes(
             training_data=training_data,
             colour_constancy=colour_constancy,
             outputs=output_roles(raw, len(classes)) if trunk else None,  # logits, trunk
+            metadata=metadata,
         )
         out[kind] = embed_metadata(raw, meta)
     return out

@@ -13,8 +13,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from dermai.core import calibration
-from dermai.core.schema import EXTERNAL
+from dermai.core import calibration, metadata
+from dermai.core.schema import EXTERNAL, METADATA_UNKNOWN
 from dermai.errors import DermaiError
 from dermai.models import data as tfdata
 from dermai.runtime.bundle import Bundle
@@ -36,15 +36,39 @@ class SplitPredictions(TypedDict):
     images: np.ndarray | None  # uint8 (n, h, w, 3) when kept
 
 
-def predict_split(bundle: Bundle, folder: str, split: str, keep_images: bool) -> SplitPredictions:
-    """Logits, labels, subgroup columns (and uint8 images if asked) for one TFRecord split."""
+def metadata_by_id(bundle: Bundle, folder: str, split: str) -> dict[str, np.ndarray]:
+    """{image id: its encoded metadata row} of a split, for a model that takes metadata."""
+    assert bundle.metadata is not None
+    ids, columns, _ = tfdata.read_metadata(folder, split)
+    missing = [f for f in bundle.metadata.fields if f not in columns]
+    if missing:
+        raise DermaiError(
+            f"the model takes metadata {', '.join(missing)}, which the TFRecords do not carry"
+        )
+    m = bundle.metadata.encode_columns({f: columns[f] for f in bundle.metadata.fields})
+    return dict(zip(ids, m, strict=True))
+
+
+def predict_split(
+    bundle: Bundle, folder: str, split: str, keep_images: bool, metadata_known: bool = True
+) -> SplitPredictions:
+    """Logits, labels, subgroup columns (and uint8 images if asked) for one TFRecord split. A
+    model with metadata reads each image's own (`metadata_known`) or every field unknown."""
     arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "y", "images")}
+    rows = (
+        metadata_by_id(bundle, folder, split)
+        if bundle.metadata is not None and metadata_known
+        else None
+    )
     out: dict[str, list[str]] = {k: [] for k in ("age_group", "source", "id")}
     total = tfdata.read_meta(folder)["splits"][split].get("images")
     started = last_log = time.monotonic()
     done = 0
     for x, y, meta in tfdata.dataset(folder, split, BATCH, with_meta=True):
-        arrays["logits"].append(bundle.analyse(x.numpy()).scored.astype(np.float64))
+        m = None
+        if rows is not None:
+            m = np.stack([rows[v.decode("utf-8")] for v in meta["image_id"].numpy().tolist()])
+        arrays["logits"].append(bundle.analyse(x.numpy(), m).scored.astype(np.float64))
         done += len(y)
         if time.monotonic() - last_log >= PROGRESS_EVERY_S:
             last_log = time.monotonic()
@@ -70,12 +94,20 @@ def predict_split(bundle: Bundle, folder: str, split: str, keep_images: bool) ->
 
 def predict_splits(bundle: Bundle, folder: str) -> dict[str, SplitPredictions]:
     """val and test (+ external when the TFRecords hold a held-out site); the images of the
-    reported splits are kept for the error gallery."""
+    reported splits are kept for the error gallery. A model with metadata reads each image's
+    own, and its test (and external) splits are predicted again with every field unknown, as
+    `<split>_metadata_unknown` (a user who answers nothing)."""
     meta = tfdata.read_meta(folder)
     if meta["classes"] != bundle.classes:
         raise DermaiError("TFRecords and model were made for different classes")
     splits = (*EVALUATED_SPLITS, EXTERNAL) if EXTERNAL in meta["splits"] else EVALUATED_SPLITS
-    return {s: predict_split(bundle, folder, s, keep_images=s != "val") for s in splits}
+    out = {s: predict_split(bundle, folder, s, keep_images=s != "val") for s in splits}
+    if bundle.metadata is not None:
+        for s in splits[1:]:
+            out[f"{s}_{METADATA_UNKNOWN}"] = predict_split(
+                bundle, folder, s, keep_images=False, metadata_known=False
+            )
+    return out
 
 
 def fit_temperature(val: SplitPredictions) -> tuple[float, tuple[float, float]]:
@@ -121,3 +153,21 @@ def calibration_doc(
     if bundle.tta != "none":
         cal["tta"] = bundle.tta
     return cal
+
+
+def representative_metadata(folder: str, ids: list[str], enc: metadata.Encoder) -> np.ndarray:
+    """The int8 calibration's metadata rows: each representative TRAIN image's own (`ids`), every
+    second one all unknown, so both paths set the metadata input's range."""
+    got, cols, _ = tfdata.read_metadata(folder, "train")
+    pos = {i: k for k, i in enumerate(got)}
+    m = enc.encode_columns({f: [cols[f][pos[i]] for i in ids] for f in enc.fields})
+    m[1::2] = enc.unknown()
+    return m
+
+
+def test_metadata(folder: str, y: np.ndarray, enc: metadata.Encoder) -> np.ndarray:
+    """The test split's encoded metadata in `tfdata.split_arrays`' order (checked on labels)."""
+    _ids, cols, labels = tfdata.read_metadata(folder, "test")
+    if not np.array_equal(labels, y):
+        raise DermaiError("the test split's metadata rows are not in the images' order")
+    return enc.encode_columns({f: cols[f] for f in enc.fields})

@@ -93,11 +93,14 @@ def gradient_model(model: keras.Model, conv_layer: str = CONV_LAYER) -> keras.Mo
     """
     import keras
 
+    from dermai.models.classifier import head_logits, metadata_width
+
     pos, host, members = _conv_host(model, conv_layer)
     inp = keras.Input(model.inputs[0].shape[1:], name="image")
     x = inp
     for layer in model.layers[1:pos]:
-        x = layer(x)
+        if not isinstance(layer, keras.layers.InputLayer):  # a metadata input
+            x = layer(x)
     if not members:
         conv, x = _split_model(host, conv_layer)(x)
     else:
@@ -114,7 +117,16 @@ def gradient_model(model: keras.Model, conv_layer: str = CONV_LAYER) -> keras.Mo
         # so the gradient reaches the joined tensor that the map is taken of
         x = join([fc(conv[..., k * c : (k + 1) * c]) for k, (_, fc) in enumerate(cuts)])
     for layer in model.layers[pos + 1 :]:
-        if getattr(layer, "layers", None) and any(s.name == "probabilities" for s in layer.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue  # the metadata input: see below
+        if metadata_width(layer):
+            # A head with metadata: its logits are linear in the metadata vector, so the
+            # gradient at the conv layer, hence the map, does not depend on it: all zeros.
+            m = keras.ops.repeat(keras.ops.zeros_like(x[:, :1]), metadata_width(layer), axis=1)
+            x = head_logits(layer)([x, m])
+        elif getattr(layer, "layers", None) and any(
+            s.name == "probabilities" for s in layer.layers
+        ):
             for s in layer.layers[1:]:
                 if s.name == "probabilities":
                     break

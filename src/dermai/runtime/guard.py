@@ -13,7 +13,7 @@ temperature is the one fitted on the TTA outputs, and it is stored in the guard 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +24,9 @@ from dermai.errors import DermaiError
 from dermai.models import data as tfdata
 from dermai.runtime.inference import features_and_logits, trunk_output
 
+if TYPE_CHECKING:
+    from dermai.core.metadata import Encoder
+
 log = logging.getLogger(__name__)
 
 
@@ -33,15 +36,32 @@ FITTED_ON = {
 }
 
 
-def guard_inputs(model: Any, folder: str, split: str) -> dict[str, np.ndarray]:
+def guard_inputs(
+    model: Any, folder: str, split: str, unknown: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Penultimate features, logits, pooled frozen-trunk features and labels of one split, in
-    file order (one forward pass)."""
+    file order (one forward pass). A model with metadata is fed `unknown` (the encoded vector
+    of no answers): the guard judges the image alone."""
     import keras
 
+    from dermai.models.classifier import METADATA_INPUT, metadata_width
+
     fl = features_and_logits(model)
-    inp = keras.Input(model.input_shape[1:], name="image")
-    three = keras.Model(inp, [*fl(inp), trunk_output(model, inp)])
-    fn = tf.function(lambda x: three(x, training=False), reduce_retracing=True)
+    inp = keras.Input(model.inputs[0].shape[1:], name="image")
+    if width := metadata_width(model):
+        if unknown is None:
+            raise DermaiError("the model takes metadata: the guard needs its unknown vector")
+        meta = keras.Input((width,), name=METADATA_INPUT)
+        three = keras.Model([inp, meta], [*fl([inp, meta]), trunk_output(model, inp)])
+        rows = tf.constant(np.asarray(unknown, np.float32)[None, :])
+
+        def call(x: Any) -> Any:
+            return three([x, tf.tile(rows, [tf.shape(x)[0], 1])], training=False)
+
+        fn = tf.function(call, reduce_retracing=True)
+    else:
+        three = keras.Model(inp, [*fl(inp), trunk_output(model, inp)])
+        fn = tf.function(lambda x: three(x, training=False), reduce_retracing=True)
     out: dict[str, list[np.ndarray]] = {"features": [], "logits": [], "trunk": [], "y": []}
     for x, y in tfdata.dataset(folder, split, 64, shuffle=False):
         for key, v in zip(("features", "logits", "trunk"), fn(x), strict=True):
@@ -55,13 +75,18 @@ def guard_inputs(model: Any, folder: str, split: str) -> dict[str, np.ndarray]:
 
 
 def fit_guard(
-    model: Any, folder: str, cfg: params_mod.EvaluateParams, temperature: float
+    model: Any,
+    folder: str,
+    cfg: params_mod.EvaluateParams,
+    temperature: float,
+    metadata: Encoder | None = None,
 ) -> dict[str, Any]:
     """The OOD guard (`core.ood`): fitted on TRAIN features (of `ood_space`: the pooled frozen
     trunk or the penultimate), threshold keeping `ood_keep` of VAL; its acceptance of TEST is
-    recorded with it."""
+    recorded with it. `metadata`: a metadata model's encoder (fed no answers: `guard_inputs`)."""
     log.info("OOD guard (%s): scoring the train, val and test images", cfg.ood_method)
-    d = {s: guard_inputs(model, folder, s) for s in ("train", "val", "test")}
+    unknown = None if metadata is None else metadata.unknown()
+    d = {s: guard_inputs(model, folder, s, unknown) for s in ("train", "val", "test")}
     key = "trunk" if cfg.ood_space == "trunk" else "features"
     for s in d:
         d[s]["space"] = d[s][key]

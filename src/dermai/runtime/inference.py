@@ -27,10 +27,20 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def logits_model(model: keras.Model) -> keras.Model:
-    """A Keras model from the same input to the pre-softmax logits (shares weights)."""
+    """A Keras model from the same input(s) to the pre-softmax logits (shares weights); a model
+    with metadata keeps it as the second input."""
     import keras
 
+    from dermai.models.classifier import METADATA_INPUT, body, head_logits, metadata_width
+
     head = model.layers[-1]
+    if width := metadata_width(model):
+        inp = keras.Input(model.inputs[0].shape[1:], name="image")
+        meta = keras.Input((width,), name=METADATA_INPUT)
+        x = inp
+        for layer in body(model):
+            x = layer(x)
+        return keras.Model([inp, meta], head_logits(head)([x, meta]), name="logits")
     inp = keras.Input(model.input_shape[1:], name="image")
     x = inp
     for layer in model.layers[1:-1]:
@@ -43,13 +53,16 @@ def logits_model(model: keras.Model) -> keras.Model:
 
 
 def features_model(model: keras.Model) -> keras.Model:
-    """A Keras model from the same input to the penultimate features (the head's input), which
-    the out-of-distribution guard (`core.ood`, Mahalanobis) scores."""
+    """A Keras model from the same image input to the penultimate features (the head's image
+    input, without the metadata), which the out-of-distribution guard (`core.ood`,
+    Mahalanobis) scores."""
     import keras
 
-    inp = keras.Input(model.input_shape[1:], name="image")
+    from dermai.models.classifier import body
+
+    inp = keras.Input(model.inputs[0].shape[1:], name="image")
     x = inp
-    for layer in model.layers[1:-1]:
+    for layer in body(model):
         x = layer(x)
     return keras.Model(inp, x, name="features")
 
@@ -72,7 +85,7 @@ def trunk_model(model: keras.Model) -> keras.Model:
     """Image -> pooled frozen-trunk features (shares weights with `model`)."""
     import keras
 
-    inp = keras.Input(model.input_shape[1:], name="image")
+    inp = keras.Input(model.inputs[0].shape[1:], name="image")
     return keras.Model(inp, trunk_output(model, inp), name=TRUNK)
 
 
@@ -81,8 +94,14 @@ def logits_and_trunk(model: keras.Model) -> keras.Model:
     exports (the guard's features cost one pooling of an activation the model computes)."""
     import keras
 
+    from dermai.models.classifier import METADATA_INPUT, metadata_width
+
     lm = logits_model(model)
-    inp = keras.Input(model.input_shape[1:], name="image")
+    inp = keras.Input(model.inputs[0].shape[1:], name="image")
+    if width := metadata_width(model):
+        meta = keras.Input((width,), name=METADATA_INPUT)
+        outs = [lm([inp, meta]), trunk_output(model, inp)]
+        return keras.Model([inp, meta], outs, name="logits_and_trunk")
     return keras.Model(inp, [lm(inp), trunk_output(model, inp)], name="logits_and_trunk")
 
 
@@ -90,8 +109,14 @@ def features_and_logits(model: keras.Model) -> keras.Model:
     """One Keras model, image -> [penultimate features, logits]: the OOD guard's inputs."""
     import keras
 
+    from dermai.models.classifier import METADATA_INPUT, head_logits, metadata_width
+
     fm = features_model(model)
     head = model.layers[-1]
+    if width := metadata_width(model):
+        meta = keras.Input((width,), name=METADATA_INPUT)
+        logits = head_logits(head)([fm.output, meta])
+        return keras.Model([fm.input, meta], [fm.output, logits], name="features_and_logits")
     x = fm.output
     for layer in head.layers[1:]:
         if layer.name == "probabilities":

@@ -50,6 +50,7 @@ def make_metadata(
     training_data: dict[str, Any] | None = None,
     colour_constancy: float | str = "none",
     outputs: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The document embedded in every exported model (no timestamps: equal inputs, equal bytes).
 
@@ -62,7 +63,11 @@ def make_metadata(
 
     `ood` is the out-of-distribution guard (`core.ood.Guard.to_dict()` plus `image_kind` and
     the refusal `message`) so every runtime, the browser included, applies the rule the
-    pipeline fitted; `training_data` names the data (`core.modelcard.dataset_of`)."""
+    pipeline fitted; `training_data` names the data (`core.modelcard.dataset_of`).
+
+    `metadata` (a model trained with `model.metadata`: `core.metadata.Encoder.to_dict()`) is
+    the encoding of the model's second input tensor, the patient metadata vector; absent, the
+    model takes the image alone and the document keeps its bytes."""
     meta: dict[str, Any] = {
         "format": METADATA_FORMAT,
         "classes": list(classes),
@@ -99,6 +104,14 @@ def make_metadata(
         meta["outputs"] = list(outputs)
     if ood is not None:
         meta["ood"] = ood
+    if metadata is not None:
+        meta["metadata"] = metadata
+        meta["input"]["metadata"] = {
+            "tensor": "the model's second input, float32 N x width (quantized models: see "
+            "the tensor), the patient metadata encoded by the rules under `metadata`; every "
+            "field unknown when the user gives none",
+            "width": int(metadata["width"]),
+        }
     if training_data is not None:
         meta["training_data"] = training_data
     return meta
@@ -223,12 +236,25 @@ class TfliteModel:
             self._it.allocate_tensors()
         self.roles: list[str] = list(self.meta.get("outputs", ["logits"]))
         inp, out = self._it.get_input_details(), self._it.get_output_details()
-        if len(inp) != 1 or len(out) != len(self.roles) or "logits" not in self.roles:
+        self.metadata_width = int(self.meta.get("metadata", {}).get("width", 0))
+        n_in = 2 if self.metadata_width else 1
+        if len(inp) != n_in or len(out) != len(self.roles) or "logits" not in self.roles:
             raise DermaiError(
-                f"{self.path.name}: expected one input and {len(self.roles)} output tensor(s) "
-                f"({', '.join(self.roles)}), found {len(inp)} and {len(out)}"
+                f"{self.path.name}: expected {n_in} input and {len(self.roles)} output "
+                f"tensor(s) ({', '.join(self.roles)}), found {len(inp)} and {len(out)}"
             )
-        self._in, self._outs = inp[0], dict(zip(self.roles, out, strict=True))
+        images = [i for i, d in enumerate(inp) if len(d["shape"]) == 4]
+        if len(images) != 1:
+            raise DermaiError(f"{self.path.name}: expected one image input, found {len(images)}")
+        self._image_pos = images[0]
+        self._in = inp[self._image_pos]
+        self._meta_in = inp[1 - self._image_pos] if n_in == 2 else None
+        if self._meta_in is not None and int(self._meta_in["shape"][-1]) != self.metadata_width:
+            raise DermaiError(
+                f"{self.path.name}: metadata input of width {self._meta_in['shape'][-1]}, but "
+                f"its metadata says {self.metadata_width}"
+            )
+        self._outs = dict(zip(self.roles, out, strict=True))
         self._out = self._outs["logits"]
         shape = [int(d) for d in self._in["shape"]]
         if shape[1:] != [self.height, self.width, 3]:
@@ -253,17 +279,23 @@ class TfliteModel:
         if n == self._batch:
             return
         self._it.resize_tensor_input(self._in["index"], [n, self.height, self.width, 3])
+        if self._meta_in is not None:
+            self._it.resize_tensor_input(self._meta_in["index"], [n, self.metadata_width])
         self._it.allocate_tensors()
         self._batch = n
-        self._in = self._it.get_input_details()[0]
+        inputs = self._it.get_input_details()
+        self._in = inputs[self._image_pos]
+        if self._meta_in is not None:
+            self._meta_in = inputs[1 - self._image_pos]
         self._outs = dict(zip(self.roles, self._it.get_output_details(), strict=True))
         self._out = self._outs["logits"]
 
-    def _prepare(self, x: np.ndarray) -> np.ndarray:
-        dtype = self._in["dtype"]
+    def _prepare(self, x: np.ndarray, tensor: dict[str, Any] | None = None) -> np.ndarray:
+        tensor = self._in if tensor is None else tensor
+        dtype = tensor["dtype"]
         if dtype == np.float32:
             return np.ascontiguousarray(x, dtype=np.float32)
-        scale, zp = self._in["quantization"]
+        scale, zp = tensor["quantization"]
         return quantize(x, scale, zp, dtype)
 
     @property
@@ -276,39 +308,60 @@ class TfliteModel:
         scale, zp = out["quantization"]
         return dequantize(y, scale, zp)
 
-    def _run(self, x: np.ndarray, role: str) -> np.ndarray:
+    def _run(self, x: np.ndarray, role: str, m: np.ndarray | None = None) -> np.ndarray:
         self._it.set_tensor(self._in["index"], self._prepare(x))
+        if self._meta_in is not None:
+            if m is None:
+                raise DermaiError(f"{self.path.name} needs its metadata input")
+            self._it.set_tensor(self._meta_in["index"], self._prepare(m, self._meta_in))
         self._it.invoke()
         out = self._outs[role]
         return self._finish(self._it.get_tensor(out["index"]), out)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """x: N x H x W x 3 float raw RGB in [0, 255] -> N x classes float32 logits."""
-        return self._batched(x, "logits")
+    def __call__(self, x: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
+        """x: N x H x W x 3 float raw RGB in [0, 255] (and, for a model with a metadata input,
+        m: N x width encoded metadata rows) -> N x classes float32 logits."""
+        return self._batched(x, "logits", m)
 
     def trunk(self, x: np.ndarray) -> np.ndarray:
-        """x: N x H x W x 3 float raw RGB -> N x D pooled frozen-trunk features (float32)."""
+        """x: N x H x W x 3 float raw RGB -> N x D pooled frozen-trunk features (float32). The
+        trunk does not depend on the metadata input: a model with one is fed zeros there."""
         if not self.has_trunk:
             raise DermaiError(f"{self.path.name} has no trunk output")
-        return self._batched(x, "trunk")
+        m = np.zeros((len(x), self.metadata_width), np.float32) if self.metadata_width else None
+        return self._batched(x, "trunk", m)
 
-    def _batched(self, x: np.ndarray, role: str) -> np.ndarray:
+    def _batched(self, x: np.ndarray, role: str, m: np.ndarray | None = None) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (self.height, self.width, 3):
             raise DermaiError(
                 f"expected N x {self.height} x {self.width} x 3 images, got {x.shape}"
             )
+        if self.metadata_width:
+            if m is None or np.shape(m) != (len(x), self.metadata_width):
+                raise DermaiError(
+                    f"{self.path.name} takes N x {self.metadata_width} metadata rows beside "
+                    f"the images, got {None if m is None else np.shape(m)}"
+                )
+            m = np.asarray(m, dtype=np.float32)
+
+        def rows(a: int, b: int) -> np.ndarray | None:
+            return None if m is None else m[a:b]
+
         outs = []
         with self._lock:
             if self._dynamic:
                 for s in range(0, len(x), MAX_BATCH):
                     chunk = x[s : s + MAX_BATCH]
                     self._set_batch(len(chunk))
-                    outs.append(self._run(chunk, role))
+                    outs.append(self._run(chunk, role, rows(s, s + MAX_BATCH)))
             else:  # fixed batch (e.g. 1): one image at a time
                 self._set_batch(self._batch)
                 step = self._batch
-                outs = [self._run(x[i : i + step], role) for i in range(0, len(x), step)]
+                outs = [
+                    self._run(x[i : i + step], role, rows(i, i + step))
+                    for i in range(0, len(x), step)
+                ]
         width = int(self._outs[role]["shape"][-1])
         return np.concatenate(outs) if outs else np.zeros((0, width), dtype=np.float32)
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from dermai import params as params_mod
 from dermai.core import cv
-from dermai.core.schema import FOLDS_FILE
+from dermai.core.schema import FOLDS_FILE, METADATA_UNKNOWN, OOF_UNKNOWN
 from dermai.errors import DermaiError
 from dermai.io.atomic import atomic_dir, write_csv, write_json
 from dermai.io.tables import read_table
@@ -37,21 +37,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (report.json, predictions.csv)")
 
 
-def run(args: argparse.Namespace) -> None:
-    prm = params_mod.load(args.params)
-    k = prm.split.k()
-    if not k:
-        with atomic_dir(args.out) as tmp:
-            write_json(tmp / REPORT, {"folds": 0, "note": "split.folds is []: CV is off"})
-        log.info("cross-validation off (split.folds: [])")
-        return
-    folds = read_table(Path(args.splits) / FOLDS_FILE, ("image_id", "fold"), "folds")
-    frames, infos = [], []
-    for f in range(k):
-        d = Path(args.folds_dir) / f"fold_{f}"
-        frames.append(read_table(d / "oof.csv", ("image_id", "label"), f"fold {f} predictions"))
-        infos.append(json.loads((d / "fold.json").read_text(encoding="utf-8")))
-    classes = list(infos[0]["classes"])
+def pool(
+    dirs: list[Path],
+    name: str,
+    folds: pd.DataFrame,
+    classes: list[str],
+    infos: list[dict],
+    prm: params_mod.Params,
+) -> tuple[pd.DataFrame, dict]:
+    """The folds' out-of-fold file `name` pooled, and its report."""
+    frames = [
+        read_table(d / name, ("image_id", "label"), f"fold {f} predictions")
+        for f, d in enumerate(dirs)
+    ]
     oof = pd.concat(frames, ignore_index=True)
     for c in classes:
         oof[f"p_{c}"] = oof[f"p_{c}"].astype(float)
@@ -61,11 +59,41 @@ def run(args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise DermaiError(f"cv: {exc}") from exc
+    return oof, report
+
+
+def run(args: argparse.Namespace) -> None:
+    prm = params_mod.load(args.params)
+    k = prm.split.k()
+    if not k:
+        with atomic_dir(args.out) as tmp:
+            write_json(tmp / REPORT, {"folds": 0, "note": "split.folds is []: CV is off"})
+        log.info("cross-validation off (split.folds: [])")
+        return
+    folds = read_table(Path(args.splits) / FOLDS_FILE, ("image_id", "fold"), "folds")
+    dirs = [Path(args.folds_dir) / f"fold_{f}" for f in range(k)]
+    infos = [json.loads((d / "fold.json").read_text(encoding="utf-8")) for d in dirs]
+    classes = list(infos[0]["classes"])
+    # model.metadata on: every fold also predicted its held-out images with every field
+    # unknown; pooled the same way, as report_metadata_unknown.json (compare pairs the two).
+    pools = {"": "oof.csv"}
+    if all((d / OOF_UNKNOWN).is_file() for d in dirs):
+        pools[f"_{METADATA_UNKNOWN}"] = OOF_UNKNOWN
     with atomic_dir(args.out) as tmp:
-        write_json(tmp / REPORT, report)
-        pred = oof.merge(folds[["image_id", "leakage_group"]], on="image_id", how="left")
-        cols = ["image_id", "label", *(f"p_{c}" for c in classes), "leakage_group"]
-        write_csv(tmp / "predictions.csv", pred[cols].sort_values("image_id", kind="stable"))
+        for suffix, name in pools.items():
+            oof, report = pool(dirs, name, folds, classes, infos, prm)
+            write_json(tmp / (REPORT if not suffix else f"report{suffix}.json"), report)
+            pred = oof.merge(folds[["image_id", "leakage_group"]], on="image_id", how="left")
+            cols = ["image_id", "label", *(f"p_{c}" for c in classes), "leakage_group"]
+            write_csv(
+                tmp / f"predictions{suffix}.csv", pred[cols].sort_values("image_id", kind="stable")
+            )
+            if suffix:
+                ba = report["balanced_accuracy"]
+                log.info("with every metadata field unknown: balanced accuracy %.3f", ba)
+            else:
+                main_report = report
+    report = main_report
     ci = report["ci"]["balanced_accuracy"]
     log.info(
         "%d-fold CV over %d images (%d groups): accuracy %.3f, balanced accuracy %.3f "

@@ -145,6 +145,6 @@ def run(args: argparse.Namespace) -> None:
         bundle_mod.side_path(model_path, bundle_mod.MODEL_CARD_FILE, args.card_json),
         modelcard.summary(bundle.meta, reports) | {"model": model_path.name},
     )
-    guard = fit_guard(bundle.keras_model, args.tfrecords, prm.evaluate, t)
+    guard = fit_guard(bundle.keras_model, args.tfrecords, prm.evaluate, t, bundle.metadata)
     write_json(bundle_mod.side_path(model_path, bundle_mod.OOD_FILE, args.ood), guard)
     log.info("wrote %s, %s and %s", args.card, out, args.live)

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> None:
     from dermai.core.parity import export_report, guard_parity
     from dermai.models import data as tfdata
     from dermai.runtime import bundle as bundle_mod
+    from dermai.runtime import evaluation
     from dermai.runtime.convert import export_bytes
 
     keras.utils.set_random_seed(prm.base.seed)
@@ -82,8 +83,14 @@ def run(args: argparse.Namespace) -> None:
             "TFRecords and model differ in colour constancy (model.colour_constancy); "
             "rerun tfrecords and train"
         )
-    rep = tfdata.representative_images(args.tfrecords, cfg.representative_images, prm.base.seed)
+    rep, rep_ids = tfdata.representative_with_ids(
+        args.tfrecords, cfg.representative_images, prm.base.seed
+    )
     log.info("converting (float32, and int8 calibrated on %d TRAIN images)", len(rep))
+    enc = keras_bundle.metadata
+    rep_m = (
+        None if enc is None else evaluation.representative_metadata(args.tfrecords, rep_ids, enc)
+    )
     blobs = export_bytes(
         keras_bundle.keras_model,
         keras_bundle.classes,
@@ -93,6 +100,8 @@ def run(args: argparse.Namespace) -> None:
         training_data=dataset_of(keras_bundle.meta.get("params", {})),
         colour_constancy=keras_bundle.colour_constancy,
         float_stages=cfg.float_stages,
+        metadata=None if enc is None else enc.to_dict(),
+        representative_metadata=rep_m,
     )
     paths = {"float32": Path(args.float_out), "int8": Path(args.int8_out)}
     for kind, blob in blobs.items():
@@ -103,9 +112,11 @@ def run(args: argparse.Namespace) -> None:
 
     # Parity on the test split: every model through its bundle's `analyse`, as runtimes run it
     x_test, y_test = tfdata.split_arrays(args.tfrecords, "test")
-    ref_run = keras_bundle.analyse(x_test)
+    m_test = None if enc is None else evaluation.test_metadata(args.tfrecords, y_test, enc)
+    ref_run = keras_bundle.analyse(x_test, m_test)
     runs = {
-        kind: bundle_mod.load(path, num_threads=1).analyse(x_test) for kind, path in paths.items()
+        kind: bundle_mod.load(path, num_threads=1).analyse(x_test, m_test)
+        for kind, path in paths.items()
     }
     ref, exported = ref_run.logits, {kind: a.logits for kind, a in runs.items()}
     report = export_report(

@@ -21,6 +21,7 @@ from dermai.core import layouts
 from dermai.core.ages import all_age_groups
 from dermai.core.labels import check_label_params
 from dermai.core.layouts import Labelling, LayoutError, Task
+from dermai.core.schema import META_COLUMNS
 from dermai.errors import DermaiError
 from dermai.io.atomic import write_json
 from dermai.io.images import walk_files
@@ -124,8 +125,9 @@ def run(args: argparse.Namespace) -> None:
         "indexing %d files under %s (%s layout, %d workers)", len(tasks), root, layout, workers
     )
     limits = (cfg.max_pixels, cfg.max_file_bytes, cfg.max_decode_bytes)
+    columns = (*META_COLUMNS, *(cfg.manifest.extra if layout == "manifest" else ()))
     summary = build_index(
-        root, tasks, Path(args.out), Path(args.rejects), limits, workers, cfg.chunksize
+        root, tasks, Path(args.out), Path(args.rejects), limits, workers, cfg.chunksize, columns
     )
     summary["layout"] = layout
     if layout == "manifest":

@@ -24,6 +24,7 @@ import numpy as np
 
 from dermai import params as params_mod
 from dermai.core.preprocess import NO_COLOUR_CONSTANCY
+from dermai.core.schema import SPLIT_COLUMNS
 from dermai.errors import DermaiError, add_gate_argument, require_gate
 from dermai.io import encode
 from dermai.io.atomic import atomic_dir, write_json
@@ -92,6 +93,12 @@ def run(args: argparse.Namespace) -> None:
     }
     if colour_on:  # absent = none: the default meta.json keeps its bytes
         meta["colour_constancy"] = model.colour_constancy
+    # The index's metadata columns (index.manifest.sex/site/extra, a sidecar, a preset), carried
+    # as raw strings for model.metadata to encode; absent = none, the default bytes unchanged.
+    columns = [str(c) for df in list(frames.values())[:1] for c in df.columns]
+    fields = [c for c in columns if c not in SPLIT_COLUMNS]
+    if fields:
+        meta["metadata_fields"] = fields
     try:
         with atomic_dir(out) as tmp:
             from dermai.models import data  # TensorFlow: after the pool forked (see io.encode)
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
             for s, df in frames.items():
                 rows = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
                 images = encode.encoded(workers, rows)
-                names = data.write_split(tmp, s, rows, images, classes, cfg.shard_size)
+                names = data.write_split(tmp, s, rows, images, classes, cfg.shard_size, fields)
                 counts = df["condition"].value_counts()
                 meta["splits"][s] = {
                     "files": names,

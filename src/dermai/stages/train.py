@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> None:
     strategy = training.setup_tf(prm.train, prm.base.seed)
     plan = features.plan(prm, records, args.pretrained, strategy.scope)
     data = training.load_data(plan, prm.train, args.tfrecords, args.features)
+    if prm.model.metadata:
+        data = training.with_metadata(data, prm, args.tfrecords)
     live = Live(args.live, dvcyaml=False, save_dvc_exp=False, report=None)
     model, history = training.fit(
         plan, data, prm.train, prm.train.seed, live, dropout=prm.model.dropout
@@ -90,6 +92,8 @@ def run(args: argparse.Namespace) -> None:
             # every runtime feeds the model as its TFRecords were (runtime.bundle reads it)
             "colour_constancy": plan.colour_constancy,
             "best_epoch": history.best_epoch,
+            # model.metadata's encoding (core.metadata), the model's second input
+            **({"metadata": data.metadata.to_dict()} if data.metadata else {}),
             **({"ensemble": ensemble} if prm.train.ensemble > 1 else {}),
             "disclaimer": DISCLAIMER,
         },

@@ -119,6 +119,7 @@ def _page(engine: Any, max_upload_bytes: int, n_examples: int) -> str:
         "{{METRICS}}": html.escape(_metric(card.get("metrics"))),
         "{{EXAMPLES}}": examples,
         "{{SYNTHETIC}}": "true" if synthetic else "false",
+        "{{METADATA_FORM}}": metadata_form(engine),
     }
     for k, v in fill.items():
         text = text.replace(k, v)
@@ -263,7 +264,9 @@ def create_app(
         state["admitted"] += 1
         try:
             async with slots():
-                result = await anyio.to_thread.run_sync(engine.analyse, data)
+                answers = metadata_answers(engine, request)
+                args = (data,) if answers is None else (data, answers)
+                result = await anyio.to_thread.run_sync(engine.analyse, *args)
             del data
             return JSONResponse(result, headers={"Cache-Control": "no-store"})
         except (UploadError, UploadRejected) as exc:
@@ -277,6 +280,46 @@ def create_app(
     app.state.engine = engine
     app.state.admission = state
     return app
+
+
+def metadata_answers(engine: Any, request: Request) -> dict[str, str] | None:
+    """The patient metadata sent with a photo as query parameters (`?age=45&sex=female`): only
+    the fields the model takes, each at most 64 characters; None for a model without them."""
+    info = getattr(getattr(engine, "bundle", None), "metadata", None)
+    if info is None:
+        return None
+    return {f: request.query_params[f][:64] for f in info.fields if f in request.query_params}
+
+
+def metadata_form(engine: Any) -> str:
+    """The page's optional metadata fields, "unknown" by default, from the model's recorded
+    vocabularies; empty for a model without metadata."""
+    enc = getattr(getattr(engine, "bundle", None), "metadata", None)
+    if enc is None:
+        return ""
+    rows = []
+    for f in enc.fields:
+        label = html.escape(f.replace("_", " "))
+        name = html.escape(f, quote=True)
+        if f == "age":
+            control = (
+                f'<input id="meta-{name}" data-field="{name}" type="number" min="0" max="130" '
+                'step="1" inputmode="numeric" placeholder="unknown">'
+            )
+        else:
+            options = "".join(
+                f'<option value="{html.escape(v, quote=True)}">{html.escape(v)}</option>'
+                for v in enc.vocab[f]
+            )
+            control = (
+                f'<select id="meta-{name}" data-field="{name}">'
+                f'<option value="" selected>unknown</option>{options}</select>'
+            )
+        rows.append(f'<label for="meta-{name}">{label}</label>{control}')
+    return (
+        '<fieldset id="metadata" class="metadata"><legend>About the patient (optional; '
+        "leave unknown if unsure)</legend>" + "".join(rows) + "</fieldset>"
+    )
 
 
 def _same_origin(request: Request) -> bool:

@@ -138,6 +138,11 @@ class Engine:
             "colour_constancy": b.colour_constancy,
             "gradcam": self.gradcam is not None,
             "gradcam_note": self.gradcam_note,
+            # the optional fields the page offers ("unknown" by default), from the model's
+            # recorded vocabularies (core.metadata)
+            "metadata": None
+            if b.metadata is None
+            else {"fields": list(b.metadata.fields), "vocab": dict(b.metadata.vocab)},
             "disclaimer": DISCLAIMER,
             "version": __version__,
         }
@@ -151,7 +156,7 @@ class Engine:
         """One untimed pass (graph tracing, allocations) so the first visitor does not wait."""
         b = self.bundle
         x = np.full((1, b.height, b.width, 3), 128.0, dtype=np.float32)
-        b.analyse(x)
+        b.analyse(x)  # a metadata model: every field unknown
         if self.gradcam is not None:
             try:
                 self.gradcam.heatmap(x[0], 0)
@@ -159,19 +164,23 @@ class Engine:
                 log.exception("Grad-CAM disabled: it failed on a test image")
                 self.gradcam, self.gradcam_note = None, "Grad-CAM is unavailable on this server."
 
-    def analyse(self, data: bytes) -> dict[str, Any]:
+    def analyse(self, data: bytes, answers: dict[str, str] | None = None) -> dict[str, Any]:
+        """One uploaded image (and, for a model with metadata, the user's `answers`: any
+        subset of its fields, the rest unknown) -> the page's answer."""
         try:
             img, fmt = decode(data, self.max_pixels, draft=(self.need, self.need))
         except ImageRejected as exc:
             raise _rejection(str(exc)) from exc
         b = self.bundle
         x = b.prepare(img)[None]
-        a = b.analyse(x)
+        m, used = (None, None) if b.metadata is None else b.encode_answers(answers or {})
+        a = b.analyse(x, None if m is None else m[None])
         base = {
             "image": {"width": img.width, "height": img.height, "format": fmt},
             "model": b.path.name,
             "temperature": b.temperature,
             "disclaimer": DISCLAIMER,
+            **({"metadata": used} if used is not None else {}),
         }
         score = None if a.ood_scores is None else float(a.ood_scores[0])
         ood = {

@@ -110,6 +110,7 @@ async function main() {
     `classes ${m.classes.join(', ')}` +
     (model.colourP === null ? '.' : `, Shades-of-Grey colour constancy (p = ${model.colourP}).`);
   describeGuard(model);
+  metadataForm(model);
   $('status').textContent = navigator.onLine ? 'Ready. Choose or take a photo.'
     : 'Ready (offline). Choose or take a photo.';
   $('status').dataset.ready = '1';
@@ -131,7 +132,7 @@ async function main() {
       }
       const t0 = performance.now();
       const fitted = fit(img, model.height, model.width);
-      const result = await model.predict(fitted);
+      const result = await model.predict(fitted, metadataAnswers());
       result.preprocessMs = performance.now() - t0 - result.inferenceMs;
       render(model, fitted, result);
       show('result', true);
@@ -144,6 +145,40 @@ async function main() {
   }
   $('file-take').addEventListener('change', onFile);
   $('file-choose').addEventListener('change', onFile);
+}
+
+// The optional patient metadata of a model trained with it: one control per field, "unknown"
+// by default, the choices the model's own recorded vocabulary (its embedded `metadata`).
+function metadataForm(model) {
+  const doc = model.metadataDoc;
+  if (!doc) return;
+  const box = $('metadata');
+  for (const field of doc.fields) {
+    const label = document.createElement('label');
+    label.htmlFor = `meta-${field}`;
+    label.textContent = field.replace(/_/g, ' ');
+    let control;
+    if (field === 'age') {
+      control = document.createElement('input');
+      Object.assign(control, {type: 'number', min: 0, max: 130, step: 1, placeholder: 'unknown'});
+    } else {
+      control = document.createElement('select');
+      control.append(new Option('unknown', '', true, true));
+      for (const v of doc.vocab[field]) control.append(new Option(v, v));
+    }
+    control.id = `meta-${field}`;
+    control.dataset.field = field;
+    box.append(label, control);
+  }
+  show('metadata', true);
+}
+
+function metadataAnswers() {
+  const answers = {};
+  for (const el of document.querySelectorAll('#metadata [data-field]')) {
+    if (el.value !== '') answers[el.dataset.field] = el.value;
+  }
+  return answers;
 }
 
 main();

@@ -8,6 +8,7 @@
 // trained with colour constancy (metadata input.colour_constancy) gets the same Shades-of-Grey
 // correction of those pixels (dermai.core.preprocess.shades_of_grey, float64 as numpy).
 // Not a medical diagnosis: an educational/research prototype.
+import {encodeMetadata} from './metadata.js';
 import {loadLiteRt, loadAndCompile, Tensor} from './litert/core/index.js';
 
 export const METADATA_NAME = 'dermai';
@@ -399,7 +400,7 @@ export class OnDeviceModel {
     // while the user is still choosing a photo, not after.
     const t0 = performance.now();
     await model.logits({data: new Uint8Array(model.height * model.width * 3),
-                        width: model.width, height: model.height});
+                        width: model.width, height: model.height});  // metadata: unknown
     model.warmupMs = performance.now() - t0;
     return model;
   }
@@ -417,9 +418,24 @@ export class OnDeviceModel {
     this.roles = meta.outputs ?? ['logits'];
     this.guard = meta.ood ?? null;
     this.guardProblem = guardProblem(this.guard, this.roles);  // null: the page applies it
-    const [inp] = compiled.getInputDetails();
+    // A model trained with patient metadata (`model.metadata`) takes its encoded vector as a
+    // second input (metadata.js: the rules of dermai.core.metadata); null: the image alone.
+    this.metadataDoc = meta.metadata ?? null;
+    const inputs = compiled.getInputDetails();
+    this.imageInput = inputs.findIndex((d) => d.shape.length === 4);
+    const inp = inputs[this.imageInput];
     const outs = compiled.getOutputDetails();
     const shape = Array.from(inp.shape);
+    if (inputs.length !== (this.metadataDoc ? 2 : 1) || this.imageInput < 0) {
+      throw new Error(`the model has ${inputs.length} inputs, its metadata expects ` +
+                      `${this.metadataDoc ? 'an image and a metadata vector' : 'one image'}`);
+    }
+    if (this.metadataDoc) {
+      const m = inputs[1 - this.imageInput];
+      if (m.dtype !== 'float32' || m.shape[m.shape.length - 1] !== this.metadataDoc.width) {
+        throw new Error(`metadata input ${Array.from(m.shape)} does not match width ${this.metadataDoc.width}`);
+      }
+    }
     if (inp.dtype !== 'float32' || outs.some((o) => o.dtype !== 'float32')) {
       throw new Error('the browser model must have float32 input and output (export-web wraps int8)');
     }
@@ -436,14 +452,20 @@ export class OnDeviceModel {
   }
 
   /** {logits, trunk} for one fitted RGB image ({data: Uint8Array h*w*3}); raw [0, 255]
-   * floats in; trunk is null when the model has no trunk output. */
-  async run(img) {
+   * floats in; trunk is null when the model has no trunk output. `answers`: the patient
+   * metadata ({field: value}, any subset; the rest unknown) of a model that takes it. */
+  async run(img, answers = {}) {
     if (img.width !== this.width || img.height !== this.height) {
       throw new Error(`expected ${this.width}x${this.height}, got ${img.width}x${img.height}`);
     }
     const input = new Tensor(Float32Array.from(img.data), [1, this.height, this.width, 3]);
+    const tensors = [input];
+    if (this.metadataDoc) {
+      const m = new Tensor(encodeMetadata(this.metadataDoc, answers), [1, this.metadataDoc.width]);
+      tensors.splice(1 - this.imageInput, 0, m);  // in the model's input order
+    }
     try {
-      const outputs = await this.compiled.run(input);
+      const outputs = await this.compiled.run(tensors.length === 1 ? input : tensors);
       try {
         const get = (role) => (this.roles.includes(role) ?
           Array.from(outputs[this.roles.indexOf(role)].toTypedArray()) : null);
@@ -452,13 +474,13 @@ export class OnDeviceModel {
         for (const t of outputs) t.delete();
       }
     } finally {
-      input.delete();
+      for (const t of tensors) t.delete();
     }
   }
 
   /** Logits for one fitted RGB image ({data: Uint8Array h*w*3}); raw [0, 255] floats in. */
-  async logits(img) {
-    return (await this.run(img)).logits;
+  async logits(img, answers = {}) {
+    return (await this.run(img, answers)).logits;
   }
 
   /** What the model sees of an RGB image: fit() to the input size, then the colour constancy
@@ -468,12 +490,13 @@ export class OnDeviceModel {
     return this.colourP === null ? fitted : shadesOfGrey(fitted, this.colourP);
   }
 
-  /** Calibrated probabilities for any RGB image: prepare() it, run, softmax(z / T). */
-  async predict(img) {
+  /** Calibrated probabilities for any RGB image: prepare() it, run, softmax(z / T).
+   * `answers`: the patient metadata of a model that takes it (any subset; the rest unknown). */
+  async predict(img, answers = {}) {
     const t0 = performance.now();
     const fitted = this.prepare(img);
     const t1 = performance.now();
-    const {logits, trunk} = await this.run(fitted);
+    const {logits, trunk} = await this.run(fitted, answers);
     const t2 = performance.now();
     const probabilities = softmax(logits, this.temperature);
     // null when the page cannot apply a guard (none, or one on internal features)

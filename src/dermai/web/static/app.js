@@ -87,7 +87,14 @@
     const body = new FormData();
     body.append("file", file, file.name || "photo");
     try {
-      const resp = await fetch("/api/predict", { method: "POST", body: body });
+      // The optional patient metadata (a model trained with it): any field left unknown is
+      // not sent, and the model treats it as unknown.
+      const query = new URLSearchParams();
+      for (const el of document.querySelectorAll("#metadata [data-field]")) {
+        if (el.value !== "") query.append(el.dataset.field, el.value);
+      }
+      const url = "/api/predict" + (query.toString() ? "?" + query.toString() : "");
+      const resp = await fetch(url, { method: "POST", body: body });
       let data = null;
       try { data = await resp.json(); } catch (_) { data = null; }
       if (!resp.ok) {
