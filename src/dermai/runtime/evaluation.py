@@ -17,6 +17,7 @@ from dermai.core import calibration, metadata
 from dermai.core.schema import EXTERNAL, METADATA_UNKNOWN
 from dermai.errors import DermaiError
 from dermai.models import data as tfdata
+from dermai.models.metainputs import read_columns
 from dermai.runtime.bundle import Bundle
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,8 @@ class SplitPredictions(TypedDict):
 def metadata_by_id(bundle: Bundle, folder: str, split: str) -> dict[str, np.ndarray]:
     """{image id: its encoded metadata row} of a split, for a model that takes metadata."""
     assert bundle.metadata is not None
-    ids, columns, _ = tfdata.read_metadata(folder, split)
-    missing = [f for f in bundle.metadata.fields if f not in columns]
-    if missing:
-        raise DermaiError(
-            f"the model takes metadata {', '.join(missing)}, which the TFRecords do not carry"
-        )
-    m = bundle.metadata.encode_columns({f: columns[f] for f in bundle.metadata.fields})
-    return dict(zip(ids, m, strict=True))
+    ids, columns, _ = read_columns(folder, split, bundle.metadata.fields)
+    return dict(zip(ids, bundle.metadata.encode_columns(columns), strict=True))
 
 
 def predict_split(
@@ -158,7 +153,7 @@ def calibration_doc(
 def representative_metadata(folder: str, ids: list[str], enc: metadata.Encoder) -> np.ndarray:
     """The int8 calibration's metadata rows: each representative TRAIN image's own (`ids`), every
     second one all unknown, so both paths set the metadata input's range."""
-    got, cols, _ = tfdata.read_metadata(folder, "train")
+    got, cols, _ = read_columns(folder, "train", enc.fields)
     pos = {i: k for k, i in enumerate(got)}
     m = enc.encode_columns({f: [cols[f][pos[i]] for i in ids] for f in enc.fields})
     m[1::2] = enc.unknown()
@@ -167,7 +162,7 @@ def representative_metadata(folder: str, ids: list[str], enc: metadata.Encoder) 
 
 def test_metadata(folder: str, y: np.ndarray, enc: metadata.Encoder) -> np.ndarray:
     """The test split's encoded metadata in `tfdata.split_arrays`' order (checked on labels)."""
-    _ids, cols, labels = tfdata.read_metadata(folder, "test")
+    _ids, cols, labels = read_columns(folder, "test", enc.fields)
     if not np.array_equal(labels, y):
         raise DermaiError("the test split's metadata rows are not in the images' order")
-    return enc.encode_columns({f: cols[f] for f in enc.fields})
+    return enc.encode_columns(cols)
