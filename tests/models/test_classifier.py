@@ -98,18 +98,23 @@ def test_finetuning_step_moves_convs_but_not_batchnorm(backbone) -> None:
 # --------------------------------------------------------------------------- train.ensemble
 
 
-def _random_head(feature_dim: int, n: int, seed: int) -> keras.Model:
-    head = build_head(feature_dim, n, 0.3, 0.0)
+def _random_head(feature_dim: int, n: int, seed: int, width: int = 0) -> keras.Model:
+    """A head whose logits (over `width` metadata columns too) are random, so members differ."""
+    head = build_head(feature_dim, n, 0.3, 0.0, width)
     rng = np.random.default_rng(seed)
+    rows = feature_dim + width
     head.get_layer("logits").set_weights(
-        [rng.normal(0, 1, (feature_dim, n)).astype(np.float32), rng.normal(0, 1, n).astype("f4")]
+        [rng.normal(0, 1, (rows, n)).astype(np.float32), rng.normal(0, 1, n).astype("f4")]
     )
     return head
 
 
-def _logits(upper, head, x) -> np.ndarray:
-    f = x if upper is None else upper(x, training=False)
-    return np.asarray(head.get_layer("logits")(f))
+def _logits(upper, head, x, meta=None) -> np.ndarray:
+    """Member logits computed by hand: W [f, m] + b from the head's own Dense weights."""
+    f = np.asarray(x if upper is None else upper(x, training=False))
+    kernel, bias = head.get_layer("logits").get_weights()
+    joined = f if meta is None else np.concatenate([f, meta], axis=1)
+    return joined @ kernel + bias
 
 
 def test_ensemble_of_three_stores_the_lower_part_once_and_averages_the_logits(backbone) -> None:
@@ -155,6 +160,46 @@ def test_ensemble_without_upper_part_is_one_head_with_the_mean_kernel(backbone) 
     np.testing.assert_allclose(_logits(None, head, x), np.mean(z, axis=0), rtol=1e-5, atol=1e-5)
     model = assemble_ensemble(backbone, [None] * 3, heads, SHAPE, ["a", "b", "c"])
     assert [la.name for la in model.layers] == ["image", backbone.name, "head"]
+
+
+@pytest.mark.parametrize("with_upper", [True, False])
+def test_ensemble_with_metadata_averages_the_members_logits_over_image_and_metadata(
+    backbone, with_upper: bool
+) -> None:
+    """train.ensemble > 1 with model.metadata: the averaged head keeps the metadata input, and
+    its logits are the mean of the members' logits for the same image AND metadata (all known,
+    some known, all unknown), so the ensemble answers like K members would."""
+    from dermai.models.classifier import assemble_ensemble, copy_upper, metadata_width
+    from dermai.runtime.inference import logits_model
+
+    width, n = 5, 3
+    rng = np.random.default_rng(2)
+    if with_upper:
+        lower, upper = split_backbone(backbone, 1)
+        uppers = [upper] + [copy_upper(upper, upper.get_weights(), f"upper_{k}") for k in (1, 2)]
+        for c in uppers[1:]:
+            c.set_weights(
+                [w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in c.get_weights()]
+            )
+    else:
+        lower, uppers = backbone, [None, None, None]
+    heads = [_random_head(1280, n, 10 + k, width) for k in range(3)]
+    model = assemble_ensemble(lower, uppers, heads, SHAPE, ["a", "b", "c"])
+    assert metadata_width(model) == width and len(model.inputs) == 2
+    x = rng.uniform(0, 255, (3, *SHAPE)).astype(np.float32)
+    meta = np.array(  # known, partly known, unknown (the encoder's one-hot shapes aside)
+        [[0.4, 1, 0, 0, 1], [0.0, 0, 0, 1, 0], [0.0, 0, 0, 0, 0]], dtype=np.float32
+    )
+    cut = np.asarray(lower(x, training=False))
+    z = [_logits(u, h, cut, meta) for u, h in zip(uppers, heads, strict=True)]
+    assert np.abs(z[0] - z[1]).max() > 0.1  # members differ: not vacuous
+    got = np.asarray(logits_model(model)([x, meta]))
+    np.testing.assert_allclose(got, np.mean(z, axis=0), rtol=1e-4, atol=1e-3)
+    # The metadata reaches the averaged logits: other metadata, other logits.
+    other = np.asarray(logits_model(model)([x, np.zeros_like(meta) + 1.0]))
+    assert np.abs(other - got).max() > 0.1
+    p = np.asarray(model([x, meta], training=False))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_ensemble_of_one_is_the_single_model(backbone) -> None:
