@@ -22,7 +22,6 @@ PROJECT_FILES = [
     ".dvc/.gitignore",
     ".dvc/plots",
     "data/.gitignore",
-    "models/cv/README.md",  # the cv stage's dep models/cv exists in every clone through it
 ]
 
 # A tiny config: 4 classes, 80 images, weights none, 32 px, 1 epoch per phase.

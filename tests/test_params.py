@@ -256,14 +256,20 @@ def test_consistent_params_pass_the_cross_checks(raw):
     params.parse(raw)
 
 
-@pytest.mark.parametrize("folds", [[1, 2], [0], [0, 2], [0, 1, 1]])
-def test_split_folds_must_be_off_or_the_folds_0_to_k_minus_1(folds):
-    with pytest.raises(
-        DermaiError, match=r"split.folds=.* must be \[\] \(off\) or the folds 0..K-1"
-    ):
+def test_split_folds_1_is_refused_with_a_one_line_message():
+    with pytest.raises(DermaiError, match=r"split.folds=1 is no cross-validation") as err:
+        params.parse({"split": {"folds": 1}})
+    assert "\n" not in str(err.value) and "-S split.folds=5" in str(err.value)
+
+
+@pytest.mark.parametrize("folds", [-1, [0, 1, 2, 3, 4], "5", True])
+def test_split_folds_is_a_count_of_at_least_0(folds):
+    """A negative count, and the list form of before (`[0,1,2,3,4]`), are refused."""
+    with pytest.raises(DermaiError, match="split.folds"):
         params.parse({"split": {"folds": folds}})
 
 
 def test_split_folds_count_the_folds():
-    assert params.parse({"split": {"folds": [0, 1, 2, 3, 4]}}).split.k() == 5
-    assert params.parse({}).split.k() == 0
+    assert params.parse({"split": {"folds": 5}}).split.folds == 5
+    assert params.parse({"split": {"folds": 2}}).split.folds == 2
+    assert params.parse({}).split.folds == 0

@@ -208,18 +208,12 @@ class SplitParams:
     # Every image of these sources goes to an `external` split (never trained, tuned or
     # calibrated on): the model's score on a site it never saw. [] = none.
     external_source: list[str] = field(default_factory=list, metadata={"pattern": NON_EMPTY})
-    # Cross-validation folds, named 0..K-1 ([] = off): a list, not K, because dvc.yaml's
-    # `foreach` makes one cached stage per item and cannot count up to an int.
-    folds: list[int] = field(default_factory=list, metadata={"interval": Interval(0, None)})
+    # Grouped, stratified K-fold cross-validation: K folds (0 = off; 1 is refused, `check_split`).
+    folds: int = ranged(0, 0)
 
     def fractions(self) -> dict[str, float]:
         """{train, val, test: fraction} (they sum to 1: `check_split`)."""
         return {"train": self.train, "val": self.val, "test": self.test}
-
-    def k(self) -> int:
-        """The number of cross-validation folds (0 = off); a method, not a property, so the
-        param walk of tests/test_dvc_deps.py sees it read `split.folds`."""
-        return len(self.folds)
 
 
 @dataclass(frozen=True)
@@ -514,9 +508,9 @@ def check_split(p: Params) -> None:
                 + f" = {total:g}, must be 1",
             ),
             (
-                p.split.folds != list(range(p.split.k())) or p.split.k() == 1,
-                f"split.folds={p.split.folds} must be [] (off) or the folds 0..K-1 with K >= 2, "
-                "e.g. -S 'split.folds=[0,1,2,3,4]' for 5-fold cross-validation",
+                p.split.folds == 1,
+                "split.folds=1 is no cross-validation (one fold holds every image out): 0 = off "
+                "or K >= 2 folds, e.g. -S split.folds=5",
             ),
         ]
     )

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -42,17 +43,7 @@ def tracked_outputs(root: Path) -> list[str]:
     cached or not), checked against what dvc.yaml declares."""
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    params = yaml.safe_load((root / "params.yaml").read_text())
-
-    def items(ref: str) -> list:  # a foreach over `${section.key}` of params.yaml
-        value = params
-        for key in ref.strip("${}").split("."):
-            value = value[key]
-        return list(value)
-
-    # A foreach stage (cv-train over split.folds) has one entry per item: none with folds off.
-    want = {n for n, s in stages.items() if "foreach" not in s}
-    want |= {f"{n}@{i}" for n, s in stages.items() if "foreach" in s for i in items(s["foreach"])}
+    want = set(stages)  # one entry per stage: cv-train too, with folds off
     assert set(lock["stages"]) == want, "a stage has no dvc.lock entry"
     outs = sorted({o["path"] for s in lock["stages"].values() for o in s.get("outs", [])})
     assert set(outs) == declared_outputs(root)
@@ -181,3 +172,33 @@ def test_queue_two_learning_rates_then_compare(project: Path):
         "dermai compare: error: 'no-such-exp' is neither a predictions file nor a known "
         "experiment or Git revision in ."
     )
+
+
+def test_split_folds_is_a_count_one_stage_trains_every_fold(tiny_run: Path, tmp_path: Path):
+    """`dvc exp run -S split.folds=3 cv` (the issue's form, an int): the one cv-train stage trains
+    folds 0..2 in turn on the shared feature cache and the cv report pools all 85 images once;
+    `split.folds=1` is refused with its one-line message before any training."""
+    project = copy_run(tiny_run, tmp_path / "proj")
+    off = json.loads((project / "reports/cv/report.json").read_text())
+    assert off["folds"] == 0 and sorted(p.name for p in (project / "models/cv").iterdir()) == [
+        "README.md"
+    ]
+
+    bad = sh("dvc", "exp", "run", "-S", "split.folds=1", "cv", cwd=project, check=False)
+    assert bad.returncode != 0
+    assert "split.folds=1 is no cross-validation" in bad.stdout + bad.stderr
+    assert "Running stage 'cv-train'" not in bad.stdout
+
+    done = sh("dvc", "exp", "run", "-S", "split.folds=3", "cv", cwd=project)
+    log = done.stdout + done.stderr
+    assert log.count("Running stage 'cv-train'") == 1 and "cv-train@" not in log
+    for f in range(3):
+        assert f"fold {f} ({f + 1}/3): " in log, log[-3000:]
+    models = project / "models/cv"
+    assert sorted(p.name for p in models.iterdir()) == ["README.md", "fold_0", "fold_1", "fold_2"]
+    held = [pd.read_csv(models / f"fold_{f}/oof.csv")["image_id"] for f in range(3)]
+    folds = pd.read_csv(project / "data/splits/folds.csv", dtype=str)
+    for f in range(3):  # each fold predicts exactly the images folds.csv holds out in it
+        assert sorted(held[f]) == sorted(folds.loc[folds["fold"] == str(f), "image_id"])
+    report = json.loads((project / "reports/cv/report.json").read_text())
+    assert report["folds"] == 3 and report["n"] == len(folds) == 85

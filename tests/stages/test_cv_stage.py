@@ -14,7 +14,7 @@ from dermai.cli import main
 CLASSES = ["acne", "tinea"]
 
 
-def run(tmp: Path, folds: list[int]) -> int:
+def run(tmp: Path, folds: int) -> int:
     (tmp / "params.yaml").write_text(
         yaml.safe_dump({"split": {"folds": folds}, "evaluate": {"bootstrap": 20}})
     )
@@ -23,7 +23,7 @@ def run(tmp: Path, folds: list[int]) -> int:
 
 
 def test_folds_off_writes_only_the_off_report(tmp_path):
-    assert run(tmp_path, []) == 0
+    assert run(tmp_path, 0) == 0
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.json"]
     assert json.loads((tmp_path / "out" / "report.json").read_text())["folds"] == 0
 
@@ -53,7 +53,7 @@ def write_folds(tmp: Path, k: int = 2, n: int = 12) -> None:
 
 def test_folds_on_pool_every_image_once(tmp_path):
     write_folds(tmp_path)
-    assert run(tmp_path, [0, 1]) == 0
+    assert run(tmp_path, 2) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert (report["folds"], report["n"], report["groups"], report["accuracy"]) == (2, 12, 6, 1.0)
     pred = pd.read_csv(tmp_path / "out" / "predictions.csv")
@@ -64,6 +64,6 @@ def test_folds_on_pool_every_image_once(tmp_path):
 def test_a_missing_fold_is_a_one_line_error(tmp_path, capsys):
     write_folds(tmp_path)
     (tmp_path / "cv" / "fold_1" / "oof.csv").unlink()
-    assert run(tmp_path, [0, 1]) == 1
+    assert run(tmp_path, 2) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("dermai cv: error: fold 1 predictions not found"), err

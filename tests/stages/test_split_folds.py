@@ -28,8 +28,8 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def split(tmp: Path, data: Path, folds: list[int]) -> Path:
-    out = tmp / f"folds{len(folds)}"
+def split(tmp: Path, data: Path, folds: int) -> Path:
+    out = tmp / f"folds{folds}"
     out.mkdir()
     (out / "params.yaml").write_text(yaml.safe_dump({"split": {"folds": folds}}))
     args = ["--params", str(out / "params.yaml"), "--index", f"{data}/index.csv"]
@@ -58,14 +58,14 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_folds_off_is_byte_identical_to_the_golden_sample_split(sample):
     tmp, data = sample
-    out = split(tmp, data, [])
+    out = split(tmp, data, 0)
     assert {name: md5(out / name) for name in GOLDEN} == GOLDEN
     assert not (out / "splits" / "folds.csv").exists()
 
 
 def test_folds_on_hold_every_image_once_and_leave_the_split_files_alone(sample):
     tmp, data = sample
-    out = split(tmp, data, [0, 1, 2, 3, 4])
+    out = split(tmp, data, 5)
     for name in ("splits/train.csv", "splits/val.csv", "splits/test.csv", "split_summary.csv"):
         assert md5(out / name) == GOLDEN[name], name
     folds = pd.read_csv(out / "splits" / "folds.csv", dtype=str, keep_default_na=False)

@@ -1,5 +1,6 @@
-"""One cross-validation fold's model on the shared feature cache: train on the other folds (less
-an inner validation set that chooses the epoch and the temperature), predict the held-out fold.
+"""Cross-validation folds' models on the shared feature cache: each trains on the other folds
+(less an inner validation set that chooses the epoch and the temperature) and predicts its
+held-out fold; `train_folds` runs folds 0..K-1 in turn for the one `cv-train` stage.
 
 The frozen lower backbone's activations of every image (`features.cache_cv`) were computed once;
 a fold selects its rows, so K folds cost K heads + top stages, not K feature passes.
@@ -8,9 +9,11 @@ a fold selects its rows, so K folds cost K heads + top stages, not K feature pas
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -141,3 +144,37 @@ def write(result: FoldResult, classes: list[str], out: Path) -> None:
             oof[f"p_{c}"] = np.round(proba[:, k], 6)
         write_csv(out / name, oof)
     write_json(out / "fold.json", json_safe(result.info))
+
+
+def train_folds(
+    prm: params_mod.Params,
+    k: int,
+    tfrecords: str,
+    cache: str,
+    table: pd.DataFrame,
+    pretrained: str,
+    out: Path,
+) -> None:
+    """Train folds 0..k-1 in turn into out/fold_<f>/, a progress line per fold. Each fold starts
+    from a cleared Keras session and `train_fold`'s own seeding, as in a process of its own: the
+    same bytes as one stage per fold, and no fold's graph or weights held during the next."""
+    t0 = time.time()
+    for f in range(k):
+        keras.backend.clear_session()
+        start = time.time()
+        result = train_fold(prm, f, tfrecords, cache, table, pretrained)
+        write(result, list(result.info["classes"]), out / f"fold_{f}")
+        took, left = time.time() - start, (time.time() - t0) / (f + 1) * (k - f - 1)
+        log.info(
+            "fold %d (%d/%d): %d held-out images predicted in %.0f s (epoch %d, temperature "
+            "%.3f)%s",
+            f,
+            f + 1,
+            k,
+            len(result.ids),
+            took,
+            result.info["best_epoch"],
+            result.info["temperature"],
+            f"; about {left / 60:.0f} min left" if left else "",
+        )
+    keras.backend.clear_session()

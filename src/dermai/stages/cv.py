@@ -1,12 +1,13 @@
 """The cross-validation report: pool the folds' out-of-fold predictions (core.cv).
 
-With `split.folds: [0..K-1]` every image was predicted once by the fold that held it out; this
+With `split.folds: K` (K >= 2) every image was predicted once by the fold that held it out; this
 writes reports/cv/report.json: accuracy, balanced accuracy, AUC with 95% CIs from a bootstrap
 over leakage groups (patients, lesions), per class, per age group, per fold and the fold spread;
 and reports/cv/predictions.csv, every image's out-of-fold prediction in `dermai compare`'s
 format plus its leakage group (`dermai compare EXP_A EXP_B --path reports/cv/predictions.csv`
-pairs two CV experiments image by image, resampling whole groups). With `split.folds: []` it
-writes only report.json `{"folds": 0}`, and metrics.json gains no cv key.
+pairs two CV experiments image by image, resampling whole groups). With `split.folds: 0` it
+writes only report.json `{"folds": 0}` (its bytes as when folds were a list, `[]` = off), and
+metrics.json gains no cv key.
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ def pool(
 
 def run(args: argparse.Namespace) -> None:
     prm = params_mod.load(args.params)
-    k = prm.split.k()
+    k = prm.split.folds
     if not k:
         with atomic_dir(args.out) as tmp:
             write_json(tmp / REPORT, {"folds": 0, "note": "split.folds is []: CV is off"})
-        log.info("cross-validation off (split.folds: [])")
+        log.info("cross-validation off (split.folds: 0)")
         return
     folds = read_table(Path(args.splits) / FOLDS_FILE, ("image_id", "fold"), "folds")
     dirs = [Path(args.folds_dir) / f"fold_{f}" for f in range(k)]

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> None:
 
     records = read_meta(args.tfrecords)
     plan = features.plan(prm, records, args.pretrained)
-    if not prm.split.k():
+    if not prm.split.folds:
         features.write(args.out, plan.key, features.cache(plan, args.tfrecords, prm.train))
         return
     # Cross-validation: every image's copies once, for all folds (not once per fold)

@@ -5,8 +5,8 @@ Leakage groups (duplicates + lesion ids) are assigned whole. `split.duplicate_po
 policy (naive split, then every crossing group moved into train). The leakage report compares the
 final split with a naive per-image stratified split.
 
-`split.folds: [0..K-1]` also writes `folds.csv`: grouped, stratified K-fold over the same images
-(core.folds), for the cross-validation stages; with `[]` no such file is written.
+`split.folds: K` (K >= 2) also writes `folds.csv`: grouped, stratified K-fold over the same images
+(core.folds), for the cross-validation stages; with 0 (off) no such file is written.
 
 `split.external_source` holds whole sites out: every image of those sources goes to a fourth
 split, `external.csv`, and the fractions apply to the rest. A leakage group that holds an image
@@ -68,14 +68,14 @@ def run(args: argparse.Namespace) -> None:
     write_csv(args.summary, splitting.split_summary(df, split))
     report = splitting.leakage_report(df, pairs, split, fractions, policy, seed, held_out)
     (out / FOLDS_FILE).unlink(missing_ok=True)  # folds off: no file, every output as before
-    if cfg.k():  # cross-validation folds over every image the fractions apply to
+    if cfg.folds:  # cross-validation folds over every image the fractions apply to
         rest = split.rest
         try:
             of, moves = folds.assign_folds(
                 rest["condition"].tolist(),
                 rest["age_group"].tolist(),
                 rest["leakage_group"].tolist(),
-                cfg.k(),
+                cfg.folds,
                 seed,
                 cfg.min_groups_for_presence,
             )
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> None:
             raise DermaiError(str(exc)) from exc
         table = folds.fold_table(rest, of)
         write_csv(out / FOLDS_FILE, table)
-        report["folds"] = folds.fold_report(table, cfg.k(), moves)
-        log.info("%d-fold cross-validation folds: sizes %s", cfg.k(), report["folds"]["sizes"])
+        report["folds"] = folds.fold_report(table, cfg.folds, moves)
+        log.info("%d-fold cross-validation folds: sizes %s", cfg.folds, report["folds"]["sizes"])
     write_json(args.leakage, report)
     for line in split.moves:
         log.info("moved so every condition is in every split: %s", line)
