@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cache the frozen backbone's activations for train (CPU path)",
     ),
     "train": ("dermai.stages.train", "two-phase fine-tuning with class-imbalance handling"),
-    "cv-train": ("dermai.stages.cv_train", "train one cross-validation fold, predict it"),
+    "cv-train": ("dermai.stages.cv_train", "train the K cross-validation folds, predict each"),
     "cv": ("dermai.stages.cv", "pool the folds' out-of-fold predictions (CIs over groups)"),
     "evaluate": ("dermai.stages.evaluate", "metrics with CIs, subgroups, calibration"),
     "export": ("dermai.stages.export", "TFLite float32 and int8 export with parity checks"),
