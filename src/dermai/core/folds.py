@@ -3,7 +3,8 @@ fold number per image out (`dermai split` writes them as data/splits/folds.csv).
 
 Whole leakage groups (duplicates, lesion and patient keys) go to one fold, so no model ever sees a
 group it is scored on. Folds are stratified on condition x age group by scikit-learn's
-`StratifiedGroupKFold` (the same call that makes the train/val/test split), then a condition with
+`StratifiedGroupKFold` (the same call that makes the train/val/test split; on a few groups its
+greedy pass can leave a stratum in one fold, which `rebalance` repairs), then a condition with
 enough groups is moved into every fold where chance left it out (`splitting.ensure_presence`).
 """
 
@@ -40,6 +41,54 @@ def group_kfold(strata: Sequence[str], groups: Sequence[str], k: int, seed: int)
     return fold_of
 
 
+def rebalance(
+    fold_of: np.ndarray, strata: Sequence[str], groups: Sequence[str], k: int
+) -> np.ndarray:
+    """Repair what StratifiedGroupKFold's greedy pass can leave on a few groups (e.g. every
+    image of a stratum in one fold, 7 images against 2): while some stratum's spread across the
+    folds exceeds the largest group's size, move the one whole group that most lowers
+    (largest spread, sum of squared deviations from the even share), keeping every fold
+    non-empty. A no-op when the spread is already within one group, which is every collection
+    of ordinary size (PAD-UFES-20: spread 1, largest group 6), so their folds stay sklearn's."""
+    fold_of = np.asarray(fold_of, dtype=int).copy()
+    if not len(fold_of):
+        return fold_of
+    _, code = np.unique(np.asarray(strata), return_inverse=True)
+    gnames, gcode = np.unique(np.asarray(groups), return_inverse=True)
+    per_group = np.zeros((len(gnames), int(code.max()) + 1), dtype=int)
+    np.add.at(per_group, (gcode, code), 1)
+    largest = int(per_group.sum(axis=1).max())
+    where = np.zeros(len(gnames), dtype=int)
+    where[gcode] = fold_of
+    counts = np.zeros((k, per_group.shape[1]), dtype=int)
+    np.add.at(counts, where, per_group)
+
+    def cost(c: np.ndarray) -> tuple[int, float]:
+        return int((c.max(axis=0) - c.min(axis=0)).max()), float(((c - c.mean(axis=0)) ** 2).sum())
+
+    current = cost(counts)
+    while current[0] > largest:
+        best = None
+        for g in range(len(gnames)):  # groups in sorted-name order: deterministic
+            a = where[g]
+            if (where == a).sum() == 1:
+                continue  # the fold's only group: moving it would empty the fold
+            for b in range(k):
+                if b == a:
+                    continue
+                trial = counts.copy()
+                trial[a] -= per_group[g]
+                trial[b] += per_group[g]
+                c = cost(trial)
+                if c < current and (best is None or c < best[0]):
+                    best = (c, g, b, trial)
+        if best is None:
+            break  # no single move helps: keep what we have
+        current, g, b, counts = best
+        where[g] = b
+    return where[gcode]
+
+
 def fold_names(k: int) -> tuple[str, ...]:
     """The folds' names as the presence pass and the reports spell them: "0".."k-1"."""
     return tuple(str(f) for f in range(k))
@@ -66,7 +115,8 @@ def assign_folds(
             f"the index has {n_groups}"
         )
     strata = [f"{c}|{a}" for c, a in zip(conditions, age_groups, strict=True)]
-    folds = group_kfold(strata, groups, k, seed).astype(str).astype(object)
+    folds = rebalance(group_kfold(strata, groups, k, seed), strata, groups, k)
+    folds = folds.astype(str).astype(object)
     names = fold_names(k)
     moved, moves = ensure_presence(folds, conditions, groups, max(min_groups, k), seed, names)
     return np.asarray(moved, dtype=int), moves
