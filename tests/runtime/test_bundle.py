@@ -167,3 +167,30 @@ def test_unknown_model_files_are_one_line_errors(tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(DermaiError, match="use .keras or .tflite"):
         bundle_mod.load(other)
+
+
+def test_keras_functions_run_batch_by_batch(monkeypatch):
+    """The guard's Keras feature function (and the logits) see at most BATCH images per forward
+    pass, whatever N: the whole HAM10000 test split through the trunk in one call needed about
+    24 GB and killed `dermai export`. The output equals one pass over all images."""
+    tf = pytest.importorskip("tensorflow")
+    monkeypatch.setattr(bundle_mod, "BATCH", 4)
+    seen: list[int] = []
+
+    class Spy:
+        output_shape = (None, 3)
+
+        def __call__(self, x, training=False):
+            def record(n):
+                seen.append(int(n))
+                return np.int64(0)
+
+            done = tf.py_function(record, [tf.shape(x)[0]], tf.int64)
+            with tf.control_dependencies([done]):
+                return tf.reduce_mean(x, axis=[1, 2])
+
+    x = np.random.default_rng(0).uniform(0, 255, (11, 5, 6, 3)).astype(np.float32)
+    got = bundle_mod.keras_batched(Spy())(x)
+    assert seen == [4, 4, 3]
+    np.testing.assert_allclose(got, x.mean(axis=(1, 2)), rtol=1e-5)
+    assert bundle_mod.keras_batched(Spy())(x[:0]).shape == (0, 3)

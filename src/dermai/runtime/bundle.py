@@ -266,14 +266,24 @@ def keras_logits(model: Any) -> LogitsFn:
             return np.concatenate(out) if out else np.zeros((0, n2), np.float32)
 
         return logits_meta  # type: ignore[return-value]
-    fn = tf.function(lambda x: lm(x, training=False), reduce_retracing=True)
-    n = int(lm.output_shape[-1])
+    return keras_batched(lm)
 
-    def logits(x: np.ndarray) -> np.ndarray:
+
+def keras_batched(model: Any) -> LogitsFn:
+    """A one-input Keras model as a function of a raw batch, BATCH images per forward pass: its
+    memory is one batch's activations, whatever N is (the whole HAM10000 test split through the
+    trunk in one call needed about 24 GB)."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    n = int(model.output_shape[-1])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
         out = [np.asarray(fn(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
         return np.concatenate(out) if out else np.zeros((0, n), np.float32)
 
-    return logits
+    return run
 
 
 @dataclass
@@ -434,7 +444,7 @@ def guard_of(
         if guard.space == "trunk"
         else inference.features_model(keras_model)
     )
-    return guard, lambda x: np.asarray(fm(np.asarray(x, dtype=np.float32), training=False))
+    return guard, keras_batched(fm)
 
 
 def load(
