@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
     k = prm.split.folds
     if not k:
         with atomic_dir(args.out) as tmp:
-            write_json(tmp / REPORT, {"folds": 0, "note": "split.folds is []: CV is off"})
+            write_json(tmp / REPORT, {"folds": 0, "note": "split.folds is 0: CV is off"})
         log.info("cross-validation off (split.folds: 0)")
         return
     folds = read_table(Path(args.splits) / FOLDS_FILE, ("image_id", "fold"), "folds")
