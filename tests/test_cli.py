@@ -107,6 +107,9 @@ def test_tensorflow_cpp_logs_quiet_unless_debug(argv, level, monkeypatch):
 
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     monkeypatch.delenv("DERMAI_DEBUG", raising=False)
+    # As an earlier quiet call in this process leaves it (any test that ran `main` before):
+    # --debug must undo it, whatever ran first on this xdist worker.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     with pytest.raises(SystemExit):
         main(argv)
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == level  # read by TF's C++ at import

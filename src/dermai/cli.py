@@ -120,9 +120,8 @@ def quiet_tensorflow(debug: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
     if debug:  # io.native_stderr.quiet_native then lets the converter's and LiteRT's lines by
         os.environ["DERMAI_DEBUG"] = "1"
-    else:
-        for name in ("tensorflow", "absl"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("tensorflow", "absl"):  # NOTSET: a debug call after a quiet one (one process)
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.ERROR)
 
 
 def _setup_logging(verbose: bool) -> None:
