@@ -178,6 +178,7 @@ def test_keras_functions_run_batch_by_batch(monkeypatch):
     seen: list[int] = []
 
     class Spy:
+        inputs = ("image",)  # one input, as the guard's feature model
         output_shape = (None, 3)
 
         def __call__(self, x, training=False):

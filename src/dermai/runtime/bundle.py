@@ -250,37 +250,25 @@ class Analysis:
 def keras_logits(model: Any) -> LogitsFn:
     """A Keras classifier's logits, BATCH images per forward pass (as `evaluate` always ran);
     for a model with metadata, a function of (images, encoded metadata rows)."""
-    import tensorflow as tf
-
-    from dermai.models.classifier import metadata_width
-
-    lm = inference.logits_model(model)
-    if metadata_width(model):
-        fn2 = tf.function(lambda x, m: lm([x, m], training=False), reduce_retracing=True)
-        n2 = int(lm.output_shape[-1])
-
-        def logits_meta(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-            out = [
-                np.asarray(fn2(x[i : i + BATCH], m[i : i + BATCH])) for i in range(0, len(x), BATCH)
-            ]
-            return np.concatenate(out) if out else np.zeros((0, n2), np.float32)
-
-        return logits_meta  # type: ignore[return-value]
-    return keras_batched(lm)
+    return keras_batched(inference.logits_model(model))
 
 
 def keras_batched(model: Any) -> LogitsFn:
-    """A one-input Keras model as a function of a raw batch, BATCH images per forward pass: its
-    memory is one batch's activations, whatever N is (the whole HAM10000 test split through the
-    trunk in one call needed about 24 GB)."""
+    """A Keras model as a function of a raw batch (and, for a two-input model, the encoded
+    metadata rows), BATCH images per forward pass: its memory is one batch's activations,
+    whatever N is (the whole HAM10000 test split through the trunk in one call needed about
+    24 GB)."""
     import tensorflow as tf
 
-    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    if len(model.inputs) > 1:
+        fn = tf.function(lambda x, m: model([x, m], training=False), reduce_retracing=True)
+    else:
+        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     n = int(model.output_shape[-1])
 
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        out = [np.asarray(fn(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
+    def run(x: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
+        parts = [np.asarray(x, dtype=np.float32)] + ([] if m is None else [np.asarray(m)])
+        out = [np.asarray(fn(*(p[i : i + BATCH] for p in parts))) for i in range(0, len(x), BATCH)]
         return np.concatenate(out) if out else np.zeros((0, n), np.float32)
 
     return run
