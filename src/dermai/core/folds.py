@@ -50,7 +50,7 @@ def rebalance(
     (largest spread, sum of squared deviations from the even share), keeping every fold
     non-empty. A no-op when the spread is already within one group, which is every collection
     of ordinary size (PAD-UFES-20: spread 1, largest group 6), so their folds stay sklearn's."""
-    fold_of = np.asarray(fold_of, dtype=int).copy()
+    fold_of = np.asarray(fold_of, dtype=int)
     if not len(fold_of):
         return fold_of
     _, code = np.unique(np.asarray(strata), return_inverse=True)

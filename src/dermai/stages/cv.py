@@ -6,8 +6,7 @@ over leakage groups (patients, lesions), per class, per age group, per fold and 
 and reports/cv/predictions.csv, every image's out-of-fold prediction in `dermai compare`'s
 format plus its leakage group (`dermai compare EXP_A EXP_B --path reports/cv/predictions.csv`
 pairs two CV experiments image by image, resampling whole groups). With `split.folds: 0` it
-writes only report.json `{"folds": 0}` (its bytes as when folds were a list, `[]` = off), and
-metrics.json gains no cv key.
+writes only report.json `{"folds": 0}` and a note, and metrics.json gains no cv key.
 """
 
 from __future__ import annotations
