@@ -262,7 +262,7 @@ class TrainParams:
     # stages (block7, block6, ...) and the head, BatchNorm kept frozen, at `finetune_lr`.
     head_epochs: int = ranged(8, 0)
     lr: float = ranged(1e-3, 0, None, "neither")
-    finetune_epochs: int = ranged(1, 0)
+    finetune_epochs: int = ranged(2, 0)
     finetune_lr: float = ranged(3e-4, 0, None, "neither")
     unfreeze_blocks: int = ranged(3, 0, 7)
     weight_decay: float = ranged(1e-4, 0)
